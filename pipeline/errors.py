@@ -1,0 +1,82 @@
+"""The exception tree. Every error the library raises on purpose is a PipelineError.
+
+    PipelineError                 run-level; carries the process exit code
+    ├── ConfigError        (2)    bad config, manifest, image or command line; nothing was sent
+    ├── LockError         (75)    another run holds this checkpoint
+    ├── CheckpointError    (1)    the checkpoint is corrupt, foreign or unwritable
+    ├── OutputError        (1)    the output directory cannot be written (read-only, disk full)
+    ├── FatalApiError      (1)    the API refused the whole run
+    │   ├── AuthError             key missing or rejected
+    │   └── CreditsError          no credits left
+    └── Interrupted      (130)    Ctrl-C
+
+    ApiError                      one request's failure, raised by client.py only
+    ├── TransientError            worth retrying: reset, timeout, 429, 5xx, garbage body
+    └── ItemError                 this image or prompt was rejected; the item fails, the run goes on
+
+Only client.py turns aiohttp/asyncio exceptions into these; stages never catch aiohttp errors.
+"""
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """A run-level error with a one-line message and an exit code."""
+
+    exit_code = 1
+
+
+class ConfigError(PipelineError):
+    """Invalid config, manifest, image or usage; ``problems`` holds one line per problem."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class LockError(PipelineError):
+    exit_code = 75
+
+
+class CheckpointError(PipelineError):
+    exit_code = 1
+
+
+class OutputError(PipelineError):
+    exit_code = 1
+
+
+class FatalApiError(PipelineError):
+    exit_code = 1
+
+
+class AuthError(FatalApiError):
+    pass
+
+
+class CreditsError(FatalApiError):
+    pass
+
+
+class Interrupted(PipelineError):
+    exit_code = 130
+
+
+class ApiError(Exception):
+    """One failed request: HTTP status, LightX statusCode and message, never the key."""
+
+    def __init__(self, message: str, *, http_status: int | None = None,
+                 status_code: int | None = None, retry_after: float | None = None):
+        self.http_status = http_status
+        self.status_code = status_code
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class TransientError(ApiError):
+    pass
+
+
+class ItemError(ApiError):
+    pass
