@@ -14,7 +14,10 @@
     ├── TransientError            worth retrying: reset, timeout, 429, 5xx, garbage body
     └── ItemError                 this image or prompt was rejected; the item fails, the run goes on
 
-Only client.py turns aiohttp/asyncio exceptions into these; stages never catch aiohttp errors.
+    images.ImageError, fetch.FetchError   a source image cannot be read or fetched; the item fails
+
+Only client.py (the LightX API) and fetch.py (remote source images) turn aiohttp/asyncio
+exceptions into these; stages never catch aiohttp errors.
 """
 from __future__ import annotations
 

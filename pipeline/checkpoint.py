@@ -1,0 +1,230 @@
+"""SQLite state: one row per item, one transition per commit (grouped per event-loop tick).
+
+    ckpt = Checkpoint.open(cfg.state_dir / "checkpoint.sqlite")
+    row = ckpt.rows()["sku-1"]
+    ckpt.save(row, state="submitted", order_id="abc")   # committed within the current loop tick
+
+WAL mode with synchronous=NORMAL: a committed transition survives kill -9 of the process (the
+WAL lives in the OS page cache); on power loss the newest transitions may be lost, never
+the database's consistency.
+"""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from pipeline.errors import CheckpointError
+
+APPLICATION_ID = 0x4C58504C  # "LXPL": marks the file as ours, so a foreign SQLite file is refused
+SCHEMA_VERSION = 1
+
+STATES = ("pending", "uploaded", "submitted", "generated", "done", "failed")
+
+
+@dataclass(eq=False)
+class Row:
+    """In-memory mirror of one `items` row; change it only through Checkpoint.save()."""
+
+    id: str
+    fingerprint: str
+    state: str = "pending"
+    image_sha256: str | None = None
+    api_id: str | None = None          # which API instance the upload/order below belongs to
+    image_url: str | None = None
+    uploaded_at: float | None = None
+    order_id: str | None = None
+    submitted_at: float | None = None
+    max_polls: int | None = None
+    output_url: str | None = None
+    output_path: str | None = None
+    output_sha256: str | None = None
+    output_size: int | None = None
+    output_mtime_ns: int | None = None
+    attempts: int = 0                  # orders created for this item (all runs)
+    failed_orders: int = 0             # orders that ended `failed` since the last reset
+    credits: int = 0                   # orders that ended `active`
+    error: str | None = None
+    created_at: float | None = None
+    updated_at: float | None = None
+    finished_at: float | None = None
+
+
+COLUMNS = [f.name for f in fields(Row)]
+_TYPES = {"attempts": "INTEGER NOT NULL DEFAULT 0", "failed_orders": "INTEGER NOT NULL DEFAULT 0",
+          "credits": "INTEGER NOT NULL DEFAULT 0", "max_polls": "INTEGER", "output_size": "INTEGER",
+          "output_mtime_ns": "INTEGER", "uploaded_at": "REAL", "submitted_at": "REAL",
+          "created_at": "REAL", "updated_at": "REAL", "finished_at": "REAL"}
+_DDL = [
+    "CREATE TABLE IF NOT EXISTS items (id TEXT PRIMARY KEY, "
+    + ", ".join(f"{c} {_TYPES.get(c, 'TEXT')}" for c in COLUMNS[1:]) + ")",
+    "CREATE TABLE IF NOT EXISTS uploads (key TEXT PRIMARY KEY, image_url TEXT NOT NULL, "
+    "uploaded_at REAL NOT NULL, content_type TEXT, size INTEGER)",
+    "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+    "mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL)",
+]
+
+
+class Checkpoint:
+    """The run's durable state. Writes execute at once and commit in groups, once per loop tick."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path):
+        self._conn = conn
+        self.path = path
+        self._commit_pending = False
+        self._sql_cache: dict[tuple[str, ...], str] = {}
+        self.failure: CheckpointError | None = None
+        self._closed = False
+
+    @classmethod
+    def open(cls, path: Path) -> "Checkpoint":
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            existed = path.exists() and path.stat().st_size > 0
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise CheckpointError(f"cannot open checkpoint {path}: {exc}") from None
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if existed and app_id != APPLICATION_ID:
+                raise CheckpointError(f"{path} is not a pipeline checkpoint (a foreign SQLite file); "
+                                      "move it away or choose another output.dir")
+            if existed and version > SCHEMA_VERSION:
+                raise CheckpointError(f"{path} was written by a newer pipeline (schema {version})")
+            if existed:
+                check = conn.execute("PRAGMA quick_check").fetchone()[0]
+                if check != "ok":
+                    raise CheckpointError(f"checkpoint {path} is corrupt ({check}); "
+                                          "restore it or move it away to start over")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("BEGIN")
+            for ddl in _DDL:
+                conn.execute(ddl)
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise CheckpointError(f"{path} is not a usable pipeline checkpoint ({exc}); "
+                                  "move it away or choose another output.dir") from None
+        except CheckpointError:
+            conn.close()
+            raise
+        return cls(conn, path)
+
+    # -- items ------------------------------------------------------------------
+
+    def rows(self) -> dict[str, Row]:
+        cur = self._conn.execute(f"SELECT {', '.join(COLUMNS)} FROM items")
+        return {r[0]: Row(*r) for r in cur}
+
+    def insert(self, rows: list[Row]) -> None:
+        """Insert or replace whole rows in one transaction (used when syncing the manifest)."""
+        now = time.time()
+        for row in rows:
+            row.created_at = row.created_at or now
+            row.updated_at = now
+        marks = ", ".join("?" * len(COLUMNS))
+        self._write_many(f"INSERT OR REPLACE INTO items ({', '.join(COLUMNS)}) VALUES ({marks})",
+                         [tuple(getattr(r, c) for c in COLUMNS) for r in rows])
+
+    def save(self, row: Row, **changes) -> None:
+        """Apply `changes` to `row` and persist them; committed by the end of this loop tick."""
+        if self.failure:
+            raise self.failure
+        changes["updated_at"] = time.time()
+        for key, value in changes.items():
+            setattr(row, key, value)
+        keys = tuple(changes)
+        sql = self._sql_cache.get(keys)
+        if sql is None:
+            sql = f"UPDATE items SET {', '.join(f'{k} = ?' for k in keys)} WHERE id = ?"
+            self._sql_cache[keys] = sql
+        self._execute(sql, (*changes.values(), row.id))
+
+    # -- uploads shared by identical images --------------------------------------
+
+    def upload(self, key: str) -> tuple[str, float] | None:
+        found = self._conn.execute("SELECT image_url, uploaded_at FROM uploads WHERE key = ?",
+                                   (key,)).fetchone()
+        return (found[0], found[1]) if found else None
+
+    def save_upload(self, key: str, image_url: str, uploaded_at: float, content_type: str,
+                    size: int) -> None:
+        self._execute("INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?, ?)",
+                      (key, image_url, uploaded_at, content_type, size))
+
+    def forget_upload(self, key: str) -> None:
+        self._execute("DELETE FROM uploads WHERE key = ?", (key,))
+
+    # -- stat cache, so an unchanged catalog is not re-hashed on every run --------
+
+    def file_hashes(self) -> dict[str, tuple[int, int, str]]:
+        return {p: (s, m, h) for p, s, m, h in self._conn.execute("SELECT * FROM files")}
+
+    def save_file_hashes(self, entries: list[tuple[str, int, int, str]]) -> None:
+        if entries:
+            self._write_many("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", entries)
+
+    # -- commits ------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Commit now whatever is pending."""
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self.failure = CheckpointError(f"cannot write checkpoint {self.path}: {exc}")
+                raise self.failure from None
+        self._commit_pending = False
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.flush()
+        finally:
+            self._conn.close()
+
+    def _execute(self, sql: str, params: tuple) -> None:
+        try:
+            if not self._conn.in_transaction:
+                self._conn.execute("BEGIN")
+            self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            self.failure = CheckpointError(f"cannot write checkpoint {self.path}: {exc}")
+            raise self.failure from None
+        self._schedule_commit()
+
+    def _write_many(self, sql: str, params: list[tuple]) -> None:
+        try:
+            if not self._conn.in_transaction:
+                self._conn.execute("BEGIN")
+            self._conn.executemany(sql, params)
+        except sqlite3.Error as exc:
+            self.failure = CheckpointError(f"cannot write checkpoint {self.path}: {exc}")
+            raise self.failure from None
+        self.flush()
+
+    def _schedule_commit(self) -> None:
+        if self._commit_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._commit_pending = True
+        loop.call_soon(self._commit_quietly)
+
+    def _commit_quietly(self) -> None:
+        try:
+            self.flush()
+        except CheckpointError:
+            pass  # kept in self.failure; the next save() raises it at an item boundary

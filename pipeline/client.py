@@ -1,0 +1,300 @@
+"""The LightX protocol on one aiohttp session; the only place aiohttp errors are caught.
+
+    client = Client(session, base_url, key, retries=RetrySettings(), pacer=Pacer())
+    slot = await client.upload_slot(len(data), "image/jpeg")
+    await client.put_image(slot.put_url, data, "image/jpeg")
+    order = await client.submit(slot.image_url, "a mug on marble")
+    status = await client.order_status(order.order_id)
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, TypeVar
+
+import aiohttp
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+
+from pipeline.config import RetrySettings
+from pipeline.errors import ApiError, AuthError, CreditsError, ItemError, TransientError
+from pipeline.pacing import Pacer
+
+T = TypeVar("T")
+SUCCESS = 2000
+
+# Classified once: these are the failures of a busy network, worth another try.
+_TRANSIENT_EXC = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError,
+                  asyncio.TimeoutError, ConnectionError)
+
+
+@dataclass(frozen=True)
+class UploadSlot:
+    put_url: str
+    image_url: str
+
+
+@dataclass(frozen=True)
+class Order:
+    order_id: str
+    max_retries: int | None
+    status: str
+
+
+@dataclass(frozen=True)
+class OrderStatus:
+    status: str          # init | active | failed
+    output: str | None
+
+
+class Client:
+    """One LightX account on one aiohttp session; retries transient errors, never leaks the key."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, key: str, *,
+                 retries: RetrySettings | None = None, pacer: Pacer | None = None,
+                 timeout_s: float = 60.0):
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._key = key
+        self._retries = retries or RetrySettings()
+        self.pacer = pacer or Pacer()
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(10.0, timeout_s))
+        self._auth_error: AuthError | None = None
+        # Until one API call has succeeded, calls go one at a time: a wrong key then
+        # costs one rejected request, not one per item in flight.
+        self._verified = asyncio.Event()
+        self._probe = asyncio.Lock()
+        self.requests = 0
+
+    # -- the four API calls -------------------------------------------------
+
+    async def upload_slot(self, size: int, content_type: str) -> UploadSlot:
+        return await self._api("v2/uploadImageUrl", {
+            "uploadType": "imageUrl", "size": size, "contentType": content_type}, _parse_slot)
+
+    async def put_image(self, put_url: str, data: bytes, content_type: str) -> None:
+        headers = {"Content-Type": content_type, "Content-Length": str(len(data))}
+        await self._retrying(lambda: self._raw("PUT", put_url, data=data, headers=headers))
+
+    async def submit(self, image_url: str, prompt: str) -> Order:
+        return await self._api("v1/background-generator",
+                               {"imageUrl": image_url, "textPrompt": prompt}, _parse_order)
+
+    async def order_status(self, order_id: str) -> OrderStatus:
+        return await self._api("v1/order-status", {"orderId": order_id}, _parse_status)
+
+    async def download(self, url: str, max_bytes: int = 64 * 1024 * 1024) -> bytes:
+        if not url.startswith(("http://", "https://")):
+            raise ItemError(f"refusing to fetch output over a non-http(s) URL scheme: {url.split(':', 1)[0]!r}")
+        async def fetch() -> bytes:
+            data = await self._raw("GET", url, max_bytes=max_bytes)
+            if not data.startswith(b"\xff\xd8\xff"):  # a gateway's HTML page is worth another try
+                raise TransientError(f"output is not a JPEG ({_snippet(data)})")
+            return data
+        return await self._retrying(fetch)
+
+    # -- machinery ------------------------------------------------------------
+
+    async def _api(self, path: str, payload: dict[str, Any], parse: Callable[[dict[str, Any]], T]) -> T:
+        """POST one JSON API call with the key; parse `body` of a statusCode 2000 answer."""
+        async def call() -> T:
+            return parse(await self._json_call(path, payload))
+        if self._auth_error:
+            raise self._auth_error
+        if self._verified.is_set():
+            return await self._retrying(call)
+        async with self._probe:
+            if self._auth_error:
+                raise self._auth_error
+            result = await self._retrying(call)
+            self._verified.set()
+            return result
+
+    async def _json_call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        raw = await self._raw("POST", f"{self._base}/{path}", json_body=payload, api=True)
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            raise TransientError(f"{path}: answer is not JSON ({_snippet(raw)})") from None
+        if not isinstance(doc, dict):
+            raise TransientError(f"{path}: answer is not a JSON object")
+        code = doc.get("statusCode")
+        if code != SUCCESS:
+            message = str(doc.get("message", ""))[:200]
+            fatal = _fatal_from_message(code, message)
+            if fatal:
+                raise self._note_fatal(fatal)
+            # Undocumented codes: retry a few times, then fail the item.
+            raise TransientError(f"{path}: statusCode {code}: {message}", status_code=code)
+        body = doc.get("body")
+        if not isinstance(body, dict):
+            raise TransientError(f"{path}: answer has no body")
+        return body
+
+    async def _raw(self, method: str, url: str, *, json_body: Any = None, data: bytes | None = None,
+                   headers: dict[str, str] | None = None, api: bool = False,
+                   max_bytes: int = 8 * 1024 * 1024) -> bytes:
+        """One HTTP exchange; every aiohttp/asyncio failure is translated here."""
+        await self.pacer.acquire()
+        hdrs = dict(headers or {})
+        if api:  # the key goes to the API only, never to upload or output URLs
+            hdrs["x-api-key"] = self._key
+        name = url.split("?", 1)[0].rsplit("/", 1)[-1] if api else method
+        self.requests += 1
+        try:
+            async with self._session.request(method, url, json=json_body, data=data, headers=hdrs,
+                                             timeout=self._timeout, allow_redirects=not api) as resp:
+                if api and not _is_http_url(str(resp.url)):
+                    raise ItemError("redirected away from http(s)")
+                status = resp.status
+                if status >= 400 or status < 200:
+                    text = await resp.content.read(2048)
+                    raise self._http_error(name, status, resp.headers.get("Retry-After"), text, api)
+                if resp.content_length is not None and resp.content_length > max_bytes:
+                    raise ItemError(f"{name}: answer of {resp.content_length} bytes is over the {max_bytes}-byte cap")
+                body = await resp.content.read(max_bytes + 1)
+                if len(body) > max_bytes:
+                    raise ItemError(f"{name}: answer is over the {max_bytes}-byte cap")
+                return body
+        except ApiError:
+            raise
+        except _TRANSIENT_EXC as exc:
+            raise TransientError(f"{name}: {_describe(exc)}") from None
+        except aiohttp.ClientError as exc:
+            raise TransientError(f"{name}: {type(exc).__name__}") from None
+
+    def _http_error(self, name: str, status: int, retry_after: str | None, text: bytes, api: bool):
+        wait = _parse_retry_after(retry_after)
+        if status == 429:
+            self.pacer.throttled(wait)
+            return TransientError(f"{name}: HTTP 429 rate limited", http_status=429, retry_after=wait)
+        if status >= 500 or status in (408, 425):
+            return TransientError(f"{name}: HTTP {status}", http_status=status, retry_after=wait)
+        code, message = _lightx_error(text)
+        if api and status in (401, 403):
+            return self._note_fatal(AuthError(f"API key rejected (HTTP {status}{_detail(code, message)})"))
+        if api and status == 402:
+            return CreditsError(f"no credits left (HTTP 402{_detail(code, message)})")
+        if api:
+            fatal = _fatal_from_message(code, message)
+            if fatal:
+                return self._note_fatal(fatal)
+        if not api and status == 403 and text.lstrip().startswith(b"<"):
+            message = message or _s3_message(text)
+        return ItemError(f"{name}: HTTP {status}{_detail(code, message)}", http_status=status,
+                         status_code=code)
+
+    def _note_fatal(self, exc: Exception) -> Exception:
+        if isinstance(exc, AuthError):
+            self._auth_error = exc
+        return exc
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run `call`, retrying TransientError with exponential backoff, jitter and Retry-After."""
+        settings = self._retries
+        try:
+            async for attempt in AsyncRetrying(
+                    retry=retry_if_exception_type(TransientError),
+                    stop=stop_after_attempt(settings.transient),
+                    wait=_backoff(settings.backoff_base_s, settings.backoff_max_s),
+                    reraise=True):
+                with attempt:
+                    return await call()
+        except TransientError as exc:
+            raise ItemError(f"gave up after {settings.transient} attempts: {exc}",
+                            http_status=exc.http_status, status_code=exc.status_code) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _parse_slot(body: dict[str, Any]) -> UploadSlot:
+    put_url, image_url = body.get("uploadImage"), body.get("imageUrl")
+    if not put_url or not image_url:
+        raise TransientError("uploadImageUrl answer lacks uploadImage or imageUrl")
+    return UploadSlot(put_url=str(put_url), image_url=str(image_url))
+
+
+def _parse_order(body: dict[str, Any]) -> Order:
+    order_id = body.get("orderId")
+    if not order_id:
+        raise TransientError("background-generator answer has no orderId")
+    max_retries = body.get("maxRetriesAllowed")
+    return Order(order_id=str(order_id), status=str(body.get("status", "init")),
+                 max_retries=max_retries if isinstance(max_retries, int) and max_retries > 0 else None)
+
+
+def _parse_status(body: dict[str, Any]) -> OrderStatus:
+    status = str(body.get("status", ""))
+    if status not in ("init", "active", "failed"):
+        raise TransientError(f"order-status answered an unknown status {status!r}")
+    output = body.get("output")
+    if status == "active" and not output:
+        raise TransientError("order is active but has no output URL")
+    return OrderStatus(status=status, output=str(output) if output else None)
+
+
+def _backoff(base: float, cap: float) -> Callable[[RetryCallState], float]:
+    """Full-jitter exponential backoff (AWS architecture blog), floored by Retry-After."""
+    def wait(state: RetryCallState) -> float:
+        exp = min(cap, base * 2 ** (state.attempt_number - 1))
+        delay = random.uniform(exp / 2, exp)
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, ApiError) and exc.retry_after:
+            delay = max(delay, min(exc.retry_after, cap))
+        return delay
+    return wait
+
+
+def _fatal_from_message(code: Any, message: str) -> Exception | None:
+    text = message.lower()
+    if "credit" in text or "insufficient" in text or "quota" in text:
+        return CreditsError(f"no credits left (statusCode {code}: {message})")
+    if "api key" in text or "apikey" in text or "unauthori" in text or "x-api-key" in text:
+        return AuthError(f"API key rejected (statusCode {code}: {message})")
+    return None
+
+
+def _lightx_error(text: bytes) -> tuple[Any, str]:
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None, ""
+    if not isinstance(doc, dict):
+        return None, ""
+    return doc.get("statusCode"), str(doc.get("message", ""))[:200]
+
+
+def _s3_message(text: bytes) -> str:
+    found = re.search(rb"<Code>([^<]{1,80})</Code>", text)
+    return found.group(1).decode("ascii", "replace") if found else ""
+
+
+def _detail(code: Any, message: str) -> str:
+    parts = [f"statusCode {code}" if code is not None else "", message]
+    joined = ": ".join(p for p in parts if p)
+    return f", {joined}" if joined else ""
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP-date; rare enough to fall back to backoff
+
+
+def _snippet(raw: bytes) -> str:
+    text = raw[:60].decode("utf-8", "replace").replace("\n", " ").strip()
+    return repr(text) if text else "empty"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    return type(exc).__name__
+
+
+def _is_http_url(url: str) -> bool:
+    return url.startswith(("http://", "https://"))

@@ -1,0 +1,256 @@
+"""Run a validated catalog: plan, then drive every item through the stages with bounded concurrency.
+
+    result = run(cfg, manifest, RunOptions(sandbox=True))
+    result.exit_code   # 0 all done, 1 failures or unfinished, 130 interrupted
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+import aiohttp
+
+from pipeline import results
+from pipeline.checkpoint import Checkpoint
+from pipeline.client import Client
+from pipeline.config import RunConfig
+from pipeline.errors import (AuthError, CheckpointError, ConfigError, FatalApiError, Interrupted,
+                             ItemError, OutputError, PipelineError)
+from pipeline.fetch import FetchError, fetch_image
+from pipeline.images import ImageError
+from pipeline.lock import RunLock
+from pipeline.manifest import Item, Manifest
+from pipeline.pacing import Pacer
+from pipeline.planner import Plan, hash_local_images, invalid_rows, plan
+from pipeline.progress import Progress
+from pipeline.stages import STAGES, Context, Job, Parked
+
+ITEM_FAILURES = (ItemError, FetchError, ImageError)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    sandbox: bool = False
+    skip_invalid: bool = False
+    force: bool = False
+    only: frozenset[str] = frozenset()
+    dry_run: bool = False
+    quiet: bool = False
+    progress: bool | None = None        # None: a bar only when stderr is a TTY
+    confirm: Callable[[int], bool] | None = None  # asked before spending over budget.confirm_over
+    sandbox_options: object | None = None
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    counts: Counter                     # done / failed / pending over the current manifest
+    credits: int = 0                    # orders seen completing this run
+    submits: int = 0
+    elapsed_s: float = 0.0
+    message: str | None = None          # why the run stopped early, if it did
+    plan: Plan | None = None
+    results_path: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def run(cfg: RunConfig, manifest: Manifest, options: RunOptions, *, key: str | None) -> RunResult:
+    """Plan and run under the checkpoint lock; rewrites results.csv however the run ends."""
+    if manifest.invalid and not options.skip_invalid:
+        raise ConfigError([line for bad in manifest.invalid for line in bad.problems])
+    if not key and not options.sandbox and not options.dry_run:
+        raise ConfigError(f"no API key: set {cfg.api.key_env} in the environment, or use --sandbox")
+    with RunLock(cfg.state_dir):
+        ckpt = Checkpoint.open(cfg.state_dir / "checkpoint.sqlite")
+        try:
+            return asyncio.run(_run(cfg, manifest, options, key, ckpt))
+        finally:
+            ckpt.close()
+
+
+async def _run(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str | None,
+               ckpt: Checkpoint) -> RunResult:
+    started = time.monotonic()
+    connector = aiohttp.TCPConnector(limit=max(100, cfg.limits.concurrency * 2), ttl_dns_cache=300)
+    async with aiohttp.ClientSession(connector=connector) as session, \
+            _api_endpoint(cfg, options, key) as (base_url, api_key, api_kind, api_id):
+        shas, problems = await _hash_sources(cfg, manifest.items, ckpt, session)
+        items = [i for i in manifest.items if i.id not in problems]
+        rows = ckpt.rows()
+        the_plan = plan(items, rows, shas, output_dir=cfg.output.dir, api_kind=api_kind, api_id=api_id,
+                        force=options.force, only=options.only, sandbox=options.sandbox)
+        if options.dry_run:
+            return RunResult(exit_code=0, counts=Counter(), plan=the_plan)
+        bad = invalid_rows(manifest.invalid, {i.id for i in items}, rows)
+        bad += _unreadable_rows(manifest.items, problems, shas, rows)
+        ckpt.insert(the_plan.writes + bad)
+
+        budget = cfg.budget.max_credits
+        if options.confirm and the_plan.credits_needed > cfg.budget.confirm_over:
+            if not options.confirm(the_plan.credits_needed):
+                raise Interrupted("not confirmed: nothing was spent")
+        client = Client(session, base_url, api_key, retries=cfg.retries,
+                        pacer=Pacer(cfg.limits.requests_per_second), timeout_s=cfg.api.timeout_s)
+        ctx = Context(cfg=cfg, client=client, ckpt=ckpt, session=session, api_id=api_id,
+                      source_dir=cfg.state_dir / "sources", budget=budget)
+        jobs = [Job(item, row) for item, row in the_plan.jobs]
+        interrupted = await _drive_all(ctx, jobs, options)
+        ckpt.flush()
+        rows = ckpt.rows()
+    counts = results.status_counts(manifest, rows)
+    results_path = results.write(cfg, manifest, rows)
+    exit_code = 130 if interrupted else (0 if counts["done"] == sum(counts.values()) else 1)
+    message = "interrupted: stopped new work, progress saved" if interrupted else ctx.stop_reason
+    return RunResult(exit_code=exit_code, counts=counts, credits=ctx.credits, submits=ctx.submits,
+                     elapsed_s=time.monotonic() - started, message=message, plan=the_plan,
+                     results_path=results_path, extra={"requests": client.requests})
+
+
+async def _drive_all(ctx: Context, jobs: list[Job], options: RunOptions) -> bool:
+    """Run `jobs` with at most limits.concurrency in flight; True if interrupted."""
+    loop = asyncio.get_running_loop()
+    queue = iter(jobs)
+    fatal: list[PipelineError] = []
+    progress = Progress(total=len(jobs), ctx=ctx, enabled=options.progress, quiet=options.quiet)
+
+    async def worker() -> None:
+        for job in queue:
+            if fatal:
+                return
+            await _drive(ctx, job, fatal)
+            progress.finished(job.row.state)
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(ctx.cfg.limits.concurrency, len(jobs)) or 1)]
+    interrupted = False
+
+    def on_signal() -> None:
+        nonlocal interrupted
+        interrupted = True
+        ctx.stop_submits("interrupted")
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)  # a second Ctrl-C aborts at once
+        for w in workers:
+            w.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, on_signal)
+    try:
+        progress.start()
+        await asyncio.gather(*workers, return_exceptions=True)
+        # Orders already sent must have their ids written down before we leave.
+        while ctx.critical:
+            await asyncio.gather(*list(ctx.critical), return_exceptions=True)
+    finally:
+        progress.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+    if fatal:
+        raise fatal[0]
+    return interrupted
+
+
+async def _drive(ctx: Context, job: Job, fatal: list[PipelineError]) -> None:
+    """Take one item as far as it can go; the per-item boundary where failures become data."""
+    row = job.row
+    try:
+        while row.state in STAGES:
+            await STAGES[row.state](ctx, job)
+    except Parked as exc:
+        ctx.ckpt.save(row, error=str(exc))
+    except ITEM_FAILURES as exc:
+        ctx.ckpt.save(row, state="failed", error=str(exc), finished_at=time.time())
+    except FatalApiError as exc:
+        ctx.stop_submits(str(exc))
+        if isinstance(exc, AuthError):
+            fatal.append(exc)
+    except (CheckpointError, OutputError) as exc:
+        ctx.stop_submits(str(exc))
+        fatal.append(exc)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the per-item boundary: a bug fails one item, not the run
+        ctx.ckpt.save(row, state="failed", error=f"internal error: {type(exc).__name__}: {exc}",
+                      finished_at=time.time())
+
+
+async def _hash_sources(cfg: RunConfig, items: list[Item], ckpt: Checkpoint,
+                        session: aiohttp.ClientSession) -> tuple[dict[str, str], dict[str, str]]:
+    """sha256 of every item's source bytes, by item id; remote images are fetched (cached) first."""
+    by_path, problems = await asyncio.to_thread(hash_local_images, items, ckpt)
+    shas = {i.id: by_path[str(i.image_path)] for i in items
+            if i.image_path is not None and i.id not in problems}
+    remote = [i for i in items if i.image_url]
+    if remote:
+        source_dir = cfg.state_dir / "sources"
+        source_dir.mkdir(parents=True, exist_ok=True)
+        gate = asyncio.Semaphore(min(16, cfg.limits.concurrency))
+        cache: dict[str, asyncio.Task] = {}
+
+        async def fetch(url: str) -> str:
+            async with gate:
+                got = await fetch_image(session, url, cfg.state_dir / "remote-cache",
+                                        timeout_s=cfg.images.remote_timeout_s,
+                                        max_bytes=cfg.images.remote_max_bytes)
+            sha = hashlib.sha256(got.data).hexdigest()
+            target = source_dir / sha
+            if not target.exists():
+                await asyncio.to_thread(_write_source, target, got.data)
+            return sha
+
+        for item in remote:
+            if item.image_url not in cache:
+                cache[item.image_url] = asyncio.ensure_future(fetch(item.image_url))
+        await asyncio.gather(*cache.values(), return_exceptions=True)
+        for item in remote:
+            task = cache[item.image_url]
+            if task.exception() is None:
+                shas[item.id] = task.result()
+            elif isinstance(task.exception(), FetchError):
+                problems[item.id] = f"cannot fetch image {item.image_url}: {task.exception()}"
+            else:
+                raise task.exception()
+    return shas, problems
+
+
+def _write_source(target: Path, data: bytes) -> None:
+    from pipeline.stages.download import write_atomically
+    write_atomically(target, data)
+
+
+def _unreadable_rows(items: list[Item], problems: dict[str, str], shas: dict[str, str], rows) -> list:
+    from pipeline.checkpoint import Row
+    from pipeline.planner import INVALID_FINGERPRINT
+    out = []
+    for item in items:
+        if item.id in problems:
+            old = rows.get(item.id)
+            if old and old.state in ("submitted", "generated"):
+                continue
+            out.append(Row(id=item.id, fingerprint=INVALID_FINGERPRINT, state="failed",
+                           error=problems[item.id], finished_at=time.time()))
+    return out
+
+
+@contextlib.asynccontextmanager
+async def _api_endpoint(cfg: RunConfig, options: RunOptions,
+                        key: str | None) -> AsyncIterator[tuple[str, str, str, str]]:
+    """Yield (base_url, key, api_kind, api_id); with --sandbox, a private sandbox on loopback."""
+    if not options.sandbox:
+        yield cfg.api.base_url, key or "", cfg.api.base_url, cfg.api.base_url
+        return
+    from pipeline.sandbox import SANDBOX_KEY, SandboxOptions, start_sandbox
+    running = await start_sandbox(options.sandbox_options or SandboxOptions())
+    try:
+        yield running.base_url, SANDBOX_KEY, "sandbox", f"sandbox@{running.port}"
+    finally:
+        await running.close()

@@ -1,0 +1,154 @@
+"""Decide, before anything is sent, what each item needs: nothing, a resume, or a new order.
+
+An item's fingerprint is the hash of its image bytes, its final prompt and the generation
+parameters; a done item whose fingerprint and output file are unchanged costs nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.checkpoint import Checkpoint, Row
+from pipeline.manifest import InvalidItem, Item
+
+GENERATION = "lightx-bg-v1"  # bump when what we ask the API for changes
+INVALID_FINGERPRINT = "invalid"
+
+
+def fingerprint(image_sha256: str, prompt: str, api_kind: str) -> str:
+    raw = "\0".join((GENERATION, api_kind, image_sha256, prompt))
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hash_local_images(items: list[Item], ckpt: Checkpoint | None) -> tuple[dict[str, str], dict[str, str]]:
+    """Return ({path: sha256}, {item id: problem}); unchanged files are not re-read (stat cache)."""
+    cache = ckpt.file_hashes() if ckpt else {}
+    hashes: dict[str, str] = {}
+    problems: dict[str, str] = {}
+    fresh: list[tuple[str, int, int, str]] = []
+    for item in items:
+        if item.image_path is None:
+            continue
+        key = str(item.image_path)
+        if key in hashes:
+            continue
+        try:
+            st = os.stat(key)
+            known = cache.get(key)
+            if known and known[0] == st.st_size and known[1] == st.st_mtime_ns:
+                hashes[key] = known[2]
+            else:
+                hashes[key] = file_sha256(item.image_path)
+                fresh.append((key, st.st_size, st.st_mtime_ns, hashes[key]))
+        except OSError as exc:
+            problems[item.id] = f"cannot read image {item.image}: {exc.strerror or exc}"
+    if ckpt and fresh:
+        ckpt.save_file_hashes(fresh)
+    return hashes, problems
+
+
+@dataclass
+class Plan:
+    """What a run will do; `counts` keys: new, changed, unchanged, resumable, retry, repair, forced."""
+
+    jobs: list[tuple[Item, Row]] = field(default_factory=list)
+    writes: list[Row] = field(default_factory=list)       # rows to insert or replace before starting
+    counts: Counter = field(default_factory=Counter)
+    in_flight: int = 0                                    # orders already created that may charge
+
+    @property
+    def credits_needed(self) -> int:
+        """Orders this run will create if every one succeeds first time."""
+        return sum(1 for _, row in self.jobs if row.state in ("pending", "uploaded"))
+
+
+def plan(items: list[Item], rows: dict[str, Row], shas: dict[str, str], *, output_dir: Path,
+         api_kind: str, api_id: str, force: bool = False, only: frozenset[str] = frozenset(),
+         sandbox: bool = False) -> Plan:
+    """Compare the manifest with the checkpoint; nothing is written here."""
+    result = Plan()
+    for item in items:
+        if only and item.id not in only:
+            continue
+        sha = shas[item.id]
+        fp = fingerprint(sha, item.prompt, api_kind)
+        row = rows.get(item.id)
+        kind, row = _decide(item, row, sha, fp, output_dir, api_id, force, sandbox)
+        result.counts[kind] += 1
+        if kind in ("new", "changed", "retry", "repair", "forced", "restart"):
+            result.writes.append(row)
+        if kind != "unchanged":
+            result.jobs.append((item, row))
+        if row.state in ("submitted", "generated"):
+            result.in_flight += 1
+    order = {"generated": 0, "submitted": 1, "uploaded": 2, "pending": 3}
+    result.jobs.sort(key=lambda pair: order.get(pair[1].state, 4))  # collect what is paid for first
+    return result
+
+
+def _decide(item: Item, row: Row | None, sha: str, fp: str, output_dir: Path, api_id: str,
+            force: bool, sandbox: bool) -> tuple[str, Row]:
+    if row is None:
+        return "new", Row(id=item.id, fingerprint=fp, image_sha256=sha)
+    if force:
+        return "forced", Row(id=item.id, fingerprint=fp, image_sha256=sha, created_at=row.created_at)
+    if row.fingerprint != fp:
+        return "changed", Row(id=item.id, fingerprint=fp, image_sha256=sha, created_at=row.created_at)
+    if row.state == "failed":
+        return "retry", _reset(row)
+    if sandbox and row.api_id and row.api_id != api_id and row.state in ("uploaded", "submitted"):
+        # That sandbox is gone with its process, and its orders with it; they cost nothing.
+        return "restart", _reset(row)
+    if row.state == "done":
+        if _output_intact(row, item, output_dir):
+            return "unchanged", row
+        if row.output_url and row.api_id == api_id:
+            row.state = "generated"
+            return "repair", row
+        return "repair", _reset(row)
+    return "resumable", row
+
+
+def _reset(row: Row) -> Row:
+    return Row(id=row.id, fingerprint=row.fingerprint, image_sha256=row.image_sha256,
+               attempts=row.attempts, created_at=row.created_at)
+
+
+def _output_intact(row: Row, item: Item, output_dir: Path) -> bool:
+    if row.output_path != item.output_name or not row.output_sha256:
+        return False
+    path = output_dir / item.output_name
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    if st.st_size == row.output_size and st.st_mtime_ns == row.output_mtime_ns:
+        return True
+    return st.st_size == row.output_size and file_sha256(path) == row.output_sha256
+
+
+def invalid_rows(invalid: list[InvalidItem], valid_ids: set[str], rows: dict[str, Row]) -> list[Row]:
+    """Rows recording --skip-invalid items as failed, for ids that can be stored."""
+    out: list[Row] = []
+    seen = set(valid_ids)
+    for bad in invalid:
+        if not bad.id or bad.id in seen:
+            continue
+        seen.add(bad.id)
+        old = rows.get(bad.id)
+        if old and old.state in ("submitted", "generated"):
+            continue  # keep an order that may still charge; it is collected once the item is valid
+        out.append(Row(id=bad.id, fingerprint=INVALID_FINGERPRINT, state="failed",
+                       error="; ".join(bad.problems), created_at=old.created_at if old else None))
+    return out

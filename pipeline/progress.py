@@ -1,0 +1,71 @@
+"""Progress on stderr: a tqdm bar on a TTY, plain timestamped lines otherwise, nothing with --quiet."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections import Counter
+
+from tqdm import tqdm
+
+log = logging.getLogger("pipeline")
+TICK_S = 0.5
+PLAIN_EVERY_S = 30.0
+
+
+class Progress:
+    """Counts per stage while items run; started and closed by the engine."""
+
+    def __init__(self, total: int, ctx, enabled: bool | None = None, quiet: bool = False):
+        self.total = total
+        self._ctx = ctx
+        self._ended: Counter = Counter()
+        tty = sys.stderr.isatty()
+        self._bar_on = (tty if enabled is None else enabled) and not quiet and total > 0
+        self._plain_on = not self._bar_on and not quiet and total > 0
+        self._bar: tqdm | None = None
+        self._ticker: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self._bar_on:
+            self._bar = tqdm(total=self.total, unit="item", file=sys.stderr, dynamic_ncols=True,
+                             smoothing=0.1)
+        if self._bar_on or self._plain_on:
+            self._ticker = asyncio.ensure_future(self._tick())
+
+    def finished(self, state: str) -> None:
+        self._ended[state] += 1
+        if self._bar:
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._ticker:
+            self._ticker.cancel()
+        if self._bar:
+            self._refresh()
+            self._bar.close()
+
+    def line(self) -> str:
+        stages = self._ctx.in_stage
+        done, failed = self._ended["done"], self._ended["failed"]
+        parked = sum(self._ended.values()) - done - failed
+        return (f"{done + failed + parked}/{self.total} · done {done} · failed {failed} · "
+                f"left pending {parked} · uploading {stages['upload']} · submitting {stages['submit']} "
+                f"· polling {stages['poll']} · downloading {stages['download']}")
+
+    async def _tick(self) -> None:
+        elapsed = 0.0
+        while True:
+            await asyncio.sleep(TICK_S)
+            elapsed += TICK_S
+            if self._bar:
+                self._refresh()
+            elif elapsed >= PLAIN_EVERY_S:
+                elapsed = 0.0
+                log.info("progress %s", self.line())
+
+    def _refresh(self) -> None:
+        s = self._ctx.in_stage
+        self._bar.set_postfix_str(f"up {s['upload']} sub {s['submit']} poll {s['poll']} "
+                                  f"dl {s['download']} ok {self._ended['done']} "
+                                  f"fail {self._ended['failed']}", refresh=False)

@@ -1,0 +1,24 @@
+"""The four stages an item goes through, one module each, one shared signature.
+
+    async def run(ctx: Context, job: Job) -> None
+
+A stage moves ``job.row`` to its next state through ``ctx.ckpt.save``. The registry maps the
+state an item is in to the stage that moves it on; "done" and "failed" have no stage.
+
+    pending --upload--> uploaded --submit--> submitted --poll--> generated --download--> done
+                                    ^                      |
+                                    +---- failed order ----+   (free; resubmitted up to retries.failed_orders)
+"""
+from __future__ import annotations
+
+from pipeline.stages import download, poll, submit, upload
+from pipeline.stages.context import Context, Job, Parked
+
+STAGES = {
+    "pending": upload.run,
+    "uploaded": submit.run,
+    "submitted": poll.run,
+    "generated": download.run,
+}
+
+__all__ = ["STAGES", "Context", "Job", "Parked"]

@@ -1,0 +1,80 @@
+"""generated -> done: fetch the output JPEG, check it decodes, write it atomically, record its hash.
+
+The checkpoint says `done` only after the file has been renamed into place (the done marker is
+written last, as img2dataset does with its shard stats).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from pipeline.errors import ItemError, OutputError
+from pipeline.stages.context import Context, Job, Parked
+
+_GONE = (403, 404, 410)
+
+
+async def run(ctx: Context, job: Job) -> None:
+    row = job.row
+    ctx.in_stage["download"] += 1
+    try:
+        data = await ctx.client.download(row.output_url)
+    except ItemError as exc:
+        if exc.http_status in _GONE:
+            # The output link has expired: only a new order can bring the picture back.
+            ctx.ckpt.save(row, state="uploaded" if row.image_url else "pending", order_id=None,
+                          output_url=None, error=f"output link gone ({exc}); ordering again")
+            return
+        # The order is paid for: keep its output URL and try the download again next run.
+        raise Parked(f"output download failed, kept for the next run: {exc}") from None
+    finally:
+        ctx.in_stage["download"] -= 1
+    try:
+        await asyncio.to_thread(_check_jpeg, data)
+    except ItemError as exc:
+        raise Parked(f"{exc}; download kept for the next run") from None
+    target = ctx.cfg.output.dir / job.item.output_name
+    stat = await asyncio.to_thread(write_atomically, target, data)
+    ctx.ckpt.save(row, state="done", output_path=job.item.output_name,
+                  output_sha256=hashlib.sha256(data).hexdigest(), output_size=stat.st_size,
+                  output_mtime_ns=stat.st_mtime_ns, finished_at=time.time(), error=None)
+
+
+def _check_jpeg(data: bytes) -> None:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.format != "JPEG":
+                raise ItemError(f"output is {im.format or 'not an image'}, not a JPEG")
+            im.load()
+    except ItemError:
+        raise
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ItemError(f"output does not decode as a JPEG ({type(exc).__name__})") from None
+
+
+def write_atomically(target: Path, data: bytes) -> os.stat_result:
+    """Write `data` to a temp file beside `target`, then rename it into place."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".part-", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are for sharing
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return target.stat()
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+

@@ -1,0 +1,55 @@
+"""uploaded -> submitted: create the order (1 credit if it completes) and record its id at once.
+
+There is no idempotency key: an orderId not written down is a credit paid for nothing. The
+request and the checkpoint write are shielded together, so Ctrl-C cannot fall between them.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from pipeline.client import Order
+from pipeline.errors import FatalApiError, ItemError
+from pipeline.stages.context import UPLOAD_MAX_AGE_S, Context, Job, Parked
+
+
+async def run(ctx: Context, job: Job) -> None:
+    row = job.row
+    if row.api_id != ctx.api_id or not row.uploaded_at or time.time() - row.uploaded_at >= UPLOAD_MAX_AGE_S:
+        ctx.ckpt.save(row, state="pending", image_url=None, uploaded_at=None)
+        return  # upload again: an imageUrl lives 24 h and belongs to one API instance
+    if ctx.stop_reason:
+        raise Parked(ctx.stop_reason)
+    if ctx.budget is not None and ctx.reserved >= ctx.budget:
+        ctx.stop_submits(f"budget of {ctx.budget} credits reached")
+        raise Parked(ctx.stop_reason)
+    ctx.reserved += 1
+    try:
+        task = asyncio.ensure_future(_submit_and_record(ctx, job))
+        ctx.critical.add(task)
+        task.add_done_callback(lambda t: (ctx.critical.discard(t), t.cancelled() or t.exception()))
+        await asyncio.shield(task)
+    except ItemError as exc:
+        ctx.reserved -= 1
+        if job.reuploaded:
+            raise ItemError(f"order rejected: {exc}") from None
+        # The API may have dropped our imageUrl (expired, or never stored): upload once more.
+        job.reuploaded = True
+        ctx.ckpt.forget_upload(f"{ctx.api_id}|{row.image_sha256}")
+        ctx.ckpt.save(row, state="pending", image_url=None, uploaded_at=None, error=str(exc))
+    except FatalApiError:
+        ctx.reserved -= 1
+        raise
+
+
+async def _submit_and_record(ctx: Context, job: Job) -> None:
+    ctx.in_stage["submit"] += 1
+    try:
+        order: Order = await ctx.client.submit(job.row.image_url, job.item.prompt)
+    finally:
+        ctx.in_stage["submit"] -= 1
+    ctx.submits += 1
+    job.polls = 0
+    job.reserved = True
+    ctx.ckpt.save(job.row, state="submitted", order_id=order.order_id, submitted_at=time.time(),
+                  max_polls=order.max_retries, attempts=job.row.attempts + 1, error=None)

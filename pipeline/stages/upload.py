@@ -1,0 +1,65 @@
+"""pending -> uploaded: prepare the image, ask for a slot, PUT the exact bytes.
+
+Identical source bytes are uploaded once per API instance and shared by every item that uses
+them, within a run (one shared task) and across runs (the checkpoint's uploads table).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from pipeline.errors import ItemError
+from pipeline.images import prepare_image
+from pipeline.stages.context import UPLOAD_MAX_AGE_S, Context, Job
+
+
+async def run(ctx: Context, job: Job) -> None:
+    key = f"{ctx.api_id}|{job.row.image_sha256}"
+    image_url, uploaded_at = await _shared_upload(ctx, job, key)
+    ctx.ckpt.save(job.row, state="uploaded", image_url=image_url, uploaded_at=uploaded_at,
+                  api_id=ctx.api_id, error=None)
+
+
+async def _shared_upload(ctx: Context, job: Job, key: str) -> tuple[str, float]:
+    known = ctx.ckpt.upload(key)
+    if known and time.time() - known[1] < UPLOAD_MAX_AGE_S:
+        return known
+    task = ctx.uploads.get(key)
+    if task is None:
+        task = asyncio.ensure_future(_upload(ctx, job, key))
+        ctx.uploads[key] = task
+        task.add_done_callback(lambda t: (ctx.uploads.pop(key, None), t.cancelled() or t.exception()))
+    # Shielded: one item's cancellation must not cancel the upload other items wait on.
+    return await asyncio.shield(task)
+
+
+async def _upload(ctx: Context, job: Job, key: str) -> tuple[str, float]:
+    ctx.in_stage["upload"] += 1
+    try:
+        data = await asyncio.to_thread(_read_source, ctx, job)
+        prepared = await asyncio.to_thread(prepare_image, data,
+                                           max_bytes=ctx.cfg.images.max_upload_bytes)
+        for attempt in (1, 2):
+            slot = await ctx.client.upload_slot(len(prepared.data), prepared.content_type)
+            try:
+                await ctx.client.put_image(slot.put_url, prepared.data, prepared.content_type)
+                break
+            except ItemError as exc:
+                # A presigned URL can expire between slot and PUT; one fresh slot is worth a try.
+                if exc.http_status != 403 or attempt == 2:
+                    raise ItemError(f"upload rejected: {exc}", http_status=exc.http_status) from None
+        uploaded_at = time.time()
+        ctx.ckpt.save_upload(key, slot.image_url, uploaded_at, prepared.content_type, len(prepared.data))
+        return slot.image_url, uploaded_at
+    finally:
+        ctx.in_stage["upload"] -= 1
+
+
+def _read_source(ctx: Context, job: Job) -> bytes:
+    item = job.item
+    try:
+        if item.image_path is not None:
+            return item.image_path.read_bytes()
+        return (ctx.source_dir / str(job.row.image_sha256)).read_bytes()
+    except OSError as exc:
+        raise ItemError(f"cannot read image {item.image}: {exc.strerror or exc}") from None

@@ -1,0 +1,43 @@
+"""`pipeline status`: counts per state and failures with reasons, read from the checkpoint alone."""
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+
+from pipeline.checkpoint import STATES, Checkpoint
+from pipeline.config import load_config
+from pipeline.errors import CheckpointError
+
+MAX_FAILURES_SHOWN = 50
+
+
+def format_status(config_path: str) -> str:
+    cfg = load_config(config_path)
+    path = cfg.state_dir / "checkpoint.sqlite"
+    if not path.exists():
+        return f"no checkpoint yet at {path}: nothing has run"
+    ckpt = Checkpoint.open(path)
+    try:
+        rows = ckpt.rows()
+    except sqlite3.Error as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+    finally:
+        ckpt.close()
+    counts = Counter(r.state for r in rows.values())
+    lines = [f"checkpoint: {path}", f"items: {len(rows)} · credits spent: {sum(r.credits for r in rows.values())}"]
+    lines += [f"  {state:<10} {counts[state]}" for state in STATES if counts[state]]
+    waiting = [r for r in rows.values() if r.state == "submitted"]
+    if waiting:
+        lines.append(f"orders in flight (collected by the next run): {len(waiting)}")
+    failed = sorted((r for r in rows.values() if r.state == "failed"), key=lambda r: r.id)
+    if failed:
+        lines.append("failures:")
+        lines += [f"  {r.id}: {r.error or 'no reason recorded'}" for r in failed[:MAX_FAILURES_SHOWN]]
+        if len(failed) > MAX_FAILURES_SHOWN:
+            lines.append(f"  ... and {len(failed) - MAX_FAILURES_SHOWN} more (see results.csv)")
+    notes = sorted((r for r in rows.values() if r.state not in ("done", "failed") and r.error),
+                   key=lambda r: r.id)
+    if notes:
+        lines.append("pending with a note:")
+        lines += [f"  {r.id} [{r.state}]: {r.error}" for r in notes[:MAX_FAILURES_SHOWN]]
+    return "\n".join(lines)

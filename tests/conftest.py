@@ -1,0 +1,95 @@
+"""Shared fixtures: one sandbox on 127.0.0.1 for the whole suite, and small catalogs on disk."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image, ImageDraw
+
+from pipeline.sandbox import SANDBOX_KEY, SandboxOptions, SandboxThread
+
+# Fast sandbox defaults for tests: orders finish in 0.1 s, polls every 0.05 s.
+TEST_SANDBOX = SandboxOptions(processing_s=0.1, fast=False, seed=7, retry_after_s=0.05)
+COLOURS = ["red", "blue", "green", "orange", "purple", "teal", "navy", "gold", "brown", "pink"]
+
+
+@pytest.fixture(scope="session")
+def sandbox_server():
+    with SandboxThread(TEST_SANDBOX) as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(sandbox_server, monkeypatch):
+    """The suite's sandbox, with a clean ledger and default options for this test."""
+    sandbox_server.set_options(**TEST_SANDBOX.to_dict())
+    sandbox_server.reset_ledger()
+    monkeypatch.setenv("LIGHTX_API_KEY", SANDBOX_KEY)
+    monkeypatch.delenv("LIGHTX_BASE_URL", raising=False)
+    return sandbox_server
+
+
+def draw_product(path: Path, colour: str, size: int = 96, shape: int = 0) -> Path:
+    """A simple product on a plain white background, saved as JPEG or PNG by suffix."""
+    im = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(im)
+    box = (size // 4, size // 5, size * 3 // 4, size * 4 // 5)
+    [draw.rectangle, draw.ellipse][shape % 2](box, fill=colour)
+    im.save(path)
+    return path
+
+
+def write_catalog(root: Path, n: int = 6, *, base_url: str, config: dict | None = None,
+                  distinct: bool = True, rows: list[dict] | None = None) -> Path:
+    """Write images, catalog.csv and catalog.yaml under `root`; return the config path."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "images").mkdir(exist_ok=True)
+    if rows is None:
+        rows = []
+        for i in range(n):
+            k = i if distinct else 0
+            name = f"images/p{k}.{'png' if k % 2 else 'jpg'}"
+            if not (root / name).exists():
+                draw_product(root / name, COLOURS[k % len(COLOURS)], shape=k)
+            rows.append({"id": f"sku-{i:03d}", "image": name, "title": f"{COLOURS[k % 10]} product {i}",
+                         "scene": "a white marble counter"})
+    import csv
+    with open(root / "catalog.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    doc = {
+        "manifest": "catalog.csv",
+        "prompt": "{title} on {scene}",
+        "output": {"dir": "out"},
+        "limits": {"concurrency": 8},
+        "poll": {"interval_s": 0.05},
+        "api": {"base_url": base_url},
+        "retries": {"backoff_base_s": 0.01, "backoff_max_s": 0.2},
+    }
+    for section, values in (config or {}).items():
+        if isinstance(values, dict):
+            doc.setdefault(section, {}).update(values)
+        else:
+            doc[section] = values
+    path = root / "catalog.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def catalog_dir(tmp_path):
+    return tmp_path / "catalog"
+
+
+def pipeline_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline", *args]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("LIGHTX_BASE_URL",)}
+    env.update({"LIGHTX_API_KEY": SANDBOX_KEY, "PYTHONUNBUFFERED": "1"}, **extra)
+    return env

@@ -1,0 +1,93 @@
+"""SQLite checkpoint: durability of transitions, refusal of foreign or corrupt files."""
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+
+import pytest
+
+from pipeline.checkpoint import Checkpoint, Row
+from pipeline.errors import CheckpointError
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    ckpt = Checkpoint.open(tmp_path / "state" / "checkpoint.sqlite")
+    yield ckpt
+    ckpt.close()
+
+
+def test_rows_round_trip_across_reopen(tmp_path, checkpoint):
+    checkpoint.insert([Row(id="a", fingerprint="f1"), Row(id="b", fingerprint="f2")])
+    row = checkpoint.rows()["a"]
+    checkpoint.save(row, state="submitted", order_id="o-1", attempts=1)
+    checkpoint.close()
+    again = Checkpoint.open(tmp_path / "state" / "checkpoint.sqlite")
+    rows = again.rows()
+    assert rows["a"].state == "submitted" and rows["a"].order_id == "o-1" and rows["a"].attempts == 1
+    assert rows["b"].state == "pending"
+    again.close()
+
+
+async def test_saves_in_one_loop_tick_commit_together_and_soon(tmp_path, checkpoint):
+    checkpoint.insert([Row(id=str(i), fingerprint="f") for i in range(100)])
+    rows = checkpoint.rows()
+    for row in rows.values():
+        checkpoint.save(row, state="submitted", order_id=f"o-{row.id}")
+    await asyncio.sleep(0)  # the commit runs on the next tick
+    await asyncio.sleep(0)
+    other = sqlite3.connect(checkpoint.path)
+    committed = other.execute("SELECT count(*) FROM items WHERE order_id IS NOT NULL").fetchone()[0]
+    other.close()
+    assert committed == 100
+
+
+def test_uploads_are_shared_by_key(checkpoint):
+    checkpoint.save_upload("api|sha", "http://cdn/x.jpeg", 123.0, "image/jpeg", 10)
+    assert checkpoint.upload("api|sha") == ("http://cdn/x.jpeg", 123.0)
+    checkpoint.forget_upload("api|sha")
+    assert checkpoint.upload("api|sha") is None
+
+
+def test_foreign_sqlite_file_is_refused(tmp_path):
+    path = tmp_path / "checkpoint.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE stuff (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(CheckpointError, match="not a pipeline checkpoint"):
+        Checkpoint.open(path)
+
+
+def test_garbage_file_is_refused_not_restarted(tmp_path):
+    path = tmp_path / "checkpoint.sqlite"
+    path.write_bytes(os.urandom(8192))
+    with pytest.raises(CheckpointError, match="not a usable pipeline checkpoint"):
+        Checkpoint.open(path)
+    assert path.stat().st_size == 8192  # left as it was, for the user to inspect
+
+
+def test_corrupted_pages_are_reported(tmp_path):
+    path = tmp_path / "checkpoint.sqlite"
+    ckpt = Checkpoint.open(path)
+    ckpt.insert([Row(id=f"item-{i}", fingerprint="f" * 64) for i in range(2000)])
+    ckpt.close()
+    data = bytearray(path.read_bytes())
+    for offset in range(8192, len(data) - 4096, 4096):
+        data[offset + 100: offset + 400] = os.urandom(300)
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt|not a usable"):
+        Checkpoint.open(path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_directory_is_a_clear_error(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(CheckpointError, match="cannot open checkpoint|not a usable"):
+            Checkpoint.open(ro / "checkpoint.sqlite")
+    finally:
+        ro.chmod(0o700)

@@ -1,0 +1,156 @@
+"""The run engine end to end against the sandbox: happy path, faults, resume, credits."""
+from __future__ import annotations
+
+import csv
+import sqlite3
+import time
+
+import pytest
+from PIL import Image
+
+from pipeline.cli import main
+from pipeline.sandbox import SANDBOX_KEY
+from conftest import write_catalog
+
+
+def results(config):
+    with open(config.parent / "out" / "results.csv", newline="", encoding="utf-8") as fh:
+        return {r["id"]: r for r in csv.DictReader(fh)}
+
+
+def checkpoint_rows(config):
+    conn = sqlite3.connect(config.parent / "out" / ".pipeline" / "checkpoint.sqlite")
+    conn.row_factory = sqlite3.Row
+    rows = {r["id"]: dict(r) for r in conn.execute("SELECT * FROM items")}
+    conn.close()
+    return rows
+
+
+def test_happy_path_outputs_every_item_once(sandbox, catalog_dir, capsys):
+    config = write_catalog(catalog_dir, 6, base_url=sandbox.base_url)
+    assert main(["run", str(config), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "done 6 · failed 0 · pending 0" in out
+    table = results(config)
+    assert len(table) == 6 and {r["status"] for r in table.values()} == {"done"}
+    for row in table.values():
+        path = catalog_dir / "out" / row["output_path"]
+        with Image.open(path) as im:
+            assert im.format == "JPEG" and im.size == (96, 96)
+    ledger = sandbox.ledger_snapshot()
+    assert ledger["credits"] == 6
+    assert ledger["overpolls"] == 0
+    assert ledger["keys_seen_on_non_api"] == 0
+
+
+def test_rerun_of_unchanged_catalog_sends_nothing(sandbox, catalog_dir, capsys):
+    config = write_catalog(catalog_dir, 4, base_url=sandbox.base_url)
+    assert main(["run", str(config), "--quiet"]) == 0
+    sandbox.reset_ledger()
+    assert main(["run", str(config), "--quiet"]) == 0
+    ledger = sandbox.ledger_snapshot()
+    assert sum(ledger["requests"].values()) == 0
+    assert "0 credits spent" in capsys.readouterr().out
+
+
+def test_identical_images_are_uploaded_once(sandbox, catalog_dir):
+    config = write_catalog(catalog_dir, 5, base_url=sandbox.base_url, distinct=False)
+    assert main(["run", str(config), "--quiet"]) == 0
+    ledger = sandbox.ledger_snapshot()
+    assert ledger["requests"]["upload_url"] == 1 and ledger["requests"]["put"] == 1
+    assert ledger["credits"] == 5
+
+
+FAULTS = {
+    "429": {"rate_429": 0.3},
+    "5xx": {"rate_5xx": 0.3},
+    "reset": {"rate_reset": 0.2},
+    "garbage": {"rate_garbage": 0.2},
+    "bad_status": {"rate_bad_status": 0.2},
+    "failed_orders": {"rate_failed": 0.3},
+    "all": {"rate_429": 0.08, "rate_5xx": 0.08, "rate_reset": 0.04, "rate_garbage": 0.03,
+            "rate_bad_status": 0.03, "rate_failed": 0.05},
+}
+
+
+@pytest.mark.parametrize("faults", FAULTS.values(), ids=FAULTS.keys())
+def test_faults_still_end_with_one_credit_per_item(sandbox, catalog_dir, faults):
+    sandbox.set_options(**faults)
+    config = write_catalog(catalog_dir, 12, base_url=sandbox.base_url,
+                           config={"retries": {"transient": 10, "failed_orders": 5}})
+    assert main(["run", str(config), "--quiet"]) == 0
+    ledger = sandbox.ledger_snapshot()
+    assert ledger["credits"] == 12
+    assert set(results(config)) == {f"sku-{i:03d}" for i in range(12)}
+    assert all(r["status"] == "done" for r in results(config).values())
+
+
+def test_failed_order_is_resubmitted_and_costs_nothing(sandbox, catalog_dir):
+    sandbox.set_options(rate_failed=1.0)
+    config = write_catalog(catalog_dir, 2, base_url=sandbox.base_url, config={"retries": {"failed_orders": 2}})
+    assert main(["run", str(config), "--quiet"]) == 1
+    ledger = sandbox.ledger_snapshot()
+    assert ledger["credits"] == 0 and ledger["requests"]["submit"] == 6  # 1 + 2 resubmits each
+    table = results(config)
+    assert {r["status"] for r in table.values()} == {"failed"}
+    assert "order failed 3 times" in table["sku-000"]["error"]
+    sandbox.set_options(rate_failed=0.0)
+    assert main(["run", str(config), "--quiet"]) == 0  # a rerun retries failed items
+    assert sandbox.ledger_snapshot()["credits"] == 2
+
+
+def test_order_still_init_after_last_poll_is_collected_by_next_run(sandbox, catalog_dir):
+    sandbox.set_options(slow_order_rate=1.0, slow_order_s=1.0)
+    config = write_catalog(catalog_dir, 3, base_url=sandbox.base_url,
+                           config={"poll": {"interval_s": 0.05, "max_attempts": 2}})
+    assert main(["run", str(config), "--quiet"]) == 1
+    table = results(config)
+    assert {r["status"] for r in table.values()} == {"pending"}
+    assert "still processing" in table["sku-000"]["error"]
+    time.sleep(1.1)
+    assert main(["run", str(config), "--quiet"]) == 0
+    ledger = sandbox.ledger_snapshot()
+    assert ledger["requests"]["submit"] == 3  # never resubmitted
+    assert ledger["credits"] == 3
+
+
+def test_wrong_key_stops_the_run_fast_without_leaking_it(sandbox, catalog_dir, monkeypatch, capsys):
+    secret = "wrong-key-5f2b9c0e7d1a4b3c8e6f0a9b2c4d6e8f"
+    monkeypatch.setenv("LIGHTX_API_KEY", secret)
+    config = write_catalog(catalog_dir, 20, base_url=sandbox.base_url)
+    started = time.monotonic()
+    code = main(["run", str(config)])
+    assert code == 1 and time.monotonic() - started < 10
+    err = capsys.readouterr().err
+    assert "API key rejected" in err and secret not in err
+    assert sandbox.ledger_snapshot()["requests"]["upload_url"] == 1
+    for path in (catalog_dir / "out").rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def test_no_credits_stops_new_submits_and_keeps_the_rest_pending(sandbox, catalog_dir, capsys):
+    sandbox.set_options(credit_limit=3)
+    config = write_catalog(catalog_dir, 8, base_url=sandbox.base_url, config={"limits": {"concurrency": 2}})
+    assert main(["run", str(config), "--quiet"]) == 1
+    counts = {s: sum(1 for r in results(config).values() if r["status"] == s) for s in ("done", "pending")}
+    assert counts["done"] == 3 and counts["pending"] == 5
+    assert "no credits left" in capsys.readouterr().err
+
+
+def test_expired_upload_is_redone_not_submitted(sandbox, catalog_dir):
+    config = write_catalog(catalog_dir, 1, base_url=sandbox.base_url)
+    assert main(["run", str(config), "--quiet", "--only", "sku-000"]) == 0
+    ckpt = catalog_dir / "out" / ".pipeline" / "checkpoint.sqlite"
+    conn = sqlite3.connect(ckpt)
+    conn.execute("UPDATE uploads SET uploaded_at = uploaded_at - 25 * 3600")
+    conn.commit()
+    conn.close()
+    sandbox.age_uploads(25 * 3600)
+    write_catalog(catalog_dir, 1, base_url=sandbox.base_url,
+                  rows=[{"id": "sku-000", "image": "images/p0.jpg", "title": "changed", "scene": "sand"}])
+    sandbox.reset_ledger()
+    assert main(["run", str(config), "--quiet"]) == 0
+    ledger = sandbox.ledger_snapshot()
+    assert ledger["requests"]["put"] == 1 and ledger["credits"] == 1
+    assert not ledger["rejected_submits"] if "rejected_submits" in ledger else True
