@@ -1,0 +1,114 @@
+"""Stops of every kind, in a child process: kill -9, Ctrl-C, a second run; then resume."""
+from __future__ import annotations
+
+import random
+import signal
+import sqlite3
+import subprocess
+import time
+
+from PIL import Image
+
+from conftest import child_env, pipeline_cmd, write_catalog
+
+
+def order_ids(config) -> dict[str, str]:
+    path = config.parent / "out" / ".pipeline" / "checkpoint.sqlite"
+    if not path.exists():
+        return {}
+    conn = sqlite3.connect(path)
+    try:
+        return dict(conn.execute("SELECT id, order_id FROM items WHERE order_id IS NOT NULL"))
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        conn.close()
+
+
+def wait_for(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def assert_outputs_whole(config):
+    out = config.parent / "out"
+    for path in out.glob("*.jpg"):
+        with Image.open(path) as im:
+            im.load()
+    assert not list(out.glob(".part-*")), "a partial file was left at the top of output.dir"
+
+
+def test_kill_9_at_random_moments_then_resume(sandbox, catalog_dir):
+    sandbox.set_options(processing_s=0.4, processing_jitter=0.5)
+    n = 24
+    config = write_catalog(catalog_dir, n, base_url=sandbox.base_url,
+                           config={"limits": {"concurrency": 6}, "poll": {"interval_s": 0.1}})
+    rng = random.Random(1234)
+    recorded: dict[str, str] = {}
+    kills = 0
+    for _ in range(5):
+        child = subprocess.Popen(pipeline_cmd("run", str(config), "--quiet"), env=child_env(),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.4, 1.6))
+        if child.poll() is None:
+            child.kill()
+            kills += 1
+        child.wait()
+        assert_outputs_whole(config)
+        recorded.update(order_ids(config))
+    final = subprocess.run(pipeline_cmd("run", str(config), "--quiet"), env=child_env(),
+                           capture_output=True, text=True, timeout=120)
+    assert final.returncode == 0, final.stderr
+    ledger = sandbox.ledger_snapshot()
+    assert ledger["credits"] <= n + kills
+    # An order written down is collected, never replaced by a new one.
+    now = order_ids(config)
+    assert all(now[item] == order for item, order in recorded.items()), "a recorded order was resubmitted"
+    assert_outputs_whole(config)
+    assert len(list((catalog_dir / "out").glob("*.jpg"))) == n
+
+
+def test_ctrl_c_stops_saves_and_a_rerun_finishes(sandbox, catalog_dir):
+    sandbox.set_options(processing_s=0.5)
+    n = 16
+    config = write_catalog(catalog_dir, n, base_url=sandbox.base_url,
+                           config={"limits": {"concurrency": 4}, "poll": {"interval_s": 0.2}})
+    child = subprocess.Popen(pipeline_cmd("run", str(config)), env=child_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: sandbox.ledger_snapshot()["requests"].get("submit", 0) >= 3)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=15)
+    assert child.returncode == 130, err
+    assert "interrupted" in err
+    assert (catalog_dir / "out" / "results.csv").exists()
+    final = subprocess.run(pipeline_cmd("run", str(config), "--quiet"), env=child_env(),
+                           capture_output=True, text=True, timeout=60)
+    assert final.returncode == 0, final.stderr
+    assert sandbox.ledger_snapshot()["credits"] == n
+
+
+def test_second_run_of_same_config_exits_75_naming_the_holder(sandbox, catalog_dir):
+    sandbox.set_options(processing_s=3.0)
+    config = write_catalog(catalog_dir, 4, base_url=sandbox.base_url, config={"poll": {"interval_s": 1.0}})
+    first = subprocess.Popen(pipeline_cmd("run", str(config), "--quiet"), env=child_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: (catalog_dir / "out" / ".pipeline" / "run.lock.json").exists())
+        started = time.monotonic()
+        second = subprocess.run(pipeline_cmd("run", str(config)), env=child_env(),
+                                capture_output=True, text=True, timeout=30)
+        assert time.monotonic() - started < 5
+        assert second.returncode == 75
+        assert f"pid {first.pid}" in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+    # The lock dies with its holder: the next run is not blocked.
+    sandbox.set_options(processing_s=0.1)
+    again = subprocess.run(pipeline_cmd("run", str(config), "--quiet"), env=child_env(),
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
