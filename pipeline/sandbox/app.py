@@ -1,0 +1,261 @@
+"""The aiohttp application: LightX's routes, the storage routes, admin routes, fault middleware.
+
+LightX-shaped rejections (HTTP status, statusCode, message):
+
+    401 4010  Invalid API key                      missing or wrong x-api-key
+    400 4001  <what is wrong with the request>     bad JSON, uploadType, contentType, size, prompt
+    400 4002  External image URLs are not supported   imageUrl not issued by this sandbox
+    400 4003  imageUrl has expired                 older than upload_ttl_s
+    400 4004  Order not found                      unknown orderId
+    400 4005  imageUrl has no uploaded image       the PUT never completed
+    402 4020  Insufficient credits                 credit_limit reached
+
+Storage routes answer as S3 does, with an XML <Error>: a PUT whose signature, expiry, Host,
+Content-Type, Content-Length or bytes differ from the slot gets 403 (SignatureDoesNotMatch, or
+AccessDenied when expired or not a JPEG/PNG); an unknown or unfinished output gets 404 NoSuchKey.
+Which routes can fault, and how, is in faults.py.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import warnings
+from typing import Any
+
+from aiohttp import web
+
+from pipeline.sandbox.faults import API, STORAGE, ConnectionReset, draw_fault, lightx_json
+from pipeline.sandbox.ledger import Ledger
+from pipeline.sandbox.options import SandboxOptions
+from pipeline.sandbox.presign import MAGIC, check_body, check_signature, query_for, s3_error
+from pipeline.sandbox.state import SandboxState
+
+ROOT = "/external/api"
+MAX_PROMPT_CHARS = 500
+STATE = web.AppKey("state", SandboxState)
+LEDGER = web.AppKey("ledger", Ledger)
+
+_KEY_PATTERN = r"apikey/[0-9a-f]{32}\.(?:jpeg|png)"
+_NON_API = STORAGE | {"cdn"}
+
+
+class Rejected(Exception):
+    """A LightX-shaped refusal raised by a handler's checks."""
+
+    def __init__(self, http_status: int, status_code: int, message: str):
+        super().__init__(message)
+        self.response = lightx_json(http_status, status_code, message)
+
+
+def _success(body: dict[str, Any]) -> web.Response:
+    return lightx_json(200, 2000, "SUCCESS", body)
+
+
+def _s3_response(status: int, code: str, message: str, resource: str = "") -> web.Response:
+    return web.Response(status=status, content_type="application/xml",
+                        text=s3_error(code, message, resource))
+
+
+def _origin(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+def _check_key(request: web.Request, state: SandboxState) -> None:
+    if request.headers.get("x-api-key") != state.options.api_key:
+        raise Rejected(401, 4010, "Invalid API key")
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise Rejected(400, 4001, "Request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise Rejected(400, 4001, "Request body must be a JSON object")
+    return data
+
+
+@web.middleware
+async def sandbox_middleware(request: web.Request, handler):
+    """Count, delay and maybe fault a client request, all before it has any effect."""
+    endpoint = request.match_info.route.name
+    if endpoint not in API | _NON_API:
+        return await handler(request)
+    state = request.app[STATE]
+    state.ledger.requests[endpoint] += 1
+    if endpoint in _NON_API and "x-api-key" in request.headers:
+        state.ledger.keys_seen_on_non_api += 1
+    if state.options.latency_s > 0:
+        await asyncio.sleep(state.options.latency_s)
+    kind = draw_fault(endpoint, state.options, state.fault_rng)
+    if kind is not None:
+        state.ledger.faults[kind.name] += 1
+        try:
+            return kind.respond(request, state.fault_rng, state.options)
+        except ConnectionReset:
+            # The transport is gone; cancelling stops aiohttp from writing a response to it.
+            raise asyncio.CancelledError() from None
+    try:
+        return await handler(request)
+    except Rejected as rejected:
+        return rejected.response
+
+
+async def upload_url(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    _check_key(request, state)
+    data = await _json_object(request)
+    size, content_type = data.get("size"), data.get("contentType")
+    limit = state.options.max_upload_bytes
+    if data.get("uploadType") != "imageUrl":
+        raise Rejected(400, 4001, "uploadType must be 'imageUrl'")
+    if content_type not in MAGIC:
+        raise Rejected(400, 4001, "contentType must be image/jpeg or image/png")
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        raise Rejected(400, 4001, "size must be a positive integer number of bytes")
+    if size > limit:
+        raise Rejected(400, 4001, f"Image size {size} exceeds the limit of {limit} bytes")
+    slot = state.create_slot(size, content_type, request.host, _origin(request))
+    put_url = f"{_origin(request)}/s3/{slot.grant.key}?{query_for(state.secret, slot.grant)}"
+    return _success({"uploadImage": put_url, "imageUrl": slot.image_url, "size": size})
+
+
+async def put_object(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    key = request.match_info["key"]
+    body = await request.read()
+    slot = state.slots.get(key)
+    resource = f"/{key}"
+    if slot is None:
+        reason, code = "no upload slot was issued for this object key", "SignatureDoesNotMatch"
+    elif (reason := check_signature(state.secret, slot.grant, dict(request.query))) is not None:
+        code = "SignatureDoesNotMatch"
+    elif slot.put_expired(state.clock()):
+        reason, code = "Request has expired", "AccessDenied"
+    elif (reason := check_body(slot.grant, request.headers.get("Content-Type"),
+                               request.headers.get("Content-Length"), request.host, body)) is not None:
+        code = "SignatureDoesNotMatch" if "body is not" not in reason else "AccessDenied"
+    else:
+        state.store_upload(slot, body)
+        return web.Response(status=200, headers={"ETag": f'"{hashlib.md5(body).hexdigest()}"'})
+    state.ledger.rejected_uploads.append(reason)
+    return _s3_response(403, code, reason, resource)
+
+
+async def get_upload(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    slot = state.slots.get(request.match_info["key"])
+    if slot is None or slot.data is None:
+        return _s3_response(403, "AccessDenied", "Access Denied")
+    if slot.url_expired(state.clock(), state.options.upload_ttl_s):
+        return _s3_response(403, "AccessDenied", "Request has expired")
+    return web.Response(body=slot.data, content_type=slot.grant.content_type)
+
+
+async def submit(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    _check_key(request, state)
+    body = await _json_object(request)
+    image_url, prompt = body.get("imageUrl"), body.get("textPrompt")
+    if not isinstance(image_url, str) or not image_url:
+        raise Rejected(400, 4001, "imageUrl is required")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise Rejected(400, 4001, "textPrompt is required")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise Rejected(400, 4001, f"textPrompt must be at most {MAX_PROMPT_CHARS} characters")
+    slot = state.slots_by_url.get(image_url)
+    if slot is None:
+        raise Rejected(400, 4002, "External image URLs are not supported; "
+                                  "upload the image through v2/uploadImageUrl")
+    if slot.data is None:
+        raise Rejected(400, 4005, "imageUrl has no uploaded image; the PUT never completed")
+    image, sha256 = slot.data, slot.sha256  # as they are now, should the slot be PUT again meanwhile
+    decodes = await state.decodes(image)  # before the checks below, so nothing awaits between them
+    if slot.url_expired(state.clock(), state.options.upload_ttl_s):
+        raise Rejected(400, 4003, "imageUrl has expired; upload the image again")
+    if state.out_of_credits():
+        raise Rejected(402, 4020, "Insufficient credits")
+    record = state.submit(image, sha256, prompt, decodes)
+    return _success({"orderId": record.order_id,
+                     "maxRetriesAllowed": state.options.max_retries_allowed,
+                     "avgResponseTimeInSec": state.options.avg_response_time_s,
+                     "status": "init"})
+
+
+async def order_status(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    _check_key(request, state)
+    data = await _json_object(request)
+    order = state.orders.get(data.get("orderId")) if isinstance(data.get("orderId"), str) else None
+    if order is None:
+        raise Rejected(400, 4004, "Order not found")
+    status = state.poll(order)
+    output = f"{_origin(request)}/output/{order.record.order_id}.jpg" if status == "active" else None
+    return _success({"orderId": order.record.order_id, "status": status, "output": output})
+
+
+async def get_output(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    order_id = request.match_info["order_id"]
+    order = state.orders.get(order_id)
+    if order is None or order.record.status(state.clock()) != "active":
+        return _s3_response(404, "NoSuchKey", "The specified key does not exist.", f"/{order_id}.jpg")
+    jpeg = await state.render(order)
+    return web.Response(body=jpeg, content_type="image/jpeg",
+                        headers={"ETag": f'"{hashlib.md5(jpeg).hexdigest()}"'})
+
+
+# admin routes: no key, no latency, no faults
+
+async def admin_ledger(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    return web.json_response({**state.ledger.to_dict(), "options": state.options.to_dict()})
+
+
+async def admin_reset(request: web.Request) -> web.Response:
+    request.app[STATE].ledger.reset()
+    return web.json_response({"ok": True})
+
+
+async def admin_age_uploads(request: web.Request) -> web.Response:
+    data = await request.json()
+    count = request.app[STATE].age_uploads(float(data["seconds"]))
+    return web.json_response({"aged": count})
+
+
+async def admin_options(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if request.method == "POST":
+        state.set_options(**await request.json())
+    return web.json_response(state.options.to_dict())
+
+
+def create_app(options: SandboxOptions | None = None) -> web.Application:
+    """The sandbox as an aiohttp app; its ledger is ``app["ledger"]`` (or ``ledger_of(app)``)."""
+    state = SandboxState(options or SandboxOptions())
+    app = web.Application(middlewares=[sandbox_middleware], client_max_size=64 * 1024 * 1024)
+    app[STATE] = state
+    app[LEDGER] = state.ledger
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", web.NotAppKeyWarning)
+        app["ledger"] = state.ledger
+    app.router.add_post(f"{ROOT}/v2/uploadImageUrl", upload_url, name="upload_url")
+    app.router.add_post(f"{ROOT}/v1/background-generator", submit, name="submit")
+    app.router.add_post(f"{ROOT}/v1/order-status", order_status, name="status")
+    app.router.add_put(f"/s3/{{key:{_KEY_PATTERN}}}", put_object, name="put")
+    app.router.add_get(f"/cdn/{{key:{_KEY_PATTERN}}}", get_upload, name="cdn")
+    app.router.add_get(r"/output/{order_id:[0-9a-f]+}.jpg", get_output, name="output")
+    app.router.add_get(f"{ROOT}/__ledger", admin_ledger)
+    app.router.add_post(f"{ROOT}/__reset", admin_reset)
+    app.router.add_post(f"{ROOT}/__age_uploads", admin_age_uploads)
+    app.router.add_route("*", f"{ROOT}/__options", admin_options)
+    return app
+
+
+def ledger_of(app: web.Application) -> Ledger:
+    return app[LEDGER]
+
+
+def state_of(app: web.Application) -> SandboxState:
+    return app[STATE]

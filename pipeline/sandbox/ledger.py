@@ -1,0 +1,109 @@
+"""The ledger: what the sandbox charged and saw, for tests to assert on.
+
+Credits are computed from each order's completion time, so an order that finishes
+`active` is charged whether or not anyone polls it, and reading ``credits`` is always current.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass
+class OrderRecord:
+    """One accepted submit; ``outcome`` is what it becomes at ``done_at``."""
+
+    order_id: str
+    sha256: str
+    prompt: str
+    created: float
+    done_at: float
+    outcome: str  # "active" or "failed"
+    polls: int = 0
+
+    def status(self, now: float) -> str:
+        return "init" if now < self.done_at else self.outcome
+
+    def to_dict(self, now: float) -> dict[str, Any]:
+        return {"sha256": self.sha256, "prompt": self.prompt, "status": self.status(now),
+                "created": self.created, "done_at": self.done_at, "polls": self.polls}
+
+
+def submit_key(sha256: str, prompt: str) -> str:
+    return f"{sha256}|{prompt}"
+
+
+@dataclass
+class Ledger:
+    """Accounting of one sandbox. Mutated only on the sandbox's event loop."""
+
+    clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
+    orders: dict[str, OrderRecord] = field(default_factory=dict)
+    submits: Counter = field(default_factory=Counter)
+    overpolls: int = 0
+    rejected_uploads: list[str] = field(default_factory=list)
+    requests: Counter = field(default_factory=Counter)
+    faults: Counter = field(default_factory=Counter)
+    keys_seen_on_non_api: int = 0
+    uploads_completed: int = 0
+
+    @property
+    def credits(self) -> int:
+        """Orders that have completed ``active`` so far: one credit each."""
+        now = self.clock()
+        return sum(1 for o in self.orders.values() if o.status(now) == "active")
+
+    @property
+    def pending(self) -> int:
+        now = self.clock()
+        return sum(1 for o in self.orders.values() if o.status(now) == "init")
+
+    def committed(self) -> int:
+        """Credits charged plus those that pending orders will charge."""
+        now = self.clock()
+        return sum(1 for o in self.orders.values()
+                   if o.outcome == "active" or o.status(now) == "init")
+
+    def record_order(self, order: OrderRecord) -> None:
+        self.orders[order.order_id] = order
+        self.submits[submit_key(order.sha256, order.prompt)] += 1
+
+    def record_poll(self, order: OrderRecord, max_retries_allowed: int) -> None:
+        order.polls += 1
+        if order.polls > max_retries_allowed:
+            self.overpolls += 1
+
+    def submits_for(self, sha256: str, prompt: str) -> int:
+        return self.submits[submit_key(sha256, prompt)]
+
+    def max_submits_per_key(self) -> int:
+        return max(self.submits.values(), default=0)
+
+    def reset(self) -> None:
+        """Forget everything, in place (orders still in flight are no longer charged here)."""
+        self.orders.clear()
+        self.submits.clear()
+        self.overpolls = 0
+        self.rejected_uploads.clear()
+        self.requests.clear()
+        self.faults.clear()
+        self.keys_seen_on_non_api = 0
+        self.uploads_completed = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        now = self.clock()
+        return {
+            "credits": self.credits,
+            "pending": self.pending,
+            "orders": {oid: o.to_dict(now) for oid, o in self.orders.items()},
+            "submits": dict(self.submits),
+            "max_submits_per_key": self.max_submits_per_key(),
+            "overpolls": self.overpolls,
+            "rejected_uploads": list(self.rejected_uploads),
+            "requests": dict(self.requests),
+            "faults": dict(self.faults),
+            "keys_seen_on_non_api": self.keys_seen_on_non_api,
+            "uploads_completed": self.uploads_completed,
+        }

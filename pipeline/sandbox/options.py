@@ -1,0 +1,91 @@
+"""SandboxOptions: how the local LightX double behaves, and the CLI flags that set it."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+from pipeline.errors import ConfigError
+
+SANDBOX_KEY = "sandbox-key"
+
+_RATES = ("rate_429", "rate_5xx", "rate_reset", "rate_garbage", "rate_bad_status",
+          "rate_failed", "slow_order_rate")
+
+
+def _opt(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class SandboxOptions:
+    """Behaviour of the sandbox; every field is also a ``pipeline sandbox --kebab-case`` flag."""
+
+    api_key: str = _opt(SANDBOX_KEY, "x-api-key the sandbox accepts")
+    processing_s: float = _opt(2.0, "seconds from submit until an order is active/failed")
+    processing_jitter: float = _opt(0.0, "+- fraction of processing time, seeded")
+    latency_s: float = _opt(0.0, "seconds added to every response")
+    slow_order_rate: float = _opt(0.0, "share of orders that take --slow-order-s instead")
+    slow_order_s: float = _opt(20.0, "processing time of slow orders (slower than 5 polls)")
+    rate_429: float = _opt(0.0, "share of requests answered 429 with Retry-After")
+    retry_after_s: float = _opt(1.0, "Retry-After value sent with 429s")
+    rate_5xx: float = _opt(0.0, "share of requests answered 500/502/503")
+    rate_reset: float = _opt(0.0, "share of requests whose connection is reset")
+    rate_garbage: float = _opt(0.0, "share of requests answered 200 with HTML/garbage")
+    rate_bad_status: float = _opt(0.0, "share of API requests answered 200 with statusCode 5001")
+    rate_failed: float = _opt(0.0, "share of orders that end 'failed' (free)")
+    fast: bool = _opt(False, "skip rendering: every output is one small fixed JPEG")
+    seed: int = _opt(0, "seed of every random choice (faults, timings, textures are per image)")
+    max_upload_bytes: int = _opt(5_242_880, "largest upload accepted, in bytes")
+    upload_ttl_s: float = _opt(24 * 3600, "seconds an imageUrl stays valid")
+    put_ttl_s: float = _opt(3599, "seconds a presigned PUT URL stays valid")
+    max_retries_allowed: int = _opt(5, "maxRetriesAllowed reported at submit")
+    avg_response_time_s: int = _opt(15, "avgResponseTimeInSec reported at submit")
+    credit_limit: int | None = _opt(None, "credits available; further submits get 402 (default: unlimited)")
+
+    def __post_init__(self) -> None:
+        problems = [f"{name} must be between 0 and 1, got {getattr(self, name)}"
+                    for name in _RATES if not 0.0 <= getattr(self, name) <= 1.0]
+        for name in ("processing_s", "processing_jitter", "latency_s", "slow_order_s",
+                     "retry_after_s", "upload_ttl_s", "put_ttl_s"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.processing_jitter > 1:
+            problems.append(f"processing_jitter must be <= 1, got {self.processing_jitter}")
+        if self.max_upload_bytes <= 0:
+            problems.append(f"max_upload_bytes must be > 0, got {self.max_upload_bytes}")
+        if self.credit_limit is not None and self.credit_limit < 0:
+            problems.append(f"credit_limit must be >= 0, got {self.credit_limit}")
+        if not self.api_key:
+            problems.append("api_key must not be empty")
+        if problems:
+            raise ConfigError([f"sandbox: {p}" for p in problems])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one ``--kebab-case`` flag per SandboxOptions field; unset flags keep the defaults."""
+    group = parser.add_argument_group("sandbox behaviour")
+    for f in fields(SandboxOptions):
+        default = f.default if f.default is not MISSING else None
+        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        if f.type in ("bool", bool):
+            group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=None, help=help_text)
+            continue
+        kind = {"int": int, "float": float, "str": str, "int | None": int}.get(str(f.type), str)
+        group.add_argument(_flag(f.name), dest=f.name, type=kind, default=None,
+                           metavar=f.name.upper(), help=help_text)
+
+
+def options_from_args(args: argparse.Namespace) -> SandboxOptions:
+    """SandboxOptions from parsed flags; flags left unset keep their defaults."""
+    given = {f.name: getattr(args, f.name) for f in fields(SandboxOptions)
+             if getattr(args, f.name, None) is not None}
+    return SandboxOptions(**given)

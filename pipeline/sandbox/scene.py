@@ -1,0 +1,314 @@
+"""Prompt -> painted background: colour and mood words pick a palette, material and scene words a texture.
+
+    scene = parse_prompt("on a white marble counter, soft morning light")
+    background = paint((1000, 1000), scene, random.Random(1), horizon_y=620)
+
+Everything random comes from the ``rng`` passed in, so a background is a pure function of its inputs.
+"""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, replace
+
+from PIL import Image, ImageChops, ImageFilter, ImageOps
+
+from pipeline.sandbox import textures
+
+RGB = tuple[int, int, int]
+
+COLOURS: dict[str, RGB] = {
+    "red": (178, 40, 46), "crimson": (150, 20, 40), "burgundy": (110, 25, 40), "coral": (240, 128, 110),
+    "orange": (232, 130, 50), "peach": (250, 195, 160), "yellow": (240, 205, 80), "gold": (212, 170, 80),
+    "golden": (218, 168, 70), "green": (70, 135, 80), "sage": (160, 180, 150), "olive": (120, 125, 60),
+    "mint": (175, 225, 200), "emerald": (30, 120, 80), "teal": (30, 128, 130), "turquoise": (60, 190, 190),
+    "blue": (55, 100, 175), "navy": (30, 42, 85), "sky": (150, 195, 235), "purple": (115, 70, 150),
+    "lavender": (195, 175, 225), "violet": (130, 80, 190), "pink": (238, 165, 185), "rose": (225, 140, 155),
+    "white": (242, 241, 238), "ivory": (245, 240, 225), "cream": (243, 233, 210), "beige": (222, 204, 175),
+    "tan": (200, 170, 130), "brown": (120, 80, 52), "chocolate": (80, 50, 35), "grey": (145, 145, 150),
+    "gray": (145, 145, 150), "silver": (190, 192, 196), "charcoal": (55, 57, 62), "black": (24, 24, 27),
+}
+
+# material word -> (texture, default dark tone, default light tone, wall colour)
+MATERIALS: dict[str, tuple[str, RGB, RGB, RGB]] = {
+    "marble": ("marble", (110, 110, 118), (238, 236, 233), (222, 219, 214)),
+    "wood": ("wood", (92, 58, 34), (176, 126, 82), (226, 212, 192)),
+    "walnut": ("wood", (60, 38, 24), (128, 88, 58), (214, 200, 182)),
+    "oak": ("wood", (130, 92, 55), (204, 164, 114), (230, 218, 200)),
+    "concrete": ("concrete", (112, 112, 110), (186, 185, 180), (200, 199, 195)),
+    "stone": ("concrete", (100, 98, 94), (176, 172, 165), (205, 200, 192)),
+    "slate": ("concrete", (45, 48, 52), (100, 104, 110), (150, 152, 156)),
+    "linen": ("linen", (186, 176, 158), (236, 229, 214), (236, 230, 220)),
+    "fabric": ("linen", (170, 165, 158), (226, 222, 215), (230, 228, 222)),
+    "velvet": ("linen", (70, 30, 50), (150, 80, 110), (120, 70, 90)),
+    "sand": ("sand", (196, 168, 122), (242, 222, 182), (190, 220, 240)),
+    "grass": ("grass", (38, 88, 30), (128, 184, 72), (110, 150, 95)),
+    "water": ("water", (30, 90, 140), (140, 200, 230), (170, 210, 235)),
+    "snow": ("snow", (200, 210, 225), (252, 252, 255), (210, 222, 236)),
+    "paper": ("plain", (225, 222, 215), (248, 246, 240), (238, 236, 230)),
+}
+SYNONYMS = {
+    "wooden": "wood", "timber": "wood", "table": "wood", "desk": "wood", "shelf": "wood",
+    "cement": "concrete", "granite": "stone", "rock": "stone", "pebbles": "stone",
+    "cloth": "fabric", "cotton": "fabric", "silk": "fabric", "sheets": "linen", "bed": "linen",
+    "beach": "sand", "desert": "sand", "dune": "sand", "dunes": "sand",
+    "lawn": "grass", "garden": "grass", "meadow": "grass", "park": "grass", "moss": "grass",
+    "pool": "water", "ocean": "water", "sea": "water", "lake": "water", "ice": "snow", "winter": "snow",
+    "counter": "marble", "countertop": "marble", "bathroom": "marble", "gray": "grey",
+}
+# words that say which "wall" to paint behind the surface
+WALLS = {
+    "kitchen": "tiles", "tiles": "tiles", "tiled": "tiles", "bathroom": "tiles", "brick": "brick",
+    "bricks": "brick", "garden": "foliage", "forest": "foliage", "jungle": "foliage", "tropical": "foliage",
+    "leaves": "foliage", "plants": "foliage", "park": "foliage", "meadow": "foliage", "grass": "foliage",
+    "beach": "sky", "ocean": "sky", "sea": "sky", "desert": "sky", "outdoor": "sky", "outdoors": "sky",
+    "sky": "sky", "lake": "sky", "sunset": "sunset", "sunrise": "sunset", "dusk": "sunset",
+}
+# the surface a scene implies when the prompt names none: "in a modern kitchen" -> a marble counter
+WALL_SURFACES = {"tiles": "marble", "brick": "wood", "foliage": "grass", "sky": "sand", "sunset": "wood"}
+# textures whose stripes should run from front to back rather than across
+ALONG_DEPTH = {"wood"}
+# weak hints that only apply when no other material word is present
+WEAK = {"table", "desk", "shelf", "counter", "countertop", "bed", "bathroom", "garden", "park"}
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What to paint: a wall (or a seamless studio sweep) and optionally a textured surface."""
+
+    wall: str = "gradient"             # gradient | tiles | brick | foliage | sky | sunset
+    wall_colour: RGB = (214, 214, 218)
+    texture: str | None = None         # marble | wood | concrete | linen | sand | grass | water | snow | plain
+    dark: RGB = (120, 120, 120)
+    light: RGB = (230, 230, 230)
+    glow: RGB | None = None            # colour of a soft light source
+    glow_at: tuple[float, float] = (0.25, 0.15)
+    warmth: float = 0.0                # -1 cool .. +1 warm
+    brightness: float = 1.0
+
+
+def mix(a: RGB, b: RGB, t: float) -> RGB:
+    return tuple(round(x + (y - x) * t) for x, y in zip(a, b))  # type: ignore[return-value]
+
+
+def _luma(c: RGB) -> float:
+    return 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
+
+
+def parse_prompt(prompt: str) -> Scene:
+    """Read colour, mood, material and scene words from a prompt; unknown words are ignored."""
+    words = [SYNONYMS.get(w, w) if w not in MATERIALS else w
+             for w in re.findall(r"[a-z]+", prompt.lower())]
+    raw = re.findall(r"[a-z]+", prompt.lower())
+    scene = Scene()
+    strong = [i for i, w in enumerate(raw) if w not in WEAK and words[i] in MATERIALS]
+    weak = [i for i, w in enumerate(raw) if w in WEAK and words[i] in MATERIALS]
+    material_at = (strong or weak or [None])[0]
+    colours = [i for i, w in enumerate(raw) if w in COLOURS]
+
+    if material_at is not None:
+        texture, dark, light, wall_colour = MATERIALS[words[material_at]]
+        scene = replace(scene, texture=texture, dark=dark, light=light, wall_colour=wall_colour)
+        tint = raw[material_at - 1] if material_at > 0 else None
+        if tint in COLOURS:  # "black marble", "blue velvet": the colour belongs to the surface
+            c = COLOURS[tint]
+            if _luma(c) < 70 and texture == "marble":  # dark stone, light veins
+                scene = replace(scene, dark=mix(c, (255, 255, 255), 0.7), light=mix(c, (0, 0, 0), 0.1),
+                                wall_colour=(70, 70, 74))
+            elif _luma(c) < 70:
+                scene = replace(scene, dark=mix(c, (0, 0, 0), 0.3), light=mix(c, (255, 255, 255), 0.35))
+            else:
+                scene = replace(scene, dark=mix(c, (0, 0, 0), 0.45), light=mix(c, (255, 255, 255), 0.3))
+            colours = [i for i in colours if i != material_at - 1]
+    if colours:
+        scene = replace(scene, wall_colour=COLOURS[raw[colours[0]]])
+        if len(colours) > 1 and scene.texture is None:
+            scene = replace(scene, light=COLOURS[raw[colours[1]]])
+    for w in raw:
+        if w in WALLS:
+            scene = replace(scene, wall=WALLS[w])
+            break
+    if scene.texture is None and scene.wall in WALL_SURFACES:
+        texture, dark, light, _ = MATERIALS[WALL_SURFACES[scene.wall]]
+        scene = replace(scene, texture=texture, dark=dark, light=light)
+    return _moods(scene, set(raw), bool(colours))
+
+
+def _moods(scene: Scene, words: set[str], coloured: bool) -> Scene:
+    if "pastel" in words or "pastels" in words:
+        base = scene.wall_colour if coloured else (236, 190, 205)
+        scene = replace(scene, wall_colour=mix(base, (255, 255, 255), 0.55))
+    if words & {"sunset", "sunrise", "dusk", "golden", "warm", "cozy", "cosy"}:
+        scene = replace(scene, warmth=0.6 if words & {"sunset", "dusk"} else 0.35,
+                        glow=(255, 196, 120), glow_at=(0.7, 0.55))
+    if words & {"morning", "daylight", "sunlight", "sunny", "window", "natural"}:
+        scene = replace(scene, glow=(255, 246, 226), glow_at=(0.2, 0.1))
+    if words & {"cool", "cold", "icy", "fresh"}:
+        scene = replace(scene, warmth=-0.35)
+    if words & {"dark", "moody", "night", "dramatic", "noir"}:
+        scene = replace(scene, brightness=0.6)
+    if words & {"bright", "airy", "light", "clean", "minimal", "minimalist"}:
+        scene = replace(scene, brightness=min(1.15, scene.brightness * 1.1))
+    if "soft" in words and scene.glow is None:
+        scene = replace(scene, glow=(255, 252, 245), glow_at=(0.3, 0.15))
+    if "neon" in words:
+        scene = replace(scene, wall_colour=(120, 40, 170), glow=(40, 220, 230), glow_at=(0.8, 0.3))
+    return scene
+
+
+# painting
+
+def vertical_gradient(size: tuple[int, int], stops: list[tuple[float, RGB]]) -> Image.Image:
+    w, h = size
+    column = Image.new("RGB", (1, h))
+    pixels = []
+    for y in range(h):
+        t = y / max(1, h - 1)
+        for (p0, c0), (p1, c1) in zip(stops, stops[1:]):
+            if p0 <= t <= p1:
+                pixels.append(mix(c0, c1, (t - p0) / max(1e-6, p1 - p0)))
+                break
+        else:
+            pixels.append(stops[-1][1] if t > stops[-1][0] else stops[0][1])
+    column.putdata(pixels)
+    return column.resize((w, h), Image.Resampling.NEAREST)
+
+
+def soft_spot(diameter: int) -> Image.Image:
+    """L disc, 255 in the centre fading smoothly to 0 at its rim."""
+    # radial_gradient is 0 at the centre and 255 at the corners, so the rim is at about 181
+    falloff = [round(255 * (1 - min(1.0, v / 181)) ** 2) for v in range(256)]
+    return Image.radial_gradient("L").point(falloff).resize((diameter, diameter), Image.Resampling.BILINEAR)
+
+
+def _glow(canvas: Image.Image, colour: RGB, at: tuple[float, float], radius: float,
+          strength: float) -> Image.Image:
+    """Screen a soft radial light onto ``canvas``."""
+    w, h = canvas.size
+    r = max(2, int(radius))
+    spot = soft_spot(2 * r).point(lambda v: int(v * strength))
+    mask = Image.new("L", (w, h), 0)
+    mask.paste(spot, (int(at[0] * w) - r, int(at[1] * h) - r))
+    return Image.composite(Image.new("RGB", (w, h), colour), canvas, mask)
+
+
+def paint_wall(size: tuple[int, int], scene: Scene, rng: random.Random, horizon_y: int) -> Image.Image:
+    w, h = size
+    c = scene.wall_colour
+    hz = max(1, horizon_y) / h
+    if scene.wall == "sunset":
+        wall = vertical_gradient(size, [(0.0, (86, 62, 124)), (hz * 0.55, (214, 104, 104)),
+                                        (hz, (255, 184, 102)), (1.0, (255, 206, 140))])
+        wall = _glow(wall, (255, 236, 180), (0.62, hz), w * 0.22, 0.9)
+    elif scene.wall == "sky":
+        wall = vertical_gradient(size, [(0.0, (96, 156, 220)), (hz * 0.92, (196, 224, 242)),
+                                        (hz * 0.93, (60, 130, 175)), (hz, (110, 170, 200)),
+                                        (1.0, (110, 170, 200))])
+    else:
+        top, bottom = mix(c, (0, 0, 0), 0.16), mix(c, (255, 255, 255), 0.12)
+        wall = vertical_gradient(size, [(0.0, top), (hz, bottom), (1.0, bottom)])
+        if scene.wall == "tiles":
+            wall = textures.tiles(wall, rng, grout=mix(c, (90, 90, 90), 0.3))
+        elif scene.wall == "brick":
+            wall = textures.bricks(wall, rng)
+        elif scene.wall == "foliage":
+            wall = textures.foliage(wall, rng)
+    # the wall is behind the product, so it is out of focus
+    half = wall.resize((max(1, w // 2), max(1, h // 2)), Image.Resampling.BOX)
+    return half.filter(ImageFilter.GaussianBlur(max(0.5, w / 500))).resize(size, Image.Resampling.BICUBIC)
+
+
+def paint_surface(size: tuple[int, int], scene: Scene, rng: random.Random) -> Image.Image:
+    """A tabletop texture seen in perspective, sharper in front than at the back."""
+    w, h = size
+    src_w, src_h = int(w * 1.7), max(8, int(h * 1.9))
+    paint_texture = textures.TEXTURES[scene.texture or "plain"]
+    if scene.texture in ALONG_DEPTH:  # planks run away from the viewer, so they converge
+        flat = paint_texture((src_h, src_w), scene.dark, scene.light, rng).transpose(Image.Transpose.ROTATE_90)
+    else:
+        flat = paint_texture((src_w, src_h), scene.dark, scene.light, rng)
+    # the far edge shows the whole texture width, the near edge its middle third
+    coeffs = _perspective_coeffs([(0, 0), (w, 0), (w, h), (0, h)],
+                                 [(0, 0), (src_w, 0), (src_w * 0.68, src_h), (src_w * 0.32, src_h)])
+    surface = flat.transform((w, h), Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR)
+    far = surface.filter(ImageFilter.GaussianBlur(max(1.0, w / 300)))
+    depth = vertical_gradient((w, h), [(0.0, (255, 255, 255)), (0.6, (0, 0, 0)), (1.0, (0, 0, 0))])
+    surface = Image.composite(far, surface, depth.convert("L"))
+    shade = vertical_gradient((w, h), [(0.0, (232, 232, 232)), (0.4, (255, 255, 255)), (1.0, (222, 222, 222))])
+    return ImageChops.multiply(surface, shade)
+
+
+def _perspective_coeffs(dst: list[tuple[float, float]], src: list[tuple[float, float]]) -> list[float]:
+    """The 8 coefficients Pillow's PERSPECTIVE transform needs to map ``dst`` corners to ``src``."""
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(dst, src):
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        rhs.append(u)
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+        rhs.append(v)
+    return _solve(rows, rhs)
+
+
+def _solve(a: list[list[float]], b: list[float]) -> list[float]:
+    n = len(b)
+    m = [row[:] + [b[i]] for i, row in enumerate(a)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(m[r][col]))
+        m[col], m[pivot] = m[pivot], m[col]
+        for r in range(n):
+            if r != col:
+                f = m[r][col] / m[col][col]
+                m[r] = [x - f * y for x, y in zip(m[r], m[col])]
+    return [m[i][n] / m[i][i] for i in range(n)]
+
+
+def paint(size: tuple[int, int], scene: Scene, rng: random.Random, horizon_y: int) -> Image.Image:
+    """The whole background: wall, surface below ``horizon_y`` (none for a studio sweep), light."""
+    w, h = size
+    horizon_y = min(max(horizon_y, 1), h - 1)
+    wall = paint_wall(size, scene, rng, horizon_y)
+    if scene.texture is None:
+        canvas = _studio_sweep(size, scene, horizon_y)
+    else:
+        surface = paint_surface((w, h - horizon_y), scene, rng)
+        canvas = wall.copy()
+        canvas.paste(surface, (0, horizon_y))
+        edge = Image.new("L", size, 0)
+        edge.paste(255, (0, horizon_y, w, h))
+        canvas = Image.composite(canvas, wall, edge.filter(ImageFilter.GaussianBlur(max(1.0, h / 500))))
+    if scene.glow is not None:
+        canvas = _glow(canvas, scene.glow, scene.glow_at, max(w, h) * 0.75, 0.55)
+    return _grade(canvas, scene)
+
+
+def _studio_sweep(size: tuple[int, int], scene: Scene, horizon_y: int) -> Image.Image:
+    w, h = size
+    c = scene.wall_colour
+    sweep = vertical_gradient(size, [(0.0, mix(c, (0, 0, 0), 0.22)), (horizon_y / h, c),
+                                     (1.0, mix(c, (255, 255, 255), 0.18))])
+    if scene.light != Scene.light:  # a second colour word: a two-tone sweep
+        sweep = Image.blend(sweep, vertical_gradient(size, [(0.0, scene.wall_colour), (1.0, scene.light)]), 0.6)
+    return _glow(sweep, mix(c, (255, 255, 255), 0.45), (0.5, horizon_y / h * 0.85), max(w, h) * 0.45, 0.6)
+
+
+def _grade(canvas: Image.Image, scene: Scene) -> Image.Image:
+    if scene.warmth:
+        tone = (255, 170, 90) if scene.warmth > 0 else (110, 160, 255)
+        canvas = Image.blend(canvas, Image.new("RGB", canvas.size, tone), abs(scene.warmth) * 0.14)
+    if scene.brightness != 1.0:
+        canvas = canvas.point(lambda v: min(255, int(v * scene.brightness)))
+    # a gentle vignette keeps the eye on the product
+    w, h = canvas.size
+    vignette = ImageOps.invert(Image.radial_gradient("L")).resize((w, h))
+    vignette = vignette.point(lambda v: 200 + v * 55 // 255 if v < 255 else 255)
+    return ImageChops.multiply(canvas, Image.merge("RGB", (vignette,) * 3))
+
+
+def horizon_for(bbox: tuple[int, int, int, int] | None, height: int) -> int:
+    """Where the table's back edge goes: behind the product's lower part."""
+    if bbox is None:
+        return int(height * 0.62)
+    top, bottom = bbox[1], bbox[3]
+    y = bottom - 0.42 * (bottom - top)
+    return int(min(max(y, height * 0.3), height * 0.85))
+

@@ -1,0 +1,150 @@
+"""The sandbox's memory: upload slots, orders, rendered outputs. No HTTP here."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import io
+import random
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from PIL import Image
+
+from pipeline.sandbox import painter
+from pipeline.sandbox.ledger import Ledger, OrderRecord
+from pipeline.sandbox.options import SandboxOptions
+from pipeline.sandbox.presign import EXTENSIONS, PutGrant, amz_date
+
+RENDER_CACHE_SIZE = 32
+
+
+@dataclass
+class UploadSlot:
+    grant: PutGrant
+    image_url: str
+    created: float
+    data: bytes | None = None
+    sha256: str | None = None
+
+    def put_expired(self, now: float) -> bool:
+        return now > self.created + self.grant.expires
+
+    def url_expired(self, now: float, ttl: float) -> bool:
+        return now > self.created + ttl
+
+
+@dataclass
+class Order:
+    record: OrderRecord
+    data: bytes  # the bytes as they were at submit, should the slot be PUT again later
+
+
+class SandboxState:
+    """All mutable state of one sandbox; used from its event loop only."""
+
+    def __init__(self, options: SandboxOptions, clock=time.time):
+        self.options = options
+        self.clock = clock
+        self.ledger = Ledger(clock=clock)
+        self.fault_rng = random.Random(options.seed)
+        self.secret = secrets.token_bytes(32)
+        self.slots: dict[str, UploadSlot] = {}        # by object key
+        self.slots_by_url: dict[str, UploadSlot] = {}
+        self.orders: dict[str, Order] = {}
+        self.order_seq = 0
+        self._renders: OrderedDict[str, asyncio.Future] = OrderedDict()
+
+    def set_options(self, **changes) -> SandboxOptions:
+        new = dataclasses.replace(self.options, **changes)
+        if new.seed != self.options.seed:
+            self.fault_rng = random.Random(new.seed)
+        self.options = new
+        return new
+
+    # uploads
+
+    def create_slot(self, size: int, content_type: str, host: str, origin: str) -> UploadSlot:
+        now = self.clock()
+        key = f"apikey/{secrets.token_hex(16)}.{EXTENSIONS[content_type]}"
+        expires = round(self.options.put_ttl_s)
+        grant = PutGrant(key=key, size=size, content_type=content_type, host=host,
+                         amz_date=amz_date(now), expires=expires)
+        slot = UploadSlot(grant=grant, image_url=f"{origin}/cdn/{key}", created=now)
+        self.slots[key] = slot
+        self.slots_by_url[slot.image_url] = slot
+        return slot
+
+    def store_upload(self, slot: UploadSlot, body: bytes) -> None:
+        slot.data = body
+        slot.sha256 = hashlib.sha256(body).hexdigest()
+        self.ledger.uploads_completed += 1
+
+    def age_uploads(self, seconds: float) -> int:
+        """Pretend every upload slot was created ``seconds`` earlier (PUT URLs and imageUrls)."""
+        for slot in self.slots.values():
+            slot.created -= seconds
+        return len(self.slots)
+
+    # orders
+
+    async def decodes(self, data: bytes) -> bool:
+        """Whether the image can be read; in fast mode its header is enough."""
+        if self.options.fast:
+            return _decodes(data, full=False)
+        return await asyncio.get_running_loop().run_in_executor(None, _decodes, data, True)
+
+    def submit(self, data: bytes, sha256: str, prompt: str, decodes: bool) -> OrderRecord:
+        """Create an order; its outcome and processing time are drawn now, from the seed."""
+        opts = self.options
+        self.order_seq += 1
+        rng = random.Random(f"{opts.seed}:order:{self.order_seq}")
+        failed = rng.random() < opts.rate_failed
+        slow = rng.random() < opts.slow_order_rate
+        took = opts.slow_order_s if slow else opts.processing_s
+        took *= 1 + opts.processing_jitter * (2 * rng.random() - 1)
+        failed = failed or not decodes
+        now = self.clock()
+        record = OrderRecord(order_id=secrets.token_hex(13)[:25], sha256=sha256, prompt=prompt,
+                             created=now, done_at=now + max(0.0, took),
+                             outcome="failed" if failed else "active")
+        self.orders[record.order_id] = Order(record=record, data=data)
+        self.ledger.record_order(record)
+        return record
+
+    def poll(self, order: Order) -> str:
+        self.ledger.record_poll(order.record, self.options.max_retries_allowed)
+        return order.record.status(self.clock())
+
+    def out_of_credits(self) -> bool:
+        limit = self.options.credit_limit
+        return limit is not None and self.ledger.committed() >= limit
+
+    async def render(self, order: Order) -> bytes:
+        """The order's output JPEG, rendered once per (image, prompt) and cached."""
+        if self.options.fast:
+            return painter.fast_jpeg()
+        key = f"{order.record.sha256}|{order.record.prompt}"
+        future = self._renders.get(key)
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(None, painter.render, order.data, order.record.prompt)
+            self._renders[key] = future
+            while len(self._renders) > RENDER_CACHE_SIZE:
+                self._renders.popitem(last=False)
+        else:
+            self._renders.move_to_end(key)
+        return await asyncio.shield(future)
+
+
+def _decodes(data: bytes, full: bool) -> bool:
+    """Whether Pillow can read the image; undecodable inputs end as failed orders (free)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if full:
+                img.load()
+        return True
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
