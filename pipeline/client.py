@@ -154,10 +154,13 @@ class Client:
                     raise self._http_error(name, status, resp.headers.get("Retry-After"), text, api)
                 if resp.content_length is not None and resp.content_length > max_bytes:
                     raise ItemError(f"{name}: answer of {resp.content_length} bytes is over the {max_bytes}-byte cap")
-                body = await resp.content.read(max_bytes + 1)
-                if len(body) > max_bytes:
-                    raise ItemError(f"{name}: answer is over the {max_bytes}-byte cap")
-                return body
+                chunks, size = [], 0
+                async for chunk in resp.content.iter_any():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise ItemError(f"{name}: answer is over the {max_bytes}-byte cap")
+                    chunks.append(chunk)
+                return b"".join(chunks)
         except ApiError:
             raise
         except _TRANSIENT_EXC as exc:
