@@ -1,0 +1,51 @@
+"""Meta-tests: the README's reference and the CLI's --help cannot drift apart."""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from pipeline.cli import build_parser
+from pipeline.docs import BEGIN, END, config_reference
+
+README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_config_reference_is_generated_from_the_schema():
+    section = README.split(BEGIN, 1)[1].split(END, 1)[0].strip()
+    assert section == config_reference(), "run `python -m pipeline.docs` and paste it into README.md"
+
+
+def test_every_run_option_is_documented():
+    for action in _subparsers()["run"]._actions:
+        for flag in action.option_strings:
+            if flag.startswith("--") and flag != "--help":
+                assert f"`{flag}" in README, f"{flag} is missing from the README"
+
+
+def test_every_command_has_help_and_is_documented():
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {a.dest: a.help for a in action._choices_actions}
+    for name in _subparsers():
+        assert helps.get(name), f"{name} has no help text"
+        assert f"`pipeline {name}" in README
+
+
+def test_quickstart_is_one_block_of_two_commands():
+    section = README.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", section, re.S)
+    commands = [line for line in blocks[0].splitlines() if line.strip()]
+    assert len(commands) == 2
+    assert "pipeline run configs/catalog.yaml --sandbox" in commands[0]
+    assert "pytest" in commands[1]
+
+
+def test_exit_codes_are_documented():
+    for code in ("0", "1", "2", "75", "130"):
+        assert re.search(rf"^\| {code} \|", README, re.M), code
