@@ -21,8 +21,8 @@ from pipeline import results
 from pipeline.checkpoint import Checkpoint
 from pipeline.client import Client
 from pipeline.config import RunConfig
-from pipeline.errors import (AuthError, CheckpointError, ConfigError, FatalApiError, Interrupted,
-                             ItemError, OutputError, PipelineError)
+from pipeline.errors import (AuthError, CheckpointError, ConfigError, FatalApiError, ItemError,
+                             OutputError, PipelineError)
 from pipeline.fetch import FetchError, fetch_image
 from pipeline.images import ImageError
 from pipeline.lock import RunLock
@@ -95,7 +95,8 @@ async def _run(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str
         budget = cfg.budget.max_credits
         if options.confirm and the_plan.credits_needed > cfg.budget.confirm_over:
             if not options.confirm(the_plan.credits_needed):
-                raise Interrupted("not confirmed: nothing was spent")
+                raise PipelineError(f"not confirmed: this run needs up to {the_plan.credits_needed} "
+                                    "credits; nothing was spent (pass --yes to skip the question)")
         client = Client(session, base_url, api_key, retries=cfg.retries,
                         pacer=Pacer(cfg.limits.requests_per_second), timeout_s=cfg.api.timeout_s)
         ctx = Context(cfg=cfg, client=client, ckpt=ckpt, session=session, api_id=api_id,
