@@ -1,17 +1,328 @@
-"""CSV/YAML manifest -> list[Item], validated at one boundary."""
+"""CSV/YAML manifest -> list[Item], validated at one boundary.
+
+    >>> m = load_manifest(load_config("configs/catalog.yaml"))
+    >>> m.items[0].id, m.items[0].prompt
+    ('mug-01', 'a blue ceramic coffee mug on a white marble kitchen counter, soft natural light, ...')
+
+Rows are numbered as a spreadsheet shows them: in a CSV the header is row 1 and the first item is
+row 2 (a quoted cell spanning several lines still makes one row; blank lines count as rows and are
+skipped). In a YAML manifest, item N is the Nth entry of ``items:``.
+
+Prompt precedence, per item:
+- the config sets no ``prompt``: the item's ``prompt`` column is the prompt;
+- the config's ``prompt`` uses ``{prompt}``: the template always applies, ``{prompt}`` being the cell;
+- otherwise the config's ``prompt`` (plain text or a template) is the default, and a non-empty
+  ``prompt`` cell replaces it for that item.
+
+``id`` and ``image`` cells are stripped of surrounding whitespace; other cells are kept as written.
+"""
 from __future__ import annotations
 
+import csv
+import io
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from typing import Any, NamedTuple
+
+from jsonschema import Draft202012Validator
+from PIL import Image, UnidentifiedImageError
+
+from pipeline.config import (RunConfig, SchemaChecker, Template, describe, display_path, load_schema,
+                             load_yaml, output_name_problem, read_text, schema_checker, schema_problems)
+from pipeline.errors import ConfigError
+
+RESERVED = ("id", "image", "prompt")
+URL_PREFIXES = ("http://", "https://")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
     id: str
     image: str                      # as written in the manifest
     prompt: str                     # final prompt, template already filled
-    row: int                        # 1-based data row number (CSV: header is row 0... see load_manifest)
+    row: int                        # CSV: spreadsheet row (header is row 1); YAML: 1-based index in items
     image_path: Path | None = None  # resolved local path, or None for a URL
     image_url: str | None = None    # http(s) URL, or None for a local file
     output_name: str = ""           # file name relative to output.dir
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class InvalidItem:
+    """A row that cannot run; ``problems`` are full one-line messages naming file, row and field."""
+    id: str | None
+    row: int
+    problems: list[str]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    items: list[Item]
+    invalid: list[InvalidItem]
+    columns: list[str]
+    path: Path | None = None
+
+    def where(self, row: int, item_id: str | None) -> str:
+        """``catalog.csv row 7 (id sku-777)``: how messages name one row."""
+        if self.path is None:
+            return _where("manifest", "row", row, item_id)
+        return _where(display_path(self.path), _UNITS.get(self.path.suffix.lower(), "row"), row, item_id)
+
+
+# (row number, cells or None if unusable, problems found, fields those problems already cover)
+_Row = tuple[int, "dict[str, str] | None", list[str], frozenset[str]]
+_NONE: frozenset[str] = frozenset()
+
+
+class _Table(NamedTuple):
+    """What a reader hands on: columns in order, and its rows."""
+    columns: list[str]
+    rows: list[_Row]
+
+
+def load_manifest(cfg: RunConfig) -> Manifest:
+    """Read the manifest named by ``cfg``; file-level faults raise ConfigError, bad rows go to ``invalid``."""
+    path = cfg.manifest_path
+    shown = display_path(path)
+    reader = _READERS.get(path.suffix.lower())
+    if reader is None:
+        raise ConfigError(f"{shown}: unknown manifest type {path.suffix!r}; use .csv, .yaml or .yml")
+    try:
+        prompt = Template.parse(cfg.prompt) if cfg.prompt is not None else None
+        name = Template.parse(cfg.output.filename)
+    except ValueError as exc:
+        raise ConfigError(f"{display_path(cfg.config_path)}: {exc}") from None
+    table = reader(path, shown)
+    _check_columns(table.columns, prompt, name, path, cfg)
+    return _build(table, prompt, name, path, shown)
+
+
+def _check_columns(columns: list[str], prompt: Template | None, name: Template, path: Path,
+                   cfg: RunConfig) -> None:
+    """Columns every row needs (CSV only: a YAML item lacking one is reported on its own)."""
+    problems = []
+    shown = display_path(path)
+    if _UNITS[path.suffix.lower()] == "row":
+        problems += [f"{shown}: has no {col!r} column" for col in ("id", "image") if col not in columns]
+        if prompt is None and "prompt" not in columns:
+            problems.append(f"{shown}: has no 'prompt' column, and the config sets no prompt")
+    config = display_path(cfg.config_path)
+    for where, template in (("prompt", prompt), ("output.filename", name)):
+        # id and image are required of every row; with no usable row at all, the rows say why.
+        for missing in [f for f in (template.fields if template and columns else [])
+                        if f not in columns and f not in ("id", "image")]:
+            problems.append(f"{config}: {where} uses {{{missing}}}, but {shown} has no {missing!r} column "
+                            f"(columns: {', '.join(columns)})")
+    if problems:
+        raise ConfigError(problems)
+
+
+def _build(table: _Table, prompt_t: Template | None, name_t: Template, path: Path, shown: str) -> Manifest:
+    unit = _UNITS[path.suffix.lower()]
+    checker = schema_checker("manifest", "/$defs/item")
+    base = str(path.parent)
+    paths: dict[str, Path] = {}
+    ids: dict[str, int] = {}
+    names: dict[str, tuple[int, str, str]] = {}
+    row_prompt_wins = prompt_t is not None and "prompt" not in prompt_t.fields
+    items: list[Item] = []
+    invalid: list[InvalidItem] = []
+    for row, cells, problems, reported in table.rows:
+        if cells is None:
+            invalid.append(InvalidItem(None, row, [f"{_where(shown, unit, row, None)}: {p}" for p in problems]))
+            continue
+        item_id = cells["id"] = (cells.get("id") or "").strip()
+        image = cells["image"] = (cells.get("image") or "").strip()
+        record = {"id": item_id, "image": image}
+        own = cells.get("prompt")
+        if prompt_t is None or (row_prompt_wins and own and own.strip()):
+            if own is None and "prompt" not in reported:
+                problems.append("prompt is required: the config sets no prompt")
+            elif own is not None:
+                record["prompt"] = own
+        elif (filled := _fill(prompt_t, cells, "prompt", problems)) is not None:
+            record["prompt"] = filled
+        for error in checker.errors(record):
+            # A missing field was reported above; a field the reader complained about, by the reader.
+            if error.validator != "required" and next(iter(error.absolute_path), None) not in reported:
+                problems.extend(describe(error, {}))
+        duplicate = item_id in ids
+        if duplicate:
+            problems.append(f"duplicate id: first used on {unit} {ids[item_id]}")
+        elif item_id:
+            ids[item_id] = row
+        output_name = _fill(name_t, cells, "output.filename", problems)
+        if output_name is not None:
+            if problem := output_name_problem(output_name):
+                problems.append(f"output file name {output_name!r} {problem}")
+            elif not duplicate:
+                problems += _collision(names, output_name, row, item_id, unit)
+        if problems:
+            where = _where(shown, unit, row, item_id)
+            invalid.append(InvalidItem(item_id or None, row, [f"{where}: {p}" for p in problems]))
+            continue
+        if image[:8].lower().startswith(URL_PREFIXES):
+            image_path, image_url = None, image
+        else:
+            image_path = paths.get(image)
+            if image_path is None:
+                image_path = paths[image] = Path(os.path.normpath(os.path.join(base, image)))
+            image_url = None
+        extra = {k: v for k, v in cells.items() if k not in RESERVED}
+        items.append(Item(item_id, image, record["prompt"], row, image_path, image_url, output_name, extra))
+    return Manifest(items, invalid, table.columns, path)
+
+
+def _collision(names: dict[str, tuple[int, str, str]], name: str, row: int, item_id: str, unit: str) -> list[str]:
+    """A second item writing the same output file; names differing only in case count (macOS, Windows)."""
+    first_row, first_id, first_name = names.setdefault(name.casefold(), (row, item_id, name))
+    if first_row == row:
+        return []
+    case = "" if first_name == name else f" as {first_name!r}; names differing only in case collide on macOS/Windows"
+    return [f"output file name {name!r} is also used by {unit} {first_row} (id {first_id}){case}"]
+
+
+def _fill(template: Template, cells: dict[str, str], what: str, problems: list[str]) -> str | None:
+    try:
+        return template.fill(cells)
+    except KeyError as exc:
+        problems.append(f"{what} uses {{{exc.args[0]}}}, which this item does not have")
+        return None
+
+
+def _where(shown: str, unit: str, row: int, item_id: str | None) -> str:
+    if not item_id:
+        return f"{shown} {unit} {row}"
+    if len(item_id) > 40 or not item_id.isprintable() or any(c.isspace() for c in item_id):
+        return f"{shown} {unit} {row} (id {item_id[:40]!r}{'...' if len(item_id) > 40 else ''})"
+    return f"{shown} {unit} {row} (id {item_id})"
+
+
+# -- readers --------------------------------------------------------------------------------------
+
+def _read_csv(path: Path, shown: str) -> _Table:
+    text = read_text(path, shown, "manifest")
+    header: list[str] | None = None
+    rows: list[_Row] = []
+    number = 0
+    try:
+        for number, record in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+            if not any(record):
+                continue  # blank line, or a row of empty cells as spreadsheets export them
+            if header is None:
+                header = _header(record, shown, number)
+                width = len(header)
+                continue
+            problems = []
+            if len(record) > width and any(cell.strip() for cell in record[width:]):
+                problems.append(f"has {len(record)} cells but the header names {width} columns")
+            cells = dict(zip(header, record))
+            if len(record) < width:
+                cells.update(dict.fromkeys(header[len(record):], ""))
+            rows.append((number, cells, problems, _NONE))
+    except csv.Error as exc:
+        raise ConfigError(f"{shown}: row {number + 1}: {exc}") from None
+    if header is None:
+        raise ConfigError(f"{shown}: the manifest is empty; it needs a header row (id,image,...) and items")
+    if not rows:
+        raise ConfigError(f"{shown}: the manifest has a header but no items")
+    return _Table(header, rows)
+
+
+def _header(record: list[str], shown: str, number: int) -> list[str]:
+    names = [cell.strip() for cell in record]
+    while names and not names[-1]:
+        names.pop()  # trailing commas
+    problems = [f"{shown}: row {number}: column {i} of the header has no name"
+                for i, name in enumerate(names, start=1) if not name]
+    problems += [f"{shown}: row {number}: column {name!r} appears more than once in the header"
+                 for name in dict.fromkeys(n for n in names if n and names.count(n) > 1)]
+    if problems:
+        raise ConfigError(problems)
+    return names
+
+
+def _read_yaml(path: Path, shown: str) -> _Table:
+    doc = load_yaml(read_text(path, shown, "manifest"), shown)
+    if doc is None:
+        raise ConfigError(f"{shown}: the manifest is empty; it needs `items:`, a list of id/image/... mappings")
+    if not isinstance(doc, dict):
+        kind = "list" if isinstance(doc, list) else type(doc).__name__
+        raise ConfigError(f"{shown}: a YAML manifest must be a mapping with `items:`, not a {kind}")
+    if lines := schema_problems(_document_checker(), doc):
+        raise ConfigError([f"{shown}: {line}" for line in lines])
+    row_checker = schema_checker("manifest", "/$defs/row")
+    columns: dict[str, None] = {}
+    rows: list[_Row] = []
+    for number, raw in enumerate(doc["items"], start=1):
+        errors = row_checker.errors(raw)
+        problems = [line for error in errors for line in describe(error, {})]
+        if not isinstance(raw, dict):
+            rows.append((number, None, problems, _NONE))
+            continue
+        reported = {str(e.absolute_path[0]) for e in errors if e.absolute_path}
+        reported.update(k for e in errors if e.validator == "required" for k in e.validator_value if k not in raw)
+        cells = {str(k): _text(v) for k, v in raw.items()}
+        columns.update(dict.fromkeys(cells))
+        rows.append((number, cells, problems, frozenset(reported)))
+    return _Table(list(columns), rows)
+
+
+@cache
+def _document_checker() -> SchemaChecker:
+    """The manifest schema without its per-item rule: rows are checked one by one, cheaply."""
+    root = load_schema("manifest")
+    items = {k: v for k, v in root["properties"]["items"].items() if k != "items"}
+    return SchemaChecker(Draft202012Validator({**root, "properties": {**root["properties"], "items": items}}),
+                         None)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else value if isinstance(value, str) else str(value)
+
+
+_READERS = {".csv": _read_csv, ".yaml": _read_yaml, ".yml": _read_yaml}
+_UNITS = {".csv": "row", ".yaml": "item", ".yml": "item"}
+
+
+# -- images -------------------------------------------------------------------------------------
+
+def check_images(items: Iterable[Item]) -> dict[str, str]:
+    """Item id -> one-line problem for local images that are missing, unreadable or not images.
+
+    Only the header is read (``PIL.Image.open`` is lazy), once per distinct path. URLs are skipped:
+    they are checked when fetched.
+    """
+    seen: dict[Path, str | None] = {}
+    problems = {}
+    for item in items:
+        path = item.image_path
+        if path is None:
+            continue
+        if path not in seen:
+            seen[path] = image_problem(path)
+        if seen[path] is not None:
+            problems[item.id] = f"image {item.image!r} {seen[path]}"
+    return problems
+
+
+def image_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be used as an input image, or None if its header reads as an image."""
+    try:
+        with Image.open(path):
+            return None
+    except FileNotFoundError:
+        return f"not found ({display_path(path)})"
+    except IsADirectoryError:
+        return f"is a directory ({display_path(path)})"
+    except PermissionError:
+        return f"cannot be read: permission denied ({display_path(path)})"
+    except UnidentifiedImageError:
+        return f"is not an image Pillow can read ({display_path(path)})"
+    except Image.DecompressionBombError as exc:
+        return f"is too large to process: {exc}"
+    except Exception as exc:  # the per-item boundary: any decoder fault fails this image only
+        return f"cannot be read as an image: {exc}"

@@ -1,0 +1,240 @@
+"""load_manifest() and check_images(): formats, prompt rules, row numbers, and the round trip."""
+from __future__ import annotations
+
+import csv
+import io
+import string
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from pipeline import manifest as manifest_module
+from pipeline.config import OutputSettings, RunConfig
+from pipeline.errors import ConfigError
+from pipeline.manifest import Item, check_images, load_manifest
+
+
+def _png(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (10, 120, 200)).save(path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # file names in messages print relative to the working directory
+
+
+@pytest.fixture
+def catalog_dir(tmp_path: Path) -> Path:
+    _png(tmp_path / "images" / "mug.png")
+    return tmp_path
+
+
+def config(manifest: Path, prompt: str | None = None, filename: str = "{id}.jpg") -> RunConfig:
+    return RunConfig(config_path=manifest.parent / "run.yaml", manifest_path=manifest, prompt=prompt,
+                     output=OutputSettings(dir=manifest.parent / "out", filename=filename))
+
+
+def load(path: Path, text: str | bytes, prompt: str | None = None, filename: str = "{id}.jpg"):
+    if isinstance(text, str):
+        path.write_text(text, encoding="utf-8", newline="")
+    else:
+        path.write_bytes(text)
+    return load_manifest(config(path, prompt, filename))
+
+
+def test_csv_item_fields(catalog_dir: Path) -> None:
+    m = load(catalog_dir / "items.csv", "id,image,prompt,title\nmug-1,images/mug.png,a mug,Mug\n"
+                                       "mug-2,https://cdn.example.com/m.jpg?x=1,a mug,Mug\n")
+    assert m.items == [
+        Item("mug-1", "images/mug.png", "a mug", 2, catalog_dir / "images" / "mug.png", None, "mug-1.jpg",
+             {"title": "Mug"}),
+        Item("mug-2", "https://cdn.example.com/m.jpg?x=1", "a mug", 3, None, "https://cdn.example.com/m.jpg?x=1",
+             "mug-2.jpg", {"title": "Mug"}),
+    ]
+    assert m.items[0].extra == {"title": "Mug"}
+    assert m.columns == ["id", "image", "prompt", "title"]
+    assert m.invalid == []
+
+
+def test_bom_crlf_and_quoted_fields(catalog_dir: Path) -> None:
+    text = ('\ufeffid,image,prompt\r\n'
+            'a,images/mug.png,"a mug, on marble"\r\n'
+            'b,images/mug.png,"line one\r\nline ""two"""\r\n'
+            '\r\n'
+            'c,images/mug.png,plain\r\n')
+    m = load(catalog_dir / "items.csv", text.encode("utf-8"))
+    assert [(i.id, i.prompt, i.row) for i in m.items] == [
+        ("a", "a mug, on marble", 2), ("b", 'line one\r\nline "two"', 3), ("c", "plain", 5)]
+    assert m.columns == ["id", "image", "prompt"]
+
+
+def test_rows_count_like_a_spreadsheet(catalog_dir: Path) -> None:
+    text = 'id,image,prompt\n\na,images/mug.png,"two\nlines"\n,,\nb b,images/mug.png,x\n'
+    m = load(catalog_dir / "items.csv", text)
+    assert [(i.id, i.row) for i in m.items] == [("a", 3)]
+    assert [(bad.id, bad.row) for bad in m.invalid] == [("b b", 5)]
+    assert m.invalid[0].problems[0].startswith("items.csv row 5 (id 'b b'): id may contain only")
+
+
+def test_id_and_image_cells_are_stripped(catalog_dir: Path) -> None:
+    m = load(catalog_dir / "items.csv", "id , image,prompt\n sku-1 , images/mug.png , keep  spaces \n")
+    assert (m.items[0].id, m.items[0].image, m.items[0].prompt) == ("sku-1", "images/mug.png", " keep  spaces ")
+
+
+def test_short_rows_and_trailing_commas(catalog_dir: Path) -> None:
+    m = load(catalog_dir / "items.csv", "id,image,prompt,note,\na,images/mug.png,x\nb,images/mug.png,y,n,,\n",
+             prompt=None)
+    assert [(i.id, i.extra) for i in m.items] == [("a", {"note": ""}), ("b", {"note": "n"})]
+
+
+def test_every_problem_of_a_row_is_listed(catalog_dir: Path) -> None:
+    m = load(catalog_dir / "items.csv", f"id,image,prompt\nbad id,ftp://x/y.png,{'p' * 501}\n")
+    assert m.items == []
+    [bad] = m.invalid
+    assert (bad.id, bad.row) == ("bad id", 2)
+    assert [p.split(": ", 1)[1].split(" (got")[0] for p in bad.problems] == [
+        "id may contain only A-Z a-z 0-9 . _ -",
+        "image must be a local path or an http(s):// URL (unsupported scheme)",
+        "prompt is longer than 500 characters, LightX's limit"]
+
+
+def test_prompt_precedence(catalog_dir: Path) -> None:
+    text = "id,image,prompt,title\na,images/mug.png,own prompt,Mug\nb,images/mug.png,,Cup\n"
+    path = catalog_dir / "items.csv"
+    # no config prompt: the cell is the prompt (and an empty one is a problem)
+    m = load(path, text)
+    assert [i.prompt for i in m.items] == ["own prompt"]
+    assert m.invalid[0].problems == ["items.csv row 3 (id b): prompt is empty"]
+    # a config template without {prompt} is the default: a non-empty cell wins
+    m = load(path, text, prompt="{title} on marble")
+    assert [i.prompt for i in m.items] == ["own prompt", "Cup on marble"]
+    # a config template using {prompt} always applies
+    m = load(path, text, prompt="{prompt} {title}, studio light")
+    assert [i.prompt for i in m.items] == ["own prompt Mug, studio light", " Cup, studio light"]
+    # a plain config prompt needs no prompt column
+    m = load(path, "id,image\na,images/mug.png\n", prompt="on marble")
+    assert [i.prompt for i in m.items] == ["on marble"]
+
+
+def test_prompt_placeholder_without_a_column_is_file_level(catalog_dir: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(catalog_dir / "items.csv", "id,image\na,images/mug.png\n", prompt="{prompt}, {colour}")
+    assert info.value.problems == [
+        "run.yaml: prompt uses {prompt}, but items.csv has no 'prompt' column (columns: id, image)",
+        "run.yaml: prompt uses {colour}, but items.csv has no 'colour' column (columns: id, image)"]
+
+
+def test_output_filename_template(catalog_dir: Path) -> None:
+    m = load(catalog_dir / "items.csv", "id,image,prompt,cat\na,images/mug.png,p,mugs\nb,images/mug.png,p,\n",
+             filename="{cat}/{id}.jpg")
+    assert [i.output_name for i in m.items] == ["mugs/a.jpg"]
+    assert m.invalid[0].problems == [
+        "items.csv row 3 (id b): output file name '/b.jpg' is an absolute path; it must be relative to output.dir"]
+
+
+def test_yaml_manifest(catalog_dir: Path) -> None:
+    text = """\
+items:
+  - id: mug-1
+    image: images/mug.png
+    title: Mug
+    price: 9.5
+  - {id: 42, image: images/mug.png, title: 7, price: ~}
+"""
+    m = load(catalog_dir / "items.yml", text, prompt="{title} for {price}")
+    assert [(i.id, i.prompt, i.row, i.extra) for i in m.items] == [
+        ("mug-1", "Mug for 9.5", 1, {"title": "Mug", "price": "9.5"}),
+        ("42", "7 for ", 2, {"title": "7", "price": ""})]
+    assert m.columns == ["id", "image", "title", "price"]
+
+
+def test_yaml_item_missing_a_template_column(catalog_dir: Path) -> None:
+    text = "items:\n  - {id: a, image: images/mug.png, title: Mug}\n  - {id: b, image: images/mug.png}\n"
+    m = load(catalog_dir / "items.yaml", text, prompt="{title} on marble")
+    assert [i.id for i in m.items] == ["a"]
+    assert m.invalid[0].problems == ["items.yaml item 2 (id b): prompt uses {title}, which this item does not have"]
+
+
+def test_yaml_duplicate_key_names_its_line(catalog_dir: Path) -> None:
+    with pytest.raises(ConfigError, match=r"items.yaml: line 3, column 5: YAML syntax error: duplicate key 'id'"):
+        load(catalog_dir / "items.yaml", "items:\n  - id: a\n    id: b\n    image: x.png\n", prompt="p")
+
+
+def test_unknown_extension(catalog_dir: Path) -> None:
+    with pytest.raises(ConfigError, match=r"items.tsv: unknown manifest type '.tsv'; use .csv, .yaml or .yml"):
+        load(catalog_dir / "items.tsv", "id\timage\n")
+
+
+def test_image_paths_are_relative_to_the_manifest(tmp_path: Path) -> None:
+    _png(tmp_path / "data" / "img" / "a.png")
+    (tmp_path / "data" / "items.csv").write_text(f"id,image,prompt\na,img/a.png,p\nb,{tmp_path}/data/img/a.png,p\n")
+    m = load_manifest(RunConfig(config_path=tmp_path / "run.yaml", manifest_path=tmp_path / "data" / "items.csv"))
+    assert [i.image_path for i in m.items] == [tmp_path / "data" / "img" / "a.png"] * 2
+
+
+# -- check_images -----------------------------------------------------------------------------------
+
+def test_check_images_reads_each_path_once(catalog_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (catalog_dir / "images" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    rows = "".join(f"m{i},images/mug.png,p\n" for i in range(1000))
+    rows += "b1,images/broken.jpg,p\nb2,images/broken.jpg,p\nn1,images/none.png,p\nu1,https://x.test/a.png,p\n"
+    m = load(catalog_dir / "items.csv", "id,image,prompt\n" + rows)
+    opened = []
+    real_open = manifest_module.Image.open
+    monkeypatch.setattr(manifest_module.Image, "open", lambda path: opened.append(path) or real_open(path))
+    problems = check_images(m.items)
+    assert len(opened) == 3
+    assert set(problems) == {"b1", "b2", "n1"}
+    assert problems["b1"].startswith("image 'images/broken.jpg' is not an image Pillow can read")
+    assert problems["n1"].startswith("image 'images/none.png' not found")
+
+
+def test_check_images_accepts_formats_that_upload_converts(catalog_dir: Path) -> None:
+    Image.new("RGB", (8, 8)).save(catalog_dir / "images" / "a.webp")
+    m = load(catalog_dir / "items.csv", "id,image,prompt\na,images/a.webp,p\n")
+    assert check_images(m.items) == {}
+
+
+# -- the round trip -------------------------------------------------------------------------------
+
+ID = st.text(string.ascii_letters + string.digits + "._-", min_size=1, max_size=128)
+TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc")) | st.sampled_from(list(',"\'\n\r\t{} ')),
+               max_size=60)
+PROMPT = TEXT.filter(lambda s: s.strip()).filter(lambda s: len(s) <= 500)
+IMAGE = st.sampled_from(["images/mug.png", "a dir/b, c.jpg", "https://example.com/x.jpg?a=1,2", "ünï/çødé.png"])
+ROW = st.fixed_dictionaries({"id": ID, "image": IMAGE, "prompt": PROMPT, "title": TEXT, "note": TEXT})
+ROWS = st.lists(ROW, min_size=1, max_size=12, unique_by=lambda row: row["id"].casefold())
+
+
+def _as_csv(rows: list[dict[str, str]], terminator: str) -> str:
+    out = io.StringIO()
+    # csv's writer leaves a lone "\r" unquoted unless it is part of the line terminator
+    quoting = csv.QUOTE_MINIMAL if terminator == "\r\n" else csv.QUOTE_ALL
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator=terminator, quoting=quoting)
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=ROWS, form=st.sampled_from(["csv", "csv-crlf", "csv-bom", "yaml"]))
+def test_any_valid_manifest_loads_back_to_the_same_items(rows: list[dict[str, str]], form: str,
+                                                         tmp_path: Path) -> None:
+    if form == "yaml":
+        path, data = tmp_path / "items.yaml", yaml.safe_dump({"items": rows}, allow_unicode=True).encode()
+    else:
+        text = _as_csv(rows, "\r\n" if form == "csv-crlf" else "\n")
+        path, data = tmp_path / "items.csv", ("\ufeff" if form == "csv-bom" else "") .encode() + text.encode()
+    path.write_bytes(data)
+    m = load_manifest(config(path))
+    assert m.invalid == []
+    assert [(i.id, i.image, i.prompt, i.extra) for i in m.items] == [
+        (r["id"], r["image"], r["prompt"], {"title": r["title"], "note": r["note"]}) for r in rows]
+    assert [i.row for i in m.items] == [n + (1 if form == "yaml" else 2) for n in range(len(rows))]
+    assert [i.output_name for i in m.items] == [f"{r['id']}.jpg" for r in rows]
