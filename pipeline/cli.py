@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="counts per state and failures, from the checkpoint alone")
     p.add_argument("config", help="path to the YAML config")
 
+    p = sub.add_parser("report", help="rebuild results.csv, results.parquet and report.html from the checkpoint")
+    p.add_argument("config", help="path to the YAML config")
+
     p = sub.add_parser("sandbox", help="serve the LightX-compatible sandbox on loopback")
     from pipeline.sandbox.options import add_sandbox_arguments
     add_sandbox_arguments(p)
@@ -120,6 +123,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipeline.engine import rebuild_outputs
+    print(f"report: {rebuild_outputs(args.config)}")
+    return 0
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from pipeline.sandbox import serve
     from pipeline.sandbox.options import options_from_args
@@ -147,7 +156,8 @@ def _confirmer():
     return confirm
 
 
-COMMANDS = {"validate": cmd_validate, "run": cmd_run, "status": cmd_status, "sandbox": cmd_sandbox}
+COMMANDS = {"validate": cmd_validate, "run": cmd_run, "status": cmd_status, "report": cmd_report,
+            "sandbox": cmd_sandbox}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -137,7 +137,8 @@ class Client:
                    headers: dict[str, str] | None = None, api: bool = False,
                    max_bytes: int = 8 * 1024 * 1024) -> bytes:
         """One HTTP exchange; every aiohttp/asyncio failure is translated here."""
-        await self.pacer.acquire()
+        if api:  # the rate limit is the API's; S3 uploads and CDN downloads are not paced
+            await self.pacer.acquire()
         hdrs = dict(headers or {})
         if api:  # the key goes to the API only, never to upload or output URLs
             hdrs["x-api-key"] = self._key
@@ -149,6 +150,8 @@ class Client:
                 if api and not _is_http_url(str(resp.url)):
                     raise ItemError("redirected away from http(s)")
                 status = resp.status
+                if api and status != 429:
+                    self.pacer.observe(False)
                 if status >= 400 or status < 200:
                     text = await resp.content.read(2048)
                     raise self._http_error(name, status, resp.headers.get("Retry-After"), text, api)
@@ -171,7 +174,8 @@ class Client:
     def _http_error(self, name: str, status: int, retry_after: str | None, text: bytes, api: bool):
         wait = _parse_retry_after(retry_after)
         if status == 429:
-            self.pacer.throttled(wait)
+            if api:
+                self.pacer.throttled(wait)
             return TransientError(f"{name}: HTTP 429 rate limited", http_status=429, retry_after=wait)
         if status >= 500 or status in (408, 425):
             return TransientError(f"{name}: HTTP {status}", http_status=status, retry_after=wait)

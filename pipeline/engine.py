@@ -30,6 +30,7 @@ from pipeline.manifest import Item, Manifest
 from pipeline.pacing import Pacer
 from pipeline.planner import Plan, hash_local_images, invalid_rows, plan
 from pipeline.progress import Progress
+from pipeline.report import write_report
 from pipeline.stages import STAGES, Context, Job, Parked
 
 ITEM_FAILURES = (ItemError, FetchError, ImageError)
@@ -106,12 +107,36 @@ async def _run(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str
         ckpt.flush()
         rows = ckpt.rows()
     counts = results.status_counts(manifest, rows)
-    results_path = results.write(cfg, manifest, rows)
+    results_path = write_outputs(cfg, manifest, rows, elapsed_s=time.monotonic() - started)
     exit_code = 130 if interrupted else (0 if counts["done"] == sum(counts.values()) else 1)
     message = "interrupted: stopped new work, progress saved" if interrupted else ctx.stop_reason
     return RunResult(exit_code=exit_code, counts=counts, credits=ctx.credits, submits=ctx.submits,
                      elapsed_s=time.monotonic() - started, message=message, plan=the_plan,
                      results_path=results_path, extra={"requests": client.requests})
+
+
+def write_outputs(cfg: RunConfig, manifest: Manifest, rows: dict, *, elapsed_s: float | None = None) -> Path:
+    """results.csv, results.parquet, then report.html (which links to them); returns the CSV path."""
+    path = results.write(cfg, manifest, rows)
+    write_report(cfg, manifest, rows, summary={"elapsed_s": elapsed_s} if elapsed_s is not None else None)
+    return path
+
+
+def rebuild_outputs(config_path: str | Path) -> Path:
+    """`pipeline report`: rewrite the table and report from the checkpoint alone; no API call."""
+    from pipeline.validate import validate
+    cfg, manifest, _ = validate(config_path, check_images=False)
+    path = cfg.state_dir / "checkpoint.sqlite"
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}: nothing has run yet")
+    with RunLock(cfg.state_dir):
+        ckpt = Checkpoint.open(path)
+        try:
+            rows = ckpt.rows()
+        finally:
+            ckpt.close()
+        write_outputs(cfg, manifest, rows)
+    return cfg.output.dir / "report.html"
 
 
 async def _drive_all(ctx: Context, jobs: list[Job], options: RunOptions) -> bool:
@@ -127,6 +152,11 @@ async def _drive_all(ctx: Context, jobs: list[Job], options: RunOptions) -> bool
                 return
             await _drive(ctx, job, fatal)
             progress.finished(job.row.state)
+            if fatal:  # nothing more can be written or sent: stop the others (submits finish, shielded)
+                for other in workers:
+                    if other is not asyncio.current_task():
+                        other.cancel()
+                return
 
     workers = [asyncio.ensure_future(worker()) for _ in range(min(ctx.cfg.limits.concurrency, len(jobs)) or 1)]
     interrupted = False

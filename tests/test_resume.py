@@ -46,14 +46,15 @@ def test_kill_9_at_random_moments_then_resume(sandbox, catalog_dir):
     sandbox.set_options(processing_s=0.4, processing_jitter=0.5)
     n = 24
     config = write_catalog(catalog_dir, n, base_url=sandbox.base_url,
-                           config={"limits": {"concurrency": 6}, "poll": {"interval_s": 0.1}})
+                           config={"limits": {"concurrency": 6},
+                                   "poll": {"interval_s": 0.1, "max_attempts": 30}})
     rng = random.Random(1234)
     recorded: dict[str, str] = {}
     kills = 0
-    for _ in range(5):
+    for _ in range(10):
         child = subprocess.Popen(pipeline_cmd("run", str(config), "--quiet"), env=child_env(),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.4, 1.6))
+        time.sleep(rng.uniform(0.3, 1.2))
         if child.poll() is None:
             child.kill()
             kills += 1
