@@ -11,23 +11,19 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
-import difflib
-import json
 import os
 import re
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
-from importlib.resources import files
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator, ValidationError
 
 from pipeline.errors import ConfigError
+from pipeline.schema import DEFAULT_KEY_ENV, schema_checker, schema_problems
 
 DEFAULT_BASE_URL = "https://api.lightxeditor.com/external/api"
 BASE_URL_ENV = "LIGHTX_BASE_URL"
@@ -48,7 +44,7 @@ class PollSettings:
 @dataclass(frozen=True)
 class ApiSettings:
     base_url: str = DEFAULT_BASE_URL
-    key_env: str = "LIGHTX_API_KEY"
+    key_env: str = DEFAULT_KEY_ENV
     timeout_s: float = 60.0
 
 
@@ -315,180 +311,3 @@ def load_yaml(text: str, shown: str) -> Any:
 def _kind(value: Any) -> str:
     return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(
         type(value), type(value).__name__)
-
-
-# -- schemas ------------------------------------------------------------------------------------
-
-@cache
-def load_schema(name: str) -> dict:
-    """One of the packaged schemas, e.g. ``load_schema("config")`` for config.schema.json."""
-    return json.loads(files("pipeline.schemas").joinpath(f"{name}.schema.json").read_text("utf-8"))
-
-
-@dataclass(frozen=True)
-class SchemaChecker:
-    """Validates against one subschema; ``fast`` answers "valid" cheaply for the common case."""
-    validator: Draft202012Validator
-    fast: Callable[[Any], bool] | None
-
-    def errors(self, instance: Any) -> list[ValidationError]:
-        if self.fast is not None and self.fast(instance):
-            return []
-        return list(self.validator.iter_errors(instance))
-
-
-@cache
-def schema_checker(name: str, pointer: str = "") -> SchemaChecker:
-    """A checker for ``load_schema(name)`` at JSON pointer ``pointer``, e.g. ``"/$defs/item"``."""
-    root = load_schema(name)
-    schema = {"$schema": root["$schema"], **resolve_pointer(root, pointer), "$defs": root.get("$defs", {})}
-    return SchemaChecker(Draft202012Validator(schema), compile_fast(schema, schema))
-
-
-def resolve_pointer(root: dict, pointer: str) -> Any:
-    node: Any = root
-    for part in filter(None, pointer.split("/")):
-        node = node[part.replace("~1", "/").replace("~0", "~")]
-    return node
-
-
-_ANNOTATIONS = {"$schema", "$id", "$defs", "title", "description", "default", "examples", "errorMessage"}
-_PY_TYPES = {"string": str, "null": type(None), "object": dict, "array": list, "boolean": bool}
-
-
-def compile_fast(schema: Any, root: dict) -> Callable[[Any], bool] | None:
-    """A quick yes-check for a subschema built only from simple keywords, else None.
-
-    jsonschema needs about 170 us per manifest row: 17 s for 100,000. This predicate reads the same
-    rules from the schema but only answers "valid"; otherwise jsonschema runs and words the errors.
-    A keyword it does not know makes it return None, meaning "always ask jsonschema".
-    """
-    if isinstance(schema, bool):
-        return lambda v: schema
-    if not isinstance(schema, dict) or set(schema) - _ANNOTATIONS - {
-            "$ref", "type", "minLength", "maxLength", "pattern", "required", "properties",
-            "additionalProperties"}:
-        return None
-    checks: list[Callable[[Any], bool]] = []
-    if "$ref" in schema:
-        if not schema["$ref"].startswith("#/") or not (ref := compile_fast(
-                resolve_pointer(root, schema["$ref"][1:]), root)):
-            return None
-        checks.append(ref)
-    kind = schema.get("type")  # a lone "string" or "object" is folded into the checks below
-    if kind is not None and kind not in ("string", "object"):
-        names = [kind] if isinstance(kind, str) else kind
-        if set(names) - set(_PY_TYPES) - {"number"}:
-            return None  # "integer" accepts 1.0; leave such subtleties to jsonschema
-        plain = tuple(_PY_TYPES[n] for n in names if n != "number")
-        if "number" in names:
-            checks.append(lambda v: isinstance(v, plain) or (
-                isinstance(v, (int, float)) and not isinstance(v, bool)))
-        else:
-            checks.append(lambda v: isinstance(v, plain) and (bool in plain or not isinstance(v, bool)))
-    if kind == "string" or {"minLength", "maxLength", "pattern"} & set(schema):
-        low, high = schema.get("minLength", 0), schema.get("maxLength", float("inf"))
-        search = re.compile(schema["pattern"]).search if "pattern" in schema else None
-        other = kind != "string"  # without type: string, other types pass these keywords
-
-        def text(v: Any) -> bool:
-            if not isinstance(v, str):
-                return other
-            return low <= len(v) <= high and (search is None or search(v) is not None)
-        checks.append(text)
-    if kind == "object" or {"required", "properties", "additionalProperties"} & set(schema):
-        required = tuple(schema.get("required", ()))
-        props = {k: compile_fast(sub, root) for k, sub in schema.get("properties", {}).items()}
-        extra = compile_fast(schema.get("additionalProperties", True), root)
-        if extra is None or None in props.values():
-            return None
-        not_dict = kind != "object"
-
-        def mapping(v: Any) -> bool:
-            if not isinstance(v, dict):
-                return not_dict
-            for key in required:
-                if key not in v:
-                    return False
-            for key, value in v.items():
-                if not props.get(key, extra)(value):
-                    return False
-            return True
-        checks.append(mapping)
-    if len(checks) == 1:
-        return checks[0]
-
-    def every(v: Any) -> bool:
-        for check in checks:
-            if not check(v):
-                return False
-        return True
-    return every
-
-
-# Never echo these fields' values: a user may have pasted the API key there.
-_NO_ECHO = {"key_env"}
-_SECRET_WORDS = ("api_key", "apikey", "api-key", "token", "secret", "password")
-
-
-def schema_problems(checker: SchemaChecker, instance: Any, context: Mapping[str, str] | None = None, *,
-                    root: str = "", keywords: set[str] | None = None) -> list[str]:
-    """Every schema violation as one line naming its field (``root`` names the instance itself)."""
-    errors = sorted(checker.errors(instance), key=lambda e: [str(p) for p in e.absolute_path])
-    lines = []
-    for error in errors:
-        if keywords is None or error.validator in keywords:
-            lines.extend(describe(error, context or {}, root=root))
-    return lines
-
-
-def field_name(path: Iterable[Any]) -> str:
-    """``["limits", "concurrency"]`` -> ``"limits.concurrency"``; list indexes as ``[3]``."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def describe(error: ValidationError, context: Mapping[str, str], *, root: str = "") -> list[str]:
-    """One line per problem in a jsonschema error: ``field message`` or ``field: message``."""
-    lines = _describe(error, context, root)
-    return [line.strip() for line in lines]
-
-
-def _describe(error: ValidationError, context: Mapping[str, str], root: str) -> list[str]:
-    path = [root, *error.absolute_path] if root else list(error.absolute_path)
-    where = field_name(path)
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        known = list(error.schema.get("properties", {}))
-        return [f"{field_name([*path, key])}: {_unknown_key(str(key), known, context)}"
-                for key in error.instance if key not in known]
-    if error.validator == "required":
-        missing = [k for k in error.validator_value if k not in error.instance]
-        name = next((k for k in missing if error.message.startswith(repr(k))), missing[0] if missing else "?")
-        return [f"{field_name([*path, name])} is required"]
-    custom = error.schema.get("errorMessage")
-    if isinstance(custom, dict):
-        custom = custom.get(error.validator)
-    if not custom:
-        return [f"{where}: {error.message}" if where else error.message]
-    value = error.instance
-    if path and path[-1] in _NO_ECHO or value is None or isinstance(value, (dict, list)):
-        return [f"{where} {custom}"]
-    if isinstance(value, str):
-        if not value.strip():
-            return [f"{where} {custom}"]
-        got = repr(value) if len(value) <= 60 else f"{len(value)} characters"
-    else:
-        got = repr(value)[:60]
-    return [f"{where} {custom} (got {got})"]
-
-
-def _unknown_key(key: str, known: list[str], context: Mapping[str, str]) -> str:
-    if any(word in key.lower() for word in _SECRET_WORDS) or key.lower() == "key":
-        env_name = context.get("key_env", ApiSettings.key_env)
-        return (f"unknown key; the API key is never read from the config file: "
-                f"set the environment variable {env_name} instead (api.key_env names it)")
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
-    return f"unknown key ({hint})"

@@ -30,8 +30,8 @@ from typing import Any, NamedTuple
 from jsonschema import Draft202012Validator
 from PIL import Image, UnidentifiedImageError
 
-from pipeline.config import (RunConfig, SchemaChecker, Template, describe, display_path, load_schema,
-                             load_yaml, output_name_problem, read_text, schema_checker, schema_problems)
+from pipeline.config import RunConfig, Template, display_path, load_yaml, output_name_problem, read_text
+from pipeline.schema import SchemaChecker, describe, load_schema, schema_checker, schema_problems
 from pipeline.errors import ConfigError
 
 RESERVED = ("id", "image", "prompt")

@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 
 from pipeline.cli import main
-from pipeline.sandbox import SANDBOX_KEY
 from conftest import write_catalog
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import functools
 import http.server
-import io
 import os
 import threading
 from pathlib import Path
