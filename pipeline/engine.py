@@ -195,7 +195,12 @@ async def _drive(ctx: Context, job: Job, fatal: list[PipelineError]) -> None:
     row = job.row
     try:
         while row.state in STAGES:
-            await STAGES[row.state](ctx, job)
+            name, stage = STAGES[row.state]
+            ctx.in_stage[name] += 1
+            try:
+                await stage(ctx, job)
+            finally:
+                ctx.in_stage[name] -= 1
     except Parked as exc:
         ctx.ckpt.save(row, error=str(exc))
     except ITEM_FAILURES as exc:

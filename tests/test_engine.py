@@ -36,6 +36,10 @@ def test_happy_path_outputs_every_item_once(sandbox, catalog_dir, capsys):
         path = catalog_dir / "out" / row["output_path"]
         with Image.open(path) as im:
             assert im.format == "JPEG" and im.size == (96, 96)
+    import pandas as pd
+    parquet = pd.read_parquet(catalog_dir / "out" / "results.parquet")
+    assert len(parquet) == 6 and set(parquet["status"]) == {"done"}
+    assert {"id", "status", "order_id", "output_path", "error", "title", "scene"} <= set(parquet.columns)
     ledger = sandbox.ledger_snapshot()
     assert ledger["credits"] == 6
     assert ledger["overpolls"] == 0

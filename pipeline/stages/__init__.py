@@ -14,11 +14,12 @@ from __future__ import annotations
 from pipeline.stages import download, poll, submit, upload
 from pipeline.stages.context import Context, Job, Parked
 
+# state an item is in -> (stage name, the coroutine that moves it on)
 STAGES = {
-    "pending": upload.run,
-    "uploaded": submit.run,
-    "submitted": poll.run,
-    "generated": download.run,
+    "pending": ("upload", upload.run),
+    "uploaded": ("submit", submit.run),
+    "submitted": ("poll", poll.run),
+    "generated": ("download", download.run),
 }
 
 __all__ = ["STAGES", "Context", "Job", "Parked"]

@@ -24,7 +24,6 @@ _GONE = (403, 404, 410)
 
 async def run(ctx: Context, job: Job) -> None:
     row = job.row
-    ctx.in_stage["download"] += 1
     try:
         data = await ctx.client.download(row.output_url)
     except ItemError as exc:
@@ -35,8 +34,6 @@ async def run(ctx: Context, job: Job) -> None:
             return
         # The order is paid for: keep its output URL and try the download again next run.
         raise Parked(f"output download failed, kept for the next run: {exc}") from None
-    finally:
-        ctx.in_stage["download"] -= 1
     try:
         await asyncio.to_thread(_check_jpeg, data)
     except ItemError as exc:

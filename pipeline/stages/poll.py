@@ -24,14 +24,11 @@ async def run(ctx: Context, job: Job) -> None:
         waited = time.time() - (row.submitted_at or 0)
         if job.polls > 0 or waited < interval:
             await asyncio.sleep(interval if job.polls > 0 else interval - waited)
-        ctx.in_stage["poll"] += 1
         try:
             status = await ctx.client.order_status(row.order_id)
         except ItemError as exc:
             # The order may still complete and charge: keep it, never resubmit blindly.
             raise Parked(f"status check failed, order {row.order_id} kept for the next run: {exc}") from None
-        finally:
-            ctx.in_stage["poll"] -= 1
         job.polls += 1
         if status.status == "active":
             ctx.credits += 1

@@ -43,11 +43,7 @@ async def run(ctx: Context, job: Job) -> None:
 
 
 async def _submit_and_record(ctx: Context, job: Job) -> None:
-    ctx.in_stage["submit"] += 1
-    try:
-        order: Order = await ctx.client.submit(job.row.image_url, job.item.prompt)
-    finally:
-        ctx.in_stage["submit"] -= 1
+    order: Order = await ctx.client.submit(job.row.image_url, job.item.prompt)
     ctx.submits += 1
     job.polls = 0
     job.reserved = True

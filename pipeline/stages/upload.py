@@ -34,25 +34,21 @@ async def _shared_upload(ctx: Context, job: Job, key: str) -> tuple[str, float]:
 
 
 async def _upload(ctx: Context, job: Job, key: str) -> tuple[str, float]:
-    ctx.in_stage["upload"] += 1
-    try:
-        data = await asyncio.to_thread(_read_source, ctx, job)
-        prepared = await asyncio.to_thread(prepare_image, data,
-                                           max_bytes=ctx.cfg.images.max_upload_bytes)
-        for attempt in (1, 2):
-            slot = await ctx.client.upload_slot(len(prepared.data), prepared.content_type)
-            try:
-                await ctx.client.put_image(slot.put_url, prepared.data, prepared.content_type)
-                break
-            except ItemError as exc:
-                # A presigned URL can expire between slot and PUT; one fresh slot is worth a try.
-                if exc.http_status != 403 or attempt == 2:
-                    raise ItemError(f"upload rejected: {exc}", http_status=exc.http_status) from None
-        uploaded_at = time.time()
-        ctx.ckpt.save_upload(key, slot.image_url, uploaded_at, prepared.content_type, len(prepared.data))
-        return slot.image_url, uploaded_at
-    finally:
-        ctx.in_stage["upload"] -= 1
+    data = await asyncio.to_thread(_read_source, ctx, job)
+    prepared = await asyncio.to_thread(prepare_image, data,
+                                       max_bytes=ctx.cfg.images.max_upload_bytes)
+    for attempt in (1, 2):
+        slot = await ctx.client.upload_slot(len(prepared.data), prepared.content_type)
+        try:
+            await ctx.client.put_image(slot.put_url, prepared.data, prepared.content_type)
+            break
+        except ItemError as exc:
+            # A presigned URL can expire between slot and PUT; one fresh slot is worth a try.
+            if exc.http_status != 403 or attempt == 2:
+                raise ItemError(f"upload rejected: {exc}", http_status=exc.http_status) from None
+    uploaded_at = time.time()
+    ctx.ckpt.save_upload(key, slot.image_url, uploaded_at, prepared.content_type, len(prepared.data))
+    return slot.image_url, uploaded_at
 
 
 def _read_source(ctx: Context, job: Job) -> bytes:
