@@ -187,8 +187,12 @@ class Checkpoint:
         if self._closed:
             return
         self._closed = True
+        already_failed = self.failure is not None
         try:
             self.flush()
+        except CheckpointError:
+            if not already_failed:
+                raise  # a new failure: the last transitions may be lost, say so
         finally:
             self._conn.close()
 

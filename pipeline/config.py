@@ -51,7 +51,7 @@ class ApiSettings:
 @dataclass(frozen=True)
 class RetrySettings:
     failed_orders: int = 2      # resubmits of an order that ended `failed` (free)
-    transient: int = 6          # attempts per request on transient errors
+    transient: int = 8          # attempts per request on transient errors
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
 

@@ -103,11 +103,23 @@ async def _run(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str
         ctx = Context(cfg=cfg, client=client, ckpt=ckpt, session=session, api_id=api_id,
                       source_dir=cfg.state_dir / "sources", budget=budget)
         jobs = [Job(item, row) for item, row in the_plan.jobs]
-        interrupted = await _drive_all(ctx, jobs, options)
-        ckpt.flush()
+        fatal: PipelineError | None = None
+        try:
+            interrupted = await _drive_all(ctx, jobs, options)
+        except PipelineError as exc:  # key rejected, checkpoint or output dir unusable
+            fatal, interrupted = exc, False
+        with contextlib.suppress(CheckpointError):
+            ckpt.flush()
         rows = ckpt.rows()
     counts = results.status_counts(manifest, rows)
-    results_path = write_outputs(cfg, manifest, rows, elapsed_s=time.monotonic() - started)
+    try:
+        results_path = write_outputs(cfg, manifest, rows, elapsed_s=time.monotonic() - started)
+    except (OutputError, CheckpointError):
+        if fatal is None:
+            raise
+        results_path = None  # the disk that failed the run cannot take the table either
+    if fatal is not None:
+        raise fatal
     exit_code = 130 if interrupted else (0 if counts["done"] == sum(counts.values()) else 1)
     message = "interrupted: stopped new work, progress saved" if interrupted else ctx.stop_reason
     return RunResult(exit_code=exit_code, counts=counts, credits=ctx.credits, submits=ctx.submits,

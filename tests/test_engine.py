@@ -127,6 +127,7 @@ def test_wrong_key_stops_the_run_fast_without_leaking_it(sandbox, catalog_dir, m
     err = capsys.readouterr().err
     assert "API key rejected" in err and secret not in err
     assert sandbox.ledger_snapshot()["requests"]["upload_url"] == 1
+    assert {r["status"] for r in results(config).values()} == {"pending"}  # the table is still written
     for path in (catalog_dir / "out").rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
