@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="path to the YAML config")
 
     p = sub.add_parser("sandbox", help="serve the LightX-compatible sandbox on loopback")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8787, help="port to listen on; 0 picks a free one (default: 8787)")
     from pipeline.sandbox.options import add_sandbox_arguments
     add_sandbox_arguments(p)
     return parser

@@ -19,7 +19,7 @@ import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from pipeline.config import RetrySettings
-from pipeline.errors import ApiError, AuthError, CreditsError, ItemError, TransientError
+from pipeline.errors import ApiError, ApiUnreachable, AuthError, CreditsError, ItemError, TransientError
 from pipeline.pacing import Pacer
 
 T = TypeVar("T")
@@ -108,7 +108,13 @@ class Client:
         async with self._probe:
             if self._auth_error:
                 raise self._auth_error
-            result = await self._retrying(call)
+            try:
+                result = await self._retrying(call)
+            except ItemError as exc:
+                if exc.http_status is None and exc.status_code is None:
+                    # Not one HTTP answer from the first call: a wrong URL or an outage, not this item.
+                    raise ApiUnreachable(f"cannot reach the API at {self._base} ({exc})") from None
+                raise
             self._verified.set()
             return result
 

@@ -21,7 +21,7 @@ from pipeline import results
 from pipeline.checkpoint import Checkpoint
 from pipeline.client import Client
 from pipeline.config import RunConfig
-from pipeline.errors import (AuthError, CheckpointError, ConfigError, FatalApiError, ItemError,
+from pipeline.errors import (ApiUnreachable, AuthError, CheckpointError, ConfigError, FatalApiError, ItemError,
                              OutputError, PipelineError)
 from pipeline.fetch import FetchError, fetch_image
 from pipeline.images import ImageError
@@ -219,7 +219,7 @@ async def _drive(ctx: Context, job: Job, fatal: list[PipelineError]) -> None:
         ctx.ckpt.save(row, state="failed", error=str(exc), finished_at=time.time())
     except FatalApiError as exc:
         ctx.stop_submits(str(exc))
-        if isinstance(exc, AuthError):
+        if isinstance(exc, (AuthError, ApiUnreachable)):
             fatal.append(exc)
     except (CheckpointError, OutputError) as exc:
         ctx.stop_submits(str(exc))

@@ -7,7 +7,8 @@
     ├── OutputError        (1)    the output directory cannot be written (read-only, disk full)
     ├── FatalApiError      (1)    the API refused the whole run
     │   ├── AuthError             key missing or rejected
-    │   └── CreditsError          no credits left
+    │   ├── CreditsError          no credits left
+    │   └── ApiUnreachable        the run's first API call got no HTTP answer at all
     └── Interrupted      (130)    Ctrl-C
 
     ApiError                      one request's failure, raised by client.py only
@@ -59,6 +60,10 @@ class AuthError(FatalApiError):
 
 
 class CreditsError(FatalApiError):
+    pass
+
+
+class ApiUnreachable(FatalApiError):
     pass
 
 

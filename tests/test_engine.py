@@ -158,3 +158,17 @@ def test_expired_upload_is_redone_not_submitted(sandbox, catalog_dir):
     ledger = sandbox.ledger_snapshot()
     assert ledger["requests"]["put"] == 1 and ledger["credits"] == 1
     assert not ledger["rejected_submits"] if "rejected_submits" in ledger else True
+
+
+def test_unreachable_api_stops_the_run_after_the_first_call(sandbox, catalog_dir, capsys):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once we leave: connections are refused
+    config = write_catalog(catalog_dir, 10, base_url=f"http://127.0.0.1:{port}/external/api",
+                           config={"retries": {"transient": 3}})
+    started = time.monotonic()
+    assert main(["run", str(config), "--quiet"]) == 1
+    assert time.monotonic() - started < 10
+    assert "cannot reach the API at http://127.0.0.1" in capsys.readouterr().err
+    assert {r["status"] for r in results(config).values()} == {"pending"}
