@@ -197,24 +197,21 @@ class Checkpoint:
             self._conn.close()
 
     def _execute(self, sql: str, params: tuple) -> None:
-        try:
-            if not self._conn.in_transaction:
-                self._conn.execute("BEGIN")
-            self._conn.execute(sql, params)
-        except sqlite3.Error as exc:
-            self.failure = CheckpointError(f"cannot write checkpoint {self.path}: {exc}")
-            raise self.failure from None
+        self._write(self._conn.execute, sql, params)
         self._schedule_commit()
 
     def _write_many(self, sql: str, params: list[tuple]) -> None:
+        self._write(self._conn.executemany, sql, params)
+        self.flush()
+
+    def _write(self, run, sql: str, params) -> None:
         try:
             if not self._conn.in_transaction:
                 self._conn.execute("BEGIN")
-            self._conn.executemany(sql, params)
+            run(sql, params)
         except sqlite3.Error as exc:
             self.failure = CheckpointError(f"cannot write checkpoint {self.path}: {exc}")
             raise self.failure from None
-        self.flush()
 
     def _schedule_commit(self) -> None:
         if self._commit_pending:
