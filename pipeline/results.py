@@ -1,13 +1,12 @@
 """The results table: one row per current manifest item, as CSV and Parquet, from the checkpoint."""
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
-
-import pandas as pd
 
 from pipeline.checkpoint import Row
 from pipeline.config import RunConfig
@@ -31,46 +30,63 @@ def status_counts(manifest: Manifest, rows: dict[str, Row]) -> Counter:
     return counts
 
 
-def table(manifest: Manifest, rows: dict[str, Row]) -> pd.DataFrame:
-    """One row per current manifest item (invalid ones included, as failed)."""
-    records = []
-    for item in manifest.items:
-        row = rows.get(item.id)
-        records.append({
-            "id": item.id, "status": status_of(row), "image": item.image, "prompt": item.prompt,
-            "order_id": row.order_id if row else None, "output_url": row.output_url if row else None,
-            "output_path": row.output_path if row and row.state == "done" else None,
-            "output_sha256": row.output_sha256 if row and row.state == "done" else None,
-            "error": row.error if row and row.state != "done" else None,
-            "attempts": row.attempts if row else 0, "credits": row.credits if row else 0,
-            "submitted_at": _iso(row.submitted_at if row else None),
-            "finished_at": _iso(row.finished_at if row else None),
-            "elapsed_s": _elapsed(row), **item.extra,
-        })
+def columns(manifest: Manifest, rows: dict[str, Row]) -> dict[str, list]:
+    """The table as columns: one entry per current manifest item, invalid ones last, as failed."""
+    found = [rows.get(item.id) for item in manifest.items]
+    done = [r is not None and r.state == "done" for r in found]
+    cols: dict[str, list] = {
+        "id": [item.id for item in manifest.items],
+        "status": [status_of(r) for r in found],
+        "image": [item.image for item in manifest.items],
+        "prompt": [item.prompt for item in manifest.items],
+        "order_id": [r.order_id if r else None for r in found],
+        "output_url": [r.output_url if r else None for r in found],
+        "output_path": [r.output_path if ok else None for r, ok in zip(found, done)],
+        "output_sha256": [r.output_sha256 if ok else None for r, ok in zip(found, done)],
+        "error": [r.error if r and not ok else None for r, ok in zip(found, done)],
+        "attempts": [r.attempts if r else 0 for r in found],
+        "credits": [r.credits if r else 0 for r in found],
+        "submitted_at": [_iso(r.submitted_at) if r else None for r in found],
+        "finished_at": [_iso(r.finished_at) if r else None for r in found],
+        "elapsed_s": [_elapsed(r) for r in found],
+    }
+    for name in manifest.columns:
+        if name not in cols:
+            cols[name] = [item.extra.get(name) for item in manifest.items]
     for bad in manifest.invalid:
-        records.append({"id": bad.id, "status": "failed", "error": "; ".join(bad.problems),
-                        "attempts": 0, "credits": 0})
-    frame = pd.DataFrame.from_records(records)
-    extras = [c for c in frame.columns if c not in COLUMNS]
-    return frame.reindex(columns=COLUMNS + extras)
+        for name, values in cols.items():
+            values.append({"id": bad.id, "status": "failed", "error": "; ".join(bad.problems),
+                           "attempts": 0, "credits": 0}.get(name))
+    return cols
+
+
+def table(manifest: Manifest, rows: dict[str, Row]):
+    """The results table as a pandas DataFrame."""
+    import pandas as pd  # imported here: half a second that validate and status do not need
+    return pd.DataFrame(columns(manifest, rows))
 
 
 def write(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row]) -> Path:
     """Write results.csv and results.parquet under output.dir, each atomically; return the CSV path."""
-    frame = table(manifest, rows)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    cols = columns(manifest, rows)
+    types = {"attempts": pa.int64(), "credits": pa.int64(), "elapsed_s": pa.float64()}
+    arrow = pa.table({name: pa.array(values, type=types.get(name, pa.string()))
+                      for name, values in cols.items()})
     out = cfg.output.dir
     csv_path = out / "results.csv"
-    _atomic(csv_path, lambda p: frame.to_csv(p, index=False))
-    _atomic(out / "results.parquet", lambda p: _to_parquet(frame, p))
+    _atomic(csv_path, lambda p: _write_csv(cols, p))
+    _atomic(out / "results.parquet", lambda p: pq.write_table(arrow, p))
     return csv_path
 
 
-def _to_parquet(frame: pd.DataFrame, path: str) -> None:
-    typed = frame.copy()
-    for col in typed.columns:
-        if col not in ("attempts", "credits", "elapsed_s"):
-            typed[col] = typed[col].astype("string")
-    typed.to_parquet(path, index=False)
+def _write_csv(cols: dict[str, list], path: str) -> None:
+    """Plain CSV, quoted only where needed (pyarrow's writer quotes every string)."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(cols)
+        writer.writerows(zip(*cols.values()))
 
 
 def _atomic(target: Path, writer) -> None:

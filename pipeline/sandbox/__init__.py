@@ -14,15 +14,21 @@ Modules: options (settings and CLI flags), app (routes, errors), faults (injecte
 they apply), presign (S3-style PUT URLs), state (slots, orders), ledger (what was charged and seen),
 painter/scene/textures (pictures), server (start_sandbox, serve), testing (SandboxThread).
 """
-from pipeline.sandbox.app import ROOT, create_app, ledger_of
-from pipeline.sandbox.ledger import Ledger, OrderRecord
-from pipeline.sandbox.options import (SANDBOX_KEY, SandboxOptions, add_sandbox_arguments,
-                                      options_from_args)
-from pipeline.sandbox.server import RunningSandbox, serve, start_sandbox
-from pipeline.sandbox.testing import SandboxThread
+from importlib import import_module
 
-__all__ = [
-    "ROOT", "SANDBOX_KEY", "Ledger", "OrderRecord", "RunningSandbox", "SandboxOptions",
-    "SandboxThread", "add_sandbox_arguments", "create_app", "ledger_of", "options_from_args",
-    "serve", "start_sandbox",
-]
+# Lazy, so that `pipeline --help` or `pipeline validate` do not pay for aiohttp.web and Pillow painting.
+_EXPORTS = {
+    "ROOT": "app", "create_app": "app", "ledger_of": "app",
+    "Ledger": "ledger", "OrderRecord": "ledger",
+    "SANDBOX_KEY": "options", "SandboxOptions": "options", "add_sandbox_arguments": "options",
+    "options_from_args": "options",
+    "RunningSandbox": "server", "serve": "server", "start_sandbox": "server",
+    "SandboxThread": "testing",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'pipeline.sandbox' has no attribute {name!r}")
+    return getattr(import_module(f"pipeline.sandbox.{_EXPORTS[name]}"), name)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +45,21 @@ class Context:
     critical: set[asyncio.Task] = field(default_factory=set)  # submits that must finish even on Ctrl-C
     credits: int = 0               # orders seen `active` this run
     submits: int = 0
+    durations: deque = field(default_factory=lambda: deque(maxlen=200))  # submit -> active, seconds
+    _first_poll: float = 0.0
+    _first_poll_at: int = -1
+
+    def first_poll_after(self, interval: float) -> float:
+        """Seconds from submit to the first status check: at least `interval`, later once this run
+        has seen orders finish (their 10th percentile), so checks are not spent on orders that
+        cannot be ready yet and more of maxRetriesAllowed is left for slow ones."""
+        if len(self.durations) < 10:
+            return interval
+        if self._first_poll_at != self.credits:  # recomputed as orders finish, not per item
+            ordered = sorted(self.durations)
+            self._first_poll = ordered[len(ordered) // 10]
+            self._first_poll_at = self.credits
+        return max(interval, self._first_poll)
 
     def stop_submits(self, reason: str) -> None:
         if self.stop_reason is None:

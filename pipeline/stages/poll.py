@@ -20,10 +20,12 @@ async def run(ctx: Context, job: Job) -> None:
     interval = ctx.cfg.poll.interval_s
     limit = ctx.cfg.poll.max_attempts or row.max_polls or DEFAULT_MAX_POLLS
     while job.polls < limit:
-        # An order left by an earlier run has had its time: check it at once.
-        waited = time.time() - (row.submitted_at or 0)
-        if job.polls > 0 or waited < interval:
-            await asyncio.sleep(interval if job.polls > 0 else interval - waited)
+        if job.polls:
+            await asyncio.sleep(interval)
+        else:  # an order left by an earlier run has had its time and is checked at once
+            first = ctx.first_poll_after(interval) - (time.time() - (row.submitted_at or 0))
+            if first > 0:
+                await asyncio.sleep(first)
         try:
             status = await ctx.client.order_status(row.order_id)
         except ItemError as exc:
@@ -32,6 +34,8 @@ async def run(ctx: Context, job: Job) -> None:
         job.polls += 1
         if status.status == "active":
             ctx.credits += 1
+            if job.reserved:  # ordered in this run: its time tells when to start checking others
+                ctx.durations.append(time.time() - row.submitted_at)
             ctx.ckpt.save(row, state="generated", output_url=status.output, credits=row.credits + 1,
                           error=None)
             return

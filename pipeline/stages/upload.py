@@ -9,8 +9,9 @@ import asyncio
 import time
 
 from pipeline.errors import ItemError
-from pipeline.images import prepare_image
+from pipeline.images import PreparedImage, prepare_image
 from pipeline.stages.context import UPLOAD_MAX_AGE_S, Context, Job
+from pipeline.stages.download import INLINE_BYTES
 
 
 async def run(ctx: Context, job: Job) -> None:
@@ -34,9 +35,8 @@ async def _shared_upload(ctx: Context, job: Job, key: str) -> tuple[str, float]:
 
 
 async def _upload(ctx: Context, job: Job, key: str) -> tuple[str, float]:
-    data = await asyncio.to_thread(_read_source, ctx, job)
-    prepared = await asyncio.to_thread(prepare_image, data,
-                                       max_bytes=ctx.cfg.images.max_upload_bytes)
+    small = job.item.image_path is not None and _size(job.item.image_path) <= INLINE_BYTES
+    prepared = _read_and_prepare(ctx, job) if small else await asyncio.to_thread(_read_and_prepare, ctx, job)
     for attempt in (1, 2):
         slot = await ctx.client.upload_slot(len(prepared.data), prepared.content_type)
         try:
@@ -49,6 +49,18 @@ async def _upload(ctx: Context, job: Job, key: str) -> tuple[str, float]:
     uploaded_at = time.time()
     ctx.ckpt.save_upload(key, slot.image_url, uploaded_at, prepared.content_type, len(prepared.data))
     return slot.image_url, uploaded_at
+
+
+def _size(path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # _read_source reports it
+
+
+def _read_and_prepare(ctx: Context, job: Job) -> PreparedImage:
+    """In a worker thread: file I/O and decoding stay off the event loop, in one hop."""
+    return prepare_image(_read_source(ctx, job), max_bytes=ctx.cfg.images.max_upload_bytes)
 
 
 def _read_source(ctx: Context, job: Job) -> bytes:
