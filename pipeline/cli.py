@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 
 from pipeline.errors import ConfigError, PipelineError
 
@@ -67,13 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
         for line in exc.problems:
-            print(f"error: {line}", file=sys.stderr)
+            _err(f"error: {line}")
         return exc.exit_code
     except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _err(f"error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
-        print("aborted", file=sys.stderr)
+        _err("aborted")
         return EXIT_INTERRUPTED
 
 
@@ -109,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     line = (f"done {counts['done']} · failed {counts['failed']} · pending {counts['pending']} · "
             f"{result.credits} credits spent · {result.elapsed_s:.1f} s · results: {result.results_path}")
     if result.message:
-        print(f"stopped: {result.message}", file=sys.stderr)
+        _err(f"stopped: {result.message}")
     if args.json:
         print(json.dumps({"exit_code": result.exit_code, "counts": dict(counts), "credits": result.credits,
                           "submits": result.submits, "elapsed_s": round(result.elapsed_s, 3),
@@ -136,6 +137,13 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     from pipeline.sandbox.options import options_from_args
     serve(args.host, args.port, options_from_args(args))
     return 0
+
+
+def _err(line: str) -> None:
+    """A message on stderr; timestamped like the log lines when nobody watches (cron, CI)."""
+    if not sys.stderr.isatty():
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}"
+    print(line, file=sys.stderr)
 
 
 def _plan_line(plan) -> str:

@@ -185,13 +185,16 @@ def test_bad_remote_images_fail_their_items_only(sandbox, catalog_dir, image_ser
     rows = [{"id": "ok", "image": f"{url}/ok.jpg", "title": "ok", "scene": "sand"},
             {"id": "html", "image": f"{url}/page.jpg", "title": "x", "scene": "sand"},
             {"id": "redirect", "image": f"{url}/to-file", "title": "x", "scene": "sand"},
-            {"id": "missing", "image": f"{url}/nope.jpg", "title": "x", "scene": "sand"}]
+            {"id": "missing", "image": f"{url}/nope.jpg", "title": "x", "scene": "sand"},
+            {"id": "huge", "image": f"{url}/huge.png", "title": "x", "scene": "sand"}]
+    Image.frombytes("RGB", (300, 300), os.urandom(300 * 300 * 3)).save(served / "huge.png")
     config = write_catalog(catalog_dir, base_url=sandbox.base_url, rows=rows,
                            config={"images": {"remote_max_bytes": 100_000}})
     assert main(["run", str(config), "--quiet"]) == 1
     table = results(config)
     assert table["ok"]["status"] == "done"
-    assert {table[i]["status"] for i in ("html", "redirect", "missing")} == {"failed"}
+    assert {table[i]["status"] for i in ("html", "redirect", "missing", "huge")} == {"failed"}
+    assert "larger than" in table["huge"]["error"]
     assert "not an image" in table["html"]["error"]
     assert "file" in table["redirect"]["error"]
     assert "404" in table["missing"]["error"]
