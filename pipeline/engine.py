@@ -18,7 +18,7 @@ from typing import AsyncIterator, Callable
 import aiohttp
 
 from pipeline import results
-from pipeline.checkpoint import Checkpoint
+from pipeline.checkpoint import Checkpoint, Row
 from pipeline.client import Client
 from pipeline.config import RunConfig
 from pipeline.errors import (ApiUnreachable, AuthError, CheckpointError, ConfigError, FatalApiError, ItemError,
@@ -28,10 +28,11 @@ from pipeline.images import ImageError
 from pipeline.lock import RunLock
 from pipeline.manifest import Item, Manifest
 from pipeline.pacing import Pacer
-from pipeline.planner import Plan, hash_local_images, invalid_rows, plan
+from pipeline.planner import INVALID_FINGERPRINT, Plan, hash_local_images, invalid_rows, plan
 from pipeline.progress import Progress
 from pipeline.report import write_report
 from pipeline.stages import STAGES, Context, Job, Parked
+from pipeline.stages.download import write_atomically
 
 ITEM_FAILURES = (ItemError, FetchError, ImageError)
 
@@ -90,7 +91,7 @@ async def _run(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str
         if options.dry_run:
             return RunResult(exit_code=0, counts=Counter(), plan=the_plan)
         bad = invalid_rows(manifest.invalid, {i.id for i in items}, rows)
-        bad += _unreadable_rows(manifest.items, problems, shas, rows)
+        bad += _unreadable_rows(manifest.items, problems, rows)
         ckpt.insert(the_plan.writes + bad)
 
         budget = cfg.budget.max_credits
@@ -253,7 +254,7 @@ async def _hash_sources(cfg: RunConfig, items: list[Item], ckpt: Checkpoint,
             sha = hashlib.sha256(got.data).hexdigest()
             target = source_dir / sha
             if not target.exists():
-                await asyncio.to_thread(_write_source, target, got.data)
+                await asyncio.to_thread(write_atomically, target, got.data)
             return sha
 
         for item in remote:
@@ -271,14 +272,8 @@ async def _hash_sources(cfg: RunConfig, items: list[Item], ckpt: Checkpoint,
     return shas, problems
 
 
-def _write_source(target: Path, data: bytes) -> None:
-    from pipeline.stages.download import write_atomically
-    write_atomically(target, data)
-
-
-def _unreadable_rows(items: list[Item], problems: dict[str, str], shas: dict[str, str], rows) -> list:
-    from pipeline.checkpoint import Row
-    from pipeline.planner import INVALID_FINGERPRINT
+def _unreadable_rows(items: list[Item], problems: dict[str, str], rows: dict[str, Row]) -> list[Row]:
+    """Failed rows for items whose image could not be read or fetched (an order in flight is kept)."""
     out = []
     for item in items:
         if item.id in problems:
