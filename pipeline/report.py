@@ -1,11 +1,15 @@
-"""report.html: a self-contained before/after page over output.dir, with cached JPEG thumbnails.
+"""report.html: a self-contained before/after gallery over output.dir, split into pages.
 
     path = write_report(cfg, manifest, ckpt.rows(), summary={"elapsed_s": 42.0})
-    # -> <output.dir>/report.html, thumbnails in <output.dir>/thumbs/
+    # -> <output.dir>/report.html (summary, page 1), report-2.html, ...; previews in thumbs/
 
-A thumbnail's name is a hash of its source's path, size and mtime: an unchanged source keeps its
-name and is not read again, a changed one gets a new name, and names no longer used are deleted.
-Every link in the page is relative to output.dir, so the folder can be moved or zipped whole.
+Cards go failures first, then pending, then done, PAGE_SIZE to a page, so a big catalog stays pages
+a browser can open; a page whose bytes would not change is not rewritten. An image that is small and
+in a format browsers show is its own preview: an output is linked where it is, an input (outside
+output.dir) is hard-linked or copied into thumbs/. Others get a JPEG thumbnail there. A preview is
+named by its image's SHA-256 in the checkpoint (else by its path, size and mtime), so an unchanged
+image is never read again; thumbs/.direct lists the outputs shown as themselves, and previews no
+longer used are deleted. Every link is relative to output.dir, so the folder can be moved or zipped.
 """
 from __future__ import annotations
 
@@ -14,11 +18,14 @@ import hashlib
 import io
 import os
 import re
+import struct
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
+from itertools import chain, groupby
+from operator import attrgetter
 from pathlib import Path
 from urllib.parse import quote
 
@@ -28,18 +35,29 @@ from pipeline.checkpoint import Row
 from pipeline.config import RunConfig
 from pipeline.errors import OutputError
 from pipeline.manifest import Manifest
-from pipeline.results import status_counts, status_of
+from pipeline.results import status_of
 from pipeline.stages.download import write_atomically
 
 THUMB_SIZE = 256
 THUMB_QUALITY = 82
 THUMBS = "thumbs"
-_THUMB_NAME = re.compile(r"[0-9a-f]{24}-(?:in|out)\.jpg")
+PAGE_SIZE = 500  # cards per page: about 0.5 MB of HTML
 ORDER = ("failed", "pending", "done")
 TITLES = {"failed": "Failed", "pending": "Pending", "done": "Done"}
+# Formats every current browser shows; a small file in one of them needs no thumbnail.
+BROWSER_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
+# Thumbnails of bigger images go to threads: Pillow releases the GIL while it decodes and resizes,
+# and at 300x300 px two threads took 1.4-2x less wall time for about the same CPU. For small images
+# the GIL-bound Python around each dominates: at 64x64 px threads cost 30% more CPU, saved no time.
+BIG_PIXELS = 300 * 300
+_DIRECT = ".direct"
+_HEAD_BYTES = 1 << 16  # a JPEG's frame header follows its EXIF, which is at most 64 KiB
+_PREVIEW_KEY = re.compile(r"[0-9a-f]{24}-(?:in|out)")
+_PREVIEW_NAME = re.compile(r"([0-9a-f]{24}-(?:in|out))\.(?:jpg|png|webp|gif)")
+_PAGE_NAME = re.compile(r"report-([0-9]+)\.html")
 
 
-def thumbnail(src: Path, dest: Path, size: int = THUMB_SIZE) -> bool:
+def thumbnail(src: Path | str, dest: Path, size: int = THUMB_SIZE) -> bool:
     """Write an upright RGB JPEG of `src` within size x size to `dest`; False if `src` is unreadable.
 
     An unwritable `dest` raises OutputError: that is a broken output.dir, not a bad image.
@@ -66,21 +84,41 @@ def thumbnail(src: Path, dest: Path, size: int = THUMB_SIZE) -> bool:
 
 def write_report(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], *,
                  summary: dict | None = None) -> Path:
-    """Write <output.dir>/report.html (and refresh thumbs/); return its path. No network, no API."""
+    """Write <output.dir>/report.html and its further pages (and refresh thumbs/); return page 1's path."""
     out_dir = cfg.output.dir
-    cards = _cards(cfg, manifest, rows)
-    made = _make_thumbnails(out_dir / THUMBS, cards)
-    counts = status_counts(manifest, rows)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        listing = os.listdir(out_dir)  # one call tells which outputs exist, and which pages
+    except OSError as exc:
+        raise OutputError(f"cannot list {out_dir}: {exc.strerror or exc}") from None
+    previews = _Previews(out_dir)
+    groups = _cards(cfg, manifest, rows, set(listing), previews)
+    previews.finish()
     credits = sum(rows[i].credits for i in _current_ids(manifest) if i in rows)
-    page = _page(cfg, cards, made, counts, credits, summary or {})
-    target = out_dir / "report.html"
-    write_atomically(target, page.encode("utf-8"))
-    return target
+    book = _Book(cfg, groups, credits, summary or {})
+    for number in range(book.pages, 0, -1):  # page 1 last: by then every page it links to exists
+        _write_if_changed(out_dir / page_name(number), book.page(number).encode("utf-8"))
+    for name in listing:  # pages an earlier, bigger run left behind
+        if name.startswith("report-") and (match := _PAGE_NAME.fullmatch(name)) and int(match[1]) > book.pages:
+            with contextlib.suppress(FileNotFoundError):
+                (out_dir / name).unlink()
+    return out_dir / page_name(1)
+
+
+def page_name(number: int) -> str:
+    return "report.html" if number == 1 else f"report-{number}.html"
+
+
+def _write_if_changed(target: Path, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        if target.stat().st_size == len(data) and target.read_bytes() == data:
+            return  # a no-op rerun leaves the page, its mtime and the disk alone
+    write_atomically(target, data)
 
 
 # -- what each card shows ------------------------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)
 class _Card:
     id: str
     status: str
@@ -89,161 +127,381 @@ class _Card:
     order_id: str | None = None
     credits: int = 0
     attempts: int = 0
-    source: Path | None = None       # input image to thumbnail
-    output: Path | None = None       # output image to thumbnail and link
-    output_href: str | None = None   # relative to output.dir, URL-quoted
-    source_thumb: str | None = None  # thumbnail file names in thumbs/
-    output_thumb: str | None = None
-    source_missing: str = "Input unavailable"
+    source_src: str | None = None    # <img src>, relative to output.dir
+    output_src: str | None = None
+    output_href: str | None = None   # the output file, relative to output.dir, URL-quoted
+    source_note: str = "Input unavailable"  # shown when there is no source_src
 
 
 def _current_ids(manifest: Manifest) -> list[str]:
     return [i.id for i in manifest.items] + [b.id for b in manifest.invalid if b.id]
 
 
-def _cards(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row]) -> list[_Card]:
-    """Cards for every current item, failures first, then pending, then done; by id within."""
-    out_root = os.path.realpath(cfg.output.dir)
-    cards = []
+def _cards(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], out_names: set[str],
+           previews: _Previews) -> dict[str, list[_Card]]:
+    """Cards for every current item by status (as in results.status_counts), each list by id.
+
+    A file the checkpoint has a SHA-256 for is known by it, with no system call: every run checks
+    inputs and outputs against the checkpoint before trusting it. Any other file costs a stat.
+    """
+    out_dir = str(cfg.output.dir)
+    prefix = os.path.join(out_dir, "")
+    sources = os.path.join(cfg.state_dir, "sources")
+    groups: dict[str, list[_Card]] = {status: [] for status in ORDER}
+    stat_keys: dict[str, str | None] = {}  # many items may share one input image: stat it once
+    take, made, find = previews.ready.pop, previews.made.get, previews.find
     for item in manifest.items:
         row = rows.get(item.id)
         status = status_of(row)
-        card = _Card(item.id, status, item.prompt, error=row.error if row and status != "done" else None,
-                     order_id=row.order_id if row else None, credits=row.credits if row else 0,
-                     attempts=row.attempts if row else 0)
-        if item.image_path is not None:
-            card.source = item.image_path
-        elif row and row.image_sha256:
-            card.source = cfg.state_dir / "sources" / row.image_sha256  # the fetched copy of a URL
+        if row is None:
+            card, sha = _Card(item.id, status, item.prompt), None
         else:
-            card.source_missing = "Remote image not fetched yet"
-        if status == "done" and row and row.output_path:
-            path = cfg.output.dir / row.output_path
-            # The checkpoint is a file on disk: never link outside output.dir, whatever it says.
-            if os.path.realpath(path).startswith(out_root + os.sep):
-                card.output, card.output_href = path, quote(row.output_path)
-        cards.append(card)
+            card = _Card(item.id, status, item.prompt, None if status == "done" else row.error,
+                         row.order_id, row.credits, row.attempts)
+            sha = row.image_sha256
+        groups[status].append(card)
+        if item.image_path is not None:
+            src = str(item.image_path)
+        elif sha:
+            src = os.path.join(sources, sha)  # the fetched copy of a URL
+        else:
+            card.source_note = "Remote image not fetched yet"
+            src = None
+        if src is not None:
+            if sha:
+                key = f"{sha[:24]}-in"
+            elif src in stat_keys:
+                key = stat_keys[src]
+            else:
+                key = stat_keys[src] = _stat_key(src, "in")
+            if key is not None:
+                card.source_src = take(key, None) or made(key) or find(key, src, None, card)
+        if status != "done" or not (name := row.output_path):
+            continue
+        # The manifest's names were checked to stay inside output.dir when it was loaded; any other
+        # name comes from a file on disk and must prove it, symlinks resolved.
+        if (name == item.output_name or _inside(out_dir, name)) and (
+                name in out_names if "/" not in name else os.path.isfile(prefix + name)):
+            sha = row.output_sha256
+            if key := f"{sha[:24]}-out" if sha else _stat_key(prefix + name, "out"):
+                card.output_href = href = quote(name)
+                shown = take(key, None)
+                card.output_src = shown or (href if shown == _AS_IS else find(key, prefix + name, href, card))
     for bad in manifest.invalid:
-        cards.append(_Card(bad.id or f"row {bad.row}", "failed", error="; ".join(bad.problems),
-                           source_missing="Invalid manifest row"))
-    rank = {status: n for n, status in enumerate(ORDER)}
-    cards.sort(key=lambda c: (rank[c.status], c.id))
-    return cards
+        groups["failed"].append(_Card(bad.id or f"row {bad.row}", "failed", error="; ".join(bad.problems),
+                                      source_note="Invalid manifest row"))
+    for group in groups.values():
+        group.sort(key=attrgetter("id"))
+    return groups
 
 
-# -- thumbnails ----------------------------------------------------------------------------------
+def _inside(out_dir: str, name: str) -> bool:
+    root = os.path.realpath(out_dir)
+    return os.path.realpath(os.path.join(out_dir, name)).startswith(root + os.sep)
 
-def _thumb_name(src: Path, kind: str) -> str | None:
-    """`<hash of path, size, mtime>-<kind>.jpg`, or None if `src` is not a readable file."""
+
+# -- previews ------------------------------------------------------------------------------------
+
+def _stat_key(src: str, kind: str) -> str | None:
+    """`<hash of path, size, mtime>-<kind>`, or None if `src` is not there."""
     try:
         st = os.stat(src)
     except OSError:
         return None
-    key = f"{kind}\0{os.path.abspath(src)}\0{st.st_size}\0{st.st_mtime_ns}\0{THUMB_SIZE}"
-    return f"{hashlib.sha256(key.encode('utf-8', 'surrogateescape')).hexdigest()[:24]}-{kind}.jpg"
+    path = src if os.path.isabs(src) else os.path.abspath(src)
+    key = f"{kind}\0{path}\0{st.st_size}\0{st.st_mtime_ns}\0{THUMB_SIZE}"
+    return f"{hashlib.sha256(key.encode('utf-8', 'surrogateescape')).hexdigest()[:24]}-{kind}"
 
 
-def _make_thumbnails(thumbs: Path, cards: list[_Card]) -> set[str]:
-    """Create missing thumbnails, delete unused ones; return the names that exist now."""
-    wanted: dict[str, Path] = {}
+_AS_IS = ""  # in _Previews.ready: an output shown as itself, not by a preview in thumbs/
+
+
+class _Previews:
+    """The previews in thumbs/, by key: those made before, those to make, those no longer used.
+
+    A rerun costs one dict operation per image: `ready` starts with every preview an earlier run made
+    and every output it found small enough to show as itself (listed in thumbs/.direct); each image
+    takes its entry out, so what is left at the end is no longer used.
+    """
+
+    def __init__(self, out_dir: Path):
+        self.dir = out_dir / THUMBS
+        try:
+            self.dir.mkdir(exist_ok=True)
+            names = os.listdir(self.dir)
+        except OSError as exc:
+            raise OutputError(f"cannot write thumbnails in {self.dir}: {exc.strerror or exc}") from None
+        self.made = {m[1]: f"{THUMBS}/{name}" for name in names if (m := _PREVIEW_NAME.fullmatch(name))}
+        try:
+            self.as_is = set((self.dir / _DIRECT).read_text("ascii").split())
+        except (OSError, ValueError):
+            self.as_is = set()
+        self.ready: dict[str, str] = {**dict.fromkeys(self.as_is, _AS_IS), **self.made}
+        self.todo: dict[str, tuple[str, str | None, list[_Card]]] = {}
+
+    def find(self, key: str, src: str, href: str | None, card: _Card) -> str | None:
+        """The <img src> for a key taken before (items may share an image); else queue it for finish()."""
+        if key in self.made:
+            return self.made[key]
+        if href and key in self.as_is:
+            return href
+        if key in self.todo:
+            self.todo[key][2].append(card)
+        else:
+            self.todo[key] = (src, href, [card])
+        return None
+
+    def finish(self) -> None:
+        """Make the missing previews and set them on their cards; forget unused ones."""
+        unused = self.ready.keys()
+        as_is = self.as_is - unused - self.made.keys()
+        big: list[tuple[str, str]] = []
+        for key, (src, href, cards) in sorted(self.todo.items()):
+            # A key is a file name: one from a damaged checkpoint gets no preview, and no file.
+            plan = _plan(src) if _PREVIEW_KEY.fullmatch(key) else None
+            if plan == "big":
+                big.append((key, src))
+                continue
+            if plan is None:
+                shown = None
+            elif plan == "thumbnail":
+                shown = f"{THUMBS}/{key}.jpg" if thumbnail(src, self.dir / f"{key}.jpg") else None
+            elif href:
+                shown = href
+                as_is.add(key)
+            else:
+                shown = f"{THUMBS}/{key}.{plan}" if _link_or_copy(src, self.dir / f"{key}.{plan}") else None
+            _show(src, href, cards, shown)
+        if big:
+            with ThreadPoolExecutor(max_workers=min(4, len(big), os.cpu_count() or 2)) as pool:
+                made = pool.map(lambda job: thumbnail(job[1], self.dir / f"{job[0]}.jpg"), big)
+                for (key, src), ok in zip(big, made):
+                    _, href, cards = self.todo[key]
+                    _show(src, href, cards, f"{THUMBS}/{key}.jpg" if ok else None)
+        if as_is != self.as_is:
+            write_atomically(self.dir / _DIRECT, "".join(f"{key}\n" for key in sorted(as_is)).encode("ascii"))
+        for key in unused & self.made.keys():
+            with contextlib.suppress(OSError):  # a stale preview left behind costs only disk space
+                (self.dir.parent / self.made[key]).unlink()
+
+
+def _show(src: str, href: str | None, cards: list[_Card], shown: str | None) -> None:
+    """Set a new preview on the cards that wait for it."""
     for card in cards:
-        if card.source is not None:
-            card.source_thumb = _thumb_name(card.source, "in")
-            if card.source_thumb:
-                wanted[card.source_thumb] = card.source
-        if card.output is not None:
-            card.output_thumb = _thumb_name(card.output, "out")
-            if card.output_thumb:
-                wanted[card.output_thumb] = card.output
+        if href:
+            card.output_src = shown
+        elif shown:
+            card.source_src = shown
+        elif os.path.exists(src):
+            card.source_note = "Unreadable image"
+
+
+def _plan(src: str) -> str | None:
+    """How to preview `src`: a file extension to show it as itself, "thumbnail", "big" (a thumbnail
+    worth a thread), or None if it is not a readable image. Reads the header only."""
+    found = image_header(src)
+    if found is None:
+        try:
+            with Image.open(src) as im:
+                found = None, *im.size
+        except Exception:  # noqa: BLE001 - per-item boundary: a bad image becomes a placeholder
+            return None
+    fmt, width, height = found
+    if fmt is not None and max(width, height) <= THUMB_SIZE:
+        return BROWSER_FORMATS[fmt]
+    return "big" if width * height > BIG_PIXELS else "thumbnail"
+
+
+def image_header(src: str | Path) -> tuple[str, int, int] | None:
+    """(format, width, height) of a JPEG, PNG, GIF or WebP any browser shows, from its first bytes.
+
+    None for anything else: another format, a JPEG in CMYK or a coding browsers lack, a bad header.
+    About 10x faster than Image.open, which parses every JPEG table first.
+    """
     try:
-        thumbs.mkdir(parents=True, exist_ok=True)
-        existing = {entry.name for entry in os.scandir(thumbs) if entry.is_file()}
-    except OSError as exc:
-        raise OutputError(f"cannot write thumbnails in {thumbs}: {exc.strerror or exc}") from None
-    todo = [(name, src) for name, src in wanted.items() if name not in existing]
-    made = existing & wanted.keys()
-    if todo:
-        # Pillow releases the GIL while decoding and resizing, so threads use every core.
-        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 2)) as pool:
-            done = pool.map(lambda job: thumbnail(job[1], thumbs / job[0]), todo)
-            made |= {name for (name, _), ok in zip(todo, done) if ok}
-    for name in existing - wanted.keys():
-        if _THUMB_NAME.fullmatch(name):
-            with contextlib.suppress(OSError):  # a stale thumbnail left behind costs only disk space
-                (thumbs / name).unlink()
-    return made
+        with open(src, "rb") as fh:
+            head = fh.read(_HEAD_BYTES)
+    except OSError:
+        return None
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", head[16:24])
+        return ("PNG", width, height) if width and height else None
+    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+        width, height = struct.unpack("<HH", head[6:10])
+        return ("GIF", width, height) if width and height else None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
+        chunk = head[12:16]
+        if chunk == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":
+            width, height = (v & 0x3FFF for v in struct.unpack("<HH", head[26:30]))
+        elif chunk == b"VP8L" and head[20] == 0x2F:
+            bits = int.from_bytes(head[21:25], "little")
+            width, height = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        elif chunk == b"VP8X":
+            width, height = int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
+        else:
+            return None
+        return ("WEBP", width, height) if width and height else None
+    if head[:3] == b"\xff\xd8\xff":
+        at = 2
+        while at + 10 <= len(head) and head[at] == 0xFF:
+            marker = head[at + 1]
+            if marker == 0xFF:  # fill byte
+                at += 1
+            elif marker in (0xC0, 0xC1, 0xC2):  # baseline, extended or progressive: every browser's
+                height, width = struct.unpack(">HH", head[at + 5:at + 9])
+                return ("JPEG", width, height) if width and height and head[at + 9] in (1, 3) else None
+            elif 0xC3 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                return None  # lossless or arithmetic coding
+            else:
+                at += 2 + int.from_bytes(head[at + 2:at + 4], "big")
+    return None
 
 
-# -- the page ------------------------------------------------------------------------------------
-
-def _page(cfg: RunConfig, cards: list[_Card], made: set[str], counts: Counter, credits: int,
-          summary: dict) -> str:
-    total = sum(counts.values())
-    title = f"Batch report · {cfg.config_path.name}"
-    generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    stats: list[tuple[str, str, int | str]] = [
-        ("done", "Done", counts["done"]), ("failed", "Failed", counts["failed"]),
-        ("pending", "Pending", counts["pending"]), ("", "Credits spent", credits)]
-    if summary.get("elapsed_s") is not None:
-        stats.append(("", "Elapsed", _duration(float(summary["elapsed_s"]))))
-    parts = [
-        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        # Prompts and errors are user data: even if escaping ever slipped, no script may run.
-        '<meta http-equiv="Content-Security-Policy" content="script-src \'none\'; object-src \'none\'; '
-        'base-uri \'none\'; form-action \'none\'">\n',
-        f"<title>{escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<header class=\"top\">\n",
-        f'<div class="head"><h1>Batch report</h1><p class="muted"><span class="mono">'
-        f'{escape(cfg.config_path.name)}</span> · {total:,} item{"" if total == 1 else "s"} · generated '
-        f'{escape(generated)}</p></div>\n<div class="stats">',
-    ]
-    for kind, label, value in stats:
-        link = f' href="#{kind}"' if kind and counts[kind] else ""
-        tag = "a" if link else "div"
-        shown = f"{value:,}" if isinstance(value, int) else value
-        parts.append(f'<{tag} class="stat {kind}"{link}><span class="value">{escape(shown)}</span>'
-                     f'<span class="label">{label}</span></{tag}>')
-    parts.append('</div>\n<div class="bar" aria-hidden="true">')
-    for kind in ("done", "failed", "pending"):
-        if counts[kind]:
-            parts.append(f'<span class="{kind}" style="flex-grow:{counts[kind]}"></span>')
-    parts.append("</div>\n</header>\n<main>\n")
-    for status in ORDER:
-        group = [c for c in cards if c.status == status]
-        if not group:
-            continue
-        parts.append(f'<section id="{status}"><h2>{TITLES[status]} <span class="count">{len(group)}'
-                     f'</span></h2>\n<div class="grid">\n')
-        parts.extend(_card(card, made) for card in group)
-        parts.append("</div>\n</section>\n")
-    if not cards:
-        parts.append('<p class="muted empty">The manifest has no items.</p>\n')
-    links = [name for name in ("results.csv", "results.parquet") if (cfg.output.dir / name).is_file()]
-    footer = " · ".join(f'<a href="{name}">{name}</a>' for name in links)
-    parts.append(f'</main>\n<footer class="muted">{footer}</footer>\n</body>\n</html>\n')
-    return "".join(parts)
+def _link_or_copy(src: str, dest: Path) -> bool:
+    """Put a small input into thumbs/: a hard link costs no copy; other filesystems get a copy."""
+    try:
+        os.link(src, dest)
+        return True
+    except FileExistsError:
+        return True  # same key, so the same image
+    except OSError:
+        pass
+    try:
+        data = Path(src).read_bytes()
+    except OSError:
+        return False
+    write_atomically(dest, data)
+    return True
 
 
-def _card(card: _Card, made: set[str]) -> str:
+# -- the pages -----------------------------------------------------------------------------------
+
+class _Book:
+    """The report's pages: page 1 has the summary; every page has the counts and page links."""
+
+    def __init__(self, cfg: RunConfig, groups: dict[str, list[_Card]], credits: int, summary: dict):
+        self.cfg, self.credits, self.summary = cfg, credits, summary
+        self.cards = list(chain.from_iterable(groups[status] for status in ORDER))  # failures first
+        self.pages = max(1, -(-len(self.cards) // PAGE_SIZE))
+        self.counts = Counter({status: len(group) for status, group in groups.items()})
+        self.first: dict[str, int] = {}  # status -> index of its first card
+        start = 0
+        for status in ORDER:
+            if self.counts[status]:
+                self.first[status] = start
+                start += self.counts[status]
+        links = [name for name in ("results.csv", "results.parquet") if (cfg.output.dir / name).is_file()]
+        self.footer = " · ".join(f'<a href="{name}">{name}</a>' for name in links)
+
+    def href(self, status: str, number: int) -> str:
+        """Link to a status's section from page `number`."""
+        page = self.first[status] // PAGE_SIZE + 1
+        return f"#{status}" if page == number else f"{page_name(page)}#{status}"
+
+    def page(self, number: int) -> str:
+        start = (number - 1) * PAGE_SIZE
+        chunk = self.cards[start:start + PAGE_SIZE]
+        name = escape(self.cfg.config_path.name)
+        total = sum(self.counts.values())
+        title = f"Batch report · {name}" + (f" · page {number}" if number > 1 else "")
+        parts = [
+            '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            # Prompts and errors are user data: even if escaping ever slipped, no script may run.
+            '<meta http-equiv="Content-Security-Policy" content="script-src \'none\'; object-src \'none\'; '
+            'base-uri \'none\'; form-action \'none\'">\n',
+            f"<title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<header class=\"top\">\n",
+        ]
+        items = f'{total:,} item{"" if total == 1 else "s"}'
+        if number == 1:
+            generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+            parts.append(f'<div class="head"><h1>Batch report</h1><p class="muted"><span class="mono">'
+                         f'{name}</span> · {items} · generated {escape(generated)}</p></div>\n')
+            parts.append(self._stats())
+        else:
+            # No clock and no elapsed time here: an unchanged page stays byte-identical, so is not rewritten.
+            line = " · ".join(f'{self.counts[kind]:,} {kind}' for kind in ("done", "failed", "pending"))
+            parts.append(f'<div class="head"><h1><a href="{page_name(1)}">Batch report</a></h1>'
+                         f'<p class="muted"><span class="mono">{name}</span> · {items} · {line} · '
+                         f'page {number} of {self.pages}</p></div>\n')
+        parts.append(self._bar())
+        nav = self._nav(number)
+        parts.append(f"</header>\n<main>\n{nav}")
+        index = start
+        for status, cards in groupby(chunk, key=lambda card: card.status):
+            group = list(cards)
+            offset = index - self.first[status]  # of this group's first card, within its status
+            index += len(group)
+            anchor = f' id="{status}"' if offset == 0 else ""
+            span = ""  # which of the status's cards this page shows, when not all
+            if len(group) < self.counts[status]:
+                span = f"{offset + 1:,}" + (f"–{offset + len(group):,}" if len(group) > 1 else "")
+                span = f' <span class="count">· {span}</span>'
+            parts.append(f'<section{anchor}><h2>{TITLES[status]} <span class="count">'
+                         f'{self.counts[status]:,}</span>{span}</h2>\n<div class="grid">\n')
+            parts.extend(_card(card) for card in group)
+            parts.append("</div>\n</section>\n")
+        if not self.cards:
+            parts.append('<p class="muted empty">The manifest has no items.</p>\n')
+        parts.append(f'{nav}</main>\n<footer class="muted">{self.footer}</footer>\n</body>\n</html>\n')
+        return "".join(parts)
+
+    def _stats(self) -> str:
+        stats: list[tuple[str, str, int | str]] = [
+            ("done", "Done", self.counts["done"]), ("failed", "Failed", self.counts["failed"]),
+            ("pending", "Pending", self.counts["pending"]), ("", "Credits spent", self.credits)]
+        if self.summary.get("elapsed_s") is not None:
+            stats.append(("", "Elapsed", _duration(float(self.summary["elapsed_s"]))))
+        parts = ['<div class="stats">']
+        for kind, label, value in stats:
+            link = f' href="{self.href(kind, 1)}"' if kind in self.first else ""
+            tag = "a" if link else "div"
+            shown = f"{value:,}" if isinstance(value, int) else value
+            parts.append(f'<{tag} class="stat {kind}"{link}><span class="value">{escape(shown)}</span>'
+                         f'<span class="label">{label}</span></{tag}>')
+        parts.append("</div>\n")
+        return "".join(parts)
+
+    def _bar(self) -> str:
+        spans = "".join(f'<span class="{kind}" style="flex-grow:{self.counts[kind]}"></span>'
+                        for kind in ("done", "failed", "pending") if self.counts[kind])
+        return f'<div class="bar" aria-hidden="true">{spans}</div>\n'
+
+    def _nav(self, number: int) -> str:
+        """Previous, next, the first and last pages and two either side of this one."""
+        if self.pages == 1:
+            return ""
+        parts = ['<nav class="pages" aria-label="Report pages">']
+        parts.append(f'<a rel="prev" href="{page_name(number - 1)}">‹ Previous</a>' if number > 1
+                     else '<span class="off">‹ Previous</span>')
+        last = 0
+        for n in sorted({1, self.pages, *range(max(1, number - 2), min(self.pages, number + 2) + 1)}):
+            if n > last + 1:
+                parts.append('<span class="gap">…</span>')
+            parts.append(f'<span class="current" aria-current="page">{n}</span>' if n == number
+                         else f'<a href="{page_name(n)}">{n}</a>')
+            last = n
+        parts.append(f'<a rel="next" href="{page_name(number + 1)}">Next ›</a>' if number < self.pages
+                     else '<span class="off">Next ›</span>')
+        parts.append("</nav>\n")
+        return "".join(parts)
+
+
+def _card(card: _Card) -> str:
     status = card.status
-    if card.source_thumb in made:
-        source = _frame(_img(card.source_thumb, "input"))
+    if src := card.source_src:
+        source = f'<div class="frame"><img src="{src}" alt="input"{_IMG}></div>'
     else:
-        source = _frame(_placeholder("Unreadable image" if card.source_thumb else card.source_missing))
-    if card.output_thumb in made:
+        source = _frame(_placeholder(card.source_note))
+    if src := card.output_src:
         output = (f'<a class="frame" href="{card.output_href}" title="Open the full-size output">'
-                  f'{_img(card.output_thumb, "output")}</a>')
-    elif card.output_thumb:
+                  f'<img src="{src}" alt="output"{_IMG}></a>')
+    elif card.output_href:
         output = f'<a class="frame" href="{card.output_href}">{_placeholder("Preview unavailable")}</a>'
     else:
-        output = _frame(_placeholder({"done": "Output file missing", "failed": "No output",
-                                      "pending": "Not generated yet"}[status]))
-    meta = []
-    if card.order_id:
-        meta.append(f'<div><dt>Order</dt><dd class="mono">{escape(card.order_id)}</dd></div>')
-    meta.append(f"<div><dt>Credits</dt><dd>{int(card.credits or 0)}</dd></div>")
-    if card.attempts:
-        meta.append(f"<div><dt>Attempts</dt><dd>{card.attempts}</dd></div>")
+        output = _NO_OUTPUT[status]
+    order = f'<div><dt>Order</dt><dd class="mono">{escape(card.order_id)}</dd></div>' if card.order_id else ""
+    attempts = f"<div><dt>Attempts</dt><dd>{card.attempts}</dd></div>" if card.attempts else ""
     item_id = escape(card.id)
     # A pending item's message is a note (it will be retried), not a failure.
     kind = "error" if status == "failed" else "note"
@@ -252,13 +510,13 @@ def _card(card: _Card, made: set[str]) -> str:
     return (f'<article class="card {status}"><header><h3 class="mono" title="{item_id}">{item_id}</h3>'
             f'<span class="badge {status}">{status}</span></header>'
             f'<div class="pair"><figure>{source}<figcaption>Input</figcaption></figure>'
-            f'<figure>{output}<figcaption>Output</figcaption></figure></div>'
-            f'{prompt}{error}<dl class="meta">{"".join(meta)}</dl></article>\n')
+            f'<figure>{output}<figcaption>Output</figcaption></figure></div>{prompt}{error}'
+            f'<dl class="meta">{order}<div><dt>Credits</dt><dd>{int(card.credits or 0)}</dd></div>'
+            f'{attempts}</dl></article>\n')
 
 
-def _img(name: str, alt: str) -> str:
-    return (f'<img src="{THUMBS}/{name}" alt="{alt}" loading="lazy" decoding="async" '
-            f'width="{THUMB_SIZE}" height="{THUMB_SIZE}">')
+# The frame's size, for layout before loading; CSS keeps each image's own aspect ratio.
+_IMG = f' loading="lazy" decoding="async" width="{THUMB_SIZE}" height="{THUMB_SIZE}"'
 
 
 def _frame(inner: str) -> str:
@@ -267,6 +525,10 @@ def _frame(inner: str) -> str:
 
 def _placeholder(text: str) -> str:
     return f'<span class="placeholder">{escape(text)}</span>'
+
+
+_NO_OUTPUT = {status: _frame(_placeholder(text)) for status, text in (
+    ("done", "Output file missing"), ("failed", "No output"), ("pending", "Not generated yet"))}
 
 
 def _duration(seconds: float) -> str:
@@ -338,6 +600,12 @@ font-size:13px;overflow-wrap:anywhere;white-space:pre-wrap}
 .meta{display:flex;flex-wrap:wrap;gap:2px 14px;margin:auto 0 0;font-size:12px;color:var(--muted)}
 .meta div{display:flex;gap:4px;min-width:0}.meta dt::after{content:":"}
 .meta dd{margin:0;color:var(--text);overflow-wrap:anywhere}
+h1 a{color:inherit;text-decoration:none}.head+.bar{margin-top:18px}
+.pages{display:flex;flex-wrap:wrap;align-items:center;gap:6px;margin:20px 0 4px;font-size:13px}
+.pages a,.pages span{padding:4px 10px;border:1px solid var(--line);border-radius:8px;background:var(--card);
+text-decoration:none;font-variant-numeric:tabular-nums}
+.pages .current{background:var(--link);border-color:var(--link);color:var(--card);font-weight:650}
+.pages .off{color:var(--muted)}.pages .gap{border:none;background:none}
 footer{padding:0 32px 32px;font-size:12px}
 .empty{padding:32px 0}
 @media (max-width:600px){.top{padding:16px 16px 0}.bar{margin:0 -16px}main{padding:4px 16px 16px}

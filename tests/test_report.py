@@ -1,8 +1,9 @@
 """report.html: every link resolves inside output.dir, failures come first, user text is escaped,
-thumbnails are made once and upright."""
+previews are made once and upright, small images are shown as themselves, big catalogs are paged."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import shutil
 from html.parser import HTMLParser
@@ -12,11 +13,12 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from PIL import Image
 
+import pipeline.report
 from conftest import TEST_SANDBOX, draw_product, write_catalog
 from pipeline.checkpoint import Checkpoint, Row
 from pipeline.cli import main
 from pipeline.manifest import InvalidItem, Item
-from pipeline.report import thumbnail, write_report
+from pipeline.report import BROWSER_FORMATS, image_header, thumbnail, write_report
 from pipeline.sandbox import SANDBOX_KEY
 from pipeline.validate import validate
 
@@ -137,7 +139,22 @@ def test_every_image_and_link_is_relative_and_resolves(report):
     assert sorted(outputs) == ["sku-000.jpg", "sku-001.jpg", "sku-002.jpg"]
     for src in page.images:
         with Image.open(inside(cfg.output.dir, src)) as im:
-            assert im.format == "JPEG" and im.mode == "RGB" and max(im.size) <= 256
+            assert im.format in BROWSER_FORMATS and max(im.size) <= 256
+
+
+def test_small_images_are_shown_as_themselves(report):
+    """96 px images need no thumbnail: outputs are linked where they are, inputs copied into thumbs/."""
+    cfg, _, page = report
+    shown = [src for src in page.images if not src.startswith("thumbs/")]
+    assert sorted(shown) == ["sku-000.jpg", "sku-001.jpg", "sku-002.jpg"]
+    copies = [src for src in page.images if src.startswith("thumbs/")]
+    assert len(copies) == 5
+    inputs = {p.read_bytes() for p in (cfg.config_path.parent / "images").iterdir()}
+    for src in copies:
+        copy = inside(cfg.output.dir, src)
+        assert copy.read_bytes() in inputs  # the same bytes, not a re-encoded JPEG
+        with Image.open(copy) as im:
+            assert copy.suffix == "." + BROWSER_FORMATS[im.format]
 
 
 def test_failures_come_first_then_pending_then_done_by_id(report):
@@ -161,29 +178,65 @@ def test_prompts_and_errors_are_escaped(report):
     assert "order failed" in text  # sku-003's error is shown
 
 
-def test_unchanged_thumbnails_are_not_regenerated(report):
+def previews(thumbs: Path) -> set[str]:
+    return {p.name for p in thumbs.iterdir() if not p.name.startswith(".")}
+
+
+def test_unchanged_previews_are_not_read_or_rewritten(report, monkeypatch):
     cfg, _, _ = report
     _, manifest, rows = load(cfg.config_path)
     thumbs = cfg.output.dir / "thumbs"
     before = {p.name: p.stat().st_mtime_ns for p in thumbs.iterdir()}
-    assert len(before) == 8
-    write_report(cfg, manifest, rows)
+    assert len(previews(thumbs)) == 5  # the inputs; the outputs are shown as themselves
+
+    def no_image_is_opened(*args, **kwargs):
+        raise AssertionError("an unchanged image was opened again")
+
+    stats = []
+    stat = os.stat
+    monkeypatch.setattr(pipeline.report.Image, "open", no_image_is_opened)
+    monkeypatch.setattr(pipeline.report.os, "stat", lambda path, **kw: stats.append(Path(path)) or stat(path, **kw))
+    page = Page(write_report(cfg, manifest, rows).read_text("utf-8"))
+    # Images are known by their SHA-256 in the checkpoint, previews by one listdir: no system call per
+    # item, but for the input of sku-004, which has never run (no checkpoint row), so costs a stat.
+    assert [p.name for p in stats if p.suffix in (".jpg", ".png")] == ["p4.jpg"]
     assert {p.name: p.stat().st_mtime_ns for p in thumbs.iterdir()} == before
+    assert len(page.images) == 5 + 3
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def recorded(rows: dict[str, Row], item_id: str, *, output: Path | None = None,
+             image: Path | None = None) -> dict[str, Row]:
+    """`rows` as a run leaves them once it has hashed a new `image` or written a new `output`."""
+    changes: dict = {"image_sha256": sha256(image)} if image else {}
+    if output:
+        st = output.stat()
+        changes.update(output_sha256=sha256(output), output_size=st.st_size, output_mtime_ns=st.st_mtime_ns)
+    return {**rows, item_id: dataclasses.replace(rows[item_id], **changes)}
 
 
 def test_a_changed_output_gets_a_new_thumbnail_and_the_old_one_goes(catalog, tmp_path):
     cfg, manifest, rows = load(copy_of(catalog, tmp_path))
     write_report(cfg, manifest, rows)
     thumbs = cfg.output.dir / "thumbs"
-    before = {p.name for p in thumbs.iterdir()}
+    before = previews(thumbs)
     output = cfg.output.dir / "sku-000.jpg"
     Image.new("RGB", (300, 200), "black").save(output)
-    os.utime(output, ns=(1, 1))  # even an older mtime counts as a change
-    write_report(cfg, manifest, rows)
-    after = {p.name for p in thumbs.iterdir()}
-    assert len(after) == len(before) and len(after - before) == 1
-    with Image.open(thumbs / (after - before).pop()) as im:
+    rows = recorded(rows, "sku-000", output=output)  # previews are known by the checkpoint's SHA-256
+    page = Page(write_report(cfg, manifest, rows).read_text("utf-8"))
+    after = previews(thumbs)
+    assert before < after and len(after - before) == 1  # now too big to show as itself
+    made = (after - before).pop()
+    assert made.endswith("-out.jpg") and f"thumbs/{made}" in page.images and "sku-000.jpg" not in page.images
+    with Image.open(thumbs / made) as im:
         assert im.size == (256, 171) and im.getpixel((10, 10)) == (0, 0, 0)
+
+    Image.new("RGB", (200, 100), "white").save(output)  # small again: the thumbnail goes
+    page = Page(write_report(cfg, manifest, recorded(rows, "sku-000", output=output)).read_text("utf-8"))
+    assert previews(thumbs) == before and "sku-000.jpg" in page.images
 
 
 def test_remote_invalid_and_missing_images_show_placeholders(catalog, tmp_path):
@@ -205,6 +258,149 @@ def test_remote_invalid_and_missing_images_show_placeholders(catalog, tmp_path):
     assert len(page.images) == 5 + 3 + 2  # plus the fetched remote source and the `escape` input
     assert all(not link.startswith("..") for link in page.links)
     assert page.stats["Failed"] == "2"
+
+
+def test_big_images_get_thumbnails_and_only_they_use_threads(catalog, tmp_path, monkeypatch):
+    cfg, manifest, rows = load(copy_of(catalog, tmp_path))
+    images = cfg.config_path.parent / "images"
+    Image.effect_noise((1200, 1000), 50).convert("RGB").save(images / "p0.jpg")  # big: a thread
+    Image.new("RGB", (280, 200), "teal").save(images / "p1.png")                 # mid-size: serially
+    Image.new("RGB", (64, 64), "gold").save(images / "p2.jpg", "TIFF")           # small, but no browser shows TIFF
+    for i in range(3):
+        rows = recorded(rows, f"sku-{i:03d}", image=images / manifest.items[i].image_path.name)
+    pooled: list[str] = []
+
+    class Pool(pipeline.report.ThreadPoolExecutor):
+        def map(self, fn, jobs):
+            jobs = list(jobs)
+            pooled.extend(Path(src).name for _, src in jobs)
+            return super().map(fn, jobs)
+
+    monkeypatch.setattr(pipeline.report, "ThreadPoolExecutor", Pool)
+    page = Page(write_report(cfg, manifest, rows).read_text("utf-8"))
+    assert pooled == ["p0.jpg"]
+    sizes = {}
+    for src in page.images:
+        with Image.open(inside(cfg.output.dir, src)) as im:
+            sizes[im.size] = im.format
+    assert sizes[(256, 213)] == sizes[(256, 183)] == sizes[(64, 64)] == "JPEG"
+
+
+def test_small_inputs_are_copied_where_hard_links_fail(catalog, tmp_path, monkeypatch):
+    cfg, manifest, rows = load(copy_of(catalog, tmp_path))
+
+    def cross_device(src, dst):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(pipeline.report.os, "link", cross_device)
+    page = Page(write_report(cfg, manifest, rows).read_text("utf-8"))
+    copies = [inside(cfg.output.dir, src) for src in page.images if src.startswith("thumbs/")]
+    assert len(copies) == 5 and all(copy.stat().st_nlink == 1 for copy in copies)
+
+
+def test_trusted_output_names_are_not_resolved(report, monkeypatch):
+    """Names from the manifest were checked when it was loaded: no realpath per item."""
+    cfg, _, _ = report
+    _, manifest, rows = load(cfg.config_path)
+    calls = []
+    realpath = os.path.realpath
+    monkeypatch.setattr(os.path, "realpath", lambda path, **kw: calls.append(path) or realpath(path, **kw))
+    page = Page(write_report(cfg, manifest, rows).read_text("utf-8"))
+    assert calls == [] and "sku-000.jpg" in page.links
+
+
+def read_pages(out_dir: Path) -> dict[str, str]:
+    return {p.name: p.read_text("utf-8") for p in sorted(out_dir.glob("report*.html"))}
+
+
+def test_big_catalogs_are_split_into_linked_pages(catalog, tmp_path, monkeypatch):
+    cfg, manifest, rows = load(copy_of(catalog, tmp_path))
+    monkeypatch.setattr(pipeline.report, "PAGE_SIZE", 2)
+    write_report(cfg, manifest, rows, summary={"elapsed_s": 5.0})
+    texts = read_pages(cfg.output.dir)
+    assert list(texts) == ["report-2.html", "report-3.html", "report.html"]
+    pages = {name: Page(text) for name, text in texts.items()}
+    order = ["report.html", "report-2.html", "report-3.html"]
+    assert [card for name in order for card in pages[name].cards] == [
+        ["failed", "sku-003"], ["pending", "sku-004"], ["done", "sku-000"], ["done", "sku-001"],
+        ["done", "sku-002"]]
+    # The summary is on page 1 only, and links to where each section starts.
+    assert pages["report.html"].stats["Done"] == "3" and pages["report-2.html"].stats == {}
+    assert {"#failed", "#pending", "report-2.html#done"} <= set(pages["report.html"].links)
+    assert 'id="done"' in texts["report-2.html"] and 'id="done"' not in texts["report-3.html"]
+    for name, page in pages.items():
+        assert "3 done" in texts[name] or name == "report.html"  # counts on every page
+        assert {"report-2.html", "report-3.html", "report.html"} - {name} <= set(page.links)
+        for link in page.images + page.links:
+            if not link.startswith("#"):
+                assert inside(cfg.output.dir, link.split("#")[0]).is_file(), (name, link)
+
+    monkeypatch.setattr(pipeline.report, "PAGE_SIZE", 500)  # a smaller run: the extra pages go
+    write_report(cfg, manifest, rows)
+    assert list(read_pages(cfg.output.dir)) == ["report.html"]
+    page = Page((cfg.output.dir / "report.html").read_text("utf-8"))
+    assert len(page.cards) == 5 and not any(link.startswith("report") for link in page.links)
+
+
+def test_unchanged_pages_are_not_rewritten(catalog, tmp_path, monkeypatch):
+    cfg, manifest, rows = load(copy_of(catalog, tmp_path))
+    monkeypatch.setattr(pipeline.report, "PAGE_SIZE", 2)
+    write_report(cfg, manifest, rows)
+    pages = [cfg.output.dir / name for name in ("report-2.html", "report-3.html")]
+    for path in pages:
+        os.utime(path, ns=(1, 1))
+    write_report(cfg, manifest, rows)
+    assert [path.stat().st_mtime_ns for path in pages] == [1, 1]
+    rows["sku-001"] = dataclasses.replace(rows["sku-001"], order_id="a-new-order")  # a card on page 2
+    write_report(cfg, manifest, rows)
+    assert pages[0].stat().st_mtime_ns != 1 and pages[1].stat().st_mtime_ns == 1
+    assert "a-new-order" in pages[0].read_text("utf-8")
+
+
+def test_an_item_without_a_checkpoint_row_is_known_by_path_size_and_mtime(catalog, tmp_path):
+    cfg, manifest, rows = load(copy_of(catalog, tmp_path))
+    assert "sku-004" not in rows  # never run: no SHA-256 for its image yet
+    thumbs = cfg.output.dir / "thumbs"
+    write_report(cfg, manifest, rows)
+    before = previews(thumbs)
+    image = manifest.items[4].image_path
+    draw_product(image, "black")
+    os.utime(image, ns=(1, 1))  # even an older mtime counts as a change
+    page = Page(write_report(cfg, manifest, rows).read_text("utf-8"))
+    new = previews(thumbs) - before
+    assert len(new) == 1 and len(before - previews(thumbs)) == 1 and f"thumbs/{new.pop()}" in page.images
+
+
+def test_a_damaged_checkpoint_cannot_name_files(catalog, tmp_path):
+    cfg, manifest, rows = load(copy_of(catalog, tmp_path))
+    shutil.rmtree(cfg.output.dir / "thumbs", ignore_errors=True)
+    bad = '../../"><img src=x>' + "0" * 24
+    rows = {**rows, "sku-000": dataclasses.replace(rows["sku-000"], output_sha256=bad, image_sha256=bad)}
+    text = write_report(cfg, manifest, rows).read_text("utf-8")
+    assert "<img src=x>" not in text and "Preview unavailable" in text
+    assert not [p for p in tmp_path.rglob("*") if "img" in p.name]  # no file was named by it
+    assert all(inside(cfg.output.dir, src).is_file() for src in Page(text).images)
+
+
+@pytest.mark.parametrize("fmt,mode,size,options", [
+    ("JPEG", "RGB", (300, 200), {}), ("JPEG", "L", (17, 999), {}), ("JPEG", "RGB", (256, 256), {"progressive": True}),
+    ("JPEG", "RGB", (64, 48), {"exif": b"Exif\0\0" + bytes(30000)}), ("PNG", "RGBA", (300, 5), {}),
+    ("PNG", "P", (1, 1), {}), ("GIF", "P", (70, 80), {}), ("WEBP", "RGB", (120, 90), {}),
+    ("WEBP", "RGB", (121, 91), {"lossless": True}), ("WEBP", "RGBA", (90, 120), {"exif": b"Exif\0\0" + bytes(8)}),
+], ids=lambda value: str(value)[:20])
+def test_image_header_agrees_with_pillow(tmp_path, fmt, mode, size, options):
+    src = tmp_path / "image"
+    Image.new(mode, size).save(src, fmt, **options)
+    with Image.open(src) as im:
+        assert image_header(src) == (im.format, *im.size)
+
+
+@pytest.mark.parametrize("fmt,mode", [("JPEG", "CMYK"), ("TIFF", "RGB"), ("BMP", "RGB")])
+def test_image_header_is_none_for_what_a_browser_may_not_show(tmp_path, fmt, mode):
+    src = tmp_path / "image"
+    Image.new(mode, (32, 32)).save(src, fmt)
+    assert image_header(src) is None
+    assert image_header(tmp_path / "missing") is None
 
 
 def test_thumbnail_is_upright_flattened_and_bounded(tmp_path):
