@@ -13,12 +13,14 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from PIL import Image
 
+import pipeline.previews
 import pipeline.report
 from conftest import TEST_SANDBOX, draw_product, write_catalog
 from pipeline.checkpoint import Checkpoint, Row
 from pipeline.cli import main
 from pipeline.manifest import InvalidItem, Item
-from pipeline.report import BROWSER_FORMATS, image_header, thumbnail, write_report
+from pipeline.previews import BROWSER_FORMATS, image_header, thumbnail
+from pipeline.report import write_report
 from pipeline.sandbox import SANDBOX_KEY
 from pipeline.validate import validate
 
@@ -194,8 +196,8 @@ def test_unchanged_previews_are_not_read_or_rewritten(report, monkeypatch):
 
     stats = []
     stat = os.stat
-    monkeypatch.setattr(pipeline.report.Image, "open", no_image_is_opened)
-    monkeypatch.setattr(pipeline.report.os, "stat", lambda path, **kw: stats.append(Path(path)) or stat(path, **kw))
+    monkeypatch.setattr(pipeline.previews.Image, "open", no_image_is_opened)
+    monkeypatch.setattr(pipeline.previews.os, "stat", lambda path, **kw: stats.append(Path(path)) or stat(path, **kw))
     page = Page(write_report(cfg, manifest, rows).read_text("utf-8"))
     # Images are known by their SHA-256 in the checkpoint, previews by one listdir: no system call per
     # item, but for the input of sku-004, which has never run (no checkpoint row), so costs a stat.
@@ -270,13 +272,13 @@ def test_big_images_get_thumbnails_and_only_they_use_threads(catalog, tmp_path, 
         rows = recorded(rows, f"sku-{i:03d}", image=images / manifest.items[i].image_path.name)
     pooled: list[str] = []
 
-    class Pool(pipeline.report.ThreadPoolExecutor):
+    class Pool(pipeline.previews.ThreadPoolExecutor):
         def map(self, fn, jobs):
             jobs = list(jobs)
             pooled.extend(Path(src).name for _, src in jobs)
             return super().map(fn, jobs)
 
-    monkeypatch.setattr(pipeline.report, "ThreadPoolExecutor", Pool)
+    monkeypatch.setattr(pipeline.previews, "ThreadPoolExecutor", Pool)
     page = Page(write_report(cfg, manifest, rows).read_text("utf-8"))
     assert pooled == ["p0.jpg"]
     sizes = {}
@@ -292,7 +294,7 @@ def test_small_inputs_are_copied_where_hard_links_fail(catalog, tmp_path, monkey
     def cross_device(src, dst):
         raise OSError(18, "Invalid cross-device link")
 
-    monkeypatch.setattr(pipeline.report.os, "link", cross_device)
+    monkeypatch.setattr(pipeline.previews.os, "link", cross_device)
     page = Page(write_report(cfg, manifest, rows).read_text("utf-8"))
     copies = [inside(cfg.output.dir, src) for src in page.images if src.startswith("thumbs/")]
     assert len(copies) == 5 and all(copy.stat().st_nlink == 1 for copy in copies)
