@@ -6,6 +6,7 @@ import os
 import tempfile
 from collections import Counter
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 
 from pipeline.checkpoint import Row
@@ -106,9 +107,13 @@ def _atomic(target: Path, writer) -> None:
 
 
 def _iso(ts: float | None) -> str | None:
-    if not ts:
-        return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+    return _iso_second(int(ts)) if ts else None
+
+
+@lru_cache(maxsize=4096)
+def _iso_second(second: int) -> str:
+    """Cached: a big run finishes hundreds of items in the same second."""
+    return datetime.fromtimestamp(second, timezone.utc).isoformat(timespec="seconds")
 
 
 def _elapsed(row: Row | None) -> float | None:
