@@ -113,3 +113,43 @@ def test_second_run_of_same_config_exits_75_naming_the_holder(sandbox, catalog_d
     again = subprocess.run(pipeline_cmd("run", str(config), "--quiet"), env=child_env(),
                            capture_output=True, text=True, timeout=60)
     assert again.returncode == 0, again.stderr
+
+
+def test_sandbox_flag_survives_a_kill_and_a_second_run(catalog_dir):
+    """The newcomer's path: --sandbox, Ctrl-C or kill mid-run, then the same command again."""
+    config = write_catalog(catalog_dir, 12, base_url="http://127.0.0.1:9/unused",
+                           config={"poll": {"interval_s": 0.5}, "limits": {"concurrency": 4}})
+    env = child_env()
+    env.pop("LIGHTX_API_KEY")  # --sandbox needs no key
+    child = subprocess.Popen(pipeline_cmd("run", str(config), "--sandbox", "--quiet"), env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert wait_for(lambda: len(order_ids(config)) >= 3)
+    child.kill()
+    child.wait()
+    again = subprocess.run(pipeline_cmd("run", str(config), "--sandbox", "--quiet"), env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert len(list((catalog_dir / "out").glob("*.jpg"))) == 12
+    assert_outputs_whole(config)
+
+
+def test_pipeline_sandbox_command_serves_the_protocol(tmp_path):
+    import json
+    import urllib.request
+    server = subprocess.Popen(pipeline_cmd("sandbox", "--port", "0", "--fast"), env=child_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        assert line.startswith("sandbox listening on http://127.0.0.1:"), line
+        base = line.split()[3]
+        request = urllib.request.Request(f"{base}/v2/uploadImageUrl", method="POST",
+                                         data=json.dumps({"uploadType": "imageUrl", "size": 10,
+                                                          "contentType": "image/jpeg"}).encode(),
+                                         headers={"x-api-key": "sandbox-key",
+                                                  "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            doc = json.load(answer)
+        assert doc["statusCode"] == 2000 and doc["body"]["uploadImage"].startswith("http://127.0.0.1")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
