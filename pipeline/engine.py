@@ -32,7 +32,7 @@ from pipeline.planner import INVALID_FINGERPRINT, Plan, hash_local_images, inval
 from pipeline.progress import Progress
 from pipeline.report import write_report
 from pipeline.stages import STAGES, Context, Job, Parked
-from pipeline.stages.download import write_atomically
+from pipeline.atomic import write_atomically
 
 ITEM_FAILURES = (ItemError, FetchError, ImageError)
 

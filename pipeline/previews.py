@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from PIL import Image, ImageOps
 
 from pipeline.errors import OutputError
-from pipeline.stages.download import write_atomically
+from pipeline.atomic import write_atomically
 
 if TYPE_CHECKING:
     from pipeline.report import _Card

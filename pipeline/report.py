@@ -31,7 +31,7 @@ from pipeline.errors import OutputError
 from pipeline.manifest import Manifest
 from pipeline.results import status_of
 from pipeline.previews import AS_IS, THUMB_SIZE, Previews, stat_key
-from pipeline.stages.download import write_atomically
+from pipeline.atomic import write_atomically
 
 PAGE_SIZE = 500  # cards per page: about 0.5 MB of HTML
 ORDER = ("failed", "pending", "done")

@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from collections import Counter
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
+from pipeline.atomic import write_with
 from pipeline.checkpoint import Row
 from pipeline.config import RunConfig
-from pipeline.errors import OutputError
 from pipeline.manifest import Manifest
 
 COLUMNS = ["id", "status", "image", "prompt", "order_id", "output_url", "output_path",
@@ -77,8 +75,8 @@ def write(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row]) -> Path:
                       for name, values in cols.items()})
     out = cfg.output.dir
     csv_path = out / "results.csv"
-    _atomic(csv_path, lambda p: _write_csv(cols, p))
-    _atomic(out / "results.parquet", lambda p: pq.write_table(arrow, p))
+    write_with(csv_path, lambda p: _write_csv(cols, p))
+    write_with(out / "results.parquet", lambda p: pq.write_table(arrow, p))
     return csv_path
 
 
@@ -88,22 +86,6 @@ def _write_csv(cols: dict[str, list], path: str) -> None:
         writer = csv.writer(fh)
         writer.writerow(cols)
         writer.writerows(zip(*cols.values()))
-
-
-def _atomic(target: Path, writer) -> None:
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".part-", dir=target.parent)
-        os.close(fd)
-        try:
-            writer(tmp)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    except OSError as exc:
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
 
 
 def _iso(ts: float | None) -> str | None:

@@ -6,17 +6,16 @@ written last, as img2dataset does with its shard stats).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import io
 import os
-import tempfile
 import time
 from pathlib import Path
 
 from PIL import Image
 
-from pipeline.errors import ItemError, OutputError
+from pipeline.atomic import write_atomically
+from pipeline.errors import ItemError
 from pipeline.stages.context import Context, Job, Parked
 
 _GONE = (403, 404, 410)
@@ -66,23 +65,3 @@ def _check_jpeg(data: bytes) -> None:
         raise
     except (OSError, SyntaxError, ValueError) as exc:
         raise ItemError(f"output does not decode as a JPEG ({type(exc).__name__})") from None
-
-
-def write_atomically(target: Path, data: bytes) -> os.stat_result:
-    """Write `data` to a temp file beside `target`, then rename it into place."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".part-", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are for sharing
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return target.stat()
-    except OSError as exc:
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
-
