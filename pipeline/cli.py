@@ -69,13 +69,20 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         for line in exc.problems:
             _err(f"error: {line}")
-        return exc.exit_code
+        return _failed(args, exc.exit_code, "; ".join(exc.problems))
     except PipelineError as exc:
         _err(f"error: {exc}")
-        return exc.exit_code
+        return _failed(args, exc.exit_code, str(exc))
     except KeyboardInterrupt:
         _err("aborted")
-        return EXIT_INTERRUPTED
+        return _failed(args, EXIT_INTERRUPTED, "aborted")
+
+
+def _failed(args: argparse.Namespace, code: int, error: str) -> int:
+    """With --json, monitoring still gets its one line when the run could not finish."""
+    if getattr(args, "json", False):
+        print(json.dumps({"exit_code": code, "error": error}))
+    return code
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

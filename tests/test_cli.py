@@ -97,3 +97,11 @@ def test_status_reads_the_checkpoint_without_the_api(sandbox, catalog_dir, capsy
     out = capsys.readouterr().out
     assert "done       3" in out
     assert sum(sandbox.ledger_snapshot()["requests"].values()) == 0
+
+
+def test_json_line_even_when_the_run_stops_on_an_error(sandbox, catalog_dir, monkeypatch, capsys):
+    monkeypatch.setenv("LIGHTX_API_KEY", "not-the-key")
+    config = write_catalog(catalog_dir, 2, base_url=sandbox.base_url)
+    assert main(["run", str(config), "--json"]) == 1
+    summary = json.loads(capsys.readouterr().out.strip())
+    assert summary["exit_code"] == 1 and "API key rejected" in summary["error"]
