@@ -18,7 +18,7 @@ from typing import AsyncIterator, Callable
 import aiohttp
 
 from pipeline import results
-from pipeline.checkpoint import Checkpoint, Row
+from pipeline.checkpoint import Checkpoint
 from pipeline.client import Client
 from pipeline.config import RunConfig
 from pipeline.errors import (ApiUnreachable, AuthError, CheckpointError, ConfigError, FatalApiError, ItemError,
@@ -28,7 +28,7 @@ from pipeline.images import ImageError
 from pipeline.lock import RunLock
 from pipeline.manifest import Item, Manifest
 from pipeline.pacing import Pacer
-from pipeline.planner import INVALID_FINGERPRINT, Plan, hash_local_images, invalid_rows, plan
+from pipeline.planner import Plan, failed_rows, hash_local_images, plan
 from pipeline.progress import Progress
 from pipeline.report import write_report
 from pipeline.stages import STAGES, Context, Job, Parked
@@ -90,8 +90,9 @@ async def _run(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str
                         force=options.force, only=options.only, sandbox=options.sandbox)
         if options.dry_run:
             return RunResult(exit_code=0, counts=Counter(), plan=the_plan)
-        bad = invalid_rows(manifest.invalid, {i.id for i in items}, rows)
-        bad += _unreadable_rows(manifest.items, problems, rows)
+        reasons = [(b.id, "; ".join(b.problems)) for b in manifest.invalid]
+        reasons += [(item_id, reason) for item_id, reason in problems.items()]
+        bad = failed_rows(reasons, {i.id for i in items}, rows)
         ckpt.insert(the_plan.writes + bad)
 
         budget = cfg.budget.max_credits
@@ -270,19 +271,6 @@ async def _hash_sources(cfg: RunConfig, items: list[Item], ckpt: Checkpoint,
             else:
                 raise task.exception()
     return shas, problems
-
-
-def _unreadable_rows(items: list[Item], problems: dict[str, str], rows: dict[str, Row]) -> list[Row]:
-    """Failed rows for items whose image could not be read or fetched (an order in flight is kept)."""
-    out = []
-    for item in items:
-        if item.id in problems:
-            old = rows.get(item.id)
-            if old and old.state in ("submitted", "generated"):
-                continue
-            out.append(Row(id=item.id, fingerprint=INVALID_FINGERPRINT, state="failed",
-                           error=problems[item.id], finished_at=time.time()))
-    return out
 
 
 @contextlib.asynccontextmanager

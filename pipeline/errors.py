@@ -5,11 +5,12 @@
     ├── LockError         (75)    another run holds this checkpoint
     ├── CheckpointError    (1)    the checkpoint is corrupt, foreign or unwritable
     ├── OutputError        (1)    the output directory cannot be written (read-only, disk full)
-    ├── FatalApiError      (1)    the API refused the whole run
-    │   ├── AuthError             key missing or rejected
-    │   ├── CreditsError          no credits left
-    │   └── ApiUnreachable        the run's first API call got no HTTP answer at all
-    └── Interrupted      (130)    Ctrl-C
+    └── FatalApiError      (1)    the API refused the whole run
+        ├── AuthError             key missing or rejected
+        ├── CreditsError          no credits left
+        └── ApiUnreachable        the run's first API call got no HTTP answer at all
+
+    Ctrl-C and SIGTERM are not errors: the run stops new work, saves, and exits 130.
 
     ApiError                      one request's failure, raised by client.py only
     ├── TransientError            worth retrying: reset, timeout, 429, 5xx, garbage body
@@ -65,10 +66,6 @@ class CreditsError(FatalApiError):
 
 class ApiUnreachable(FatalApiError):
     pass
-
-
-class Interrupted(PipelineError):
-    exit_code = 130
 
 
 class ApiError(Exception):

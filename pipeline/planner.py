@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.checkpoint import Checkpoint, Row
-from pipeline.manifest import InvalidItem, Item
+from pipeline.manifest import Item
 
 GENERATION = "lightx-bg-v1"  # bump when what we ask the API for changes
 INVALID_FINGERPRINT = "invalid"
@@ -139,17 +140,23 @@ def _output_intact(row: Row, item: Item, output_dir: str) -> bool:
     return st.st_size == row.output_size and file_sha256(path) == row.output_sha256
 
 
-def invalid_rows(invalid: list[InvalidItem], valid_ids: set[str], rows: dict[str, Row]) -> list[Row]:
-    """Rows recording --skip-invalid items as failed, for ids that can be stored."""
+def failed_rows(reasons: list[tuple[str | None, str]], valid_ids: set[str],
+                rows: dict[str, Row]) -> list[Row]:
+    """Rows recording items that cannot run (invalid, unreadable image) as failed, by (id, reason).
+
+    Ids that cannot be stored (missing, repeated, or belonging to a valid item) are skipped; so is an
+    item with an order that may still charge: it is collected once the item is valid again.
+    """
     out: list[Row] = []
     seen = set(valid_ids)
-    for bad in invalid:
-        if not bad.id or bad.id in seen:
+    now = time.time()
+    for item_id, reason in reasons:
+        if not item_id or item_id in seen:
             continue
-        seen.add(bad.id)
-        old = rows.get(bad.id)
+        seen.add(item_id)
+        old = rows.get(item_id)
         if old and old.state in ("submitted", "generated"):
-            continue  # keep an order that may still charge; it is collected once the item is valid
-        out.append(Row(id=bad.id, fingerprint=INVALID_FINGERPRINT, state="failed",
-                       error="; ".join(bad.problems), created_at=old.created_at if old else None))
+            continue
+        out.append(Row(id=item_id, fingerprint=INVALID_FINGERPRINT, state="failed", error=reason,
+                       created_at=old.created_at if old else None, finished_at=now))
     return out
