@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
 
 import aiohttp
+from yarl import URL
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from pipeline.config import RetrySettings
@@ -61,6 +62,8 @@ class Client:
         self._retries = retries or RetrySettings()
         self.pacer = pacer or Pacer()
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(10.0, timeout_s))
+        self._api_headers = {"x-api-key": key, "Content-Type": "application/json"}
+        self._urls: dict[str, URL] = {}
         self._auth_error: AuthError | None = None
         # Until one API call has succeeded, calls go one at a time: a wrong key then
         # costs one rejected request, not one per item in flight.
@@ -119,7 +122,11 @@ class Client:
             return result
 
     async def _json_call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        raw = await self._raw("POST", f"{self._base}/{path}", json_body=payload, api=True)
+        url = self._urls.get(path)
+        if url is None:  # parsed once per route, not once per request
+            url = self._urls[path] = URL(f"{self._base}/{path}")
+        raw = await self._raw("POST", url, data=json.dumps(payload).encode(), headers=self._api_headers,
+                              api=True, name=path.rsplit("/", 1)[-1])
         try:
             doc = json.loads(raw)
         except ValueError:
@@ -139,21 +146,22 @@ class Client:
             raise TransientError(f"{path}: answer has no body")
         return body
 
-    async def _raw(self, method: str, url: str, *, json_body: Any = None, data: bytes | None = None,
-                   headers: dict[str, str] | None = None, api: bool = False,
+    async def _raw(self, method: str, url: str | URL, *, data: bytes | None = None,
+                   headers: dict[str, str] | None = None, api: bool = False, name: str | None = None,
                    max_bytes: int = 8 * 1024 * 1024) -> bytes:
-        """One HTTP exchange; every aiohttp/asyncio failure is translated here."""
-        if api:  # the rate limit is the API's; S3 uploads and CDN downloads are not paced
+        """One HTTP exchange; every aiohttp/asyncio failure is translated here.
+
+        Only API calls carry the key (in `headers`), and they never follow redirects; S3 uploads and
+        CDN downloads are not paced, since the rate limit is the API's.
+        """
+        if api:
             await self.pacer.acquire()
-        hdrs = dict(headers or {})
-        if api:  # the key goes to the API only, never to upload or output URLs
-            hdrs["x-api-key"] = self._key
-        name = url.split("?", 1)[0].rsplit("/", 1)[-1] if api else method
+        name = name or method
         self.requests += 1
         try:
-            async with self._session.request(method, url, json=json_body, data=data, headers=hdrs,
+            async with self._session.request(method, url, data=data, headers=headers,
                                              timeout=self._timeout, allow_redirects=not api) as resp:
-                if api and not _is_http_url(str(resp.url)):
+                if not api and not _is_http_url(str(resp.url)):
                     raise ItemError("redirected away from http(s)")
                 status = resp.status
                 if api and status != 429:
@@ -161,8 +169,11 @@ class Client:
                 if status >= 400 or status < 200:
                     text = await resp.content.read(2048)
                     raise self._http_error(name, status, resp.headers.get("Retry-After"), text, api)
-                if resp.content_length is not None and resp.content_length > max_bytes:
-                    raise ItemError(f"{name}: answer of {resp.content_length} bytes is over the {max_bytes}-byte cap")
+                length = resp.content_length
+                if length is not None:
+                    if length > max_bytes:
+                        raise ItemError(f"{name}: answer of {length} bytes is over the {max_bytes}-byte cap")
+                    return await resp.read()  # the cap is checked: aiohttp stops at Content-Length
                 chunks, size = [], 0
                 async for chunk in resp.content.iter_any():
                     size += len(chunk)

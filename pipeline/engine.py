@@ -32,7 +32,7 @@ from pipeline.planner import Plan, failed_rows, hash_local_images, plan
 from pipeline.progress import Progress
 from pipeline.report import write_report
 from pipeline.stages import STAGES, Context, Job, Parked
-from pipeline.atomic import write_atomically
+from pipeline.atomic import remove_stale_temps, write_atomically
 
 ITEM_FAILURES = (ItemError, FetchError, ImageError)
 
@@ -70,11 +70,20 @@ def run(cfg: RunConfig, manifest: Manifest, options: RunOptions, *, key: str | N
     if not key and not options.sandbox and not options.dry_run:
         raise ConfigError(f"no API key: set {cfg.api.key_env} in the environment, or use --sandbox")
     with RunLock(cfg.state_dir):
+        remove_stale_temps(_written_dirs(cfg, manifest))
         ckpt = Checkpoint.open(cfg.state_dir / "checkpoint.sqlite")
         try:
             return asyncio.run(_run(cfg, manifest, options, key, ckpt))
         finally:
             ckpt.close()
+
+
+def _written_dirs(cfg: RunConfig, manifest: Manifest) -> set[Path]:
+    """Every directory a run writes files into atomically (outputs, previews, fetched sources)."""
+    out = cfg.output.dir
+    dirs = {out, out / "thumbs", cfg.state_dir / "sources"}
+    dirs.update((out / item.output_name).parent for item in manifest.items if "/" in item.output_name)
+    return dirs
 
 
 async def _run(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str | None,

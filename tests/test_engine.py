@@ -172,3 +172,17 @@ def test_unreachable_api_stops_the_run_after_the_first_call(sandbox, catalog_dir
     assert time.monotonic() - started < 10
     assert "cannot reach the API at http://127.0.0.1" in capsys.readouterr().err
     assert {r["status"] for r in results(config).values()} == {"pending"}
+
+
+def test_temp_files_a_killed_run_left_are_removed_by_the_next(sandbox, catalog_dir):
+    config = write_catalog(catalog_dir, 2, base_url=sandbox.base_url)
+    out = catalog_dir / "out"
+    (out / "thumbs").mkdir(parents=True)
+    stale = [out / ".part-999999-0", out / "thumbs" / ".part-999999-1"]
+    for path in stale:
+        path.write_bytes(b"\xff\xd8\xff half a picture")
+    keep = out / "notes.part-1.txt"  # not ours: the prefix must match exactly
+    keep.write_text("mine")
+    assert main(["run", str(config), "--quiet"]) == 0
+    assert not any(p.exists() for p in stale) and keep.exists()
+    assert not list(out.rglob(".part-*"))

@@ -1,0 +1,71 @@
+"""results.csv and results.parquet: the same table, typed, from the checkpoint's rows."""
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipeline import results
+from pipeline.checkpoint import Row
+from pipeline.config import load_config
+from pipeline.manifest import InvalidItem, Item, Manifest
+
+AWKWARD = 'a "quoted", comma\nand newline — ünïcode'
+
+
+def write_config(tmp_path: Path) -> Path:
+    (tmp_path / "catalog.csv").write_text("id,image,title\n", encoding="utf-8")
+    config = tmp_path / "config.yaml"
+    config.write_text("manifest: catalog.csv\nprompt: '{title}'\n", encoding="utf-8")
+    return config
+
+
+def sample(tmp_path: Path):
+    cfg = load_config(write_config(tmp_path))
+    items = [Item(id="007", image="a.jpg", prompt=AWKWARD, row=2, output_name="007.jpg",
+                  extra={"title": AWKWARD, "note": ""}),
+             Item(id="NA", image="b.jpg", prompt="plain", row=3, output_name="NA.jpg",
+                  extra={"title": "plain", "note": "null"})]
+    manifest = Manifest(items=items, invalid=[InvalidItem(id="bad", row=4, problems=["no image"])],
+                        columns=["id", "image", "title", "note"])
+    rows = {"007": Row(id="007", fingerprint="f", state="done", order_id="o1", output_path="007.jpg",
+                       output_sha256="ab" * 32, attempts=1, credits=1, submitted_at=1_700_000_000.0,
+                       finished_at=1_700_000_012.25)}
+    return cfg, manifest, rows
+
+
+def test_parquet_holds_the_same_table_as_the_csv_with_types(tmp_path):
+    cfg, manifest, rows = sample(tmp_path)
+    csv_path = results.write(cfg, manifest, rows)
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        table = list(csv.DictReader(fh))
+    parquet = pq.read_table(csv_path.with_suffix(".parquet"))
+    assert parquet.column_names == list(table[0])
+    types = {f.name: str(f.type) for f in parquet.schema}
+    assert types["attempts"] == types["credits"] == "int64" and types["elapsed_s"] == "double"
+    assert {types[name] for name in types if name not in ("attempts", "credits", "elapsed_s")} == {"string"}
+    back = parquet.to_pylist()
+    assert [r["id"] for r in back] == ["007", "NA", "bad"]  # ids stay strings, "NA" is not a null
+    done, pending, bad = back
+    assert done["prompt"] == done["title"] == AWKWARD
+    assert (done["status"], done["attempts"], done["credits"], done["elapsed_s"]) == ("done", 1, 1, 12.25)
+    assert done["note"] is None and pending["note"] == "null"
+    assert pending["status"] == "pending" and pending["order_id"] is None and pending["attempts"] == 0
+    assert (bad["status"], bad["error"], bad["prompt"]) == ("failed", "no image", None)
+    for csv_row, pq_row in zip(table, back):  # every cell agrees, empty cells being nulls
+        assert {k: (v if v != "" else None) for k, v in csv_row.items()} == \
+            {k: (None if v is None else str(v) if k != "elapsed_s" else f"{v}") for k, v in pq_row.items()}
+
+
+def test_writing_results_does_not_import_pandas(tmp_path):
+    """pandas costs half a second of CPU to import; a run has no use for it."""
+    write_config(tmp_path)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from test_results import sample; "
+            "from pipeline import results; from pathlib import Path; "
+            "results.write(*sample(Path(sys.argv[2]))); print('pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
