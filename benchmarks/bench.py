@@ -259,13 +259,14 @@ def write_manifest(path: Path, rows: int, images: list[str]) -> None:
                              "a white marble counter"])
 
 
-def write_config(root: Path, *, base_url: str, concurrency: int, poll_interval: float) -> Path:
+def write_config(root: Path, *, base_url: str, concurrency: int, poll_interval: float,
+                 transfers: int | None = None) -> Path:
     # JSON is YAML; written by hand so this script needs nothing beyond the standard library here.
     doc = {
         "manifest": "catalog.csv",
         "prompt": "{title} on {scene}, soft natural light",
         "output": {"dir": "out", "filename": "{id}.jpg"},
-        "limits": {"concurrency": concurrency},
+        "limits": {"concurrency": concurrency, **({"transfers": transfers} if transfers else {})},
         "poll": {"interval_s": poll_interval},
         "api": {"base_url": base_url},
         "budget": {"confirm_over": 10_000_000},
@@ -324,8 +325,10 @@ def phase_full(args: argparse.Namespace, work: Path, res: Results, startup_cpu: 
     write_manifest(root / "catalog.csv", n, images)
     print(f"[full] {n} items, {distinct} distinct images, concurrency {c}, processing {proc_s} s, "
           f"poll every {poll_s} s", file=sys.stderr)
-    with Sandbox(processing_s=proc_s, max_retries_allowed=max_polls(proc_s, poll_s), seed=0) as sb:
-        config = write_config(root, base_url=sb.base_url, concurrency=c, poll_interval=poll_s)
+    with Sandbox(processing_s=proc_s, max_retries_allowed=max_polls(proc_s, poll_s), seed=0,
+                 latency_s=args.latency_s) as sb:
+        config = write_config(root, base_url=sb.base_url, concurrency=c, poll_interval=poll_s,
+                              transfers=args.transfers)
         trials = []
         for _ in range(args.repeat):
             shutil.rmtree(root / "out", ignore_errors=True)  # each trial starts from nothing done
@@ -520,6 +523,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--items", type=int, default=2000, help="items in the full run (default 2000)")
     p.add_argument("--concurrency", type=int, default=200, help="limits.concurrency of the full run")
     p.add_argument("--processing-s", type=float, default=0.5, help="sandbox processing time per order")
+    p.add_argument("--latency-s", type=float, default=0.0,
+                   help="seconds the sandbox adds to every response, as a far-away API would (default 0)")
+    p.add_argument("--transfers", type=int, default=None,
+                   help="limits.transfers of the full run (default: the config's default)")
     p.add_argument("--poll-interval", type=float, default=0.1, help="poll.interval_s of the full run")
     p.add_argument("--images", type=int, default=0,
                    help="distinct images in the full run (default 0: one per item)")

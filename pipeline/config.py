@@ -31,8 +31,14 @@ BASE_URL_ENV = "LIGHTX_BASE_URL"
 
 @dataclass(frozen=True)
 class Limits:
-    concurrency: int = 16
+    concurrency: int = 16            # orders at the API at once
+    transfers: int | None = None     # items uploading, downloading or ready to submit; None: = concurrency
     requests_per_second: float | None = None
+
+    @property
+    def workers(self) -> int:
+        """Items in flight at once: the orders plus the transfers beside them."""
+        return self.concurrency + (self.transfers or self.concurrency)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from pipeline.pacing import Pacer
 from pipeline.planner import Plan, failed_rows, hash_local_images, plan
 from pipeline.progress import Progress
 from pipeline.report import write_report
-from pipeline.stages import STAGES, Context, Job, Parked
+from pipeline.stages import ORDER_STAGES, STAGES, Context, Job, Parked
 from pipeline.atomic import remove_stale_temps, write_atomically
 
 ITEM_FAILURES = (ItemError, FetchError, ImageError)
@@ -89,7 +89,7 @@ def _written_dirs(cfg: RunConfig, manifest: Manifest) -> set[Path]:
 async def _run(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str | None,
                ckpt: Checkpoint) -> RunResult:
     started = time.monotonic()
-    connector = aiohttp.TCPConnector(limit=max(100, cfg.limits.concurrency * 2), ttl_dns_cache=300)
+    connector = aiohttp.TCPConnector(limit=max(100, cfg.limits.workers * 2), ttl_dns_cache=300)
     async with aiohttp.ClientSession(connector=connector) as session, \
             _api_endpoint(cfg, options, key) as (base_url, api_key, api_kind, api_id):
         shas, problems = await _hash_sources(cfg, manifest.items, ckpt, session)
@@ -112,7 +112,8 @@ async def _run(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str
         client = Client(session, base_url, api_key, retries=cfg.retries,
                         pacer=Pacer(cfg.limits.requests_per_second), timeout_s=cfg.api.timeout_s)
         ctx = Context(cfg=cfg, client=client, ckpt=ckpt, session=session, api_id=api_id,
-                      source_dir=cfg.state_dir / "sources", budget=budget)
+                      source_dir=cfg.state_dir / "sources", budget=budget,
+                      order_slots=asyncio.Semaphore(cfg.limits.concurrency))
         jobs = [Job(item, row) for item, row in the_plan.jobs]
         fatal: PipelineError | None = None
         try:
@@ -164,7 +165,7 @@ def rebuild_outputs(config_path: str | Path) -> Path:
 
 
 async def _drive_all(ctx: Context, jobs: list[Job], options: RunOptions) -> bool:
-    """Run `jobs` with at most limits.concurrency in flight; True if interrupted."""
+    """Run `jobs`, limits.concurrency orders and limits.transfers more items at once; True if interrupted."""
     loop = asyncio.get_running_loop()
     queue = iter(jobs)
     fatal: list[PipelineError] = []
@@ -182,7 +183,7 @@ async def _drive_all(ctx: Context, jobs: list[Job], options: RunOptions) -> bool
                         other.cancel()
                 return
 
-    workers = [asyncio.ensure_future(worker()) for _ in range(min(ctx.cfg.limits.concurrency, len(jobs)) or 1)]
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(ctx.cfg.limits.workers, len(jobs)) or 1)]
     interrupted = False
 
     def on_signal() -> None:
@@ -217,9 +218,17 @@ async def _drive_all(ctx: Context, jobs: list[Job], options: RunOptions) -> bool
 async def _drive(ctx: Context, job: Job, fatal: list[PipelineError]) -> None:
     """Take one item as far as it can go; the per-item boundary where failures become data."""
     row = job.row
+    slot = False  # holds one of ctx.order_slots while the order is at the API (submit, poll)
     try:
         while row.state in STAGES:
             name, stage = STAGES[row.state]
+            if (name in ORDER_STAGES) != slot:
+                if slot:
+                    ctx.order_slots.release()
+                    slot = False
+                else:
+                    await ctx.order_slots.acquire()
+                    slot = True
             ctx.in_stage[name] += 1
             try:
                 await stage(ctx, job)
@@ -241,6 +250,9 @@ async def _drive(ctx: Context, job: Job, fatal: list[PipelineError]) -> None:
     except Exception as exc:  # noqa: BLE001 - the per-item boundary: a bug fails one item, not the run
         ctx.ckpt.save(row, state="failed", error=f"internal error: {type(exc).__name__}: {exc}",
                       finished_at=time.time())
+    finally:
+        if slot:
+            ctx.order_slots.release()
 
 
 async def _hash_sources(cfg: RunConfig, items: list[Item], ckpt: Checkpoint,

@@ -186,3 +186,35 @@ def test_temp_files_a_killed_run_left_are_removed_by_the_next(sandbox, catalog_d
     assert main(["run", str(config), "--quiet"]) == 0
     assert not any(p.exists() for p in stale) and keep.exists()
     assert not list(out.rglob(".part-*"))
+
+
+def test_orders_at_the_api_stay_within_concurrency_while_uploads_run_ahead(sandbox, catalog_dir):
+    import subprocess
+
+    from conftest import child_env, pipeline_cmd
+    sandbox.set_options(processing_s=1.0)
+    config = write_catalog(catalog_dir, 10, base_url=sandbox.base_url,
+                           config={"limits": {"concurrency": 2, "transfers": 3},
+                                   "poll": {"interval_s": 0.2, "max_attempts": 20}})
+    child = subprocess.Popen(pipeline_cmd("run", str(config), "--quiet"), env=child_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while sandbox.ledger_snapshot()["requests"].get("submit", 0) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)  # the first two orders take 1 s; the next items upload meanwhile
+        during = sandbox.ledger_snapshot()["requests"]
+        assert during["submit"] == 2, "more orders than limits.concurrency at the API"
+        assert during["put"] == 5, "two ordered and limits.transfers (3) uploaded ahead"
+        assert child.wait(timeout=60) == 0, child.stderr.read()
+    finally:
+        child.kill()
+        child.wait()
+    orders = sandbox.ledger_snapshot()["orders"].values()
+    assert len(orders) == 10
+    events = sorted([(o["created"], 1) for o in orders] + [(o["done_at"], -1) for o in orders])
+    at_once = peak = 0
+    for _, change in events:
+        at_once += change
+        peak = max(peak, at_once)
+    assert peak == 2

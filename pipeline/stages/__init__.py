@@ -21,5 +21,8 @@ STAGES = {
     "submitted": ("poll", poll.run),
     "generated": ("download", download.run),
 }
+# The stages an order spends at the API: an item holds one of limits.concurrency order slots
+# through them. Uploads and downloads run beside the orders, in limits.transfers more items.
+ORDER_STAGES = frozenset({"submit", "poll"})
 
-__all__ = ["STAGES", "Context", "Job", "Parked"]
+__all__ = ["ORDER_STAGES", "STAGES", "Context", "Job", "Parked"]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +37,7 @@ class Context:
     session: aiohttp.ClientSession
     api_id: str                    # which API instance uploads and orders belong to
     source_dir: Path               # content-addressed copies of fetched remote images
+    order_slots: asyncio.Semaphore | None = None  # limits.concurrency: orders at the API at once
     budget: int | None = None      # credits this run may still reserve
     reserved: int = 0              # orders submitted this run that may still charge
     stop_reason: str | None = None # set once: no new submits after it
@@ -45,21 +46,27 @@ class Context:
     critical: set[asyncio.Task] = field(default_factory=set)  # submits that must finish even on Ctrl-C
     credits: int = 0               # orders seen `active` this run
     submits: int = 0
-    durations: deque = field(default_factory=lambda: deque(maxlen=200))  # submit -> active, seconds
-    _first_poll: float = 0.0
-    _first_poll_at: int = -1
+    first_check_s: float | None = None  # learnt: seconds from submit by which half the orders are done
 
     def first_poll_after(self, interval: float) -> float:
-        """Seconds from submit to the first status check: at least `interval`, later once this run
-        has seen orders finish (their 10th percentile), so checks are not spent on orders that
-        cannot be ready yet and more of maxRetriesAllowed is left for slow ones."""
-        if len(self.durations) < 10:
-            return interval
-        if self._first_poll_at != self.credits:  # recomputed as orders finish, not per item
-            ordered = sorted(self.durations)
-            self._first_poll = ordered[len(ordered) // 10]
-            self._first_poll_at = self.credits
-        return max(interval, self._first_poll)
+        """Seconds from submit to an order's first status check: at least `interval`, and once this
+        run has seen orders finish, about the time by which half of them are done. Checks are not
+        spent on orders that cannot be ready yet, and more of maxRetriesAllowed is left for slow ones."""
+        return interval if self.first_check_s is None else max(interval, self.first_check_s)
+
+    def order_finished(self, at_first_check: bool, by_s: float, interval: float, in_flight: int) -> None:
+        """An order of this run was found finished `by_s` seconds after its submit, by its first
+        status check or a later one. Moves first_check_s toward the median order time: a
+        Robbins-Monro quantile estimate (first checks should find half the orders done). It keeps no
+        list of past times and, unlike "when orders were seen done", does not creep up by a round
+        trip per order. Up to `in_flight` orders answer to the same estimate before any change shows,
+        so each moves it by 20% / in_flight (3% at most): a fifth at most per round of orders, stable
+        where 2% each swung it 100x within one round of 200 orders."""
+        if self.first_check_s is None:
+            self.first_check_s = max(interval, by_s)
+            return
+        step = min(0.03, 0.2 / max(1, in_flight))
+        self.first_check_s = max(interval, self.first_check_s * (1 - step if at_first_check else 1 + step))
 
     def stop_submits(self, reason: str) -> None:
         if self.stop_reason is None:

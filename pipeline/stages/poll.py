@@ -32,10 +32,12 @@ async def run(ctx: Context, job: Job) -> None:
             # The order may still complete and charge: keep it, never resubmit blindly.
             raise Parked(f"status check failed, order {row.order_id} kept for the next run: {exc}") from None
         job.polls += 1
+        if status.status != "init" and job.reserved:
+            # Ordered in this run: when it finished tells when to start checking the others.
+            ctx.order_finished(job.polls == 1, time.time() - row.submitted_at, interval,
+                               ctx.cfg.limits.concurrency)
         if status.status == "active":
             ctx.credits += 1
-            if job.reserved:  # ordered in this run: its time tells when to start checking others
-                ctx.durations.append(time.time() - row.submitted_at)
             ctx.ckpt.save(row, state="generated", output_url=status.output, credits=row.credits + 1,
                           error=None)
             return
