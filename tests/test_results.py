@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from pipeline import results
 from pipeline.checkpoint import Row
@@ -23,10 +24,10 @@ def write_config(tmp_path: Path) -> Path:
     return config
 
 
-def sample(tmp_path: Path):
+def sample(tmp_path: Path, awkward: str = AWKWARD):
     cfg = load_config(write_config(tmp_path))
-    items = [Item(id="007", image="a.jpg", prompt=AWKWARD, row=2, output_name="007.jpg",
-                  extra={"title": AWKWARD, "note": ""}),
+    items = [Item(id="007", image="a.jpg", prompt=awkward, row=2, output_name="007.jpg",
+                  extra={"title": awkward, "note": ""}),
              Item(id="NA", image="b.jpg", prompt="plain", row=3, output_name="NA.jpg",
                   extra={"title": "plain", "note": "null"})]
     manifest = Manifest(items=items, invalid=[InvalidItem(id="bad", row=4, problems=["no image"])],
@@ -37,8 +38,9 @@ def sample(tmp_path: Path):
     return cfg, manifest, rows
 
 
-def test_parquet_holds_the_same_table_as_the_csv_with_types(tmp_path):
-    cfg, manifest, rows = sample(tmp_path)
+@pytest.mark.parametrize("awkward", [AWKWARD, 'no line break, but "quotes", commas', "cr\ronly"])
+def test_parquet_holds_the_same_table_as_the_csv_with_types(tmp_path, awkward):
+    cfg, manifest, rows = sample(tmp_path, awkward)
     csv_path = results.write(cfg, manifest, rows)
     with open(csv_path, newline="", encoding="utf-8") as fh:
         table = list(csv.DictReader(fh))
@@ -50,7 +52,7 @@ def test_parquet_holds_the_same_table_as_the_csv_with_types(tmp_path):
     back = parquet.to_pylist()
     assert [r["id"] for r in back] == ["007", "NA", "bad"]  # ids stay strings, "NA" is not a null
     done, pending, bad = back
-    assert done["prompt"] == done["title"] == AWKWARD
+    assert done["prompt"] == done["title"] == awkward
     assert (done["status"], done["attempts"], done["credits"], done["elapsed_s"]) == ("done", 1, 1, 12.25)
     assert done["note"] is None and pending["note"] == "null"
     assert pending["status"] == "pending" and pending["order_id"] is None and pending["attempts"] == 0
