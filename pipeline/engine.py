@@ -140,9 +140,10 @@ async def _run(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str
                      results_path=results_path, extra={"requests": client.requests})
 
 
-def write_outputs(cfg: RunConfig, manifest: Manifest, rows: dict, *, elapsed_s: float | None = None) -> Path:
+def write_outputs(cfg: RunConfig, manifest: Manifest, rows: dict, *, elapsed_s: float | None = None,
+                  force: bool = False) -> Path:
     """results.csv, results.parquet, then report.html (which links to them); returns the CSV path."""
-    path = results.write(cfg, manifest, rows)
+    path = results.write(cfg, manifest, rows, force=force)
     write_report(cfg, manifest, rows, summary={"elapsed_s": elapsed_s} if elapsed_s is not None else None)
     return path
 
@@ -160,7 +161,7 @@ def rebuild_outputs(config_path: str | Path) -> Path:
             rows = ckpt.rows()
         finally:
             ckpt.close()
-        write_outputs(cfg, manifest, rows)
+        write_outputs(cfg, manifest, rows, force=True)
     return cfg.output.dir / "report.html"
 
 

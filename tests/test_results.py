@@ -71,3 +71,41 @@ def test_writing_results_does_not_import_pandas(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), str(tmp_path)],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_unchanged_results_are_touched_not_rewritten_and_any_change_rewrites(tmp_path, monkeypatch):
+    cfg, manifest, rows = sample(tmp_path)
+    csv_path = results.write(cfg, manifest, rows)
+    parquet_path = csv_path.with_suffix(".parquet")
+    first = csv_path.read_bytes()
+    old = (csv_path.stat().st_mtime_ns, parquet_path.stat().st_mtime_ns)
+    import os
+    os.utime(csv_path, ns=(old[0] - 10**9, old[0] - 10**9))  # as if written a second earlier
+    os.utime(parquet_path, ns=(old[1] - 10**9, old[1] - 10**9))
+    # The stamp recorded the mtimes above, so it no longer matches: rewritten, stamp renewed.
+    results.write(cfg, manifest, rows)
+    written = []
+    monkeypatch.setattr(results, "_write_csv", lambda cols, p: written.append(p))
+    before = csv_path.stat().st_mtime_ns
+    results.write(cfg, manifest, rows)  # nothing changed: no write, a fresh mtime
+    assert written == [] and csv_path.read_bytes() == first
+    assert csv_path.stat().st_mtime_ns >= before
+    monkeypatch.undo()
+
+    rows["007"].updated_at = 1_700_000_100.0  # a checkpoint row changed
+    rows["007"].state, rows["007"].error = "failed", "changed"
+    results.write(cfg, manifest, rows)
+    assert b"changed" in csv_path.read_bytes()
+
+    results.write(cfg, manifest, rows)
+    csv_path.write_bytes(b"edited by hand")  # a file that is not as left is rewritten
+    results.write(cfg, manifest, rows)
+    assert csv_path.read_bytes().startswith(b"id,status")
+
+    cfg.manifest_path.write_text("id,image,title\n# edited\n", encoding="utf-8")  # the manifest changed
+    real = results._write_csv
+    monkeypatch.setattr(results, "_write_csv", lambda cols, p: written.append(p) or real(cols, p))
+    results.write(cfg, manifest, rows)
+    assert len(written) == 1
+    results.write(cfg, manifest, rows, force=True)  # `pipeline report` always rewrites
+    assert len(written) == 2
