@@ -136,6 +136,31 @@ def pipeline_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "pipeline", *args]
 
 
+# The same `pipeline run`, with the five client calls answered in-process at once: what the tool
+# costs apart from HTTP (imports, validation, images, checkpoint, files, results, report).
+_NO_NETWORK = """
+import sys
+from pipeline import client
+from pipeline.sandbox.painter import fast_jpeg
+jpeg, made = fast_jpeg(), iter(range(1, 1 << 62))
+async def upload_slot(self, size, content_type):
+    n = next(made)
+    return client.UploadSlot(put_url=f"http://stub/s3/{n}", image_url=f"http://stub/cdn/{n}")
+async def put_image(self, put_url, data, content_type):
+    return None
+async def submit(self, image_url, prompt):
+    return client.Order(order_id=f"{next(made):032x}", max_retries=5, status="init")
+async def order_status(self, order_id):
+    return client.OrderStatus(status="active", output=f"http://stub/output/{order_id}.jpg")
+async def download(self, url, max_bytes=0):
+    return jpeg
+for stub in (upload_slot, put_image, submit, order_status, download):
+    setattr(client.Client, stub.__name__, stub)
+from pipeline.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 # -- the sandbox, as its own process ----------------------------------------------------------------
 
 def free_port() -> int:
@@ -362,6 +387,12 @@ def phase_full(args: argparse.Namespace, work: Path, res: Results, startup_cpu: 
     res.add("requests per second (all routes)", f"{requests / run.wall_s:.0f} /s "
             f"({requests} requests, {requests / n:.2f} per item: {_per_route(ledger)})")
     res.add("credits charged", f"{credits} (items done: {done})", f"= {n}", credits == n and done == n)
+    shutil.rmtree(root / "out", ignore_errors=True)
+    offline = run_child([sys.executable, "-c", _NO_NETWORK, "run", str(config), "--quiet", "--json"],
+                        env=child_env(), cwd=root, timeout_s=args.timeout).check("pipeline run (API calls stubbed)")
+    res.add("  client CPU per item with the 5 API calls stubbed in-process (all but HTTP)",
+            f"{offline.cpu_s / n * 1000:.2f} ms (whole process); so HTTP costs "
+            f"{max(0.0, run.cpu_s - offline.cpu_s) / requests * 1000:.2f} ms per request")
     res.add("sandbox CPU per run (its own process, for reference)", f"{sandbox_cpu:.2f} s")
 
 

@@ -42,6 +42,7 @@ class Order:
     order_id: str
     max_retries: int | None
     status: str
+    avg_s: float | None = None   # avgResponseTimeInSec: the API's own estimate of an order's time
 
 
 @dataclass(frozen=True)
@@ -258,9 +259,11 @@ def _parse_order(body: dict[str, Any]) -> Order:
     order_id = body.get("orderId")
     if not order_id:
         raise TransientError("background-generator answer has no orderId")
-    max_retries = body.get("maxRetriesAllowed")
+    max_retries, avg = body.get("maxRetriesAllowed"), body.get("avgResponseTimeInSec")
     return Order(order_id=str(order_id), status=str(body.get("status", "init")),
-                 max_retries=max_retries if isinstance(max_retries, int) and max_retries > 0 else None)
+                 max_retries=max_retries if isinstance(max_retries, int) and max_retries > 0 else None,
+                 avg_s=float(avg) if isinstance(avg, (int, float)) and not isinstance(avg, bool) and 0 < avg < 3600
+                 else None)
 
 
 def _parse_status(body: dict[str, Any]) -> OrderStatus:

@@ -148,7 +148,8 @@ async def test_responses_have_lightx_shape(lx):
     assert re.search(r"/cdn/apikey/[0-9a-f]{32}\.png$", slot["body"]["imageUrl"])
     await lx.put(put_url, data, "image/png")
     status, body = await lx.submit(slot["body"]["imageUrl"])
-    assert body["body"]["maxRetriesAllowed"] == 5 and body["body"]["avgResponseTimeInSec"] == 15
+    assert body["body"]["maxRetriesAllowed"] == 5
+    assert body["body"]["avgResponseTimeInSec"] == FAST["processing_s"]  # its own processing time
     assert body["body"]["status"] == "init" and len(body["body"]["orderId"]) == 25
     _, polled = await lx.status(body["body"]["orderId"])
     assert set(polled["body"]) == {"orderId", "status", "output"}

@@ -48,6 +48,12 @@ class Rejected(Exception):
         self.response = lightx_json(http_status, status_code, message)
 
 
+def _avg_response_time(options) -> float | int:
+    """What the sandbox reports as avgResponseTimeInSec: set, or its own processing time."""
+    avg = options.avg_response_time_s if options.avg_response_time_s is not None else options.processing_s
+    return int(avg) if float(avg).is_integer() else avg
+
+
 def _success(body: dict[str, Any]) -> web.Response:
     return lightx_json(200, 2000, "SUCCESS", body)
 
@@ -179,7 +185,7 @@ async def submit(request: web.Request) -> web.Response:
     record = state.submit(image, sha256, prompt, decodes)
     return _success({"orderId": record.order_id,
                      "maxRetriesAllowed": state.options.max_retries_allowed,
-                     "avgResponseTimeInSec": state.options.avg_response_time_s,
+                     "avgResponseTimeInSec": _avg_response_time(state.options),
                      "status": "init"})
 
 

@@ -40,7 +40,8 @@ class SandboxOptions:
     upload_ttl_s: float = _opt(24 * 3600, "seconds an imageUrl stays valid")
     put_ttl_s: float = _opt(3599, "seconds a presigned PUT URL stays valid")
     max_retries_allowed: int = _opt(5, "maxRetriesAllowed reported at submit")
-    avg_response_time_s: int = _opt(15, "avgResponseTimeInSec reported at submit")
+    avg_response_time_s: float | None = _opt(None, "avgResponseTimeInSec reported at submit "
+                                              "(default: processing_s, as LightX reports its own time)")
     credit_limit: int | None = _opt(None, "credits available; further submits get 402 (default: unlimited)")
 
     def __post_init__(self) -> None:
@@ -54,6 +55,8 @@ class SandboxOptions:
             problems.append(f"processing_jitter must be <= 1, got {self.processing_jitter}")
         if self.max_upload_bytes <= 0:
             problems.append(f"max_upload_bytes must be > 0, got {self.max_upload_bytes}")
+        if self.avg_response_time_s is not None and self.avg_response_time_s <= 0:
+            problems.append("avg_response_time_s must be > 0")
         if self.credit_limit is not None and self.credit_limit < 0:
             problems.append(f"credit_limit must be >= 0, got {self.credit_limit}")
         if not self.api_key:
@@ -79,7 +82,7 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
             group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
                                default=None, help=help_text)
             continue
-        kind = {"int": int, "float": float, "str": str, "int | None": int}.get(str(f.type), str)
+        kind = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float}.get(str(f.type), str)
         group.add_argument(_flag(f.name), dest=f.name, type=kind, default=None,
                            metavar=f.name.upper(), help=help_text)
 

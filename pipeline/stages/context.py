@@ -49,24 +49,30 @@ class Context:
     first_check_s: float | None = None  # learnt: seconds from submit by which half the orders are done
 
     def first_poll_after(self, interval: float) -> float:
-        """Seconds from submit to an order's first status check: at least `interval`, and once this
-        run has seen orders finish, about the time by which half of them are done. Checks are not
-        spent on orders that cannot be ready yet, and more of maxRetriesAllowed is left for slow ones."""
+        """Seconds from submit to an order's first status check: at least `interval`, else about
+        the time by which half of this run's orders are done (first_check_s). Checks are then not
+        spent on orders that cannot be ready yet, and maxRetriesAllowed reaches the slow ones."""
         return interval if self.first_check_s is None else max(interval, self.first_check_s)
 
-    def order_finished(self, at_first_check: bool, by_s: float, interval: float, in_flight: int) -> None:
-        """An order of this run was found finished `by_s` seconds after its submit, by its first
-        status check or a later one. Moves first_check_s toward the median order time: a
-        Robbins-Monro quantile estimate (first checks should find half the orders done). It keeps no
-        list of past times and, unlike "when orders were seen done", does not creep up by a round
-        trip per order. Up to `in_flight` orders answer to the same estimate before any change shows,
-        so each moves it by 20% / in_flight (3% at most): a fifth at most per round of orders, stable
-        where 2% each swung it 100x within one round of 200 orders."""
-        if self.first_check_s is None:
-            self.first_check_s = max(interval, by_s)
+    def expect(self, avg_s: float | None) -> None:
+        """The API's own avgResponseTimeInSec (from a submit answer): where the estimate starts."""
+        if self.first_check_s is None and avg_s:
+            self.first_check_s = avg_s
+
+    def first_check(self, done: bool, elapsed_s: float, in_flight: int) -> None:
+        """The first status check of an order of this run found it `done` (active or failed) or not,
+        `elapsed_s` after its submit. Moves first_check_s toward the median order time by a
+        Robbins-Monro step: down when done, up when not, so in balance half are done at their first
+        check. Unlike "the time orders were seen done", this does not creep up a round trip per
+        order. Up to `in_flight` orders answer to one estimate before a change shows, so each moves
+        it 0.1 / in_flight (2% at most): a tenth per round of orders at most, which also bounds how
+        far it swings around a fixed order time. 2% each swung it 100x within a round of 200 orders."""
+        if self.first_check_s is None:  # no avgResponseTimeInSec: start from the first order seen done
+            if done:
+                self.first_check_s = elapsed_s
             return
-        step = min(0.03, 0.2 / max(1, in_flight))
-        self.first_check_s = max(interval, self.first_check_s * (1 - step if at_first_check else 1 + step))
+        step = min(0.02, 0.1 / max(1, in_flight))
+        self.first_check_s *= (1 - step) if done else (1 + step)
 
     def stop_submits(self, reason: str) -> None:
         if self.stop_reason is None:

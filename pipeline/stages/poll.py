@@ -32,10 +32,9 @@ async def run(ctx: Context, job: Job) -> None:
             # The order may still complete and charge: keep it, never resubmit blindly.
             raise Parked(f"status check failed, order {row.order_id} kept for the next run: {exc}") from None
         job.polls += 1
-        if status.status != "init" and job.reserved:
-            # Ordered in this run: when it finished tells when to start checking the others.
-            ctx.order_finished(job.polls == 1, time.time() - row.submitted_at, interval,
-                               ctx.cfg.limits.concurrency)
+        if job.reserved and (job.polls == 1 or ctx.first_check_s is None):
+            # Ordered in this run: whether it is done by its first check tells when to check the others.
+            ctx.first_check(status.status != "init", time.time() - row.submitted_at, ctx.cfg.limits.concurrency)
         if status.status == "active":
             ctx.credits += 1
             ctx.ckpt.save(row, state="generated", output_url=status.output, credits=row.credits + 1,

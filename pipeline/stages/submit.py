@@ -45,6 +45,7 @@ async def run(ctx: Context, job: Job) -> None:
 async def _submit_and_record(ctx: Context, job: Job) -> None:
     order: Order = await ctx.client.submit(job.row.image_url, job.item.prompt)
     ctx.submits += 1
+    ctx.expect(order.avg_s)
     job.polls = 0
     job.reserved = True
     ctx.ckpt.save(job.row, state="submitted", order_id=order.order_id, submitted_at=time.time(),
