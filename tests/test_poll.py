@@ -24,7 +24,7 @@ def simulate(ctx: Context, times, *, interval: float, rtt: float, in_flight: int
         for order in answers:  # as the poll stage reports them: the first check, and later ones
             for k, (done, elapsed) in enumerate(order):  # only while nothing is known yet
                 if k == 0 or ctx.first_check_s is None:
-                    ctx.first_check(done, elapsed, in_flight)
+                    ctx.first_check(done, elapsed, in_flight, interval)
                 if done:
                     break
     return checks
@@ -74,7 +74,9 @@ def test_spread_order_times_settle_near_their_median_and_within_five_checks(prio
     assert sum(c > 5 for c in late) / len(late) < 0.05  # hardly any order outlives its 5 checks
 
 
-def test_never_sooner_than_the_interval():
+def test_never_sooner_than_the_interval_and_quick_to_climb_back():
     ctx = new_context()
     simulate(ctx, [0.01] * 200, interval=3.0, rtt=0.0, in_flight=8)
-    assert ctx.first_poll_after(3.0) == 3.0
+    assert ctx.first_check_s == 3.0
+    simulate(ctx, [6.5] * 8 * 10, interval=3.0, rtt=0.0, in_flight=8)  # orders got slower
+    assert ctx.first_check_s > 4.5

@@ -59,20 +59,21 @@ class Context:
         if self.first_check_s is None and avg_s:
             self.first_check_s = avg_s
 
-    def first_check(self, done: bool, elapsed_s: float, in_flight: int) -> None:
+    def first_check(self, done: bool, elapsed_s: float, in_flight: int, interval: float) -> None:
         """The first status check of an order of this run found it `done` (active or failed) or not,
         `elapsed_s` after its submit. Moves first_check_s toward the median order time by a
         Robbins-Monro step: down when done, up when not, so in balance half are done at their first
         check. Unlike "the time orders were seen done", this does not creep up a round trip per
         order. Up to `in_flight` orders answer to one estimate before a change shows, so each moves
         it 0.1 / in_flight (2% at most): a tenth per round of orders at most, which also bounds how
-        far it swings around a fixed order time. 2% each swung it 100x within a round of 200 orders."""
+        far it swings around a fixed order time. 2% each swung it 100x within a round of 200 orders.
+        It never goes below `interval`, where checks start anyway, so it can climb back quickly."""
         if self.first_check_s is None:  # no avgResponseTimeInSec: start from the first order seen done
             if done:
-                self.first_check_s = elapsed_s
+                self.first_check_s = max(interval, elapsed_s)
             return
         step = min(0.02, 0.1 / max(1, in_flight))
-        self.first_check_s *= (1 - step) if done else (1 + step)
+        self.first_check_s = max(interval, self.first_check_s * ((1 - step) if done else (1 + step)))
 
     def stop_submits(self, reason: str) -> None:
         if self.stop_reason is None:

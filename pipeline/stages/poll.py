@@ -34,7 +34,8 @@ async def run(ctx: Context, job: Job) -> None:
         job.polls += 1
         if job.reserved and (job.polls == 1 or ctx.first_check_s is None):
             # Ordered in this run: whether it is done by its first check tells when to check the others.
-            ctx.first_check(status.status != "init", time.time() - row.submitted_at, ctx.cfg.limits.concurrency)
+            ctx.first_check(status.status != "init", time.time() - row.submitted_at, ctx.cfg.limits.concurrency,
+                            interval)
         if status.status == "active":
             ctx.credits += 1
             ctx.ckpt.save(row, state="generated", output_url=status.output, credits=row.credits + 1,
