@@ -77,7 +77,9 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sandbox behaviour")
     for f in fields(SandboxOptions):
         default = f.default if f.default is not MISSING else None
-        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        help_text = f.metadata.get("help", "")
+        if "default:" not in help_text:
+            help_text += f" (default: {default})"
         if f.type in ("bool", bool):
             group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
                                default=None, help=help_text)
