@@ -228,7 +228,11 @@ async def _drive(ctx: Context, job: Job, fatal: list[PipelineError]) -> None:
                     ctx.order_slots.release()
                     slot = False
                 else:
-                    await ctx.order_slots.acquire()
+                    ctx.in_stage["ready"] += 1  # uploaded, waiting for an order slot
+                    try:
+                        await ctx.order_slots.acquire()
+                    finally:
+                        ctx.in_stage["ready"] -= 1
                     slot = True
             ctx.in_stage[name] += 1
             try:

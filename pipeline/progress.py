@@ -36,6 +36,7 @@ class Progress:
     def finished(self, state: str) -> None:
         self._ended[state] += 1
         if self._bar:
+            self._refresh()  # the counts beside the bar change with it, not a tick later
             self._bar.update(1)
 
     def close(self) -> None:
@@ -50,7 +51,8 @@ class Progress:
         done, failed = self._ended["done"], self._ended["failed"]
         parked = sum(self._ended.values()) - done - failed
         return (f"{done + failed + parked}/{self.total} · done {done} · failed {failed} · "
-                f"left pending {parked} · uploading {stages['upload']} · submitting {stages['submit']} "
+                f"left pending {parked} · uploading {stages['upload']} · ready {stages['ready']} "
+                f"· submitting {stages['submit']} "
                 f"· polling {stages['poll']} · downloading {stages['download']}")
 
     async def _tick(self) -> None:
@@ -66,6 +68,6 @@ class Progress:
 
     def _refresh(self) -> None:
         s = self._ctx.in_stage
-        self._bar.set_postfix_str(f"up {s['upload']} sub {s['submit']} poll {s['poll']} "
+        self._bar.set_postfix_str(f"up {s['upload']} ready {s['ready']} sub {s['submit']} poll {s['poll']} "
                                   f"dl {s['download']} ok {self._ended['done']} "
                                   f"fail {self._ended['failed']}", refresh=False)

@@ -218,3 +218,13 @@ def test_orders_at_the_api_stay_within_concurrency_while_uploads_run_ahead(sandb
         at_once += change
         peak = max(peak, at_once)
     assert peak == 2
+
+
+def test_progress_counts_items_waiting_for_an_order_slot():
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from pipeline.progress import Progress
+    ctx = SimpleNamespace(in_stage=Counter(upload=2, ready=3, submit=1, poll=4, download=1))
+    line = Progress(total=20, ctx=ctx, enabled=False, quiet=True).line()
+    assert "uploading 2 · ready 3 · submitting 1 · polling 4 · downloading 1" in line
