@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image, ImageCms, ImageMath, ImageOps
 
@@ -22,6 +23,7 @@ DOWNSCALE_FACTOR = 0.85
 MIN_SIDE = 16  # below this, downscaling stops and the image is refused
 
 _ORIENTATION = 0x0112
+_HEAD_BYTES = 1 << 16  # a JPEG's frame header follows its EXIF, which is at most 64 KiB
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"IEND\xaeB`\x82"
 _PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF", "bmp": "BMP", "tiff": "TIFF"}
@@ -86,6 +88,51 @@ def prepare_image(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES) -> Prepared
     except _DECODE_ERRORS as exc:
         raise ImageError(f"unreadable {fmt} image ({_one_line(exc)})") from exc
     return _encode_to_fit(flat, _matching_profile(flat, icc), max_bytes)
+
+
+def image_header(src: str | Path) -> tuple[str, int, int] | None:
+    """(format, width, height) of a JPEG, PNG, GIF or WebP any browser shows, from its first bytes.
+
+    None for anything else: another format, a JPEG in CMYK or a coding browsers lack, a bad header.
+    About 10x faster than Image.open, which parses every JPEG table first.
+    """
+    try:
+        with open(src, "rb") as fh:
+            head = fh.read(_HEAD_BYTES)
+    except OSError:
+        return None
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", head[16:24])
+        return ("PNG", width, height) if width and height else None
+    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+        width, height = struct.unpack("<HH", head[6:10])
+        return ("GIF", width, height) if width and height else None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
+        chunk = head[12:16]
+        if chunk == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":
+            width, height = (v & 0x3FFF for v in struct.unpack("<HH", head[26:30]))
+        elif chunk == b"VP8L" and head[20] == 0x2F:
+            bits = int.from_bytes(head[21:25], "little")
+            width, height = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        elif chunk == b"VP8X":
+            width, height = int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
+        else:
+            return None
+        return ("WEBP", width, height) if width and height else None
+    if head[:3] == b"\xff\xd8\xff":
+        at = 2
+        while at + 10 <= len(head) and head[at] == 0xFF:
+            marker = head[at + 1]
+            if marker == 0xFF:  # fill byte
+                at += 1
+            elif marker in (0xC0, 0xC1, 0xC2):  # baseline, extended or progressive: every browser's
+                height, width = struct.unpack(">HH", head[at + 5:at + 9])
+                return ("JPEG", width, height) if width and height and head[at + 9] in (1, 3) else None
+            elif 0xC3 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                return None  # lossless or arithmetic coding
+            else:
+                at += 2 + int.from_bytes(head[at + 2:at + 4], "big")
+    return None
 
 
 def _check_pixels(im: Image.Image) -> None:

@@ -185,11 +185,13 @@ def test_check_images_reads_each_path_once(catalog_dir: Path, monkeypatch: pytes
     rows = "".join(f"m{i},images/mug.png,p\n" for i in range(1000))
     rows += "b1,images/broken.jpg,p\nb2,images/broken.jpg,p\nn1,images/none.png,p\nu1,https://x.test/a.png,p\n"
     m = load(catalog_dir / "items.csv", "id,image,prompt\n" + rows)
-    opened = []
-    real_open = manifest_module.Image.open
+    opened, headers = [], []
+    real_open, real_header = manifest_module.Image.open, manifest_module.image_header
     monkeypatch.setattr(manifest_module.Image, "open", lambda path: opened.append(path) or real_open(path))
+    monkeypatch.setattr(manifest_module, "image_header", lambda path: headers.append(path) or real_header(path))
     problems = check_images(m.items)
-    assert len(opened) == 3
+    assert len(headers) == 3  # each distinct path once; the plain PNG needs no more
+    assert sorted(p.name for p in opened) == ["broken.jpg", "none.png"]  # Pillow words the problems
     assert set(problems) == {"b1", "b2", "n1"}
     assert problems["b1"].startswith("image 'images/broken.jpg' is not an image Pillow can read")
     assert problems["n1"].startswith("image 'images/none.png' not found")

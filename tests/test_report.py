@@ -19,7 +19,8 @@ from conftest import TEST_SANDBOX, draw_product, write_catalog
 from pipeline.checkpoint import Checkpoint, Row
 from pipeline.cli import main
 from pipeline.manifest import InvalidItem, Item
-from pipeline.previews import BROWSER_FORMATS, image_header, thumbnail
+from pipeline.images import image_header
+from pipeline.previews import BROWSER_FORMATS, thumbnail
 from pipeline.report import write_report
 from pipeline.sandbox import SANDBOX_KEY
 from pipeline.validate import validate
