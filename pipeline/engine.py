@@ -81,7 +81,7 @@ def run(cfg: RunConfig, manifest: Manifest, options: RunOptions, *, key: str | N
 def _written_dirs(cfg: RunConfig, manifest: Manifest) -> set[Path]:
     """Every directory a run writes files into atomically (outputs, previews, fetched sources)."""
     out = cfg.output.dir
-    dirs = {out, out / "thumbs", cfg.state_dir / "sources"}
+    dirs = {out, out / "thumbs", cfg.state_dir, cfg.state_dir / "sources", cfg.state_dir / "remote-cache"}
     dirs.update((out / item.output_name).parent for item in manifest.items if "/" in item.output_name)
     return dirs
 

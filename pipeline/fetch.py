@@ -12,8 +12,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +19,8 @@ from pathlib import Path
 import aiohttp
 from yarl import URL
 
+from .atomic import write_atomically
+from .errors import OutputError
 from .images import sniff_format
 
 log = logging.getLogger(__name__)
@@ -193,20 +193,8 @@ class _CacheEntry:
             "sha256": hashlib.sha256(data).hexdigest(),
         }
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            _atomic_write(self.body_path, data)
-            _atomic_write(self.meta_path, json.dumps(meta, indent=2).encode("utf-8"))
-        except OSError as exc:
+            write_atomically(self.body_path, data)
+            write_atomically(self.meta_path, json.dumps(meta, indent=2).encode("utf-8"))
+        except OutputError as exc:
             # The download itself succeeded; a cache we cannot write only costs a refetch next run.
             log.warning("could not cache %s: %s", _redacted(URL(self.url)), exc)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
