@@ -61,13 +61,13 @@ class Progress:
             await asyncio.sleep(TICK_S)
             elapsed += TICK_S
             if self._bar:
-                self._refresh()
+                self._refresh(redraw=True)  # nothing else redraws the bar while no item finishes
             elif elapsed >= PLAIN_EVERY_S:
                 elapsed = 0.0
                 log.info("progress %s", self.line())
 
-    def _refresh(self) -> None:
+    def _refresh(self, redraw: bool = False) -> None:
         s = self._ctx.in_stage
         self._bar.set_postfix_str(f"up {s['upload']} ready {s['ready']} sub {s['submit']} poll {s['poll']} "
                                   f"dl {s['download']} ok {self._ended['done']} "
-                                  f"fail {self._ended['failed']}", refresh=False)
+                                  f"fail {self._ended['failed']}", refresh=redraw)
