@@ -15,7 +15,9 @@ Phases:
           Wall time is compared with the lower bound N / C x (processing_s + poll_interval). Each item
           has its own image (64x64 JPEG) by default, so every item pays for its upload: shared images
           are uploaded once per run, which would flatter CPU per item (--images K shares K images).
-          Credits and requests come from the sandbox's ledger (GET {base_url}/__ledger).
+          Credits and requests come from the sandbox's ledger (GET {base_url}/__ledger). Then the
+          same run with the five client calls stubbed in-process (no network): what the tool costs
+          apart from HTTP. benchmarks/http_floor.py measures HTTP alone through bare aiohttp.
 2. plan   `pipeline validate CONFIG` over a --plan-rows CSV whose rows share --plan-images images.
 3. rerun  the same manifest with every item done and unchanged, then `pipeline run CONFIG --quiet
           --json`: it must make no API call (checked in the ledger). By default the done items are written
