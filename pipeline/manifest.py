@@ -19,6 +19,8 @@ Prompt precedence, per item:
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import io
 import os
 from collections.abc import Iterable
@@ -65,6 +67,7 @@ class Manifest:
     invalid: list[InvalidItem]
     columns: list[str]
     path: Path | None = None
+    sha256: str | None = None       # of the manifest text these items were read from
 
     def where(self, row: int, item_id: str | None) -> str:
         """``catalog.csv row 7 (id sku-777)``: how messages name one row."""
@@ -96,9 +99,11 @@ def load_manifest(cfg: RunConfig) -> Manifest:
         name = Template.parse(cfg.output.filename)
     except ValueError as exc:
         raise ConfigError(f"{display_path(cfg.config_path)}: {exc}") from None
-    table = reader(path, shown)
+    text = read_text(path, shown, "manifest")
+    table = reader(text, shown)
     _check_columns(table.columns, prompt, name, path, cfg)
-    return _build(table, prompt, name, path, shown)
+    manifest = _build(table, prompt, name, path, shown)
+    return dataclasses.replace(manifest, sha256=hashlib.sha256(text.encode()).hexdigest())
 
 
 def _check_columns(columns: list[str], prompt: Template | None, name: Template, path: Path,
@@ -204,8 +209,7 @@ def _where(shown: str, unit: str, row: int, item_id: str | None) -> str:
 
 # -- readers --------------------------------------------------------------------------------------
 
-def _read_csv(path: Path, shown: str) -> _Table:
-    text = read_text(path, shown, "manifest")
+def _read_csv(text: str, shown: str) -> _Table:
     header: list[str] | None = None
     rows: list[_Row] = []
     number = 0
@@ -246,8 +250,8 @@ def _header(record: list[str], shown: str, number: int) -> list[str]:
     return names
 
 
-def _read_yaml(path: Path, shown: str) -> _Table:
-    doc = load_yaml(read_text(path, shown, "manifest"), shown)
+def _read_yaml(text: str, shown: str) -> _Table:
+    doc = load_yaml(text, shown)
     if doc is None:
         raise ConfigError(f"{shown}: the manifest is empty; it needs `items:`, a list of id/image/... mappings")
     if not isinstance(doc, dict):

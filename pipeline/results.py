@@ -98,12 +98,12 @@ def write(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], *, force: bo
 
 
 def _inputs_digest(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row]) -> str:
-    """Everything the table is made of: the code version, the config, the manifest file, the
-    invalid items and when each current item's checkpoint row last changed."""
+    """Everything the table is made of: the code version, the config, the manifest text the items
+    were read from, the invalid items and when each current item's checkpoint row last changed."""
     digest = hashlib.sha256(f"{__version__}\n{cfg!r}\n{manifest.columns!r}\n{manifest.invalid!r}\n".encode())
-    try:
-        digest.update(cfg.manifest_path.read_bytes())
-    except OSError:
+    if manifest.sha256:
+        digest.update(manifest.sha256.encode())
+    else:  # built in code, not read from a file
         digest.update(repr([(i.id, i.image, i.prompt, i.extra) for i in manifest.items]).encode())
     get = rows.get
     digest.update(repr([(r.updated_at, r.state) if (r := get(i.id)) else None for i in manifest.items]).encode())
