@@ -5,10 +5,16 @@ LightX-shaped rejections (HTTP status, statusCode, message):
     401 4010  Invalid API key                      missing or wrong x-api-key
     400 4001  <what is wrong with the request>     bad JSON, uploadType, contentType, size, prompt
     400 4002  External image URLs are not supported   imageUrl not issued by this sandbox
-    400 4003  imageUrl has expired                 older than upload_ttl_s
+    400 4003  imageUrl has expired                 older than upload_ttl_s (code and message:
+                                                   expired_status_code, expired_message)
     400 4004  Order not found                      unknown orderId
     400 4005  imageUrl has no uploaded image       the PUT never completed
+    400 4013  PROMPT_NOT_ALLOWED                   textPrompt contains refuse_prompt (any case)
     402 4020  Insufficient credits                 credit_limit reached
+
+With refusals_http_200 every 400 above is sent as HTTP 200 with
+``{"status": "FAIL", "statusCode", "message", "description", "body": null}``, as LightX has been seen
+to answer; 401 and 402 keep their HTTP status.
 
 Storage routes answer as S3 does, with an XML <Error>: a PUT whose signature, expiry, Host,
 Content-Type, Content-Length or bytes differ from the slot gets 403 (SignatureDoesNotMatch, or
@@ -20,11 +26,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import web
 
+from pipeline.errors import ConfigError
 from pipeline.sandbox.faults import API, STORAGE, ConnectionReset, draw_fault, lightx_json
 from pipeline.sandbox.ledger import Ledger
 from pipeline.sandbox.options import SandboxOptions
@@ -38,6 +46,7 @@ LEDGER = web.AppKey("ledger", Ledger)
 
 _KEY_PATTERN = r"apikey/[0-9a-f]{32}\.(?:jpeg|png)"
 _NON_API = STORAGE | {"cdn"}
+_KEEP_HTTP_STATUS = frozenset({401, 402})  # bad key, no credits: never disguised as HTTP 200
 
 
 class Rejected(Exception):
@@ -45,7 +54,14 @@ class Rejected(Exception):
 
     def __init__(self, http_status: int, status_code: int, message: str):
         super().__init__(message)
-        self.response = lightx_json(http_status, status_code, message)
+        self.http_status, self.status_code, self.message = http_status, status_code, message
+
+    def response(self, options: SandboxOptions) -> web.Response:
+        if options.refusals_http_200 and self.http_status not in _KEEP_HTTP_STATUS:
+            return web.json_response({"status": "FAIL", "statusCode": self.status_code,
+                                      "message": self.message, "description": self.message,
+                                      "body": None})
+        return lightx_json(self.http_status, self.status_code, self.message)
 
 
 def _avg_response_time(options) -> float | int:
@@ -95,7 +111,7 @@ async def sandbox_middleware(request: web.Request, handler):
     if state.options.latency_s > 0:
         await asyncio.sleep(state.options.latency_s)
     kind = draw_fault(endpoint, state.options, state.fault_rng)
-    if kind is not None:
+    if kind is not None and kind.respond is not None:
         state.ledger.faults[kind.name] += 1
         try:
             return kind.respond(request, state.fault_rng, state.options)
@@ -103,9 +119,13 @@ async def sandbox_middleware(request: web.Request, handler):
             # The transport is gone; cancelling stops aiohttp from writing a response to it.
             raise asyncio.CancelledError() from None
     try:
-        return await handler(request)
+        response = await handler(request)
     except Rejected as rejected:
-        return rejected.response
+        return rejected.response(state.options)
+    if kind is not None and (spoiled := kind.spoil(response)) is not None:
+        state.ledger.faults[kind.name] += 1
+        return spoiled
+    return response
 
 
 async def upload_url(request: web.Request) -> web.Response:
@@ -170,6 +190,9 @@ async def submit(request: web.Request) -> web.Response:
         raise Rejected(400, 4001, "textPrompt is required")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise Rejected(400, 4001, f"textPrompt must be at most {MAX_PROMPT_CHARS} characters")
+    refused = state.options.refuse_prompt
+    if refused is not None and refused.casefold() in prompt.casefold():
+        raise Rejected(400, 4013, "PROMPT_NOT_ALLOWED")
     slot = state.slots_by_url.get(image_url)
     if slot is None:
         raise Rejected(400, 4002, "External image URLs are not supported; "
@@ -179,7 +202,7 @@ async def submit(request: web.Request) -> web.Response:
     image, sha256 = slot.data, slot.sha256  # as they are now, should the slot be PUT again meanwhile
     decodes = await state.decodes(image)  # before the checks below, so nothing awaits between them
     if slot.url_expired(state.clock(), state.options.upload_ttl_s):
-        raise Rejected(400, 4003, "imageUrl has expired; upload the image again")
+        raise Rejected(400, state.options.expired_status_code, state.options.expired_message)
     if state.out_of_credits():
         raise Rejected(402, 4020, "Insufficient credits")
     record = state.submit(image, sha256, prompt, decodes)
@@ -233,13 +256,22 @@ async def admin_age_uploads(request: web.Request) -> web.Response:
 async def admin_options(request: web.Request) -> web.Response:
     state = request.app[STATE]
     if request.method == "POST":
-        state.set_options(**await request.json())
+        try:
+            state.set_options(**await request.json())
+        except TypeError as exc:  # an unknown field, or a value of the wrong type
+            return web.json_response({"problems": [str(exc)]}, status=400)
+        except ConfigError as exc:
+            return web.json_response({"problems": exc.problems}, status=400)
     return web.json_response(state.options.to_dict())
 
 
-def create_app(options: SandboxOptions | None = None) -> web.Application:
-    """The sandbox as an aiohttp app; its ledger is ``app["ledger"]`` (or ``ledger_of(app)``)."""
-    state = SandboxState(options or SandboxOptions())
+def create_app(options: SandboxOptions | None = None, *,
+               clock: Callable[[], float] | None = None) -> web.Application:
+    """The sandbox as an aiohttp app; its ledger is ``app["ledger"]`` (or ``ledger_of(app)``).
+
+    ``clock`` is the base clock (default ``time.time``); ``clock_skew_s`` is added to it.
+    """
+    state = SandboxState(options or SandboxOptions(), clock=clock or time.time)
     app = web.Application(middlewares=[sandbox_middleware], client_max_size=64 * 1024 * 1024)
     app[STATE] = state
     app[LEDGER] = state.ledger

@@ -1,7 +1,9 @@
 """Injected faults: a registry of kinds, which endpoints each applies to, and its response.
 
 A fault is drawn before the request is handled, so a faulted request has no effect:
-no upload slot, no stored bytes, no order, no status check counted.
+no upload slot, no stored bytes, no order, no status check counted. Most kinds answer instead of
+the handler (``respond``); a kind that ``spoils`` lets the request be handled and then corrupts a
+successful answer (it is counted only when there was one to corrupt).
 
     kind        rate field        endpoints
     reset       rate_reset        upload_url submit status put output
@@ -9,11 +11,13 @@ no upload slot, no stored bytes, no order, no status check counted.
     429         rate_429          upload_url submit status
     garbage     rate_garbage      upload_url submit status output (HTML page on output)
     bad_status  rate_bad_status   upload_url submit status
+    truncated   rate_truncated    output (200, first half of the JPEG, its own Content-Length/ETag)
 
 The cdn (imageUrl) GET and the ``__`` admin routes never fault.
 """
 from __future__ import annotations
 
+import hashlib
 import random
 import socket
 import struct
@@ -87,12 +91,26 @@ def _bad_status(request: web.Request, rng: random.Random, options: SandboxOption
     return lightx_json(200, 5001, "INTERNAL_ERROR")
 
 
+def _truncate(response: web.StreamResponse) -> web.Response | None:
+    """The first half of a served JPEG, as a cut object in storage would be served: it starts like
+    a JPEG and its headers match its bytes, but it does not decode."""
+    body = getattr(response, "body", None)
+    if response.status != 200 or not isinstance(body, bytes) or len(body) < 2:
+        return None
+    cut = body[:len(body) // 2]
+    return web.Response(body=cut, content_type=response.content_type,
+                        headers={"ETag": f'"{hashlib.md5(cut).hexdigest()}"'})
+
+
 @dataclass(frozen=True)
 class FaultKind:
+    """One kind of fault: either ``respond`` (answer instead of the handler) or ``spoil``."""
+
     name: str
     rate_field: str
     endpoints: frozenset[str]
-    respond: Callable[[web.Request, random.Random, SandboxOptions], web.Response]
+    respond: Callable[[web.Request, random.Random, SandboxOptions], web.Response] | None = None
+    spoil: Callable[[web.StreamResponse], web.StreamResponse | None] | None = None
 
 
 FAULTS: tuple[FaultKind, ...] = (
@@ -101,6 +119,7 @@ FAULTS: tuple[FaultKind, ...] = (
     FaultKind("429", "rate_429", API, _too_many),
     FaultKind("garbage", "rate_garbage", API | {"output"}, _garbage),
     FaultKind("bad_status", "rate_bad_status", API, _bad_status),
+    FaultKind("truncated", "rate_truncated", frozenset({"output"}), spoil=_truncate),
 )
 
 

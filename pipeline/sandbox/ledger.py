@@ -2,6 +2,8 @@
 
 Credits are computed from each order's completion time, so an order that finishes
 `active` is charged whether or not anyone polls it, and reading ``credits`` is always current.
+Status checks are counted twice: ``OrderRecord.polls`` over the order's life (its allowance, hence
+``overpolls``), and ``Ledger.polls`` since the last reset, so that two snapshots can be diffed.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ class Ledger:
     orders: dict[str, OrderRecord] = field(default_factory=dict)
     submits: Counter = field(default_factory=Counter)
     overpolls: int = 0
+    polls: Counter = field(default_factory=Counter)  # status checks per orderId since the last reset
     rejected_uploads: list[str] = field(default_factory=list)
     requests: Counter = field(default_factory=Counter)
     faults: Counter = field(default_factory=Counter)
@@ -72,6 +75,7 @@ class Ledger:
 
     def record_poll(self, order: OrderRecord, max_retries_allowed: int) -> None:
         order.polls += 1
+        self.polls[order.order_id] += 1
         if order.polls > max_retries_allowed:
             self.overpolls += 1
 
@@ -81,11 +85,19 @@ class Ledger:
     def max_submits_per_key(self) -> int:
         return max(self.submits.values(), default=0)
 
+    def polls_per_order(self) -> dict[str, int]:
+        """Status checks per order since the last reset, 0 for this ledger's orders never checked."""
+        return {**{oid: 0 for oid in self.orders}, **self.polls}
+
+    def max_polls_per_order(self) -> int:
+        return max(self.polls.values(), default=0)
+
     def reset(self) -> None:
         """Forget everything, in place (orders still in flight are no longer charged here)."""
         self.orders.clear()
         self.submits.clear()
         self.overpolls = 0
+        self.polls.clear()
         self.rejected_uploads.clear()
         self.requests.clear()
         self.faults.clear()
@@ -101,6 +113,8 @@ class Ledger:
             "submits": dict(self.submits),
             "max_submits_per_key": self.max_submits_per_key(),
             "overpolls": self.overpolls,
+            "polls_per_order": self.polls_per_order(),
+            "max_polls_per_order": self.max_polls_per_order(),
             "rejected_uploads": list(self.rejected_uploads),
             "requests": dict(self.requests),
             "faults": dict(self.faults),

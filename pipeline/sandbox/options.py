@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
@@ -10,7 +11,7 @@ from pipeline.errors import ConfigError
 SANDBOX_KEY = "sandbox-key"
 
 _RATES = ("rate_429", "rate_5xx", "rate_reset", "rate_garbage", "rate_bad_status",
-          "rate_failed", "slow_order_rate")
+          "rate_failed", "slow_order_rate", "rate_truncated")
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -34,6 +35,8 @@ class SandboxOptions:
     rate_garbage: float = _opt(0.0, "share of requests answered 200 with HTML/garbage")
     rate_bad_status: float = _opt(0.0, "share of API requests answered 200 with statusCode 5001")
     rate_failed: float = _opt(0.0, "share of orders that end 'failed' (free)")
+    rate_truncated: float = _opt(0.0, "share of output downloads answered 200 with only the first half "
+                                      "of the JPEG (right Content-Length, does not decode)")
     fast: bool = _opt(False, "skip rendering: every output is one small fixed JPEG")
     seed: int = _opt(0, "seed of every random choice (faults, timings, textures are per image)")
     max_upload_bytes: int = _opt(5_242_880, "largest upload accepted, in bytes")
@@ -43,6 +46,17 @@ class SandboxOptions:
     avg_response_time_s: float | None = _opt(None, "avgResponseTimeInSec reported at submit "
                                               "(default: processing_s, as LightX reports its own time)")
     credit_limit: int | None = _opt(None, "credits available; further submits get 402 (default: unlimited)")
+    # Ways a real API may lie or differ; the defaults keep the sandbox as it was.
+    clock_skew_s: float = _opt(0.0, "seconds the sandbox's clock runs ahead of the client's (negative: "
+                                    "behind); moves upload/URL expiry, X-Amz-Date, order and ledger times")
+    expired_status_code: int = _opt(4003, "statusCode of the refusal of a submit whose imageUrl expired")
+    expired_message: str = _opt("imageUrl has expired; upload the image again",
+                                "message of the refusal of a submit whose imageUrl expired")
+    refusals_http_200: bool = _opt(False, "answer request refusals (statusCode 4001-4005, 4013, expired) "
+                                          "with HTTP 200 and status FAIL; 401 and 402 stay as they are")
+    refuse_prompt: str | None = _opt(None, "refuse every submit whose textPrompt contains this text "
+                                           "(any case) with statusCode 4013 PROMPT_NOT_ALLOWED "
+                                           "(default: refuse none)")
 
     def __post_init__(self) -> None:
         problems = [f"{name} must be between 0 and 1, got {getattr(self, name)}"
@@ -59,6 +73,14 @@ class SandboxOptions:
             problems.append("avg_response_time_s must be > 0")
         if self.credit_limit is not None and self.credit_limit < 0:
             problems.append(f"credit_limit must be >= 0, got {self.credit_limit}")
+        if not math.isfinite(self.clock_skew_s):
+            problems.append(f"clock_skew_s must be a finite number, got {self.clock_skew_s}")
+        if self.expired_status_code == 2000:
+            problems.append("expired_status_code must not be 2000, which means success")
+        if not self.expired_message:
+            problems.append("expired_message must not be empty")
+        if self.refuse_prompt == "":
+            problems.append("refuse_prompt must not be empty; leave it unset to refuse no prompt")
         if not self.api_key:
             problems.append("api_key must not be empty")
         if problems:
@@ -84,7 +106,8 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
             group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
                                default=None, help=help_text)
             continue
-        kind = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float}.get(str(f.type), str)
+        kind = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float,
+                "str | None": str}.get(str(f.type), str)
         group.add_argument(_flag(f.name), dest=f.name, type=kind, default=None,
                            metavar=f.name.upper(), help=help_text)
 

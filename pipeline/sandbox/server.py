@@ -5,6 +5,7 @@ import asyncio
 import signal
 import sys
 from dataclasses import dataclass
+from typing import Callable
 
 from aiohttp import web
 
@@ -58,9 +59,12 @@ class RunningSandbox:
 
 
 async def start_sandbox(options: SandboxOptions | None = None, host: str = "127.0.0.1",
-                        port: int = 0) -> RunningSandbox:
-    """Start the sandbox on the running loop; port 0 picks a free port, reported in ``.port``."""
-    app = create_app(options)
+                        port: int = 0, *, clock: Callable[[], float] | None = None) -> RunningSandbox:
+    """Start the sandbox on the running loop; port 0 picks a free port, reported in ``.port``.
+
+    ``clock`` replaces ``time.time`` as the sandbox's base clock, e.g. a scaled or virtual one.
+    """
+    app = create_app(options, clock=clock)
     # a short grace period: tests stop sandboxes with slow requests still in flight
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()

@@ -10,6 +10,7 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Callable
 
 from PIL import Image
 
@@ -45,10 +46,10 @@ class Order:
 class SandboxState:
     """All mutable state of one sandbox; used from its event loop only."""
 
-    def __init__(self, options: SandboxOptions, clock=time.time):
+    def __init__(self, options: SandboxOptions, clock: Callable[[], float] = time.time):
         self.options = options
-        self.clock = clock
-        self.ledger = Ledger(clock=clock)
+        self.base_clock = clock
+        self.ledger = Ledger(clock=self.clock)
         self.fault_rng = random.Random(options.seed)
         self.secret = secrets.token_bytes(32)
         self.slots: dict[str, UploadSlot] = {}        # by object key
@@ -56,6 +57,10 @@ class SandboxState:
         self.orders: dict[str, Order] = {}
         self.order_seq = 0
         self._renders: OrderedDict[str, asyncio.Future] = OrderedDict()
+
+    def clock(self) -> float:
+        """The sandbox's time: the base clock plus the current ``clock_skew_s``, read on every call."""
+        return self.base_clock() + self.options.clock_skew_s
 
     def set_options(self, **changes) -> SandboxOptions:
         new = dataclasses.replace(self.options, **changes)

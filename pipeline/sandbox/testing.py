@@ -21,8 +21,10 @@ class SandboxThread:
     """Context manager running one sandbox; every ledger access goes through its loop."""
 
     def __init__(self, options: SandboxOptions | None = None, host: str = "127.0.0.1",
-                 port: int = 0, start_timeout_s: float = 10.0):
+                 port: int = 0, start_timeout_s: float = 10.0, *,
+                 clock: Callable[[], float] | None = None):
         self._options = options or SandboxOptions()
+        self._clock = clock  # the sandbox's base clock, called on its thread (default: time.time)
         self._host, self._port = host, port
         self._timeout = start_timeout_s
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -43,7 +45,8 @@ class SandboxThread:
         loop = self._loop
         asyncio.set_event_loop(loop)
         try:
-            sandbox = loop.run_until_complete(start_sandbox(self._options, self._host, self._port))
+            sandbox = loop.run_until_complete(start_sandbox(self._options, self._host, self._port,
+                                                             clock=self._clock))
         except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
             ready.set_exception(exc)
             loop.close()
