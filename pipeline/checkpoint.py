@@ -19,7 +19,7 @@ from pathlib import Path
 from pipeline.errors import CheckpointError
 
 APPLICATION_ID = 0x4C58504C  # "LXPL": marks the file as ours, so a foreign SQLite file is refused
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: status checks per order (polls, checked_at, seen_init_s) and order_times
 
 STATES = ("pending", "uploaded", "submitted", "generated", "done", "failed")
 
@@ -38,6 +38,9 @@ class Row:
     order_id: str | None = None
     submitted_at: float | None = None
     max_polls: int | None = None
+    polls: int = 0                     # status checks of the current order, over all runs
+    checked_at: float | None = None    # its last status check
+    seen_init_s: float | None = None   # seconds after submit it was last seen still processing
     output_url: str | None = None
     output_path: str | None = None
     output_sha256: str | None = None
@@ -53,7 +56,8 @@ class Row:
 
 
 COLUMNS = [f.name for f in fields(Row)]
-_TYPES = {"attempts": "INTEGER NOT NULL DEFAULT 0", "failed_orders": "INTEGER NOT NULL DEFAULT 0",
+_TYPES = {"attempts": "INTEGER NOT NULL DEFAULT 0", "polls": "INTEGER NOT NULL DEFAULT 0",
+          "checked_at": "REAL", "seen_init_s": "REAL", "failed_orders": "INTEGER NOT NULL DEFAULT 0",
           "credits": "INTEGER NOT NULL DEFAULT 0", "max_polls": "INTEGER", "output_size": "INTEGER",
           "output_mtime_ns": "INTEGER", "uploaded_at": "REAL", "submitted_at": "REAL",
           "created_at": "REAL", "updated_at": "REAL", "finished_at": "REAL"}
@@ -64,7 +68,11 @@ _DDL = [
     "uploaded_at REAL NOT NULL, content_type TEXT, size INTEGER)",
     "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
     "mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL)",
+    # Every order seen done: its time lies in (lo_s, hi_s]; the next run's timing starts from these.
+    "CREATE TABLE IF NOT EXISTS order_times (api TEXT NOT NULL, lo_s REAL NOT NULL, hi_s REAL NOT NULL, "
+    "at REAL NOT NULL)",
 ]
+ORDER_TIMES_KEPT = 5000
 
 
 class Checkpoint:
@@ -105,6 +113,10 @@ class Checkpoint:
             conn.execute("BEGIN")
             for ddl in _DDL:
                 conn.execute(ddl)
+            have = {r[1] for r in conn.execute("PRAGMA table_info(items)")}
+            for column in COLUMNS:  # a checkpoint of an older schema gains the new columns in place
+                if column not in have:
+                    conn.execute(f"ALTER TABLE items ADD COLUMN {column} {_TYPES.get(column, 'TEXT')}")
             conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")
@@ -161,6 +173,21 @@ class Checkpoint:
 
     def forget_upload(self, key: str) -> None:
         self._execute("DELETE FROM uploads WHERE key = ?", (key,))
+
+    # -- order times, the prior of the next run's check schedule -------------------
+
+    def order_times(self, api: str) -> list[tuple[float, float]]:
+        """The newest (lo_s, hi_s] bounds of finished orders of this kind of API, oldest first."""
+        cur = self._conn.execute("SELECT lo_s, hi_s FROM order_times WHERE api = ? ORDER BY rowid DESC "
+                                 "LIMIT ?", (api, ORDER_TIMES_KEPT))
+        return cur.fetchall()[::-1]
+
+    def save_order_time(self, api: str, lo_s: float, hi_s: float) -> None:
+        self._execute("INSERT INTO order_times VALUES (?, ?, ?, ?)", (api, lo_s, hi_s, time.time()))
+
+    def trim_order_times(self) -> None:
+        self._execute("DELETE FROM order_times WHERE rowid <= (SELECT MAX(rowid) FROM order_times) - ?",
+                      (ORDER_TIMES_KEPT,))
 
     # -- stat cache, so an unchanged catalog is not re-hashed on every run --------
 

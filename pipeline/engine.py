@@ -32,6 +32,7 @@ from pipeline.planner import Plan, failed_rows, hash_local_images, plan
 from pipeline.progress import Progress
 from pipeline.report import write_report
 from pipeline.stages import ORDER_STAGES, STAGES, Context, Job, Parked
+from pipeline.timing import OrderTimes
 from pipeline.atomic import remove_stale_temps, write_atomically
 
 ITEM_FAILURES = (ItemError, FetchError, ImageError)
@@ -96,7 +97,8 @@ async def _run(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str
         items = [i for i in manifest.items if i.id not in problems]
         rows = ckpt.rows()
         the_plan = plan(items, rows, shas, output_dir=cfg.output.dir, api_kind=api_kind, api_id=api_id,
-                        force=options.force, only=options.only, sandbox=options.sandbox)
+                        force=options.force, only=options.only, sandbox=options.sandbox,
+                        legacy_kind=None if options.sandbox else cfg.api.base_url)
         if options.dry_run:
             return RunResult(exit_code=0, counts=Counter(), plan=the_plan)
         reasons = [(b.id, "; ".join(b.problems)) for b in manifest.invalid]
@@ -111,9 +113,11 @@ async def _run(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str
                                     "credits; nothing was spent (pass --yes to skip the question)")
         client = Client(session, base_url, api_key, retries=cfg.retries,
                         pacer=Pacer(cfg.limits.requests_per_second), timeout_s=cfg.api.timeout_s)
+        ckpt.trim_order_times()
+        times = OrderTimes(concurrency=cfg.limits.concurrency, history=ckpt.order_times(api_kind))
         ctx = Context(cfg=cfg, client=client, ckpt=ckpt, session=session, api_id=api_id,
                       source_dir=cfg.state_dir / "sources", budget=budget,
-                      order_slots=asyncio.Semaphore(cfg.limits.concurrency))
+                      order_slots=asyncio.Semaphore(cfg.limits.concurrency), times=times, api_kind=api_kind)
         jobs = [Job(item, row) for item, row in the_plan.jobs]
         fatal: PipelineError | None = None
         try:
@@ -302,9 +306,13 @@ async def _hash_sources(cfg: RunConfig, items: list[Item], ckpt: Checkpoint,
 @contextlib.asynccontextmanager
 async def _api_endpoint(cfg: RunConfig, options: RunOptions,
                         key: str | None) -> AsyncIterator[tuple[str, str, str, str]]:
-    """Yield (base_url, key, api_kind, api_id); with --sandbox, a private sandbox on loopback."""
+    """Yield (base_url, key, api_kind, api_id); with --sandbox, a private sandbox on loopback.
+
+    api_kind ("lightx" or "sandbox") is part of an item's identity, the URL is not: another spelling
+    of the same API, or a proxy in front of it, must not buy a done catalog again. api_id is the
+    instance that uploads and orders belong to."""
     if not options.sandbox:
-        yield cfg.api.base_url, key or "", cfg.api.base_url, cfg.api.base_url
+        yield cfg.api.base_url, key or "", "lightx", cfg.api.base_url
         return
     from pipeline.sandbox import SANDBOX_KEY, SandboxOptions, start_sandbox
     running = await start_sandbox(options.sandbox_options or SandboxOptions())

@@ -16,6 +16,7 @@ from pipeline.checkpoint import Checkpoint, Row
 from pipeline.manifest import Item
 
 GENERATION = "lightx-bg-v1"  # bump when what we ask the API for changes
+API_KINDS = ("lightx", "sandbox")  # an item's identity names which, never the URL
 INVALID_FINGERPRINT = "invalid"
 
 
@@ -76,8 +77,11 @@ class Plan:
 
 def plan(items: list[Item], rows: dict[str, Row], shas: dict[str, str], *, output_dir: Path,
          api_kind: str, api_id: str, force: bool = False, only: frozenset[str] = frozenset(),
-         sandbox: bool = False) -> Plan:
-    """Compare the manifest with the checkpoint; nothing is written here."""
+         sandbox: bool = False, legacy_kind: str | None = None) -> Plan:
+    """Compare the manifest with the checkpoint; nothing is written here.
+
+    `legacy_kind`: the base URL that older checkpoints (schema 1) made real-API fingerprints with; a
+    row that matches it is the same item and is adopted, not bought again."""
     result = Plan()
     out_dir = os.fspath(output_dir)  # plain strings: pathlib's joins cost more than the stat below
     for item in items:
@@ -86,9 +90,13 @@ def plan(items: list[Item], rows: dict[str, Row], shas: dict[str, str], *, outpu
         sha = shas[item.id]
         fp = fingerprint(sha, item.prompt, api_kind)
         row = rows.get(item.id)
+        adopted = (row is not None and legacy_kind is not None and row.fingerprint != fp
+                   and row.fingerprint == fingerprint(sha, item.prompt, legacy_kind))
+        if adopted:
+            row.fingerprint = fp
         kind, row = _decide(item, row, sha, fp, out_dir, api_id, force, sandbox)
         result.counts[kind] += 1
-        if kind in ("new", "changed", "retry", "repair", "forced", "restart"):
+        if adopted or kind in ("new", "changed", "retry", "repair", "forced", "restart"):
             result.writes.append(row)
         if kind != "unchanged":
             result.jobs.append((item, row))

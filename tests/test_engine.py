@@ -102,19 +102,30 @@ def test_failed_order_is_resubmitted_and_costs_nothing(sandbox, catalog_dir):
     assert sandbox.ledger_snapshot()["credits"] == 2
 
 
-def test_order_still_init_after_last_poll_is_collected_by_next_run(sandbox, catalog_dir):
-    sandbox.set_options(slow_order_rate=1.0, slow_order_s=1.0)
-    config = write_catalog(catalog_dir, 3, base_url=sandbox.base_url,
+def test_order_still_init_after_its_allowance_is_checked_once_by_each_later_run(sandbox, catalog_dir):
+    sandbox.set_options(slow_order_rate=0.5, slow_order_s=3.0)
+    config = write_catalog(catalog_dir, 8, base_url=sandbox.base_url,
                            config={"poll": {"interval_s": 0.05, "max_attempts": 2}})
+    started = time.monotonic()
     assert main(["run", str(config), "--quiet"]) == 1
     table = results(config)
-    assert {r["status"] for r in table.values()} == {"pending"}
-    assert "still processing" in table["sku-000"]["error"]
-    time.sleep(1.1)
+    parked = {k for k, r in table.items() if r["status"] == "pending"}
+    assert parked and len(parked) < 8  # the fast orders are the next run's history
+    assert all("still processing" in table[k]["error"] for k in parked)
+    before = {oid: o["polls"] for oid, o in sandbox.ledger_snapshot()["orders"].items()}
+    assert max(before.values()) <= 2 and sandbox.ledger_snapshot()["overpolls"] == 0
+    # At once: each parked order gets one check, no sooner than the 99th percentile of the order
+    # times seen so far after its last check (so this run may wait, and may find it done).
+    assert main(["run", str(config), "--quiet"]) in (0, 1)
+    middle = {oid: o["polls"] for oid, o in sandbox.ledger_snapshot()["orders"].items()}
+    checked = {oid: middle[oid] - n for oid, n in before.items() if middle[oid] != n}
+    assert len(checked) == len(parked) and set(checked.values()) == {1}
+    time.sleep(max(0.0, 3.2 - (time.monotonic() - started)))
     assert main(["run", str(config), "--quiet"]) == 0
     ledger = sandbox.ledger_snapshot()
-    assert ledger["requests"]["submit"] == 3  # never resubmitted
-    assert ledger["credits"] == 3
+    assert ledger["requests"]["submit"] == 8  # never resubmitted
+    assert ledger["credits"] == 8
+    assert max(o["polls"] for o in ledger["orders"].values()) <= 4  # 2 allowed, then 1 a run
 
 
 def test_wrong_key_stops_the_run_fast_without_leaking_it(sandbox, catalog_dir, monkeypatch, capsys):

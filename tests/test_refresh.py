@@ -199,3 +199,32 @@ def test_bad_remote_images_fail_their_items_only(sandbox, catalog_dir, image_ser
     assert "file" in table["redirect"]["error"]
     assert "404" in table["missing"]["error"]
     assert sandbox.ledger_snapshot()["credits"] == 1
+
+
+def test_another_spelling_of_the_api_url_buys_nothing_again(sandbox, catalog_dir, monkeypatch):
+    config = write_catalog(catalog_dir, 6, base_url=sandbox.base_url)
+    assert main(["run", str(config), "--quiet"]) == 0
+    monkeypatch.setenv("LIGHTX_BASE_URL", sandbox.base_url.replace("127.0.0.1", "localhost") + "/")
+    sandbox.reset_ledger()
+    assert main(["run", str(config), "--quiet"]) == 0
+    assert sandbox.ledger_snapshot()["credits"] == 0
+    assert sandbox.ledger_snapshot()["requests"].get("submit", 0) == 0
+
+
+def test_a_checkpoint_whose_fingerprints_name_the_url_is_adopted_not_bought_again(sandbox, catalog_dir):
+    import sqlite3
+
+    from pipeline.planner import fingerprint
+    config = write_catalog(catalog_dir, 4, base_url=sandbox.base_url)
+    assert main(["run", str(config), "--quiet"]) == 0
+    db = catalog_dir / "out" / ".pipeline" / "checkpoint.sqlite"
+    prompts = {r["id"]: f"{r['title']} on {r['scene']}" for r in read_rows(config)}
+    with sqlite3.connect(db) as conn:  # as schema 1 wrote them: the base URL was the API's kind
+        for item_id, sha in conn.execute("SELECT id, image_sha256 FROM items").fetchall():
+            conn.execute("UPDATE items SET fingerprint = ? WHERE id = ?",
+                         (fingerprint(sha, prompts[item_id], sandbox.base_url), item_id))
+    sandbox.reset_ledger()
+    assert main(["run", str(config), "--quiet"]) == 0
+    assert sandbox.ledger_snapshot()["credits"] == 0
+    assert all(fp == fingerprint(sha, prompts[i], "lightx") for i, sha, fp in
+               sqlite3.connect(db).execute("SELECT id, image_sha256, fingerprint FROM items"))

@@ -1,12 +1,15 @@
-"""submitted -> generated: check the order every poll.interval_s, at most max_attempts times a run.
+"""submitted -> generated: check the order when the learnt order times say it is likely done.
 
-An order still `init` after its last allowed check keeps its orderId and is collected by the next
-run; it is never resubmitted while it may still complete and charge. A `failed` order is free and
-is resubmitted up to retries.failed_orders times.
+An order has an allowance of status checks (the API's maxRetriesAllowed, or poll.max_attempts),
+counted in the checkpoint over all runs. `timing.OrderTimes` spreads them over the time the order
+is likely to take; `poll.interval_s` is the least gap between two checks of one order. An order
+still `init` after its allowance keeps its orderId and is never resubmitted while it may still
+complete and charge: each later run checks it once more, no sooner than almost every order is
+done (the 99th percentile) after its last check. A `failed` order is free and is resubmitted up to
+retries.failed_orders times.
 """
 from __future__ import annotations
 
-import asyncio
 import time
 
 from pipeline.errors import ItemError
@@ -16,39 +19,44 @@ DEFAULT_MAX_POLLS = 5  # LightX's documented maxRetriesAllowed
 
 
 async def run(ctx: Context, job: Job) -> None:
-    row = job.row
-    interval = ctx.cfg.poll.interval_s
-    limit = ctx.cfg.poll.max_attempts or row.max_polls or DEFAULT_MAX_POLLS
-    while job.polls < limit:
-        if job.polls:
-            await asyncio.sleep(interval)
-        else:  # an order left by an earlier run has had its time and is checked at once
-            first = ctx.first_poll_after(interval) - (time.time() - (row.submitted_at or 0))
-            if first > 0:
-                await asyncio.sleep(first)
+    row, times, clock = job.row, ctx.times, ctx.times.clock
+    gap = ctx.cfg.poll.interval_s
+    allowance = ctx.cfg.poll.max_attempts or row.max_polls or DEFAULT_MAX_POLLS
+    explore = times.explore() if row.polls == 0 and allowance >= 3 else None
+    submitted_at = row.submitted_at or clock.now()
+    while True:
+        while await times.wait(times.next_check(submitted_at, row.seen_init_s or 0.0, row.checked_at,
+                                                allowance - row.polls, gap, explore) - clock.now()):
+            pass  # the estimate changed while waiting: plan this check again
+        explore = None
         try:
             status = await ctx.client.order_status(row.order_id)
         except ItemError as exc:
             # The order may still complete and charge: keep it, never resubmit blindly.
+            times.forget(row.order_id)
             raise Parked(f"status check failed, order {row.order_id} kept for the next run: {exc}") from None
-        job.polls += 1
-        if job.reserved and (job.polls == 1 or ctx.first_check_s is None):
-            # Ordered in this run: whether it is done by its first check tells when to check the others.
-            ctx.first_check(status.status != "init", time.time() - row.submitted_at, ctx.cfg.limits.concurrency,
-                            interval)
+        now = clock.now()
+        elapsed = now - submitted_at
+        if status.status == "init":
+            times.alive(row.order_id, elapsed)
+            ctx.ckpt.save(row, polls=row.polls + 1, checked_at=now, seen_init_s=elapsed)
+            if row.polls >= allowance:  # spent, in this run or by this run's one extra check
+                times.forget(row.order_id)
+                raise Parked(f"order {row.order_id} still processing after {row.polls} status checks "
+                             f"({elapsed:.0f} s); each later run checks it once more")
+            continue
+        times.finished(row.order_id, row.seen_init_s or 0.0, elapsed)
+        ctx.ckpt.save_order_time(ctx.api_kind, row.seen_init_s or 0.0, elapsed)
         if status.status == "active":
             ctx.credits += 1
             ctx.ckpt.save(row, state="generated", output_url=status.output, credits=row.credits + 1,
-                          error=None)
+                          polls=row.polls + 1, checked_at=now, error=None)
             return
-        if status.status == "failed":
-            if job.reserved:  # a failed order is free: give its budget back
-                ctx.reserved -= 1
-                job.reserved = False
-            _order_failed(ctx, job)
-            return
-    raise Parked(f"order {row.order_id} still processing after {job.polls} status checks; "
-                 "the next run collects it")
+        if job.reserved:  # a failed order is free: give its budget back
+            ctx.reserved -= 1
+            job.reserved = False
+        _order_failed(ctx, job)
+        return
 
 
 def _order_failed(ctx: Context, job: Job) -> None:

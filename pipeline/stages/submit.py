@@ -45,8 +45,8 @@ async def run(ctx: Context, job: Job) -> None:
 async def _submit_and_record(ctx: Context, job: Job) -> None:
     order: Order = await ctx.client.submit(job.row.image_url, job.item.prompt)
     ctx.submits += 1
-    ctx.expect(order.avg_s)
-    job.polls = 0
+    ctx.times.expect(order.avg_s)
     job.reserved = True
-    ctx.ckpt.save(job.row, state="submitted", order_id=order.order_id, submitted_at=time.time(),
-                  max_polls=order.max_retries, attempts=job.row.attempts + 1, error=None)
+    ctx.ckpt.save(job.row, state="submitted", order_id=order.order_id, submitted_at=ctx.times.clock.now(),
+                  max_polls=order.max_retries, polls=0, checked_at=None, seen_init_s=None,
+                  attempts=job.row.attempts + 1, error=None)

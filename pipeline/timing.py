@@ -1,0 +1,271 @@
+"""How long orders take, learnt from the status checks themselves; when to check each order next.
+
+    times = OrderTimes(concurrency=16, history=ckpt.order_times("lightx"))
+    times.expect(15.0)            # a submit answer's avgResponseTimeInSec: the prior, if no history
+    due = times.next_check(submitted_at, seen_init_s, checked_at, checks_left, gap)
+    times.alive(order_id, 4.2)    # seen `init` 4.2 s after its submit: its time T > 4.2
+    times.finished(order_id, 4.2, 7.9)   # seen done at 7.9 s: T lies in (4.2, 7.9]
+
+Every check is an interval-censored observation of an order's time T, and the estimate of T's
+distribution is the nonparametric maximum-likelihood one for such data: Turnbull's self-consistency
+EM (J. R. Stat. Soc. B, 1976), here on a log-spaced grid, with orders still running counted as
+right-censored at their last `init`. A broad log-normal prior of small weight, centred on the API's
+hint or on earlier runs, keeps tails to extrapolate into. The allowed checks of an order are spread
+over the distribution of the time it has left: with r checks left, the next one goes where a
+1/r share of the orders still running at that age are done, the last one where 99.5 % are. A few
+orders are checked early on purpose (exploration): a check that finds an order done gives only an
+upper bound, so without it an estimate that is too slow could never learn that orders are faster.
+"""
+from __future__ import annotations
+
+import asyncio
+import bisect
+import math
+import random
+import time
+from collections import Counter, deque
+from typing import Iterable
+
+GRID_MIN_S, GRID_MAX_S, BINS = 0.02, 7200.0, 128
+DEFAULT_PRIOR_S = 15.0      # LightX's documented avgResponseTimeInSec
+PRIOR_SIGMA = 1.0           # log-normal width of the prior: its 1st..99th percentiles span 100x
+PRIOR_WEIGHT = 0.1         # in orders: the data outweighs it from the first order on
+WINDOW = 2000               # finished orders the estimate remembers: it follows an API that changes
+COLLECT = 0.995             # the last allowed check goes where this share of orders is done
+EXTRA = 0.99                # a parked order's one check per later run waits this quantile
+FIRST_FLOOR_S = 0.5         # no first check sooner after the submit than min(this, poll.interval_s)
+
+_LOG_MIN = math.log(GRID_MIN_S)
+_STEP = (math.log(GRID_MAX_S) - _LOG_MIN) / BINS
+
+
+class Clock:
+    """Wall-clock seconds; tests pass a faster one, shared with the sandbox, to run long orders fast."""
+
+    def now(self) -> float:
+        return time.time()
+
+    def real(self, seconds: float) -> float:
+        """How many real seconds `seconds` of this clock take."""
+        return seconds
+
+
+class ScaledClock(Clock):
+    """A clock that runs `factor` times faster than the wall clock, from now on."""
+
+    def __init__(self, factor: float):
+        self.factor = factor
+        self._origin = time.time()
+
+    def now(self) -> float:
+        return self._origin + (time.time() - self._origin) * self.factor
+
+    def real(self, seconds: float) -> float:
+        return seconds / self.factor
+
+
+def _bin(t: float) -> int:
+    """Index of the grid bin holding `t` seconds (bin k spans edge(k)..edge(k+1))."""
+    if t <= GRID_MIN_S:
+        return 0
+    return min(BINS - 1, int((math.log(t) - _LOG_MIN) / _STEP))
+
+
+def _edge(k: int) -> float:
+    return math.exp(_LOG_MIN + k * _STEP)
+
+
+def _log_normal(median: float) -> list[float]:
+    mu = math.log(median)
+    cdf = [0.5 * (1 + math.erf((_LOG_MIN + k * _STEP - mu) / (PRIOR_SIGMA * math.sqrt(2))))
+           for k in range(BINS + 1)]
+    cdf[0], cdf[-1] = 0.0, 1.0  # the end bins take the tails
+    mass = [max(1e-12, b - a) for a, b in zip(cdf, cdf[1:])]
+    total = sum(mass)
+    return [m / total for m in mass]
+
+
+class OrderTimes:
+    """The distribution of order times (submit to done), and the check schedule drawn from it."""
+
+    def __init__(self, *, concurrency: int = 16, history: Iterable[tuple[float, float]] = (),
+                 clock: Clock | None = None, rng: random.Random | None = None):
+        self.clock = clock or Clock()
+        self._concurrency = max(1, concurrency)
+        self._rng = rng or random.Random()
+        self._patterns: Counter[tuple[int, int]] = Counter()  # (first bin, last bin) -> orders
+        self._done: deque[tuple[int, int]] = deque()          # finished orders, oldest first
+        self._alive: dict[str, tuple[int, int]] = {}         # running orders: (bin of last init, last)
+        history = list(history)[-WINDOW:]
+        for lo, hi in history:
+            self._add_done(lo, hi)
+        self.from_history = bool(history)
+        centre = DEFAULT_PRIOR_S
+        if history:  # centre the prior on what earlier runs saw
+            centre = math.exp(sorted(math.log(max(GRID_MIN_S, (lo + hi) / 2)) for lo, hi in history)[len(history) // 2])
+        self._hinted = self.from_history
+        self._prior = _log_normal(centre)
+        self._p = list(self._prior)
+        self._cum: list[float] = []
+        self._pending = 1
+        self._fitted_at = 0.0
+        self._changed: asyncio.Future | None = None
+        self.fits = 0
+        self._fit(iterations=200)
+
+    # -- what the API tells ------------------------------------------------------
+
+    def expect(self, avg_s: float | None) -> None:
+        """avgResponseTimeInSec from a submit answer: the prior's centre, unless earlier runs are known."""
+        if self._hinted or not avg_s:
+            return
+        self._hinted = True
+        self._prior = _log_normal(min(max(avg_s, GRID_MIN_S), GRID_MAX_S))
+        self._p = list(self._prior)
+        self._pending += 1
+        self._fit(iterations=200)
+
+    def alive(self, order_id: str, elapsed_s: float) -> None:
+        """The order was still `init` `elapsed_s` after its submit."""
+        old = self._alive.get(order_id)
+        new = (_bin(elapsed_s), BINS - 1)
+        if old == new:
+            return
+        if old is not None:
+            self._drop(old)
+        self._alive[order_id] = new
+        self._patterns[new] += 1
+        self._observed()
+
+    def finished(self, order_id: str, lo_s: float, hi_s: float) -> None:
+        """The order was seen done (active or failed) `hi_s` after its submit, last seen running at lo_s."""
+        old = self._alive.pop(order_id, None)
+        if old is not None:
+            self._drop(old)
+        self._add_done(lo_s, hi_s)
+        while len(self._done) > WINDOW:
+            self._drop(self._done.popleft())
+        self._observed()
+
+    def forget(self, order_id: str) -> None:
+        """The order leaves this run unresolved (parked, or its status check failed)."""
+        old = self._alive.pop(order_id, None)
+        if old is not None:
+            self._drop(old)
+
+    # -- what the schedule asks -------------------------------------------------
+
+    def quantile(self, level: float, above: float = 0.0) -> float:
+        """Seconds by which `level` of the orders still running at `above` s are done."""
+        cum = self._cum
+        base = self._cdf(above) if above > 0 else 0.0
+        target = min(1.0 - 1e-9, base + level * (1.0 - base))
+        k = min(BINS - 1, max(0, bisect.bisect_right(cum, target) - 1))
+        mass = cum[k + 1] - cum[k]
+        frac = (target - cum[k]) / mass if mass > 0 else 1.0
+        return max(above, math.exp(_LOG_MIN + (k + min(1.0, max(0.0, frac))) * _STEP))
+
+    def next_check(self, submitted_at: float, seen_init_s: float, checked_at: float | None,
+                   checks_left: int, gap: float, explore: float | None = None) -> float:
+        """When (clock time) to check an order next. `checks_left` <= 0: its allowance is spent in
+        earlier runs, and its one check of this run waits for almost all orders (EXTRA) after its last."""
+        if checks_left <= 0:
+            return (checked_at or submitted_at) + max(gap, self.quantile(EXTRA))
+        wait = self.quantile(COLLECT / checks_left, above=seen_init_s)
+        floor = min(gap, FIRST_FLOOR_S)
+        if explore is not None and wait > floor:
+            wait = floor * (wait / floor) ** explore  # log-uniform between the floor and the plan
+        due = submitted_at + max(wait, floor)
+        return due if checked_at is None else max(due, checked_at + gap)
+
+    def explore(self) -> float | None:
+        """For a new order: a point in [0, 1) to pull its first check earlier by, or None (most orders).
+        Half of the orders explore while the estimate knows less than a round of them, 5 % later."""
+        known = len(self._done)
+        rate = max(0.05, 0.5 * self._concurrency / (self._concurrency + known))
+        return self._rng.random() if self._rng.random() < rate else None
+
+    async def wait(self, delay: float) -> bool:
+        """Sleep `delay` clock seconds; True if the estimate changed first (plan the check again)."""
+        if delay <= 0:
+            return False
+        loop = asyncio.get_running_loop()
+        if self._changed is None or self._changed.done():
+            self._changed = loop.create_future()
+        changed, woke = self._changed, loop.create_future()
+
+        def wake(flag: bool) -> None:
+            if not woke.done():
+                woke.set_result(flag)
+
+        timer = loop.call_later(self.clock.real(delay), wake, False)
+        on_change = lambda _f: wake(True)  # noqa: E731
+        changed.add_done_callback(on_change)
+        try:
+            return await woke
+        finally:
+            timer.cancel()
+            changed.remove_done_callback(on_change)
+
+    # -- the estimate -----------------------------------------------------------
+
+    def _add_done(self, lo: float, hi: float) -> None:
+        lo_bin, hi_bin = (_bin(lo) if lo > 0 else 0), _bin(hi)
+        pattern = (min(lo_bin, hi_bin), hi_bin)
+        self._done.append(pattern)
+        self._patterns[pattern] += 1
+
+    def _drop(self, pattern: tuple[int, int]) -> None:
+        self._patterns[pattern] -= 1
+        if self._patterns[pattern] <= 0:
+            del self._patterns[pattern]
+
+    def _observed(self) -> None:
+        self._pending += 1
+        now = time.monotonic()
+        # Refit after each new tenth of the data, or a second after news: early orders move the
+        # schedule at once, and a long run pays for few fits.
+        if self._pending >= max(1.0, 0.1 * len(self._done)) or now - self._fitted_at > 1.0:
+            self._fit()
+
+    def _fit(self, iterations: int = 25) -> None:
+        """Self-consistency (EM) steps from the current estimate until it stops moving."""
+        if not self._pending:
+            return
+        patterns = list(self._patterns.items())
+        weight = PRIOR_WEIGHT + sum(n for _, n in patterns)
+        prior, p = self._prior, self._p
+        for _ in range(iterations):
+            cum = [0.0]
+            for x in p:
+                cum.append(cum[-1] + x)
+            factor = [0.0] * (BINS + 1)
+            for (i, j), n in patterns:
+                share = cum[j + 1] - cum[i]
+                if share > 0:
+                    factor[i] += n / share
+                    factor[j + 1] -= n / share
+            running, new, moved = 0.0, [], 0.0
+            for k in range(BINS):
+                running += factor[k]
+                x = (PRIOR_WEIGHT * prior[k] + p[k] * running) / weight
+                moved = max(moved, abs(x - p[k]))
+                new.append(x)
+            p = new
+            if moved < 1e-4:
+                break
+        self._p = p
+        cum = [0.0]
+        for x in p:
+            cum.append(cum[-1] + x)
+        self._cum = cum
+        self._pending = 0
+        self._fitted_at = time.monotonic()
+        self.fits += 1
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
+
+    def _cdf(self, t: float) -> float:
+        k = _bin(t)
+        frac = (math.log(max(t, GRID_MIN_S)) - _LOG_MIN) / _STEP - k
+        return self._cum[k] + (self._cum[k + 1] - self._cum[k]) * min(1.0, max(0.0, frac))
