@@ -171,8 +171,9 @@ class Checkpoint:
         self._execute("INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?, ?)",
                       (key, image_url, uploaded_at, content_type, size))
 
-    def forget_upload(self, key: str) -> None:
-        self._execute("DELETE FROM uploads WHERE key = ?", (key,))
+    def forget_upload(self, key: str, image_url: str) -> None:
+        """Drop a refused imageUrl; a fresh upload another item already made for the key stays."""
+        self._execute("DELETE FROM uploads WHERE key = ? AND image_url = ?", (key, image_url))
 
     # -- order times, the prior of the next run's check schedule -------------------
 

@@ -19,8 +19,9 @@ import aiohttp
 from yarl import URL
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from pipeline.config import RetrySettings
-from pipeline.errors import ApiError, ApiUnreachable, AuthError, CreditsError, ItemError, TransientError
+from pipeline.config import BASE_URL_ENV, DEFAULT_BASE_URL, RetrySettings
+from pipeline.errors import (ApiError, ApiUnreachable, AuthError, CreditsError, FatalApiError, ForeignAnswer,
+                             ItemError, Refused, Stopped, TransientError, WrongApi)
 from pipeline.pacing import Pacer
 
 T = TypeVar("T")
@@ -65,12 +66,22 @@ class Client:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(10.0, timeout_s))
         self._api_headers = {"x-api-key": key, "Content-Type": "application/json"}
         self._urls: dict[str, URL] = {}
-        self._auth_error: AuthError | None = None
-        # Until one API call has succeeded, calls go one at a time: a wrong key then
-        # costs one rejected request, not one per item in flight.
+        self._fatal: FatalApiError | None = None  # a wrong key or URL: every later call fails at once
+        # Until the API has answered once as LightX does (success or a refusal), calls go one at a
+        # time: a wrong key or URL then costs one request, not one per item in flight.
         self._verified = asyncio.Event()
         self._probe = asyncio.Lock()
+        self._stopping = False
+        self._on_wire: set[asyncio.Task] = set()  # tasks with a request on the wire now
         self.requests = 0
+
+    def stop(self) -> None:
+        """The run is stopping: no new request or retry from now on (raises Stopped)."""
+        self._stopping = True
+
+    def sending(self, task: asyncio.Task) -> bool:
+        """Whether `task` has a request on the wire, whose answer must be waited for."""
+        return task in self._on_wire
 
     # -- the four API calls -------------------------------------------------
 
@@ -102,25 +113,56 @@ class Client:
     # -- machinery ------------------------------------------------------------
 
     async def _api(self, path: str, payload: dict[str, Any], parse: Callable[[dict[str, Any]], T]) -> T:
-        """POST one JSON API call with the key; parse `body` of a statusCode 2000 answer."""
+        """POST one JSON API call with the key; parse `body` of a statusCode 2000 answer.
+
+        A refusal in an HTTP 200 (a LightX answer with another statusCode) is asked once more, then
+        raised as it is; one in an HTTP 4xx at once. Either proves the key and the URL work.
+        """
         async def call() -> T:
             return parse(await self._json_call(path, payload))
-        if self._auth_error:
-            raise self._auth_error
-        if self._verified.is_set():
-            return await self._retrying(call)
-        async with self._probe:
-            if self._auth_error:
-                raise self._auth_error
+
+        async def first_call() -> T:  # JSON that is not LightX's, before any LightX answer: a wrong URL
             try:
-                result = await self._retrying(call)
-            except ItemError as exc:
-                if exc.http_status is None and exc.status_code is None:
-                    # Not one HTTP answer from the first call: a wrong URL or an outage, not this item.
-                    raise ApiUnreachable(f"cannot reach the API at {self._base} ({exc})") from None
-                raise
-            self._verified.set()
-            return result
+                return await call()
+            except ForeignAnswer as exc:
+                raise self._wrong_api(path, str(exc)) from None
+
+        async def twice(attempt: Callable[[], Awaitable[T]]) -> T:
+            try:
+                return await self._retrying(attempt)
+            except Refused as exc:
+                if exc.http_status is not None:  # an HTTP 4xx says so plainly: not asked again
+                    raise
+            return await self._retrying(attempt)
+
+        if self._fatal:
+            raise self._fatal
+        if self._verified.is_set():
+            return await twice(call)
+        async with self._probe:
+            if self._fatal:
+                raise self._fatal
+            if not self._verified.is_set():
+                try:
+                    result = await twice(first_call)
+                except ItemError as exc:
+                    if exc.status_code is not None:  # LightX answered, and said no: key and URL work
+                        self._verified.set()
+                    elif exc.http_status in (404, 405, 410):
+                        raise self._wrong_api(path, f"HTTP {exc.http_status}") from None
+                    elif exc.http_status is None:
+                        # Not one HTTP answer from the first call: a wrong URL or an outage, not this item.
+                        raise ApiUnreachable(f"cannot reach the API at {self._base} ({exc})") from None
+                    raise
+                self._verified.set()
+                return result
+        return await twice(call)  # another call opened the gate while this one waited at it
+
+    def _wrong_api(self, path: str, what: str) -> WrongApi:
+        self._fatal = WrongApi(
+            f"the API at {self._base} does not answer as LightX ({what} on {path}): set api.base_url in "
+            f"the config, or {BASE_URL_ENV}, to LightX's API root, {DEFAULT_BASE_URL}")
+        return self._fatal
 
     async def _json_call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         url = self._urls.get(path)
@@ -134,14 +176,16 @@ class Client:
             raise TransientError(f"{path}: answer is not JSON ({_snippet(raw)})") from None
         if not isinstance(doc, dict):
             raise TransientError(f"{path}: answer is not a JSON object")
+        if "statusCode" not in doc:
+            raise ForeignAnswer(f"{path}: answer is JSON without a statusCode")
         code = doc.get("statusCode")
         if code != SUCCESS:
-            message = str(doc.get("message", ""))[:200]
+            message = _message(doc)
             fatal = _fatal_from_message(code, message)
             if fatal:
                 raise self._note_fatal(fatal)
-            # Undocumented codes: retry a few times, then fail the item.
-            raise TransientError(f"{path}: statusCode {code}: {message}", status_code=code)
+            # The API said no: only a transport fault is worth a retry (see _api: asked once more).
+            raise Refused(f"{path}: statusCode {code}: {message}", status_code=code)
         body = doc.get("body")
         if not isinstance(body, dict):
             raise TransientError(f"{path}: answer has no body")
@@ -157,8 +201,12 @@ class Client:
         """
         if api:
             await self.pacer.acquire()
+        if self._stopping:
+            raise Stopped("stopping: request not sent")
         name = name or method
         self.requests += 1
+        task = asyncio.current_task()
+        self._on_wire.add(task)
         try:
             async with self._session.request(method, url, data=data, headers=headers,
                                              timeout=self._timeout, allow_redirects=not api) as resp:
@@ -188,6 +236,8 @@ class Client:
             raise TransientError(f"{name}: {_describe(exc)}") from None
         except aiohttp.ClientError as exc:
             raise TransientError(f"{name}: {type(exc).__name__}") from None
+        finally:
+            self._on_wire.discard(task)
 
     def _http_error(self, name: str, status: int, retry_after: str | None, text: bytes, api: bool):
         wait = _parse_retry_after(retry_after)
@@ -206,6 +256,9 @@ class Client:
             fatal = _fatal_from_message(code, message)
             if fatal:
                 return self._note_fatal(fatal)
+            if code is not None:  # LightX's own refusal, with its code
+                return Refused(f"{name}: HTTP {status}{_detail(code, message)}", http_status=status,
+                               status_code=code)
         if not api and status == 403 and text.lstrip().startswith(b"<"):
             message = message or _s3_message(text)
         return ItemError(f"{name}: HTTP {status}{_detail(code, message)}", http_status=status,
@@ -213,7 +266,7 @@ class Client:
 
     def _note_fatal(self, exc: Exception) -> Exception:
         if isinstance(exc, AuthError):
-            self._auth_error = exc
+            self._fatal = exc
         return exc
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
@@ -229,18 +282,27 @@ class Client:
             if settings.transient <= 1:
                 raise _gave_up(exc, 1) from None
             first = exc
-        await asyncio.sleep(_delay(1, first, settings.backoff_base_s, settings.backoff_max_s))
+        await self.pause(_delay(1, first, settings.backoff_base_s, settings.backoff_max_s))
         try:
             async for attempt in AsyncRetrying(
                     retry=retry_if_exception_type(TransientError),
                     stop=stop_after_attempt(settings.transient - 1),
                     wait=_backoff(settings.backoff_base_s, settings.backoff_max_s, done=1),
-                    reraise=True):
+                    sleep=self.pause, reraise=True):
                 with attempt:
                     return await call()
         except TransientError as exc:
             raise _gave_up(exc, settings.transient) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+    async def pause(self, seconds: float) -> None:
+        """A backoff sleep; Stopped if the run is stopping, before or after it."""
+        if self._stopping:
+            raise Stopped("stopping: no further attempt")
+        await asyncio.sleep(seconds)
+        if self._stopping:
+            raise Stopped("stopping: no further attempt")
 
 
 def _gave_up(exc: TransientError, attempts: int) -> ItemError:
@@ -309,7 +371,15 @@ def _lightx_error(text: bytes) -> tuple[Any, str]:
         return None, ""
     if not isinstance(doc, dict):
         return None, ""
-    return doc.get("statusCode"), str(doc.get("message", ""))[:200]
+    return doc.get("statusCode"), _message(doc)
+
+
+def _message(doc: dict[str, Any]) -> str:
+    """A LightX answer's message, with its description when that says more (as status FAIL answers do)."""
+    message, description = str(doc.get("message") or ""), str(doc.get("description") or "")
+    if description and description != message:
+        message = f"{message} ({description})" if message else description
+    return message[:200]
 
 
 def _s3_message(text: bytes) -> str:

@@ -22,7 +22,7 @@ from pipeline.checkpoint import Checkpoint
 from pipeline.client import Client
 from pipeline.config import RunConfig
 from pipeline.errors import (ApiUnreachable, AuthError, CheckpointError, ConfigError, FatalApiError, ItemError,
-                             OutputError, PipelineError)
+                             OutputError, PipelineError, Stopped, WrongApi)
 from pipeline.fetch import FetchError, fetch_image
 from pipeline.images import ImageError
 from pipeline.lock import RunLock
@@ -195,6 +195,10 @@ async def _drive_all(ctx: Context, jobs: list[Job], options: RunOptions) -> bool
         nonlocal interrupted
         interrupted = True
         ctx.stop_submits("interrupted")
+        ctx.client.stop()
+        for task in ctx.critical:  # a submit waiting (backoff, Retry-After, the first-call gate) sent nothing
+            if not ctx.client.sending(task):
+                task.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)  # a second Ctrl-C aborts at once
@@ -243,13 +247,13 @@ async def _drive(ctx: Context, job: Job, fatal: list[PipelineError]) -> None:
                 await stage(ctx, job)
             finally:
                 ctx.in_stage[name] -= 1
-    except Parked as exc:
+    except (Parked, Stopped) as exc:
         ctx.ckpt.save(row, error=str(exc))
     except ITEM_FAILURES as exc:
         ctx.ckpt.save(row, state="failed", error=str(exc), finished_at=time.time())
     except FatalApiError as exc:
         ctx.stop_submits(str(exc))
-        if isinstance(exc, (AuthError, ApiUnreachable)):
+        if isinstance(exc, (AuthError, ApiUnreachable, WrongApi)):
             fatal.append(exc)
     except (CheckpointError, OutputError) as exc:
         ctx.stop_submits(str(exc))

@@ -8,13 +8,17 @@
     └── FatalApiError      (1)    the API refused the whole run
         ├── AuthError             key missing or rejected
         ├── CreditsError          no credits left
-        └── ApiUnreachable        the run's first API call got no HTTP answer at all
+        ├── ApiUnreachable        the run's first API call got no HTTP answer at all
+        └── WrongApi              the first API calls got 404 or a non-LightX answer: a wrong base URL
 
     Ctrl-C and SIGTERM are not errors: the run stops new work, saves, and exits 130.
 
     ApiError                      one request's failure, raised by client.py only
     ├── TransientError            worth retrying: reset, timeout, 429, 5xx, garbage body
-    └── ItemError                 this image or prompt was rejected; the item fails, the run goes on
+    │   └── ForeignAnswer         JSON, but not LightX's (no statusCode): a wrong URL if it comes first
+    ├── ItemError                 this image or prompt was rejected; the item fails, the run goes on
+    │   └── Refused               a well-formed LightX answer with statusCode != 2000: the API said no
+    └── Stopped                   the run is stopping (Ctrl-C, SIGTERM): no further attempt is made
 
     images.ImageError, fetch.FetchError   a source image cannot be read or fetched; the item fails
 
@@ -68,6 +72,10 @@ class ApiUnreachable(FatalApiError):
     pass
 
 
+class WrongApi(FatalApiError):
+    pass
+
+
 class ApiError(Exception):
     """One failed request: HTTP status, LightX statusCode and message, never the key."""
 
@@ -84,4 +92,16 @@ class TransientError(ApiError):
 
 
 class ItemError(ApiError):
+    pass
+
+
+class ForeignAnswer(TransientError):
+    pass
+
+
+class Refused(ItemError):
+    pass
+
+
+class Stopped(ApiError):
     pass

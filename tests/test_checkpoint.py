@@ -46,8 +46,32 @@ async def test_saves_in_one_loop_tick_commit_together_and_soon(tmp_path, checkpo
 def test_uploads_are_shared_by_key(checkpoint):
     checkpoint.save_upload("api|sha", "http://cdn/x.jpeg", 123.0, "image/jpeg", 10)
     assert checkpoint.upload("api|sha") == ("http://cdn/x.jpeg", 123.0)
-    checkpoint.forget_upload("api|sha")
+    checkpoint.forget_upload("api|sha", "http://cdn/older.jpeg")  # refused: an older URL, already replaced
+    assert checkpoint.upload("api|sha") == ("http://cdn/x.jpeg", 123.0)
+    checkpoint.forget_upload("api|sha", "http://cdn/x.jpeg")
     assert checkpoint.upload("api|sha") is None
+
+
+def test_an_older_checkpoint_gains_the_new_columns_in_place(tmp_path):
+    path = tmp_path / "checkpoint.sqlite"
+    conn = sqlite3.connect(path)  # schema 1, as 0.1 wrote it: no polls, checked_at, seen_init_s
+    conn.execute("CREATE TABLE items (id TEXT PRIMARY KEY, fingerprint TEXT, state TEXT, order_id TEXT)")
+    conn.execute("INSERT INTO items (id, fingerprint, state, order_id) VALUES ('a', 'f', 'submitted', 'o1')")
+    conn.execute("PRAGMA application_id=1280856140")
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+    ckpt = Checkpoint.open(path)
+    try:
+        row = ckpt.rows()["a"]
+        assert (row.state, row.order_id, row.polls, row.checked_at) == ("submitted", "o1", 0, None)
+        ckpt.save(row, polls=3, checked_at=10.0, seen_init_s=4.5)
+        ckpt.save_order_time("lightx", 1.0, 2.0)
+        ckpt.flush()
+        assert ckpt.rows()["a"].polls == 3 and ckpt.order_times("lightx") == [(1.0, 2.0)]
+        assert ckpt.order_times("sandbox") == []
+    finally:
+        ckpt.close()
 
 
 def test_foreign_sqlite_file_is_refused(tmp_path):

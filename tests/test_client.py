@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestServer
 
 from pipeline.client import Client
 from pipeline.config import RetrySettings
-from pipeline.errors import AuthError, CreditsError, ItemError
+from pipeline.errors import AuthError, CreditsError, ItemError, Refused, Stopped, WrongApi
 from pipeline.pacing import Pacer
 
 KEY = "test-key-0123456789abcdef0123456789"
@@ -87,10 +87,9 @@ async def test_submit_happy_path_sends_key_and_parses(serve):
     lambda: web.Response(status=502, text="<html>bad gateway</html>", content_type="text/html"),
     lambda: web.Response(status=200, text="<html>gateway</html>", content_type="text/html"),
     lambda: web.Response(status=200, body=b"\x00\x01garbage"),
-    lambda: web.json_response({"statusCode": 5001, "message": "INTERNAL"}),
     lambda: web.Response(status=429, headers={"Retry-After": "0"}),
     "reset",
-], ids=["503", "502-html", "200-html", "garbage", "non-2000", "429", "reset"])
+], ids=["503", "502-html", "200-html", "garbage", "429", "reset"])
 async def test_transient_faults_are_retried(serve, fault):
     script = Script(fault, fault, lambda: ok({"orderId": "o2", "status": "init"}))
     client, _ = await serve({"POST /api/v1/background-generator": script})
@@ -183,3 +182,80 @@ async def test_active_without_output_is_not_trusted(serve):
     client, _ = await serve({"POST /api/v1/order-status": script})
     status = await client.order_status("o")
     assert status.output == "http://x/o.jpg"
+
+
+def fail(code: int, message: str):
+    """A refusal as other people's clients have seen LightX send it: HTTP 200, status FAIL."""
+    return lambda: web.json_response({"status": "FAIL", "statusCode": code, "message": message,
+                                      "description": "The image URL has expired"})
+
+
+async def test_a_refusal_is_asked_once_more_not_retried_as_transient(serve):
+    script = Script(fail(4007, "IMAGE_URL_EXPIRED"))
+    client, _ = await serve({"POST /api/v1/background-generator": script})
+    with pytest.raises(Refused, match="statusCode 4007: IMAGE_URL_EXPIRED .The image URL has expired.") as got:
+        await client.submit("http://img", "p")
+    assert got.value.status_code == 4007 and len(script.seen) == 2
+
+
+async def test_a_refusal_that_goes_away_when_asked_again_succeeds(serve):
+    script = Script(fail(5001, "INTERNAL"), lambda: ok({"orderId": "o3", "status": "init"}))
+    client, _ = await serve({"POST /api/v1/background-generator": script})
+    assert (await client.submit("http://img", "p")).order_id == "o3"
+    assert len(script.seen) == 2
+
+
+async def test_a_refusal_proves_the_key_and_opens_the_first_call_gate(serve):
+    in_flight, peak = 0, 0
+
+    async def slow_refusal(request):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.05)
+        in_flight -= 1
+        return fail(4007, "IMAGE_URL_EXPIRED")()
+
+    client, _ = await serve({"POST /api/v1/background-generator": slow_refusal})
+    results = await asyncio.gather(*(client.submit("http://img", "p") for _ in range(10)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, Refused) for r in results)
+    assert peak > 1  # after the first refusal the others went out together
+
+
+@pytest.mark.parametrize("answer, what", [
+    (lambda: web.Response(status=404, text="404: Not Found"), "HTTP 404"),
+    (lambda: web.json_response({"error": "no such route"}), "JSON without a statusCode"),
+], ids=["404", "foreign-json"])
+async def test_a_first_answer_that_is_not_lightx_is_a_wrong_base_url(serve, answer, what):
+    script = Script(answer)
+    client, base = await serve({"POST /api/v2/uploadImageUrl": script})
+    results = await asyncio.gather(*(client.upload_slot(10, "image/jpeg") for _ in range(20)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, WrongApi) for r in results), results[:2]
+    assert len(script.seen) == 1
+    message = str(results[0])
+    assert what in message and base in message and "api.base_url" in message and "LIGHTX_BASE_URL" in message
+
+
+async def test_a_404_with_a_lightx_answer_is_the_api_speaking(serve):
+    script = Script(lambda: web.json_response({"statusCode": 4004, "message": "Order not found"}, status=404))
+    client, _ = await serve({"POST /api/v1/order-status": script})
+    with pytest.raises(Refused, match="4004"):
+        await client.order_status("o")
+
+
+async def test_stop_ends_backoff_at_once_and_sends_nothing_more(serve):
+    script = Script(lambda: web.Response(status=503))
+    client, _ = await serve({"POST /api/v1/order-status": script},
+                            retries=RetrySettings(transient=8, backoff_base_s=5, backoff_max_s=30))
+    task = asyncio.ensure_future(client.order_status("o"))
+    await asyncio.sleep(0.2)  # first attempt answered; now in a 2.5-5 s backoff
+    assert not client.sending(task)
+    client.stop()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with pytest.raises(Stopped):
+        await client.order_status("o")
+    assert len(script.seen) == 1

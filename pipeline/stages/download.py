@@ -22,28 +22,34 @@ _GONE = (403, 404, 410)
 # Below this size decoding and writing take less time than handing the work to a thread, and a busy
 # worker thread makes the event loop wait for the GIL after every socket call.
 INLINE_BYTES = 64 * 1024
+DECODE_ATTEMPTS = 4  # downloads of an output that does not decode, before it waits for the next run
 
 
 async def run(ctx: Context, job: Job) -> None:
     row = job.row
-    try:
-        data = await ctx.client.download(row.output_url)
-    except ItemError as exc:
-        if exc.http_status in _GONE:
-            # The output link has expired: only a new order can bring the picture back.
-            ctx.ckpt.save(row, state="uploaded" if row.image_url else "pending", order_id=None,
-                          output_url=None, error=f"output link gone ({exc}); ordering again")
-            return
-        # The order is paid for: keep its output URL and try the download again next run.
-        raise Parked(f"output download failed, kept for the next run: {exc}") from None
     target = ctx.cfg.output.dir / job.item.output_name
-    try:
-        if len(data) <= INLINE_BYTES:
-            stat, sha256 = _check_and_write(data, target)
-        else:
-            stat, sha256 = await asyncio.to_thread(_check_and_write, data, target)
-    except ItemError as exc:
-        raise Parked(f"{exc}; download kept for the next run") from None
+    for attempt in range(1, DECODE_ATTEMPTS + 1):
+        try:
+            data = await ctx.client.download(row.output_url)
+        except ItemError as exc:
+            if exc.http_status in _GONE:
+                # The output link has expired: only a new order can bring the picture back.
+                ctx.ckpt.save(row, state="uploaded" if row.image_url else "pending", order_id=None,
+                              output_url=None, error=f"output link gone ({exc}); ordering again")
+                return
+            # The order is paid for: keep its output URL and try the download again next run.
+            raise Parked(f"output download failed, kept for the next run: {exc}") from None
+        try:
+            if len(data) <= INLINE_BYTES:
+                stat, sha256 = _check_and_write(data, target)
+            else:
+                stat, sha256 = await asyncio.to_thread(_check_and_write, data, target)
+            break
+        except ItemError as exc:
+            if attempt == DECODE_ATTEMPTS:
+                raise Parked(f"{exc} after {attempt} downloads; kept for the next run") from None
+            # A cut or garbled transfer: a fresh GET usually brings the whole picture.
+            await ctx.client.pause(ctx.cfg.retries.backoff_base_s * 2 ** (attempt - 1))
     ctx.ckpt.save(row, state="done", output_path=job.item.output_name, output_sha256=sha256,
                   output_size=stat.st_size, output_mtime_ns=stat.st_mtime_ns, finished_at=time.time(),
                   error=None)

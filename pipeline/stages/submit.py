@@ -35,7 +35,7 @@ async def run(ctx: Context, job: Job) -> None:
             raise ItemError(f"order rejected: {exc}") from None
         # The API may have dropped our imageUrl (expired, or never stored): upload once more.
         job.reuploaded = True
-        ctx.ckpt.forget_upload(f"{ctx.api_id}|{row.image_sha256}")
+        ctx.ckpt.forget_upload(f"{ctx.api_id}|{row.image_sha256}", row.image_url)
         ctx.ckpt.save(row, state="pending", image_url=None, uploaded_at=None, error=str(exc))
     except FatalApiError:
         ctx.reserved -= 1
