@@ -28,7 +28,6 @@ async def run(ctx: Context, job: Job) -> None:
         while await times.wait(times.next_check(submitted_at, row.seen_init_s or 0.0, row.checked_at,
                                                 allowance - row.polls, gap, explore) - clock.now()):
             pass  # the estimate changed while waiting: plan this check again
-        explore = None
         try:
             status = await ctx.client.order_status(row.order_id)
         except ItemError as exc:
@@ -40,6 +39,8 @@ async def run(ctx: Context, job: Job) -> None:
         if status.status == "init":
             times.alive(row.order_id, elapsed)
             ctx.ckpt.save(row, polls=row.polls + 1, checked_at=now, seen_init_s=elapsed)
+            # An explorer goes on exploring while two checks would be left for the plan.
+            explore = times.explore_again() if explore is not None and allowance - row.polls >= 3 else None
             if row.polls >= allowance:  # spent, in this run or by this run's one extra check
                 times.forget(row.order_id)
                 raise Parked(f"order {row.order_id} still processing after {row.polls} status checks "
