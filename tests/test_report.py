@@ -20,7 +20,7 @@ from pipeline.checkpoint import Checkpoint, Row
 from pipeline.cli import main
 from pipeline.manifest import InvalidItem, Item
 from pipeline.images import image_header
-from pipeline.previews import BROWSER_FORMATS, thumbnail
+from pipeline.previews import AS_IS_BYTES, AS_IS_SIDE, BROWSER_FORMATS, THUMB_SIZE, thumbnail
 from pipeline.report import write_report
 from pipeline.sandbox import SANDBOX_KEY
 from pipeline.validate import validate
@@ -227,7 +227,7 @@ def test_a_changed_output_gets_a_new_thumbnail_and_the_old_one_goes(catalog, tmp
     thumbs = cfg.output.dir / "thumbs"
     before = previews(thumbs)
     output = cfg.output.dir / "sku-000.jpg"
-    Image.new("RGB", (300, 200), "black").save(output)
+    Image.new("RGB", (900, 600), "black").save(output)
     rows = recorded(rows, "sku-000", output=output)  # previews are known by the checkpoint's SHA-256
     page = Page(write_report(cfg, manifest, rows).read_text("utf-8"))
     after = previews(thumbs)
@@ -267,7 +267,7 @@ def test_big_images_get_thumbnails_and_only_they_use_threads(catalog, tmp_path, 
     cfg, manifest, rows = load(copy_of(catalog, tmp_path))
     images = cfg.config_path.parent / "images"
     Image.effect_noise((1200, 1000), 50).convert("RGB").save(images / "p0.jpg")  # big: a thread
-    Image.new("RGB", (280, 200), "teal").save(images / "p1.png")                 # mid-size: serially
+    Image.new("RGB", (280, 200), "teal").save(images / "p1.png", "BMP")          # mid-size: serially
     Image.new("RGB", (64, 64), "gold").save(images / "p2.jpg", "TIFF")           # small, but no browser shows TIFF
     for i in range(3):
         rows = recorded(rows, f"sku-{i:03d}", image=images / manifest.items[i].image_path.name)
@@ -287,6 +287,25 @@ def test_big_images_get_thumbnails_and_only_they_use_threads(catalog, tmp_path, 
         with Image.open(inside(cfg.output.dir, src)) as im:
             sizes[im.size] = im.format
     assert sizes[(256, 213)] == sizes[(256, 183)] == sizes[(64, 64)] == "JPEG"
+
+
+def test_light_mid_size_images_are_shown_as_themselves_and_heavy_ones_get_thumbnails(catalog, tmp_path):
+    """Up to 640 px and 200 KB a thumbnail would save the page little and cost milliseconds of CPU."""
+    cfg, manifest, rows = load(copy_of(catalog, tmp_path))
+    images = cfg.config_path.parent / "images"
+    light, heavy = images / "p0.jpg", images / "p1.png"
+    draw_product(light, "red", size=AS_IS_SIDE)
+    Image.effect_noise((AS_IS_SIDE, AS_IS_SIDE), 80).convert("RGB").save(heavy)
+    output = draw_product(cfg.output.dir / "sku-000.jpg", "blue", size=AS_IS_SIDE)
+    assert light.stat().st_size < AS_IS_BYTES < heavy.stat().st_size
+    rows = recorded(recorded(rows, "sku-000", image=light, output=output), "sku-001", image=heavy)
+    page = Page(write_report(cfg, manifest, rows).read_text("utf-8"))
+    assert "sku-000.jpg" in page.images  # the output, linked where it is
+    shown = {inside(cfg.output.dir, src).read_bytes(): src for src in page.images}
+    assert shown[light.read_bytes()].startswith("thumbs/")  # the input, linked into thumbs/
+    assert heavy.read_bytes() not in shown
+    with Image.open(cfg.output.dir / "thumbs" / f"{sha256(heavy)[:24]}-in.jpg") as im:
+        assert (im.format, im.size) == ("JPEG", (THUMB_SIZE, THUMB_SIZE))
 
 
 def test_small_inputs_are_copied_where_hard_links_fail(catalog, tmp_path, monkeypatch):
@@ -446,3 +465,18 @@ def test_thumbnail_of_a_bad_image_is_false_and_writes_nothing(tmp_path, data):
     assert thumbnail(src, tmp_path / "t.jpg") is False
     assert thumbnail(tmp_path / "missing.jpg", tmp_path / "t.jpg") is False
     assert not (tmp_path / "t.jpg").exists()
+
+
+def test_thumbnail_of_16_bit_grey_keeps_its_gradient(tmp_path):
+    """16-bit values are scaled to 8 bits, not clipped: clipped, all but the darkest pixels were white."""
+    src = tmp_path / "grey16.png"
+    ramp = Image.linear_gradient("L").resize((600, 300))  # black at the top to white at the bottom
+    ramp.convert("I").point(lambda value: value * 257).convert("I;16").save(src)
+    with Image.open(src) as im:
+        assert im.mode == "I;16" and im.getextrema() == (0, 65535)
+    assert thumbnail(src, tmp_path / "t.jpg")
+    with Image.open(tmp_path / "t.jpg") as im:
+        assert im.size == (256, 128)
+        column = [im.getpixel((128, y))[0] for y in range(im.height)]
+    assert column[0] < 8 and column[-1] > 247 and sum(column) / len(column) == pytest.approx(127.5, abs=8)
+    assert all(later >= earlier - 2 for earlier, later in zip(column, column[1:]))  # it keeps rising
