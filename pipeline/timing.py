@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import math
-import random
 import time
 from collections import Counter, deque
 from typing import Iterable
@@ -36,6 +35,7 @@ EXTRA = 0.99                # a parked order's one check per later run waits thi
 FIRST_FLOOR_S = 0.5         # no first check sooner after the submit than min(this, poll.interval_s)
 GOLDEN = (math.sqrt(5) - 1) / 2
 SMOOTH = 0.1                # EMS: share of each bin passed to each neighbour per EM step
+EXPLORE_FIRST = 0.25        # share of orders checked early on purpose while nothing is known
 EXPLORE_LEAST = 0.03        # share of orders checked early on purpose, however much is known
 PLAN_POINTS = 16            # candidate times per plan of a next check
 PARKED_COST = 10.0          # an order left for the next run weighs as a wait of 10x the planned span
@@ -93,10 +93,9 @@ class OrderTimes:
     """The distribution of order times (submit to done), and the check schedule drawn from it."""
 
     def __init__(self, *, concurrency: int = 16, history: Iterable[tuple[float, float]] = (),
-                 clock: Clock | None = None, rng: random.Random | None = None):
+                 clock: Clock | None = None):
         self.clock = clock or Clock()
         self._concurrency = max(1, concurrency)
-        self._rng = rng or random.Random()
         self._patterns: Counter[tuple[int, int]] = Counter()  # (first bin, last bin) -> orders
         self._done: deque[tuple[int, int]] = deque()          # finished orders, oldest first
         self._alive: dict[str, tuple[int, int]] = {}         # running orders: (bin of last init, last)
@@ -114,6 +113,7 @@ class OrderTimes:
         self._mom: list[float] = []
         self._plans: dict[tuple, float] = {}
         self._explorers = 0
+        self._explore_credit = 1.0  # the first order explores
         self._pending = 1
         self._fitted_at = 0.0
         self._changed: asyncio.Future | None = None
@@ -220,11 +220,16 @@ class OrderTimes:
 
     def explore(self) -> float | None:
         """For a new order: a point in [0, 1) to pull its checks earlier by, or None (most orders).
-        Half of the first orders explore, a tenth once a round of orders is known, 3 % in the long run:
-        an early check that finds an order running costs it a whole poll.interval_s."""
+        A quarter of the first orders explore, one in 20 once a round of orders is known, 3 % in the
+        long run: an early check that finds an order running costs it a whole poll.interval_s. The
+        share is kept by error diffusion, not by chance, so even a small first round has explorers."""
         known = len(self._done)
-        rate = max(EXPLORE_LEAST, 0.5 * self._concurrency / (self._concurrency + 4 * known))
-        return self.explore_again() if self._rng.random() < rate else None
+        self._explore_credit += max(EXPLORE_LEAST, EXPLORE_FIRST * self._concurrency
+                                    / (self._concurrency + 4 * known))
+        if self._explore_credit < 1.0:
+            return None
+        self._explore_credit -= 1.0
+        return self.explore_again()
 
     def explore_again(self) -> float:
         """The next point for an explorer. Explorers take turns along a golden-ratio sequence, so the
