@@ -439,7 +439,7 @@ def build_done_checkpoint(config: Path) -> None:
     cfg, manifest, _ = validate(config, env={})
     jpeg = fast_jpeg()
     digest = hashlib.sha256(jpeg).hexdigest()
-    api = cfg.api.base_url  # what a run against a real endpoint records as api kind and id
+    api = cfg.api.base_url  # what a run against a real endpoint records as api id (its kind is "lightx")
     with RunLock(cfg.state_dir):
         ckpt = Checkpoint.open(cfg.state_dir / "checkpoint.sqlite")
         try:
@@ -455,7 +455,7 @@ def build_done_checkpoint(config: Path) -> None:
                 st = target.stat()
                 sha = shas[str(item.image_path)]
                 order = f"{n:032x}"  # the fields a real run fills, so results.csv is as wide
-                rows.append(Row(id=item.id, fingerprint=fingerprint(sha, item.prompt, api), state="done",
+                rows.append(Row(id=item.id, fingerprint=fingerprint(sha, item.prompt, "lightx"), state="done",
                                 image_sha256=sha, api_id=api, image_url=f"{root_url}/cdn/apikey/{sha[:32]}.jpeg",
                                 uploaded_at=now, order_id=order, max_polls=5,
                                 output_url=f"{root_url}/output/{order}.jpg", output_path=item.output_name,
@@ -511,6 +511,93 @@ def phase_rerun(args: argparse.Namespace, root: Path, res: Results) -> None:
             run.wall_s <= 10)
     res.add(f"{rows} no-op rerun peak RSS", f"{run.max_rss_mb:.0f} MB")
     res.add(f"{rows} no-op rerun API calls", f"{calls} (items done: {done})", "0", calls == 0 and done == args.plan_rows)
+
+
+# -- order timing against a lying hint ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TimingCase:
+    """A sandbox whose avgResponseTimeInSec (hint) is not what its orders take (processing +- jitter)."""
+
+    name: str
+    items: int
+    concurrency: int
+    processing_s: float
+    jitter: float
+    hint_s: float
+    interval_s: float
+
+
+TIMING_CASES = (
+    TimingCase("hint 30x too high", 1000, 100, 0.5, 0.3, 15.0, 0.25),   # LightX's 15 s, 0.35-0.65 s orders
+    TimingCase("hint 3x too low", 320, 32, 1.5, 0.1, 0.5, 0.15),
+    TimingCase("slow orders (10-30 s / 5)", 320, 32, 4.0, 0.5, 3.0, 0.6),  # 2-6 s, checks >= 0.6 s apart
+)
+
+
+def phase_timing(args: argparse.Namespace, work: Path, res: Results) -> None:
+    """Each TimingCase with LightX's 5 allowed checks: wall against N / C x (mean + interval), orders
+    collected in the first run, checks beyond the allowance, credits; then an immediate rerun."""
+    for case in TIMING_CASES:
+        root = work / "timing" / case.name.split()[0]
+        images = make_images(root / "images", case.items, size=args.timing_image_size)
+        write_manifest(root / "catalog.csv", case.items, images)
+        print(f"[timing] {case.name}: {case.items} items, C={case.concurrency}, orders {case.processing_s} s "
+              f"+-{case.jitter:.0%}, hint {case.hint_s} s, checks >= {case.interval_s} s apart", file=sys.stderr)
+        with Sandbox(processing_s=case.processing_s, processing_jitter=case.jitter, seed=1,
+                     avg_response_time_s=case.hint_s) as sb:
+            config = write_config(root, base_url=sb.base_url, concurrency=case.concurrency,
+                                  poll_interval=case.interval_s)
+            run = run_child(pipeline_argv("run", str(config), "--quiet", "--json"), env=child_env(), cwd=root,
+                            timeout_s=args.timeout)
+            if run.returncode not in (0, 1):
+                run.check("pipeline run")
+            first = sb.ledger()
+            rerun = run_child(pipeline_argv("run", str(config), "--quiet", "--json"), env=child_env(), cwd=root,
+                              timeout_s=args.timeout)
+            second = sb.ledger()
+        done = _json_summary(run.stdout).get("counts", {}).get("done", 0)
+        bound = case.items / case.concurrency * (case.processing_s + case.interval_s)
+        ratio = run.wall_s / bound
+        checks = first["requests"].get("status", 0)
+        res.add(f"{case.name}: wall (N={case.items}, C={case.concurrency})",
+                f"{run.wall_s:.2f} s = {ratio:.2f} x bound {bound:.2f} s", "<= 1.3 x bound", ratio <= 1.3)
+        res.add("  collected in the first run", f"{done} of {case.items} ({done / case.items:.1%}); "
+                f"{checks / case.items:.2f} checks per item, most per order "
+                f"{first.get('max_polls_per_order', '?')}", ">= 99 %", done >= 0.99 * case.items)
+        res.add("  checks beyond the allowance of 5", str(first["overpolls"]), "0", first["overpolls"] == 0)
+        parked = case.items - done
+        before, after = first.get("polls_per_order", {}), second.get("polls_per_order", {})
+        extra = [after.get(o, 0) - before.get(o, 0) for o in before if after.get(o, 0) != before.get(o, 0)]
+        res.add("  immediate rerun: checks per parked order", f"{max(extra, default=0)} (parked {parked}, rerun "
+                f"exit {rerun.returncode})", "<= 1", max(extra, default=0) <= 1)
+        res.add("  credits charged", f"{second['credits']} for {case.items} items", f"= {case.items}",
+                second["credits"] == case.items)
+        res.add("  client CPU per item (whole process)", f"{run.cpu_s / case.items * 1000:.2f} ms",
+                "<= 2.5 ms" if case.items >= 1000 else "", run.cpu_s / case.items * 1000 <= 2.5
+                if case.items >= 1000 else None)
+
+
+def phase_example(args: argparse.Namespace, work: Path, res: Results) -> None:
+    """30 items with 1 s orders and LightX's 15 s hint: LightX's sequential example flow
+    (benchmarks/lightx_example.py) against `pipeline run` at concurrency 16, both checking at most every
+    `interval` seconds, for LightX's 3 s and for 1 s."""
+    root = work / "example"
+    images = make_images(root / "images", 30)
+    write_manifest(root / "catalog.csv", 30, images)
+    for interval in (3.0, 1.0):
+        with Sandbox(processing_s=1.0, processing_jitter=0.2, seed=2, avg_response_time_s=15) as sb:
+            example = run_child([sys.executable, str(REPO / "benchmarks" / "lightx_example.py"), sb.base_url,
+                                 SANDBOX_KEY, *[str(root / name) for name in images], "--interval", str(interval)],
+                                env=child_env(), cwd=root, timeout_s=args.timeout).check("lightx_example.py")
+            config = write_config(root, base_url=sb.base_url, concurrency=16, poll_interval=interval)
+            shutil.rmtree(root / "out", ignore_errors=True)
+            ours = run_child(pipeline_argv("run", str(config), "--quiet", "--json"), env=child_env(), cwd=root,
+                             timeout_s=args.timeout).check("pipeline run")
+        speedup = example.wall_s / ours.wall_s
+        res.add(f"30 items, 1 s orders, hint 15 s, checks >= {interval:g} s apart: LightX's sequential flow "
+                "vs pipeline run (C=16)", f"{example.wall_s:.1f} s vs {ours.wall_s:.2f} s = {speedup:.1f}x faster",
+                ">= 10x", speedup >= 10)
 
 
 # -- report ----------------------------------------------------------------------------------------------
@@ -571,7 +658,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="run the full phase this many times and report the fastest (default 1)")
     p.add_argument("--plan-rows", type=int, default=100_000, help="rows of the plan / rerun manifest")
     p.add_argument("--plan-images", type=int, default=8, help="distinct images those rows share")
-    p.add_argument("--only", choices=("full", "plan", "rerun"), action="append",
+    p.add_argument("--timing-image-size", type=int, default=64,
+                   help="side of the timing phase's input JPEGs in px (default 64; 640 for the CPU target)")
+    p.add_argument("--only", choices=("full", "plan", "rerun", "timing", "example"), action="append",
                    help="run only this phase (repeatable; rerun implies plan)")
     p.add_argument("--build", choices=("direct", "run"), default="direct",
                    help="how the rerun phase makes its done items: written with the library (seconds), "
@@ -596,7 +685,7 @@ def compile_bytecode(res: Results) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    phases = set(args.only or ("full", "plan", "rerun"))
+    phases = set(args.only or ("full", "plan", "rerun", "timing", "example"))
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     res = Results()
@@ -609,6 +698,10 @@ def main(argv: list[str] | None = None) -> int:
         startup_cpu = phase_startup(args, res)
         if "full" in phases:
             phase_full(args, work, res, startup_cpu)
+        if "timing" in phases:
+            phase_timing(args, work, res)
+        if "example" in phases:
+            phase_example(args, work, res)
         if phases & {"plan", "rerun"}:
             big = phase_plan(args, work, res)
             if "rerun" in phases:
