@@ -539,7 +539,7 @@ def phase_timing(args: argparse.Namespace, work: Path, res: Results) -> None:
     """Each TimingCase with LightX's 5 allowed checks: wall against N / C x (mean + interval), orders
     collected in the first run, checks beyond the allowance, credits; then an immediate rerun."""
     for case in TIMING_CASES:
-        root = work / "timing" / case.name.split()[0]
+        root = work / "timing" / "".join(c if c.isalnum() else "-" for c in case.name)
         images = make_images(root / "images", case.items, size=args.timing_image_size)
         write_manifest(root / "catalog.csv", case.items, images)
         print(f"[timing] {case.name}: {case.items} items, C={case.concurrency}, orders {case.processing_s} s "

@@ -23,6 +23,8 @@ import bisect
 import math
 import time
 from collections import Counter, deque
+from itertools import accumulate
+from operator import mul, sub
 from typing import Iterable
 
 GRID_MIN_S, GRID_MAX_S, BINS = 0.02, 7200.0, 128
@@ -281,44 +283,34 @@ class OrderTimes:
         if self._pending >= max(1.0, 0.1 * len(self._done)) or now - self._fitted_at > 1.0:
             self._fit()
 
-    def _fit(self, iterations: int = 25) -> None:
+    def _fit(self, iterations: int = 10) -> None:
         """Self-consistency (EM) steps from the current estimate until it stops moving."""
         if not self._pending:
             return
         patterns = list(self._patterns.items())
         weight = PRIOR_WEIGHT + sum(n for _, n in patterns)
-        prior, p = self._prior, self._p
+        prior = [PRIOR_WEIGHT * x / weight for x in self._prior]
+        keep, spill = 1 - 2 * SMOOTH, SMOOTH
+        p = self._p
         for _ in range(iterations):
-            cum = [0.0]
-            for x in p:
-                cum.append(cum[-1] + x)
+            cum = list(accumulate(p, initial=0.0))
             factor = [0.0] * (BINS + 1)
             for (i, j), n in patterns:
                 share = cum[j + 1] - cum[i]
                 if share > 0:
                     factor[i] += n / share
                     factor[j + 1] -= n / share
-            running, step = 0.0, []
-            for k in range(BINS):
-                running += factor[k]
-                step.append((PRIOR_WEIGHT * prior[k] + p[k] * running) / weight)
+            step = [a + x * f / weight for a, x, f in zip(prior, p, accumulate(factor))]
             # Smoothed EM (EMS, Silverman et al. 1990): a little smoothing each step keeps the estimate
             # from piling up just below the times orders happened to be checked at.
-            new = [SMOOTH * step[max(0, k - 1)] + (1 - 2 * SMOOTH) * step[k] + SMOOTH * step[min(BINS - 1, k + 1)]
-                   for k in range(BINS)]
-            moved = max(abs(x - y) for x, y in zip(new, p))
+            new = [keep * b + spill * (a + c) for a, b, c in zip([step[0], *step], step, [*step[1:], step[-1]])]
+            moved = max(map(abs, map(sub, new, p)))
             p = new
-            if moved < 1e-4:
+            if moved < 2e-4:
                 break
         self._p = p
-        cum = [0.0]
-        for x in p:
-            cum.append(cum[-1] + x)
-        self._cum = cum
-        mom = [0.0]
-        for k, x in enumerate(p):
-            mom.append(mom[-1] + x * _CENTRES[k])
-        self._mom = mom
+        self._cum = list(accumulate(p, initial=0.0))
+        self._mom = list(accumulate(map(mul, p, _CENTRES), initial=0.0))
         self._plans = {}
         self._pending = 0
         self._fitted_at = time.monotonic()
