@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import hashlib
 import signal
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -119,6 +120,8 @@ async def _run(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str
                       source_dir=cfg.state_dir / "sources", budget=budget,
                       order_slots=asyncio.Semaphore(cfg.limits.concurrency), times=times, api_kind=api_kind)
         jobs = [Job(item, row) for item, row in the_plan.jobs]
+        # The results table needs pyarrow at the end; importing it now costs the run no wall time.
+        threading.Thread(target=results.prewarm, name="prewarm", daemon=True).start()
         fatal: PipelineError | None = None
         try:
             interrupted = await _drive_all(ctx, jobs, options)
@@ -173,11 +176,13 @@ async def _drive_all(ctx: Context, jobs: list[Job], options: RunOptions) -> bool
     """Run `jobs`, limits.concurrency orders and limits.transfers more items at once; True if interrupted."""
     loop = asyncio.get_running_loop()
     queue = iter(jobs)
+    ctx.not_started = len(jobs)
     fatal: list[PipelineError] = []
     progress = Progress(total=len(jobs), ctx=ctx, enabled=options.progress, quiet=options.quiet)
 
     async def worker() -> None:
         for job in queue:
+            ctx.not_started -= 1
             if fatal:
                 return
             await _drive(ctx, job, fatal)

@@ -220,12 +220,16 @@ class OrderTimes:
         self._plans[key] = best
         return best
 
-    def explore(self) -> float | None:
+    def explore(self, later_orders: int | None = None) -> float | None:
         """For a new order: a point in [0, 1) to pull its checks earlier by, or None (most orders).
         A quarter of the first orders explore, one in 20 once a round of orders is known, 3 % in the
         long run: an early check that finds an order running costs it a whole poll.interval_s. The
-        share is kept by error diffusion, not by chance, so even a small first round has explorers."""
+        share is kept by error diffusion, not by chance, so even a small first round has explorers.
+        Once any order is known, orders of a run's last round (fewer than a round of `later_orders`
+        to come) do not explore: what they would learn comes too late, and their wait is the run's."""
         known = len(self._done)
+        if later_orders is not None and later_orders < self._concurrency and known:
+            return None
         self._explore_credit += max(EXPLORE_LEAST, EXPLORE_FIRST * self._concurrency
                                     / (self._concurrency + 4 * known))
         if self._explore_credit < 1.0:

@@ -48,6 +48,7 @@ class Context:
     submits: int = 0
     times: OrderTimes = field(default_factory=OrderTimes)  # learnt order times: when to check
     api_kind: str = "lightx"       # whose order times these are: "sandbox" or "lightx"
+    not_started: int = 0           # items no worker has taken up yet
 
     def stop_submits(self, reason: str) -> None:
         if self.stop_reason is None:

@@ -22,7 +22,7 @@ async def run(ctx: Context, job: Job) -> None:
     row, times, clock = job.row, ctx.times, ctx.times.clock
     gap = ctx.cfg.poll.interval_s
     allowance = ctx.cfg.poll.max_attempts or row.max_polls or DEFAULT_MAX_POLLS
-    explore = times.explore() if row.polls == 0 and allowance >= 3 else None
+    explore = times.explore(ctx.not_started) if row.polls == 0 and allowance >= 3 else None
     submitted_at = row.submitted_at or clock.now()
     while True:
         while await times.wait(times.next_check(submitted_at, row.seen_init_s or 0.0, row.checked_at,
