@@ -40,6 +40,7 @@ SMOOTH = 0.1                # EMS: share of each bin passed to each neighbour pe
 EXPLORE_FIRST = 0.25        # share of orders checked early on purpose while nothing is known
 EXPLORE_LEAST = 0.03        # share of orders checked early on purpose, however much is known
 PLAN_POINTS = 16            # candidate times per plan of a next check
+REPLAN = 0.03               # plans are made again when a quantile of the estimate moves by 3 %
 PARKED_COST = 10.0          # an order left for the next run weighs as a wait of 10x the planned span
 
 _LOG_MIN = math.log(GRID_MIN_S)
@@ -114,6 +115,7 @@ class OrderTimes:
         self._cum: list[float] = []
         self._mom: list[float] = []
         self._plans: dict[tuple, float] = {}
+        self._shape: list[float] = []  # a few quantiles of the estimate the current plans were made on
         self._explorers = 0
         self._explore_credit = 1.0  # the first order explores
         self._pending = 1
@@ -315,10 +317,15 @@ class OrderTimes:
         self._p = p
         self._cum = list(accumulate(p, initial=0.0))
         self._mom = list(accumulate(map(mul, p, _CENTRES), initial=0.0))
-        self._plans = {}
         self._pending = 0
         self._fitted_at = time.monotonic()
         self.fits += 1
+        # Waiting orders plan again only when the estimate moved enough to move their checks.
+        shape = [self.quantile(q) for q in (0.1, 0.5, 0.9, COLLECT)]
+        if self._shape and all(abs(math.log(a / b)) < REPLAN for a, b in zip(shape, self._shape)):
+            return
+        self._shape = shape
+        self._plans = {}
         if self._changed is not None and not self._changed.done():
             self._changed.set_result(None)
 
