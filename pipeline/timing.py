@@ -33,6 +33,8 @@ PRIOR_SIGMA = 1.0           # log-normal width of the prior: its 1st..99th perce
 PRIOR_WEIGHT = 0.1         # in orders: the data outweighs it from the first order on
 WINDOW = 2000               # finished orders the estimate remembers: it follows an API that changes
 COLLECT = 0.995             # the last allowed check goes where this share of orders is done
+LAST_MARGIN = 1.05          # and half a grid bin later: an estimate bounded by checks that found orders done
+                            # ends just below them, and orders that all take one time would be missed
 EXTRA = 0.99                # a parked order's one check per later run waits this quantile
 FIRST_FLOOR_S = 0.5         # no first check sooner after the submit than min(this, poll.interval_s)
 GOLDEN = (math.sqrt(5) - 1) / 2
@@ -110,7 +112,7 @@ class OrderTimes:
         if history:  # centre the prior on what earlier runs saw
             centre = math.exp(sorted(math.log(max(GRID_MIN_S, (lo + hi) / 2)) for lo, hi in history)[len(history) // 2])
         self._hinted = self.from_history
-        self._prior = _log_normal(centre)
+        self._prior, self._centre = _log_normal(centre), centre
         self._p = list(self._prior)
         self._cum: list[float] = []
         self._mom: list[float] = []
@@ -131,7 +133,8 @@ class OrderTimes:
         if self._hinted or not avg_s:
             return
         self._hinted = True
-        self._prior = _log_normal(min(max(avg_s, GRID_MIN_S), GRID_MAX_S))
+        self._centre = min(max(avg_s, GRID_MIN_S), GRID_MAX_S)
+        self._prior = _log_normal(self._centre)
         self._p = list(self._prior)
         self._pending += 1
         self._fit(iterations=200)
@@ -200,7 +203,7 @@ class OrderTimes:
         best = self._plans.get(key)
         if best is not None:
             return best
-        last = self.quantile(COLLECT, above=lo)
+        last = self.quantile(COLLECT, above=lo) * LAST_MARGIN
         start = max(floor, lo)
         if checks_left == 1 or last <= start:
             best = last
@@ -219,6 +222,11 @@ class OrderTimes:
                 cost += (1.0 - mass) * PARKED_COST * last
                 if cost < least:
                     best, least = t, cost
+        if lo <= 0 and not self._done:
+            # Nothing finished yet, here or in earlier runs: the first check goes at the API's own
+            # estimate (or sooner). If it is right, orders are collected at once and teach the rest;
+            # if it is wrong, early explorers and the censored checks correct it.
+            best = min(best, self._centre)
         self._plans[key] = best
         return best
 
