@@ -17,20 +17,21 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from pipeline.errors import CheckpointError
+from pipeline.states import State, check_move
 
 APPLICATION_ID = 0x4C58504C  # "LXPL": marks the file as ours, so a foreign SQLite file is refused
 SCHEMA_VERSION = 2  # 2: status checks per order (polls, checked_at, seen_init_s) and order_times
 
-STATES = ("pending", "uploaded", "submitted", "generated", "done", "failed")
+STATES = tuple(State)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Row:
     """In-memory mirror of one `items` row; change it only through Checkpoint.save()."""
 
     id: str
     fingerprint: str
-    state: str = "pending"
+    state: str = State.PENDING
     image_sha256: str | None = None
     api_id: str | None = None          # which API instance the upload/order below belongs to
     image_url: str | None = None
@@ -56,6 +57,7 @@ class Row:
 
 
 COLUMNS = [f.name for f in fields(Row)]
+_FIELDS = frozenset(COLUMNS)
 _TYPES = {"attempts": "INTEGER NOT NULL DEFAULT 0", "polls": "INTEGER NOT NULL DEFAULT 0",
           "checked_at": "REAL", "seen_init_s": "REAL", "failed_orders": "INTEGER NOT NULL DEFAULT 0",
           "credits": "INTEGER NOT NULL DEFAULT 0", "max_polls": "INTEGER", "output_size": "INTEGER",
@@ -146,9 +148,16 @@ class Checkpoint:
                          [tuple(getattr(r, c) for c in COLUMNS) for r in rows])
 
     def save(self, row: Row, **changes) -> None:
-        """Apply `changes` to `row` and persist them; committed by the end of this loop tick."""
+        """Apply `changes` to `row` and persist them; committed by the end of this loop tick.
+
+        An unknown field (TypeError) or a move not in states.TRANSITIONS (IllegalTransition) is a bug
+        in the caller, and raises before anything is written."""
         if self.failure:
             raise self.failure
+        if not _FIELDS.issuperset(changes):
+            raise TypeError(f"Checkpoint.save: no such field {sorted(set(changes) - _FIELDS)}")
+        if "state" in changes:
+            check_move(row.state, changes["state"])
         changes["updated_at"] = time.time()
         for key, value in changes.items():
             setattr(row, key, value)

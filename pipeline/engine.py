@@ -35,6 +35,7 @@ from pipeline.report import write_report
 from pipeline.stages import ORDER_STAGES, STAGES, Context, Job, Parked
 from pipeline.timing import OrderTimes
 from pipeline.atomic import remove_stale_temps, write_atomically
+from pipeline.states import State
 
 ITEM_FAILURES = (ItemError, FetchError, ImageError)
 
@@ -255,7 +256,7 @@ async def _drive(ctx: Context, job: Job, fatal: list[PipelineError]) -> None:
     except (Parked, Stopped) as exc:
         ctx.ckpt.save(row, error=str(exc))
     except ITEM_FAILURES as exc:
-        ctx.ckpt.save(row, state="failed", error=str(exc), finished_at=time.time())
+        ctx.ckpt.save(row, state=State.FAILED, error=str(exc), finished_at=time.time())
     except FatalApiError as exc:
         ctx.stop_submits(str(exc))
         if isinstance(exc, (AuthError, ApiUnreachable, WrongApi)):
@@ -266,7 +267,7 @@ async def _drive(ctx: Context, job: Job, fatal: list[PipelineError]) -> None:
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - the per-item boundary: a bug fails one item, not the run
-        ctx.ckpt.save(row, state="failed", error=f"internal error: {type(exc).__name__}: {exc}",
+        ctx.ckpt.save(row, state=State.FAILED, error=f"internal error: {type(exc).__name__}: {exc}",
                       finished_at=time.time())
     finally:
         if slot:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pipeline.checkpoint import Checkpoint, Row
 from pipeline.manifest import Item
+from pipeline.states import State
 
 GENERATION = "lightx-bg-v1"  # bump when what we ask the API for changes
 API_KINDS = ("lightx", "sandbox")  # an item's identity names which, never the URL
@@ -72,7 +73,7 @@ class Plan:
     @property
     def credits_needed(self) -> int:
         """Orders this run will create if every one succeeds first time."""
-        return sum(1 for _, row in self.jobs if row.state in ("pending", "uploaded"))
+        return sum(1 for _, row in self.jobs if row.state in (State.PENDING, State.UPLOADED))
 
 
 def plan(items: list[Item], rows: dict[str, Row], shas: dict[str, str], *, output_dir: Path,
@@ -100,9 +101,9 @@ def plan(items: list[Item], rows: dict[str, Row], shas: dict[str, str], *, outpu
             result.writes.append(row)
         if kind != "unchanged":
             result.jobs.append((item, row))
-        if row.state in ("submitted", "generated"):
+        if row.state in (State.SUBMITTED, State.GENERATED):
             result.in_flight += 1
-    order = {"generated": 0, "submitted": 1, "uploaded": 2, "pending": 3}
+    order = {State.GENERATED: 0, State.SUBMITTED: 1, State.UPLOADED: 2, State.PENDING: 3}
     result.jobs.sort(key=lambda pair: order.get(pair[1].state, 4))  # collect what is paid for first
     return result
 
@@ -115,16 +116,16 @@ def _decide(item: Item, row: Row | None, sha: str, fp: str, output_dir: str, api
         return "forced", Row(id=item.id, fingerprint=fp, image_sha256=sha, created_at=row.created_at)
     if row.fingerprint != fp:
         return "changed", Row(id=item.id, fingerprint=fp, image_sha256=sha, created_at=row.created_at)
-    if row.state == "failed":
+    if row.state == State.FAILED:
         return "retry", _reset(row)
-    if sandbox and row.api_id and row.api_id != api_id and row.state in ("uploaded", "submitted"):
+    if sandbox and row.api_id and row.api_id != api_id and row.state in (State.UPLOADED, State.SUBMITTED):
         # That sandbox is gone with its process, and its orders with it; they cost nothing.
         return "restart", _reset(row)
-    if row.state == "done":
+    if row.state == State.DONE:
         if _output_intact(row, item, output_dir):
             return "unchanged", row
         if row.output_url and row.api_id == api_id:
-            row.state = "generated"
+            row.state = State.GENERATED
             return "repair", row
         return "repair", _reset(row)
     return "resumable", row
@@ -163,8 +164,8 @@ def failed_rows(reasons: list[tuple[str | None, str]], valid_ids: set[str],
             continue
         seen.add(item_id)
         old = rows.get(item_id)
-        if old and old.state in ("submitted", "generated"):
+        if old and old.state in (State.SUBMITTED, State.GENERATED):
             continue
-        out.append(Row(id=item_id, fingerprint=INVALID_FINGERPRINT, state="failed", error=reason,
+        out.append(Row(id=item_id, fingerprint=INVALID_FINGERPRINT, state=State.FAILED, error=reason,
                        created_at=old.created_at if old else None, finished_at=now))
     return out

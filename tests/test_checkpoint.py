@@ -19,7 +19,7 @@ def checkpoint(tmp_path):
 
 
 def test_rows_round_trip_across_reopen(tmp_path, checkpoint):
-    checkpoint.insert([Row(id="a", fingerprint="f1"), Row(id="b", fingerprint="f2")])
+    checkpoint.insert([Row(id="a", fingerprint="f1", state="uploaded"), Row(id="b", fingerprint="f2")])
     row = checkpoint.rows()["a"]
     checkpoint.save(row, state="submitted", order_id="o-1", attempts=1)
     checkpoint.close()
@@ -31,7 +31,7 @@ def test_rows_round_trip_across_reopen(tmp_path, checkpoint):
 
 
 async def test_saves_in_one_loop_tick_commit_together_and_soon(tmp_path, checkpoint):
-    checkpoint.insert([Row(id=str(i), fingerprint="f") for i in range(100)])
+    checkpoint.insert([Row(id=str(i), fingerprint="f", state="uploaded") for i in range(100)])
     rows = checkpoint.rows()
     for row in rows.values():
         checkpoint.save(row, state="submitted", order_id=f"o-{row.id}")

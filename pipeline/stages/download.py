@@ -17,6 +17,7 @@ from PIL import Image
 from pipeline.atomic import write_atomically
 from pipeline.errors import ItemError
 from pipeline.stages.context import Context, Job, Parked
+from pipeline.states import State
 
 _GONE = (403, 404, 410)
 # Below this size decoding and writing take less time than handing the work to a thread, and a busy
@@ -34,7 +35,7 @@ async def run(ctx: Context, job: Job) -> None:
         except ItemError as exc:
             if exc.http_status in _GONE:
                 # The output link has expired: only a new order can bring the picture back.
-                ctx.ckpt.save(row, state="uploaded" if row.image_url else "pending", order_id=None,
+                ctx.ckpt.save(row, state=State.UPLOADED if row.image_url else State.PENDING, order_id=None,
                               output_url=None, error=f"output link gone ({exc}); ordering again")
                 return
             # The order is paid for: keep its output URL and try the download again next run.
@@ -50,7 +51,7 @@ async def run(ctx: Context, job: Job) -> None:
                 raise Parked(f"{exc} after {attempt} downloads; kept for the next run") from None
             # A cut or garbled transfer: a fresh GET usually brings the whole picture.
             await ctx.client.pause(ctx.cfg.retries.backoff_base_s * 2 ** (attempt - 1))
-    ctx.ckpt.save(row, state="done", output_path=job.item.output_name, output_sha256=sha256,
+    ctx.ckpt.save(row, state=State.DONE, output_path=job.item.output_name, output_sha256=sha256,
                   output_size=stat.st_size, output_mtime_ns=stat.st_mtime_ns, finished_at=time.time(),
                   error=None)
 

@@ -14,6 +14,7 @@ import time
 
 from pipeline.errors import ItemError
 from pipeline.stages.context import Context, Job, Parked
+from pipeline.states import State
 
 DEFAULT_MAX_POLLS = 5  # LightX's documented maxRetriesAllowed
 
@@ -50,7 +51,7 @@ async def run(ctx: Context, job: Job) -> None:
         ctx.ckpt.save_order_time(ctx.api_kind, row.seen_init_s or 0.0, elapsed)
         if status.status == "active":
             ctx.credits += 1
-            ctx.ckpt.save(row, state="generated", output_url=status.output, credits=row.credits + 1,
+            ctx.ckpt.save(row, state=State.GENERATED, output_url=status.output, credits=row.credits + 1,
                           polls=row.polls + 1, checked_at=now, error=None)
             return
         if job.reserved:  # a failed order is free: give its budget back
@@ -64,8 +65,8 @@ def _order_failed(ctx: Context, job: Job) -> None:
     row = job.row
     failed = row.failed_orders + 1
     if failed <= ctx.cfg.retries.failed_orders:
-        ctx.ckpt.save(row, state="uploaded", order_id=None, failed_orders=failed,
+        ctx.ckpt.save(row, state=State.UPLOADED, order_id=None, failed_orders=failed,
                       error=f"order {row.order_id} failed (free); resubmitting")
     else:
-        ctx.ckpt.save(row, state="failed", failed_orders=failed, finished_at=time.time(),
+        ctx.ckpt.save(row, state=State.FAILED, failed_orders=failed, finished_at=time.time(),
                       error=f"order failed {failed} times (no credit charged)")

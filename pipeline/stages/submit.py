@@ -11,12 +11,13 @@ import time
 from pipeline.client import Order
 from pipeline.errors import FatalApiError, ItemError
 from pipeline.stages.context import UPLOAD_MAX_AGE_S, Context, Job, Parked
+from pipeline.states import State
 
 
 async def run(ctx: Context, job: Job) -> None:
     row = job.row
     if row.api_id != ctx.api_id or not row.uploaded_at or time.time() - row.uploaded_at >= UPLOAD_MAX_AGE_S:
-        ctx.ckpt.save(row, state="pending", image_url=None, uploaded_at=None)
+        ctx.ckpt.save(row, state=State.PENDING, image_url=None, uploaded_at=None)
         return  # upload again: an imageUrl lives 24 h and belongs to one API instance
     if ctx.stop_reason:
         raise Parked(ctx.stop_reason)
@@ -36,7 +37,7 @@ async def run(ctx: Context, job: Job) -> None:
         # The API may have dropped our imageUrl (expired, or never stored): upload once more.
         job.reuploaded = True
         ctx.ckpt.forget_upload(f"{ctx.api_id}|{row.image_sha256}", row.image_url)
-        ctx.ckpt.save(row, state="pending", image_url=None, uploaded_at=None, error=str(exc))
+        ctx.ckpt.save(row, state=State.PENDING, image_url=None, uploaded_at=None, error=str(exc))
     except FatalApiError:
         ctx.reserved -= 1
         raise
@@ -47,6 +48,6 @@ async def _submit_and_record(ctx: Context, job: Job) -> None:
     ctx.submits += 1
     ctx.times.expect(order.avg_s)
     job.reserved = True
-    ctx.ckpt.save(job.row, state="submitted", order_id=order.order_id, submitted_at=ctx.times.clock.now(),
+    ctx.ckpt.save(job.row, state=State.SUBMITTED, order_id=order.order_id, submitted_at=ctx.times.clock.now(),
                   max_polls=order.max_retries, polls=0, checked_at=None, seen_init_s=None,
                   attempts=job.row.attempts + 1, error=None)

@@ -12,12 +12,13 @@ from pipeline.errors import ItemError
 from pipeline.images import PreparedImage, prepare_image
 from pipeline.stages.context import UPLOAD_MAX_AGE_S, Context, Job
 from pipeline.stages.download import INLINE_BYTES
+from pipeline.states import State
 
 
 async def run(ctx: Context, job: Job) -> None:
     key = f"{ctx.api_id}|{job.row.image_sha256}"
     image_url, uploaded_at = await _shared_upload(ctx, job, key)
-    ctx.ckpt.save(job.row, state="uploaded", image_url=image_url, uploaded_at=uploaded_at,
+    ctx.ckpt.save(job.row, state=State.UPLOADED, image_url=image_url, uploaded_at=uploaded_at,
                   api_id=ctx.api_id, error=None)
 
 
