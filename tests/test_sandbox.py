@@ -96,11 +96,11 @@ class Lx:
 
 @pytest.fixture
 async def make_lx():
-    """Factory: ``lx = await make_lx(**SandboxOptions fields)`` gives a client on a fresh sandbox."""
+    """Factory: ``lx = await make_lx(clock=None, **SandboxOptions fields)``: a client on a fresh sandbox."""
     running, sessions = [], []
 
-    async def make(**options) -> Lx:
-        sandbox = await start_sandbox(SandboxOptions(**{**FAST, **options}))
+    async def make(clock=None, **options) -> Lx:
+        sandbox = await start_sandbox(SandboxOptions(**{**FAST, **options}), clock=clock)
         session = aiohttp.ClientSession()
         running.append(sandbox)
         sessions.append(session)

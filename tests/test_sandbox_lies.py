@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 import aiohttp
 import pytest
 from PIL import Image
-from test_sandbox import FAST, KEY, Lx, jpeg_bytes
+from test_sandbox import FAST, KEY, Lx, jpeg_bytes, make_lx  # noqa: F401 - make_lx is a fixture
 
 from pipeline.cli import build_parser
 from pipeline.errors import ConfigError
@@ -38,22 +38,9 @@ class FakeClock:
 
 
 @pytest.fixture
-async def make_sandbox():
+def make_sandbox(make_lx):
     """Factory: ``lx = await make_sandbox(clock=..., **SandboxOptions fields)`` on a fresh sandbox."""
-    running, sessions = [], []
-
-    async def make(clock=None, **options) -> Lx:
-        sandbox = await start_sandbox(SandboxOptions(**{**FAST, **options}), clock=clock)
-        session = aiohttp.ClientSession()
-        running.append(sandbox)
-        sessions.append(session)
-        return Lx(session, sandbox)
-
-    yield make
-    for session in sessions:
-        await session.close()
-    for sandbox in running:
-        await sandbox.close()
+    return make_lx
 
 
 async def _set_options(lx: Lx, **changes) -> tuple[int, dict]:
