@@ -17,7 +17,7 @@ from test_sandbox import FAST, KEY, Lx, jpeg_bytes, make_lx  # noqa: F401 - make
 
 from pipeline.cli import build_parser
 from pipeline.errors import ConfigError
-from pipeline.sandbox import SandboxOptions, SandboxThread, create_app, start_sandbox
+from pipeline.sandbox import SandboxOptions, SandboxThread, create_app
 from pipeline.sandbox import painter
 from pipeline.sandbox.app import state_of
 from pipeline.sandbox.options import options_from_args
