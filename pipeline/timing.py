@@ -107,11 +107,10 @@ class OrderTimes:
         history = list(history)[-WINDOW:]
         for lo, hi in history:
             self._add_done(lo, hi)
-        self.from_history = bool(history)
         centre = DEFAULT_PRIOR_S
         if history:  # centre the prior on what earlier runs saw
             centre = math.exp(sorted(math.log(max(GRID_MIN_S, (lo + hi) / 2)) for lo, hi in history)[len(history) // 2])
-        self._hinted = self.from_history
+        self._hinted = bool(history)  # earlier runs outweigh the API's word
         self._prior, self._centre = _log_normal(centre), centre
         self._p = list(self._prior)
         self._cum: list[float] = []
