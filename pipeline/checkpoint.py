@@ -1,6 +1,6 @@
 """SQLite state: one row per item, one transition per commit (grouped per event-loop tick).
 
-    ckpt = Checkpoint.open(cfg.state_dir / "checkpoint.sqlite")
+    ckpt = Checkpoint.open(cfg.checkpoint_path)
     row = ckpt.rows()["sku-1"]
     ckpt.save(row, state="submitted", order_id="abc")   # committed within the current loop tick
 

@@ -98,6 +98,10 @@ class RunConfig:
     def state_dir(self) -> Path:
         return self.output.dir / ".pipeline"
 
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.state_dir / "checkpoint.sqlite"
+
 
 # Config section -> dataclass; the schema's properties and these fields are kept equal by a test.
 SECTIONS: dict[str, type] = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import signal
 import threading
 import time
@@ -38,6 +39,7 @@ from pipeline.atomic import remove_stale_temps, write_atomically
 from pipeline.states import State
 
 ITEM_FAILURES = (ItemError, FetchError, ImageError)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ def run(cfg: RunConfig, manifest: Manifest, options: RunOptions, *, key: str | N
         raise ConfigError(f"no API key: set {cfg.api.key_env} in the environment, or use --sandbox")
     with RunLock(cfg.state_dir):
         remove_stale_temps(_written_dirs(cfg, manifest))
-        ckpt = Checkpoint.open(cfg.state_dir / "checkpoint.sqlite")
+        ckpt = Checkpoint.open(cfg.checkpoint_path)
         try:
             return asyncio.run(_run(cfg, manifest, options, key, ckpt))
         finally:
@@ -160,7 +162,7 @@ def rebuild_outputs(config_path: str | Path) -> Path:
     """`pipeline report`: rewrite the table and report from the checkpoint alone; no API call."""
     from pipeline.validate import validate
     cfg, manifest, _ = validate(config_path, check_images=False)
-    path = cfg.state_dir / "checkpoint.sqlite"
+    path = cfg.checkpoint_path
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}: nothing has run yet")
     with RunLock(cfg.state_dir):
@@ -267,6 +269,7 @@ async def _drive(ctx: Context, job: Job, fatal: list[PipelineError]) -> None:
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - the per-item boundary: a bug fails one item, not the run
+        log.exception("internal error on item %s", row.id)  # the traceback, for whoever diagnoses it
         ctx.ckpt.save(row, state=State.FAILED, error=f"internal error: {type(exc).__name__}: {exc}",
                       finished_at=time.time())
     finally:

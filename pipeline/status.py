@@ -13,7 +13,7 @@ MAX_FAILURES_SHOWN = 50
 
 def format_status(config_path: str) -> str:
     cfg = load_config(config_path)
-    path = cfg.state_dir / "checkpoint.sqlite"
+    path = cfg.checkpoint_path
     if not path.exists():
         return f"no checkpoint yet at {path}: nothing has run"
     ckpt = Checkpoint.open(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import sqlite3
 import time
+import traceback
 
 import pytest
 from PIL import Image
@@ -242,3 +243,28 @@ def test_progress_counts_items_waiting_for_an_order_slot():
     ctx = SimpleNamespace(in_stage=Counter(upload=2, ready=3, submit=1, poll=4, download=1))
     line = Progress(total=20, ctx=ctx, enabled=False, quiet=True).line()
     assert "uploading 2 · ready 3 · submitting 1 · polling 4 · downloading 1" in line
+
+
+def test_a_bug_at_the_item_boundary_fails_one_item_and_logs_its_traceback(sandbox, catalog_dir, monkeypatch,
+                                                                            caplog):
+    from pipeline.stages import download
+
+    real = download._check_jpeg
+    calls = []
+
+    def flaky(data):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyError("a bug")
+        return real(data)
+
+    monkeypatch.setattr(download, "_check_jpeg", flaky)
+    config = write_catalog(catalog_dir, 3, base_url=sandbox.base_url)
+    with caplog.at_level("ERROR", logger="pipeline.engine"):
+        assert main(["run", str(config), "--quiet"]) == 1
+    table = results(config)
+    failed = [r for r in table.values() if r["status"] == "failed"]
+    assert len(failed) == 1 and "internal error: KeyError" in failed[0]["error"]
+    assert sum(r["status"] == "done" for r in table.values()) == 2
+    logged = [r for r in caplog.records if r.exc_info]
+    assert logged and "flaky" in "".join(traceback.format_exception(*logged[0].exc_info))

@@ -50,6 +50,10 @@ class Context:
     api_kind: str = "lightx"       # whose order times these are: "sandbox" or "lightx"
     not_started: int = 0           # items no worker has taken up yet
 
+    def upload_key(self, image_sha256: str | None) -> str:
+        """Uploads are shared by identical bytes within one API instance."""
+        return f"{self.api_id}|{image_sha256}"
+
     def stop_submits(self, reason: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason

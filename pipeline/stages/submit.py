@@ -36,7 +36,7 @@ async def run(ctx: Context, job: Job) -> None:
             raise ItemError(f"order rejected: {exc}") from None
         # The API may have dropped our imageUrl (expired, or never stored): upload once more.
         job.reuploaded = True
-        ctx.ckpt.forget_upload(f"{ctx.api_id}|{row.image_sha256}", row.image_url)
+        ctx.ckpt.forget_upload(ctx.upload_key(row.image_sha256), row.image_url)
         ctx.ckpt.save(row, state=State.PENDING, image_url=None, uploaded_at=None, error=str(exc))
     except FatalApiError:
         ctx.reserved -= 1

@@ -16,7 +16,7 @@ from pipeline.states import State
 
 
 async def run(ctx: Context, job: Job) -> None:
-    key = f"{ctx.api_id}|{job.row.image_sha256}"
+    key = ctx.upload_key(job.row.image_sha256)
     image_url, uploaded_at = await _shared_upload(ctx, job, key)
     ctx.ckpt.save(job.row, state=State.UPLOADED, image_url=image_url, uploaded_at=uploaded_at,
                   api_id=ctx.api_id, error=None)
