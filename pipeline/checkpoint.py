@@ -186,10 +186,10 @@ class Checkpoint:
 
     # -- order times, the prior of the next run's check schedule -------------------
 
-    def order_times(self, api: str) -> list[tuple[float, float]]:
-        """The newest (lo_s, hi_s] bounds of finished orders of this kind of API, oldest first."""
+    def order_times(self, api: str, limit: int = ORDER_TIMES_KEPT) -> list[tuple[float, float]]:
+        """The newest `limit` (lo_s, hi_s] bounds of finished orders of this kind of API, oldest first."""
         cur = self._conn.execute("SELECT lo_s, hi_s FROM order_times WHERE api = ? ORDER BY rowid DESC "
-                                 "LIMIT ?", (api, ORDER_TIMES_KEPT))
+                                 "LIMIT ?", (api, limit))
         return cur.fetchall()[::-1]
 
     def save_order_time(self, api: str, lo_s: float, hi_s: float) -> None:

@@ -34,7 +34,7 @@ from pipeline.planner import Plan, failed_rows, hash_local_images, plan
 from pipeline.progress import Progress
 from pipeline.report import write_report
 from pipeline.stages import ORDER_STAGES, STAGES, Context, Job, Parked
-from pipeline.timing import OrderTimes
+from pipeline.timing import WINDOW, OrderTimes
 from pipeline.atomic import remove_stale_temps, write_atomically
 from pipeline.states import State
 
@@ -118,7 +118,7 @@ async def _run(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str
         client = Client(session, base_url, api_key, retries=cfg.retries,
                         pacer=Pacer(cfg.limits.requests_per_second), timeout_s=cfg.api.timeout_s)
         ckpt.trim_order_times()
-        times = OrderTimes(concurrency=cfg.limits.concurrency, history=ckpt.order_times(api_kind))
+        times = OrderTimes(concurrency=cfg.limits.concurrency, history=ckpt.order_times(api_kind, WINDOW))
         ctx = Context(cfg=cfg, client=client, ckpt=ckpt, session=session, api_id=api_id,
                       source_dir=cfg.state_dir / "sources", budget=budget,
                       order_slots=asyncio.Semaphore(cfg.limits.concurrency), times=times, api_kind=api_kind)

@@ -17,7 +17,6 @@ from pipeline.manifest import Item
 from pipeline.states import State
 
 GENERATION = "lightx-bg-v1"  # bump when what we ask the API for changes
-API_KINDS = ("lightx", "sandbox")  # an item's identity names which, never the URL
 INVALID_FINGERPRINT = "invalid"
 
 

@@ -122,7 +122,6 @@ class OrderTimes:
         self._pending = 1
         self._fitted_at = 0.0
         self._changed: asyncio.Future | None = None
-        self.fits = 0
         self._fit(iterations=200)
 
     # -- what the API tells ------------------------------------------------------
@@ -326,7 +325,6 @@ class OrderTimes:
         self._mom = list(accumulate(map(mul, p, _CENTRES), initial=0.0))
         self._pending = 0
         self._fitted_at = time.monotonic()
-        self.fits += 1
         # Waiting orders plan again only when the estimate moved enough to move their checks.
         shape = [self.quantile(q) for q in (0.1, 0.5, 0.9, COLLECT)]
         if self._shape and all(abs(math.log(a / b)) < REPLAN for a, b in zip(shape, self._shape)):
