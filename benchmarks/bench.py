@@ -27,7 +27,7 @@ Phases:
           items on 2 cores: that first run is CPU-bound in the client at about 3.4 ms per item.
 
 CPU per item includes interpreter start-up and imports; the "startup" row shows what those cost
-alone (`python -c "import pipeline.cli, pipeline.engine, pipeline.validate"`). The sandbox's
+alone (`python -c "import pipeline.cli, pipeline.run.engine, pipeline.inputs.validate"`). The sandbox's
 maxRetriesAllowed is raised to cover processing_s / poll_interval with room to spare, so no order
 outlives its polls. Other processes on the machine skew wall and CPU figures: the load average at the
 start is printed when it is over 0.5.
@@ -142,7 +142,7 @@ def pipeline_argv(*args: str) -> list[str]:
 # costs apart from HTTP (imports, validation, images, checkpoint, files, results, report).
 _NO_NETWORK = """
 import sys
-from pipeline import client
+from pipeline.lightx import client
 from pipeline.sandbox.painter import fast_jpeg
 jpeg, made = fast_jpeg(), iter(range(1, 1 << 62))
 async def upload_slot(self, size, content_type):
@@ -338,7 +338,7 @@ def _json_summary(stdout: str) -> dict:
 
 def phase_startup(args: argparse.Namespace, res: Results) -> float:
     """CPU seconds of interpreter start-up plus the imports a run needs."""
-    run = run_child([sys.executable, "-c", "import pipeline.cli, pipeline.engine, pipeline.validate"],
+    run = run_child([sys.executable, "-c", "import pipeline.cli, pipeline.run.engine, pipeline.inputs.validate"],
                     env=child_env(), cwd=REPO, timeout_s=120).check("import pipeline")
     res.add("startup: python + imports (CPU / wall)", f"{run.cpu_s * 1000:.0f} ms / {run.wall_s * 1000:.0f} ms")
     return run.cpu_s
@@ -430,11 +430,11 @@ def build_done_checkpoint(config: Path) -> None:
     Uses the library's own validate, fingerprint and checkpoint; if the engine changes what it
     trusts, the rerun makes API calls and the benchmark says so (then use --build run).
     """
-    from pipeline.checkpoint import Checkpoint, Row
-    from pipeline.lock import RunLock
-    from pipeline.planner import fingerprint, hash_local_images
+    from pipeline.store.checkpoint import Checkpoint, Row
+    from pipeline.store.lock import RunLock
+    from pipeline.plan.planner import fingerprint, hash_local_images
     from pipeline.sandbox.painter import fast_jpeg
-    from pipeline.validate import validate
+    from pipeline.inputs.validate import validate
 
     cfg, manifest, _ = validate(config, env={})
     jpeg = fast_jpeg()

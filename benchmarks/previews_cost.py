@@ -26,11 +26,11 @@ from pathlib import Path
 import yaml
 from PIL import Image, ImageDraw
 
-from pipeline.checkpoint import Row
-from pipeline.config import load_config
-from pipeline.manifest import load_manifest
-from pipeline.previews import Previews
-from pipeline.report import write_report
+from pipeline.store.checkpoint import Row
+from pipeline.inputs.config import load_config
+from pipeline.inputs.manifest import load_manifest
+from pipeline.media.previews import Previews
+from pipeline.outputs.report import write_report
 
 
 def draw(path: Path, size: int, seed: int) -> None:

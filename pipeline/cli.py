@@ -86,7 +86,7 @@ def _failed(args: argparse.Namespace, code: int, error: str) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from pipeline.validate import format_plan, problem_lines, validate
+    from pipeline.inputs.validate import format_plan, problem_lines, validate
     cfg, manifest, plan = validate(args.config)
     problems = problem_lines(manifest)
     if problems:
@@ -96,9 +96,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.config import api_key
-    from pipeline.engine import RunOptions, run
-    from pipeline.validate import problem_lines, validate
+    from pipeline.inputs.config import api_key
+    from pipeline.run.engine import RunOptions, run
+    from pipeline.inputs.validate import problem_lines, validate
 
     cfg, manifest, _ = validate(args.config)
     if manifest.invalid and not args.skip_invalid:
@@ -128,13 +128,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from pipeline.status import format_status
+    from pipeline.outputs.status import format_status
     print(format_status(args.config))
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pipeline.engine import rebuild_outputs
+    from pipeline.run.engine import rebuild_outputs
     print(f"report: {rebuild_outputs(args.config)}")
     return 0
 

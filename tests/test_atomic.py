@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from pipeline import atomic
+from pipeline.store import atomic
 from pipeline.errors import OutputError
 
 

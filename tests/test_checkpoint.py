@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from pipeline.checkpoint import Checkpoint, Row
+from pipeline.store.checkpoint import Checkpoint, Row
 from pipeline.errors import CheckpointError
 
 

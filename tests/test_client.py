@@ -9,10 +9,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from pipeline.client import Client
-from pipeline.config import RetrySettings
+from pipeline.lightx.client import Client
+from pipeline.inputs.config import RetrySettings
 from pipeline.errors import AuthError, CreditsError, ItemError, Refused, Stopped, WrongApi
-from pipeline.pacing import Pacer
+from pipeline.lightx.pacing import Pacer
 
 KEY = "test-key-0123456789abcdef0123456789"
 FAST = RetrySettings(transient=4, backoff_base_s=0.01, backoff_max_s=0.05)

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from pipeline.config import (DEFAULT_BASE_URL, SECTIONS, RunConfig, Template, api_key, load_config,
+from pipeline.inputs.config import (DEFAULT_BASE_URL, SECTIONS, RunConfig, Template, api_key, load_config,
                              output_name_problem)
-from pipeline.schema import compile_fast, load_schema, schema_checker
+from pipeline.inputs.schema import compile_fast, load_schema, schema_checker
 from pipeline.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from pipeline.cli import build_parser
-from pipeline.docs import BEGIN, END, config_reference
+from pipeline.inputs.docs import BEGIN, END, config_reference
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 
@@ -18,7 +18,7 @@ def _subparsers() -> dict[str, argparse.ArgumentParser]:
 
 def test_config_reference_is_generated_from_the_schema():
     section = README.split(BEGIN, 1)[1].split(END, 1)[0].strip()
-    assert section == config_reference(), "run `python -m pipeline.docs` and paste it into README.md"
+    assert section == config_reference(), "run `python -m pipeline.inputs.docs` and paste it into README.md"
 
 
 def test_every_run_option_is_documented():

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 from PIL import Image
 
 from conftest import write_catalog
-from pipeline.checkpoint import Checkpoint, Row
+from pipeline.store.checkpoint import Checkpoint, Row
 from pipeline.cli import main
-from pipeline.stages import Context, Job, Parked, download
+from pipeline.run.stages import Context, Job, Parked, download
 
 
 def jpeg() -> bytes:

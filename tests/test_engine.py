@@ -239,7 +239,7 @@ def test_progress_counts_items_waiting_for_an_order_slot():
     from collections import Counter
     from types import SimpleNamespace
 
-    from pipeline.progress import Progress
+    from pipeline.run.progress import Progress
     ctx = SimpleNamespace(in_stage=Counter(upload=2, ready=3, submit=1, poll=4, download=1))
     line = Progress(total=20, ctx=ctx, enabled=False, quiet=True).line()
     assert "uploading 2 · ready 3 · submitting 1 · polling 4 · downloading 1" in line
@@ -247,7 +247,7 @@ def test_progress_counts_items_waiting_for_an_order_slot():
 
 def test_a_bug_at_the_item_boundary_fails_one_item_and_logs_its_traceback(sandbox, catalog_dir, monkeypatch,
                                                                             caplog):
-    from pipeline.stages import download
+    from pipeline.run.stages import download
 
     real = download._check_jpeg
     calls = []
@@ -260,7 +260,7 @@ def test_a_bug_at_the_item_boundary_fails_one_item_and_logs_its_traceback(sandbo
 
     monkeypatch.setattr(download, "_check_jpeg", flaky)
     config = write_catalog(catalog_dir, 3, base_url=sandbox.base_url)
-    with caplog.at_level("ERROR", logger="pipeline.engine"):
+    with caplog.at_level("ERROR", logger="pipeline.run.engine"):
         assert main(["run", str(config), "--quiet"]) == 1
     table = results(config)
     failed = [r for r in table.values() if r["status"] == "failed"]

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from PIL import Image
 
-from pipeline.fetch import FetchError, Fetched, fetch_image
+from pipeline.plan.fetch import FetchError, Fetched, fetch_image
 
 ETAG = '"v1"'
 CAP = 100_000

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms
 
-from pipeline.images import MAX_UPLOAD_BYTES, ImageError, PreparedImage, prepare_image, sniff_format
+from pipeline.media.images import MAX_UPLOAD_BYTES, ImageError, PreparedImage, prepare_image, sniff_format
 
 ORIENTATION = 0x0112
 

@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pipeline import manifest as manifest_module
-from pipeline.config import OutputSettings, RunConfig
+from pipeline.inputs import manifest as manifest_module
+from pipeline.inputs.config import OutputSettings, RunConfig
 from pipeline.errors import ConfigError
-from pipeline.manifest import Item, check_images, load_manifest
+from pipeline.inputs.manifest import Item, check_images, load_manifest
 
 
 def _png(path: Path) -> Path:

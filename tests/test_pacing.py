@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from pipeline import pacing
-from pipeline.pacing import Pacer
+from pipeline.lightx import pacing
+from pipeline.lightx.pacing import Pacer
 
 
 async def test_throttle_pauses_all_waiters():

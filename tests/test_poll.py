@@ -13,13 +13,13 @@ import pytest
 from aiohttp.test_utils import TestServer
 from PIL import Image
 
-from pipeline.checkpoint import Checkpoint, Row
-from pipeline.client import Client
-from pipeline.config import RetrySettings
+from pipeline.store.checkpoint import Checkpoint, Row
+from pipeline.lightx.client import Client
+from pipeline.inputs.config import RetrySettings
 from pipeline.sandbox import SANDBOX_KEY, SandboxOptions
 from pipeline.sandbox.app import create_app, state_of
-from pipeline.stages import Context, Job, poll, submit
-from pipeline.timing import COLLECT, LAST_MARGIN, OrderTimes, ScaledClock
+from pipeline.run.stages import Context, Job, poll, submit
+from pipeline.run.timing import COLLECT, LAST_MARGIN, OrderTimes, ScaledClock
 
 
 def jpeg() -> bytes:

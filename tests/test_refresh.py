@@ -100,10 +100,10 @@ def test_budget_cap_stops_submits_mid_run(sandbox, catalog_dir, capsys):
 
 
 def test_declined_confirmation_spends_nothing(sandbox, catalog_dir):
-    from pipeline.config import api_key
-    from pipeline.engine import RunOptions, run
+    from pipeline.inputs.config import api_key
+    from pipeline.run.engine import RunOptions, run
     from pipeline.errors import PipelineError
-    from pipeline.validate import validate
+    from pipeline.inputs.validate import validate
     config = write_catalog(catalog_dir, 3, base_url=sandbox.base_url, config={"budget": {"confirm_over": 2}})
     cfg, manifest, _ = validate(config)
     asked = []
@@ -214,7 +214,7 @@ def test_another_spelling_of_the_api_url_buys_nothing_again(sandbox, catalog_dir
 def test_a_checkpoint_whose_fingerprints_name_the_url_is_adopted_not_bought_again(sandbox, catalog_dir):
     import sqlite3
 
-    from pipeline.planner import fingerprint
+    from pipeline.plan.planner import fingerprint
     config = write_catalog(catalog_dir, 4, base_url=sandbox.base_url)
     assert main(["run", str(config), "--quiet"]) == 0
     db = catalog_dir / "out" / ".pipeline" / "checkpoint.sqlite"

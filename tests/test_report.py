@@ -13,17 +13,17 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from PIL import Image
 
-import pipeline.previews
-import pipeline.report
+import pipeline.media.previews
+import pipeline.outputs.report
 from conftest import TEST_SANDBOX, draw_product, write_catalog
-from pipeline.checkpoint import Checkpoint, Row
+from pipeline.store.checkpoint import Checkpoint, Row
 from pipeline.cli import main
-from pipeline.manifest import InvalidItem, Item
-from pipeline.images import image_header
-from pipeline.previews import AS_IS_BYTES, AS_IS_SIDE, BROWSER_FORMATS, THUMB_SIZE, thumbnail
-from pipeline.report import write_report
+from pipeline.inputs.manifest import InvalidItem, Item
+from pipeline.media.images import image_header
+from pipeline.media.previews import AS_IS_BYTES, AS_IS_SIDE, BROWSER_FORMATS, THUMB_SIZE, thumbnail
+from pipeline.outputs.report import write_report
 from pipeline.sandbox import SANDBOX_KEY
-from pipeline.validate import validate
+from pipeline.inputs.validate import validate
 
 XSS = "<script>alert(1)</script>"
 
@@ -197,8 +197,8 @@ def test_unchanged_previews_are_not_read_or_rewritten(report, monkeypatch):
 
     stats = []
     stat = os.stat
-    monkeypatch.setattr(pipeline.previews.Image, "open", no_image_is_opened)
-    monkeypatch.setattr(pipeline.previews.os, "stat", lambda path, **kw: stats.append(Path(path)) or stat(path, **kw))
+    monkeypatch.setattr(pipeline.media.previews.Image, "open", no_image_is_opened)
+    monkeypatch.setattr(pipeline.media.previews.os, "stat", lambda path, **kw: stats.append(Path(path)) or stat(path, **kw))
     page = Page(write_report(cfg, manifest, rows).read_text("utf-8"))
     # Images are known by their SHA-256 in the checkpoint, previews by one listdir: no system call per
     # item, but for the input of sku-004, which has never run (no checkpoint row), so costs a stat.
@@ -273,13 +273,13 @@ def test_big_images_get_thumbnails_and_only_they_use_threads(catalog, tmp_path, 
         rows = recorded(rows, f"sku-{i:03d}", image=images / manifest.items[i].image_path.name)
     pooled: list[str] = []
 
-    class Pool(pipeline.previews.ThreadPoolExecutor):
+    class Pool(pipeline.media.previews.ThreadPoolExecutor):
         def map(self, fn, jobs):
             jobs = list(jobs)
             pooled.extend(Path(src).name for _, src in jobs)
             return super().map(fn, jobs)
 
-    monkeypatch.setattr(pipeline.previews, "ThreadPoolExecutor", Pool)
+    monkeypatch.setattr(pipeline.media.previews, "ThreadPoolExecutor", Pool)
     page = Page(write_report(cfg, manifest, rows).read_text("utf-8"))
     assert pooled == ["p0.jpg"]
     sizes = {}
@@ -314,7 +314,7 @@ def test_small_inputs_are_copied_where_hard_links_fail(catalog, tmp_path, monkey
     def cross_device(src, dst):
         raise OSError(18, "Invalid cross-device link")
 
-    monkeypatch.setattr(pipeline.previews.os, "link", cross_device)
+    monkeypatch.setattr(pipeline.media.previews.os, "link", cross_device)
     page = Page(write_report(cfg, manifest, rows).read_text("utf-8"))
     copies = [inside(cfg.output.dir, src) for src in page.images if src.startswith("thumbs/")]
     assert len(copies) == 5 and all(copy.stat().st_nlink == 1 for copy in copies)
@@ -337,7 +337,7 @@ def read_pages(out_dir: Path) -> dict[str, str]:
 
 def test_big_catalogs_are_split_into_linked_pages(catalog, tmp_path, monkeypatch):
     cfg, manifest, rows = load(copy_of(catalog, tmp_path))
-    monkeypatch.setattr(pipeline.report, "PAGE_SIZE", 2)
+    monkeypatch.setattr(pipeline.outputs.report, "PAGE_SIZE", 2)
     write_report(cfg, manifest, rows, summary={"elapsed_s": 5.0})
     texts = read_pages(cfg.output.dir)
     assert list(texts) == ["report-2.html", "report-3.html", "report.html"]
@@ -357,7 +357,7 @@ def test_big_catalogs_are_split_into_linked_pages(catalog, tmp_path, monkeypatch
             if not link.startswith("#"):
                 assert inside(cfg.output.dir, link.split("#")[0]).is_file(), (name, link)
 
-    monkeypatch.setattr(pipeline.report, "PAGE_SIZE", 500)  # a smaller run: the extra pages go
+    monkeypatch.setattr(pipeline.outputs.report, "PAGE_SIZE", 500)  # a smaller run: the extra pages go
     write_report(cfg, manifest, rows)
     assert list(read_pages(cfg.output.dir)) == ["report.html"]
     page = Page((cfg.output.dir / "report.html").read_text("utf-8"))
@@ -366,7 +366,7 @@ def test_big_catalogs_are_split_into_linked_pages(catalog, tmp_path, monkeypatch
 
 def test_unchanged_pages_are_not_rewritten(catalog, tmp_path, monkeypatch):
     cfg, manifest, rows = load(copy_of(catalog, tmp_path))
-    monkeypatch.setattr(pipeline.report, "PAGE_SIZE", 2)
+    monkeypatch.setattr(pipeline.outputs.report, "PAGE_SIZE", 2)
     write_report(cfg, manifest, rows)
     pages = [cfg.output.dir / name for name in ("report-2.html", "report-3.html")]
     for path in pages:

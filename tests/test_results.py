@@ -10,10 +10,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import results
-from pipeline.checkpoint import Row
-from pipeline.config import load_config
-from pipeline.manifest import InvalidItem, Item, Manifest
+from pipeline.outputs import results
+from pipeline.store.checkpoint import Row
+from pipeline.inputs.config import load_config
+from pipeline.inputs.manifest import InvalidItem, Item, Manifest
 
 AWKWARD = 'a "quoted", comma\nand newline — ünïcode'
 
@@ -67,7 +67,7 @@ def test_writing_results_does_not_import_pandas(tmp_path):
     """pandas costs half a second of CPU to import; a run has no use for it."""
     write_config(tmp_path)
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from test_results import sample; "
-            "from pipeline import results; from pathlib import Path; "
+            "from pipeline.outputs import results; from pathlib import Path; "
             "results.write(*sample(Path(sys.argv[2]))); print('pandas' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), str(tmp_path)],
                          capture_output=True, text=True, check=True).stdout

@@ -46,7 +46,7 @@ def png_bytes(size=(80, 60), alpha=True) -> bytes:
 
 
 class Lx:
-    """A tiny LightX client for the tests; the real one lives in pipeline/client.py."""
+    """A tiny LightX client for the tests; the real one lives in pipeline/lightx/client.py."""
 
     def __init__(self, session: aiohttp.ClientSession, sandbox):
         self.s, self.sb, self.base = session, sandbox, sandbox.base_url

@@ -5,9 +5,9 @@ import sqlite3
 
 import pytest
 
-from pipeline.checkpoint import Checkpoint, Row
-from pipeline.stages import STAGES
-from pipeline.states import TRANSITIONS, IllegalTransition, State, check_move
+from pipeline.store.checkpoint import Checkpoint, Row
+from pipeline.run.stages import STAGES
+from pipeline.run.states import TRANSITIONS, IllegalTransition, State, check_move
 
 
 @pytest.fixture

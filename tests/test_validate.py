@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from pipeline.errors import ConfigError
-from pipeline.validate import Plan, format_plan, problem_lines, validate
+from pipeline.inputs.validate import Plan, format_plan, problem_lines, validate
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -9,10 +9,10 @@ import asyncio
 import time
 
 from pipeline.errors import ItemError
-from pipeline.images import PreparedImage, prepare_image
-from pipeline.stages.context import UPLOAD_MAX_AGE_S, Context, Job
-from pipeline.stages.download import INLINE_BYTES
-from pipeline.states import State
+from pipeline.media.images import PreparedImage, prepare_image
+from pipeline.run.stages.context import UPLOAD_MAX_AGE_S, Context, Job
+from pipeline.run.stages.download import INLINE_BYTES
+from pipeline.run.states import State
 
 
 async def run(ctx: Context, job: Job) -> None:

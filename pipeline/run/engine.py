@@ -19,24 +19,24 @@ from typing import AsyncIterator, Callable
 
 import aiohttp
 
-from pipeline import results
-from pipeline.checkpoint import Checkpoint
-from pipeline.client import Client
-from pipeline.config import RunConfig
+from pipeline.outputs import results
+from pipeline.store.checkpoint import Checkpoint
+from pipeline.lightx.client import Client
+from pipeline.inputs.config import RunConfig
 from pipeline.errors import (ApiUnreachable, AuthError, CheckpointError, ConfigError, FatalApiError, ItemError,
                              OutputError, PipelineError, Stopped, WrongApi)
-from pipeline.fetch import FetchError, fetch_image
-from pipeline.images import ImageError
-from pipeline.lock import RunLock
-from pipeline.manifest import Item, Manifest
-from pipeline.pacing import Pacer
-from pipeline.planner import Plan, failed_rows, hash_local_images, plan
-from pipeline.progress import Progress
-from pipeline.report import write_report
-from pipeline.stages import ORDER_STAGES, STAGES, Context, Job, Parked
-from pipeline.timing import WINDOW, OrderTimes
-from pipeline.atomic import remove_stale_temps, write_atomically
-from pipeline.states import State
+from pipeline.plan.fetch import FetchError, fetch_image
+from pipeline.media.images import ImageError
+from pipeline.store.lock import RunLock
+from pipeline.inputs.manifest import Item, Manifest
+from pipeline.lightx.pacing import Pacer
+from pipeline.plan.planner import Plan, failed_rows, hash_local_images, plan
+from pipeline.run.progress import Progress
+from pipeline.outputs.report import write_report
+from pipeline.run.stages import ORDER_STAGES, STAGES, Context, Job, Parked
+from pipeline.run.timing import WINDOW, OrderTimes
+from pipeline.store.atomic import remove_stale_temps, write_atomically
+from pipeline.run.states import State
 
 ITEM_FAILURES = (ItemError, FetchError, ImageError)
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ def write_outputs(cfg: RunConfig, manifest: Manifest, rows: dict, *, elapsed_s: 
 
 def rebuild_outputs(config_path: str | Path) -> Path:
     """`pipeline report`: rewrite the table and report from the checkpoint alone; no API call."""
-    from pipeline.validate import validate
+    from pipeline.inputs.validate import validate
     cfg, manifest, _ = validate(config_path, check_images=False)
     path = cfg.checkpoint_path
     if not path.exists():

@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 
 from pipeline.errors import ItemError
-from pipeline.stages.context import Context, Job, Parked
-from pipeline.states import State
+from pipeline.run.stages.context import Context, Job, Parked
+from pipeline.run.states import State
 
 DEFAULT_MAX_POLLS = 5  # LightX's documented maxRetriesAllowed
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from pipeline.client import Order
+from pipeline.lightx.client import Order
 from pipeline.errors import FatalApiError, ItemError
-from pipeline.stages.context import UPLOAD_MAX_AGE_S, Context, Job, Parked
-from pipeline.states import State
+from pipeline.run.stages.context import UPLOAD_MAX_AGE_S, Context, Job, Parked
+from pipeline.run.states import State
 
 
 async def run(ctx: Context, job: Job) -> None:

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from pipeline.errors import OutputError
-from pipeline.atomic import write_atomically
-from pipeline.images import image_header
+from pipeline.store.atomic import write_atomically
+from pipeline.media.images import image_header
 
 if TYPE_CHECKING:
-    from pipeline.report import _Card
+    from pipeline.outputs.report import _Card
 
 THUMB_SIZE = 256
 THUMB_QUALITY = 82

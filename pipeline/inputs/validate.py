@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import RunConfig, load_config
-from pipeline.manifest import InvalidItem, Manifest, load_manifest
-from pipeline.manifest import check_images as _check_images
+from pipeline.inputs.config import RunConfig, load_config
+from pipeline.inputs.manifest import InvalidItem, Manifest, load_manifest
+from pipeline.inputs.manifest import check_images as _check_images
 
 
 @dataclass

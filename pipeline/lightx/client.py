@@ -19,10 +19,10 @@ import aiohttp
 from yarl import URL
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from pipeline.config import BASE_URL_ENV, DEFAULT_BASE_URL, RetrySettings
+from pipeline.inputs.config import BASE_URL_ENV, DEFAULT_BASE_URL, RetrySettings
 from pipeline.errors import (ApiError, ApiUnreachable, AuthError, CreditsError, FatalApiError, ForeignAnswer,
                              ItemError, Refused, Stopped, TransientError, WrongApi)
-from pipeline.pacing import Pacer
+from pipeline.lightx.pacing import Pacer
 
 T = TypeVar("T")
 SUCCESS = 2000

@@ -4,8 +4,8 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 
-from pipeline.checkpoint import STATES, Checkpoint
-from pipeline.config import load_config
+from pipeline.store.checkpoint import STATES, Checkpoint
+from pipeline.inputs.config import load_config
 from pipeline.errors import CheckpointError
 
 MAX_FAILURES_SHOWN = 50

@@ -32,10 +32,10 @@ from typing import Any, NamedTuple
 from jsonschema import Draft202012Validator
 from PIL import Image, UnidentifiedImageError
 
-from pipeline.config import RunConfig, Template, display_path, load_yaml, output_name_problem, read_text
-from pipeline.schema import SchemaChecker, describe, load_schema, schema_checker, schema_problems
+from pipeline.inputs.config import RunConfig, Template, display_path, load_yaml, output_name_problem, read_text
+from pipeline.inputs.schema import SchemaChecker, describe, load_schema, schema_checker, schema_problems
 from pipeline.errors import ConfigError
-from pipeline.images import image_header
+from pipeline.media.images import image_header
 
 RESERVED = ("id", "image", "prompt")
 URL_PREFIXES = ("http://", "https://")

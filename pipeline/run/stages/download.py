@@ -14,10 +14,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from pipeline.atomic import write_atomically
+from pipeline.store.atomic import write_atomically
 from pipeline.errors import ItemError
-from pipeline.stages.context import Context, Job, Parked
-from pipeline.states import State
+from pipeline.run.stages.context import Context, Job, Parked
+from pipeline.run.states import State
 
 _GONE = (403, 404, 410)
 # Below this size decoding and writing take less time than handing the work to a thread, and a busy

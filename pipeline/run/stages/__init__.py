@@ -3,14 +3,14 @@
     async def run(ctx: Context, job: Job) -> None
 
 A stage moves ``job.row`` to its next state through ``ctx.ckpt.save``, which allows only the moves
-in ``pipeline.states.TRANSITIONS`` (drawn there). The registry maps the state an item is in to the
+in ``pipeline.run.states.TRANSITIONS`` (drawn there). The registry maps the state an item is in to the
 stage that moves it on; DONE and FAILED have no stage.
 """
 from __future__ import annotations
 
-from pipeline.stages import download, poll, submit, upload
-from pipeline.stages.context import Context, Job, Parked
-from pipeline.states import State
+from pipeline.run.stages import download, poll, submit, upload
+from pipeline.run.stages.context import Context, Job, Parked
+from pipeline.run.states import State
 
 # state an item is in -> (stage name, the coroutine that moves it on)
 STAGES = {

@@ -25,13 +25,13 @@ from operator import attrgetter
 from pathlib import Path
 from urllib.parse import quote
 
-from pipeline.checkpoint import Row
-from pipeline.config import RunConfig
+from pipeline.store.checkpoint import Row
+from pipeline.inputs.config import RunConfig
 from pipeline.errors import OutputError
-from pipeline.manifest import Manifest
-from pipeline.results import status_of
-from pipeline.previews import AS_IS, THUMB_SIZE, Previews, stat_key
-from pipeline.atomic import write_atomically
+from pipeline.inputs.manifest import Manifest
+from pipeline.outputs.results import status_of
+from pipeline.media.previews import AS_IS, THUMB_SIZE, Previews, stat_key
+from pipeline.store.atomic import write_atomically
 
 PAGE_SIZE = 500  # cards per page: about 0.5 MB of HTML
 ORDER = ("failed", "pending", "done")

@@ -12,9 +12,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.checkpoint import Checkpoint, Row
-from pipeline.manifest import Item
-from pipeline.states import State
+from pipeline.store.checkpoint import Checkpoint, Row
+from pipeline.inputs.manifest import Item
+from pipeline.run.states import State
 
 GENERATION = "lightx-bg-v1"  # bump when what we ask the API for changes
 INVALID_FINGERPRINT = "invalid"

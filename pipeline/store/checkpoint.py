@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from pipeline.errors import CheckpointError
-from pipeline.states import State, check_move
+from pipeline.run.states import State, check_move
 
 APPLICATION_ID = 0x4C58504C  # "LXPL": marks the file as ours, so a foreign SQLite file is refused
 SCHEMA_VERSION = 2  # 2: status checks per order (polls, checked_at, seen_init_s) and order_times

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from pipeline.errors import ConfigError
-from pipeline.schema import DEFAULT_KEY_ENV, schema_checker, schema_problems
+from pipeline.inputs.schema import DEFAULT_KEY_ENV, schema_checker, schema_problems
 
 DEFAULT_BASE_URL = "https://api.lightxeditor.com/external/api"
 BASE_URL_ENV = "LIGHTX_BASE_URL"

@@ -13,11 +13,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.atomic import write_atomically, write_with
-from pipeline.checkpoint import Row
-from pipeline.config import RunConfig
+from pipeline.store.atomic import write_atomically, write_with
+from pipeline.store.checkpoint import Row
+from pipeline.inputs.config import RunConfig
 from pipeline.errors import OutputError
-from pipeline.manifest import Manifest
+from pipeline.inputs.manifest import Manifest
 
 COLUMNS = ["id", "status", "image", "prompt", "order_id", "output_url", "output_path",
            "output_sha256", "error", "attempts", "credits", "submitted_at", "finished_at", "elapsed_s"]

@@ -19,9 +19,9 @@ from pathlib import Path
 import aiohttp
 from yarl import URL
 
-from .atomic import write_atomically
-from .errors import OutputError
-from .images import sniff_format
+from pipeline.store.atomic import write_atomically
+from pipeline.errors import OutputError
+from pipeline.media.images import sniff_format
 
 log = logging.getLogger(__name__)
 

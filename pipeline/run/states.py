@@ -55,4 +55,4 @@ def check_move(current: str, new: str) -> None:
     except ValueError:
         raise IllegalTransition(f"unknown state in a move {current!r} -> {new!r}") from None
     if move not in TRANSITIONS:
-        raise IllegalTransition(f"no move {current} -> {new} in pipeline.states.TRANSITIONS")
+        raise IllegalTransition(f"no move {current} -> {new} in pipeline.run.states.TRANSITIONS")

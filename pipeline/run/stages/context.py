@@ -8,11 +8,11 @@ from pathlib import Path
 
 import aiohttp
 
-from pipeline.checkpoint import Checkpoint, Row
-from pipeline.client import Client
-from pipeline.config import RunConfig
-from pipeline.manifest import Item
-from pipeline.timing import OrderTimes
+from pipeline.store.checkpoint import Checkpoint, Row
+from pipeline.lightx.client import Client
+from pipeline.inputs.config import RunConfig
+from pipeline.inputs.manifest import Item
+from pipeline.run.timing import OrderTimes
 
 UPLOAD_MAX_AGE_S = 23 * 3600  # LightX keeps an imageUrl 24 h; keep an hour of margin
 
