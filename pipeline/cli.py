@@ -15,6 +15,7 @@ from pipeline.errors import ConfigError, PipelineError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+_stderr_handler: logging.Handler | None = None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,11 +24,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 all done · 1 failures or unfinished items · 2 invalid config, manifest "
                "or usage · 75 another run holds the checkpoint · 130 interrupted")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="debug lines on stderr (every API exchange)")
 
-    p = sub.add_parser("validate", help="check config, manifest and images; print the plan")
+    p = sub.add_parser("validate", parents=[common], help="check config, manifest and images; print the plan")
     p.add_argument("config", help="path to the YAML config")
 
-    p = sub.add_parser("run", help="run the catalog: upload, submit, poll, download")
+    p = sub.add_parser("run", parents=[common], help="run the catalog: upload, submit, poll, download")
     p.add_argument("config", help="path to the YAML config")
     p.add_argument("--sandbox", action="store_true",
                    help="run against a local LightX-compatible sandbox (no key, no network)")
@@ -41,10 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress output; errors and the summary only")
     p.add_argument("--json", action="store_true", help="print one JSON summary line on stdout at the end")
 
-    p = sub.add_parser("status", help="counts per state and failures, from the checkpoint alone")
+    p = sub.add_parser("status", parents=[common], help="counts per state and failures, from the checkpoint alone")
     p.add_argument("config", help="path to the YAML config")
 
-    p = sub.add_parser("report", help="rebuild results.csv, results.parquet and report.html from the checkpoint")
+    p = sub.add_parser("report", parents=[common], help="rebuild results.csv, results.parquet and report.html from the checkpoint")
     p.add_argument("config", help="path to the YAML config")
 
     p = sub.add_parser("sandbox", help="serve the LightX-compatible sandbox on loopback")
@@ -61,9 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed the usage error
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
-    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S",
-                        stream=sys.stderr)
+    _log_to_stderr(args)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
@@ -76,6 +77,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("aborted")
         return _failed(args, EXIT_INTERRUPTED, "aborted")
+
+
+def _log_to_stderr(args: argparse.Namespace) -> None:
+    """Warnings and up with --quiet, debug lines with --verbose, else info; the run log is separate."""
+    verbose = getattr(args, "verbose", False)
+    level = logging.DEBUG if verbose else logging.WARNING if getattr(args, "quiet", False) else logging.INFO
+    global _stderr_handler
+    root = logging.getLogger()
+    if _stderr_handler is not None:  # main() called again in one process (tests, embedding)
+        root.removeHandler(_stderr_handler)
+    _stderr_handler = handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S"))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def _failed(args: argparse.Namespace, code: int, error: str) -> int:
@@ -98,17 +114,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.inputs.config import api_key
     from pipeline.run.engine import RunOptions, run
-    from pipeline.inputs.validate import problem_lines, validate
+    from pipeline.inputs.validate import validate
 
     cfg, manifest, _ = validate(args.config)
-    if manifest.invalid and not args.skip_invalid:
-        raise ConfigError(problem_lines(manifest) + ["nothing was sent; fix these or pass --skip-invalid"])
     options = RunOptions(sandbox=args.sandbox, skip_invalid=args.skip_invalid, force=args.force,
                          only=frozenset(args.only), dry_run=args.dry_run, quiet=args.quiet or args.json,
                          confirm=None if args.yes else _confirmer())
-    unknown = sorted(set(args.only) - {i.id for i in manifest.items})
-    if unknown:
-        raise ConfigError(f"--only: no such item id in the manifest: {', '.join(unknown)}")
     result = run(cfg, manifest, options, key=api_key(cfg))
     if args.dry_run:
         print(_plan_line(result.plan))
@@ -134,8 +145,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pipeline.run.engine import rebuild_outputs
-    print(f"report: {rebuild_outputs(args.config)}")
+    from pipeline.outputs.publish import rebuild
+    print(f"report: {rebuild(args.config)}")
     return 0
 
 

@@ -258,3 +258,27 @@ def test_unknown_keywords_fall_back_to_jsonschema() -> None:
     assert compile_fast({"type": "integer"}, {}) is None
     assert compile_fast({"minimum": 1}, {}) is None
     assert compile_fast({"properties": {"a": {"minItems": 1}}}, {}) is None
+
+
+NEAR_VALID = st.fixed_dictionaries(
+    {"id": SCALARS, "image": SCALARS},
+    optional={"prompt": SCALARS, "title": SCALARS, "price": SCALARS, "": SCALARS})
+WELL_FORMED = st.fixed_dictionaries(
+    {"id": st.from_regex(r"[A-Za-z0-9._-]{1,128}", fullmatch=True),
+     "image": st.sampled_from(["a.png", "dir/b.jpg", "http://h/a.png", "HTTPS://h/x", "./a:b.png"]),
+     "prompt": st.text(min_size=1, max_size=500).filter(str.strip)})
+
+
+@pytest.mark.parametrize("pointer", ["/$defs/item", "/$defs/row"])
+@settings(max_examples=300, deadline=None)
+@given(value=NEAR_VALID | WELL_FORMED)
+def test_fast_check_agrees_with_jsonschema_on_rows_shaped_like_a_manifest(pointer: str, value: dict) -> None:
+    """Rows close to valid reach every branch of the fast check, valid answers included."""
+    checker = schema_checker("manifest", pointer)
+    assert checker.fast(value) == checker.validator.is_valid(value)
+
+
+@settings(max_examples=50, deadline=None)
+@given(value=WELL_FORMED)
+def test_well_formed_rows_take_the_fast_path(value: dict) -> None:
+    assert schema_checker("manifest", "/$defs/item").fast(value) is True

@@ -236,12 +236,16 @@ def test_orders_at_the_api_stay_within_concurrency_while_uploads_run_ahead(sandb
 
 
 def test_progress_counts_items_waiting_for_an_order_slot():
-    from collections import Counter
-    from types import SimpleNamespace
+    import contextlib
 
-    from pipeline.run.progress import Progress
-    ctx = SimpleNamespace(in_stage=Counter(upload=2, ready=3, submit=1, poll=4, download=1))
-    line = Progress(total=20, ctx=ctx, enabled=False, quiet=True).line()
+    from pipeline.run.progress import Progress, StageCounts
+    counts = StageCounts()
+    with contextlib.ExitStack() as inside:
+        for stage, n in dict(upload=2, ready=3, submit=1, poll=4, download=1).items():
+            for _ in range(n):
+                inside.enter_context(counts.inside(stage))
+        line = Progress(total=20, counts=counts, enabled=False, quiet=True).line()
+    assert counts["poll"] == 0  # each stage counted its items out again
     assert "uploading 2 · ready 3 · submitting 1 · polling 4 · downloading 1" in line
 
 

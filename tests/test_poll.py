@@ -46,8 +46,8 @@ async def drive(tmp_path, *, n: int, concurrency: int, interval: float, scale: f
             data = jpeg()
             slot = await client.upload_slot(len(data), "image/jpeg")
             await client.put_image(slot.put_url, data, "image/jpeg")
-            ctx = Context(cfg=cfg, client=client, ckpt=ckpt, session=session, api_id="sb",
-                          source_dir=tmp_path, times=times)
+            ctx = Context(cfg=cfg, client=client, ckpt=ckpt, api_id="sb", api_kind="sandbox",
+                          source_dir=tmp_path, order_slots=asyncio.Semaphore(concurrency), times=times)
             rows = [Row(id=f"o{i}", fingerprint="f", state="uploaded", api_id="sb", image_url=slot.image_url,
                         uploaded_at=clock.now()) for i in range(n)]
             ckpt.insert(rows)

@@ -27,7 +27,9 @@ def test_every_state_but_the_last_two_has_a_stage_and_a_way_forward():
     assert set(STAGES) == set(State) - {State.DONE, State.FAILED}
     for state in STAGES:
         assert any(a == state and b != State.FAILED for a, b in TRANSITIONS), state
-    assert not any(a in (State.DONE, State.FAILED) for a, _ in TRANSITIONS)  # the planner resets those
+    assert not any(a == State.FAILED for a, _ in TRANSITIONS)  # the planner starts those afresh
+    # from done, only the planner's repair: download again while the output link still works
+    assert [move for move in TRANSITIONS if move[0] == State.DONE] == [(State.DONE, State.GENERATED)]
 
 
 @pytest.mark.parametrize("move", sorted(TRANSITIONS), ids=lambda m: f"{m[0]}-{m[1]}")

@@ -35,10 +35,10 @@ from PIL import Image, UnidentifiedImageError
 from pipeline.inputs.config import RunConfig, Template, display_path, load_yaml, output_name_problem, read_text
 from pipeline.inputs.schema import SchemaChecker, describe, load_schema, schema_checker, schema_problems
 from pipeline.errors import ConfigError
+from pipeline.inputs.locations import is_http_url
 from pipeline.media.images import image_header
 
 RESERVED = ("id", "image", "prompt")
-URL_PREFIXES = ("http://", "https://")
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +170,7 @@ def _build(table: _Table, prompt_t: Template | None, name_t: Template, path: Pat
             where = _where(shown, unit, row, item_id)
             invalid.append(InvalidItem(item_id or None, row, [f"{where}: {p}" for p in problems]))
             continue
-        if image[:8].lower().startswith(URL_PREFIXES):
+        if is_http_url(image):
             image_path, image_url = None, image
         else:
             image_path = paths.get(image)

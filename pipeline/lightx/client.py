@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import re
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from pipeline.inputs.config import BASE_URL_ENV, DEFAULT_BASE_URL, RetrySettings
 from pipeline.errors import (ApiError, ApiUnreachable, AuthError, CreditsError, FatalApiError, ForeignAnswer,
                              ItemError, Refused, Stopped, TransientError, WrongApi)
+from pipeline.inputs.locations import is_http_url
 from pipeline.lightx.pacing import Pacer
+from pipeline.media.formats import sniff_format
 
 T = TypeVar("T")
 SUCCESS = 2000
@@ -30,6 +33,9 @@ SUCCESS = 2000
 # Classified once: these are the failures of a busy network, worth another try.
 _TRANSIENT_EXC = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError,
                   asyncio.TimeoutError, ConnectionError)
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -101,11 +107,11 @@ class Client:
         return await self._api("v1/order-status", {"orderId": order_id}, _parse_status)
 
     async def download(self, url: str, max_bytes: int = 64 * 1024 * 1024) -> bytes:
-        if not url.startswith(("http://", "https://")):
+        if not is_http_url(url):
             raise ItemError(f"refusing to fetch output over a non-http(s) URL scheme: {url.split(':', 1)[0]!r}")
         async def fetch() -> bytes:
             data = await self._raw("GET", url, max_bytes=max_bytes)
-            if not data.startswith(b"\xff\xd8\xff"):  # a gateway's HTML page is worth another try
+            if sniff_format(data) != "jpeg":  # a gateway's HTML page is worth another try
                 raise TransientError(f"output is not a JPEG ({_snippet(data)})")
             return data
         return await self._retrying(fetch)
@@ -210,9 +216,11 @@ class Client:
         try:
             async with self._session.request(method, url, data=data, headers=headers,
                                              timeout=self._timeout, allow_redirects=not api) as resp:
-                if not api and not _is_http_url(str(resp.url)):
+                if not api and not is_http_url(str(resp.url)):
                     raise ItemError("redirected away from http(s)")
                 status = resp.status
+                if log.isEnabledFor(logging.DEBUG):  # the request's name only: URLs carry signatures
+                    log.debug("%s: HTTP %s", name, status)
                 if api and status != 429:
                     self.pacer.observe(False)
                 if status >= 400 or status < 200:
@@ -282,6 +290,7 @@ class Client:
             if settings.transient <= 1:
                 raise _gave_up(exc, 1) from None
             first = exc
+        log.debug("retrying after %s", first)
         await self.pause(_delay(1, first, settings.backoff_base_s, settings.backoff_max_s))
         try:
             async for attempt in AsyncRetrying(
@@ -412,6 +421,3 @@ def _describe(exc: BaseException) -> str:
         return "timed out"
     return type(exc).__name__
 
-
-def _is_http_url(url: str) -> bool:
-    return url.startswith(("http://", "https://"))

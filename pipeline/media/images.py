@@ -13,6 +13,8 @@ from pathlib import Path
 
 from PIL import Image, ImageCms, ImageMath, ImageOps
 
+from pipeline.media.formats import PNG_END, sniff_format
+
 MAX_UPLOAD_BYTES = 5_242_880
 JPEG_QUALITY = 92
 # Steps tried on a full-size image that is over the cap, before any pixels are given up.
@@ -24,8 +26,6 @@ MIN_SIDE = 16  # below this, downscaling stops and the image is refused
 
 _ORIENTATION = 0x0112
 _HEAD_BYTES = 1 << 16  # a JPEG's frame header follows its EXIF, which is at most 64 KiB
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_END = b"IEND\xaeB`\x82"
 _PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF", "bmp": "BMP", "tiff": "TIFF"}
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _GREY_MODES = {"1", "L", "LA", "La", "I", "F"}
@@ -46,23 +46,6 @@ class PreparedImage:
     width: int
     height: int
     changed: bool
-
-
-def sniff_format(data: bytes) -> str | None:
-    """Name the image format from its magic bytes, or None."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data.startswith(_PNG_SIGNATURE):
-        return "png"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if data[:2] == b"BM":
-        return "bmp"
-    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # classic and BigTIFF
-        return "tiff"
-    return None
 
 
 def prepare_image(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES) -> PreparedImage:
@@ -101,13 +84,14 @@ def image_header(src: str | Path) -> tuple[str, int, int] | None:
             head = fh.read(_HEAD_BYTES)
     except OSError:
         return None
-    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+    fmt = sniff_format(head)
+    if fmt == "png" and head[12:16] == b"IHDR":
         width, height = struct.unpack(">II", head[16:24])
         return ("PNG", width, height) if width and height else None
-    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+    if fmt == "gif" and len(head) >= 10:
         width, height = struct.unpack("<HH", head[6:10])
         return ("GIF", width, height) if width and height else None
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
+    if fmt == "webp" and len(head) >= 30:
         chunk = head[12:16]
         if chunk == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":
             width, height = (v & 0x3FFF for v in struct.unpack("<HH", head[26:30]))
@@ -119,7 +103,7 @@ def image_header(src: str | Path) -> tuple[str, int, int] | None:
         else:
             return None
         return ("WEBP", width, height) if width and height else None
-    if head[:3] == b"\xff\xd8\xff":
+    if fmt == "jpeg":
         at = 2
         while at + 10 <= len(head) and head[at] == 0xFF:
             marker = head[at + 1]
@@ -153,7 +137,7 @@ def _sendable_as_is(im: Image.Image, fmt: str, data: bytes) -> bool:
             return False
         return im.getexif().get(_ORIENTATION, 1) in (0, 1)  # JPEG EXIF is parsed at open, no decode
     bit_depth, interlace = data[24], data[28]  # PNG IHDR fields; 16-bit RGB opens as mode RGB
-    if bit_depth != 8 or interlace or "transparency" in im.info or not data.endswith(_PNG_END):
+    if bit_depth != 8 or interlace or "transparency" in im.info or not data.endswith(PNG_END):
         return False
     # Only an eXIf chunk before IDAT is visible without decoding; that is where writers put it.
     exif = im.info.get("exif")

@@ -1,8 +1,9 @@
 """Previews for the report: small images shown as themselves, others as ~256 px JPEG thumbnails.
 
-    previews = Previews(cfg.output.dir)        # what thumbs/ holds already
-    previews.find(key, src, href, card)        # per image; queued when not made before
-    previews.finish()                          # make what is missing, drop what is unused
+    previews = Previews(cfg.output.dir)              # what thumbs/ holds already
+    key = previews.key("in", sha256, src)            # an image's preview name
+    img_src = previews.show(key, src, href, on_made)  # its <img src> now, or None and on_made later
+    previews.finish()                                # make what is missing, drop what is unused
 """
 from __future__ import annotations
 
@@ -14,16 +15,13 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Callable
 
 from PIL import Image
 
 from pipeline.errors import OutputError
 from pipeline.store.atomic import write_atomically
 from pipeline.media.images import image_header
-
-if TYPE_CHECKING:
-    from pipeline.outputs.report import _Card
 
 THUMB_SIZE = 256
 THUMB_QUALITY = 82
@@ -112,6 +110,7 @@ def stat_key(src: str, kind: str) -> str | None:
 
 
 AS_IS = ""  # in Previews.ready: an output shown as itself, not by a preview in thumbs/
+OnMade = Callable[[str | None], None]  # told the <img src> of a preview made late, or None
 
 
 class Previews:
@@ -135,18 +134,37 @@ class Previews:
         except (OSError, ValueError):
             self.as_is = set()
         self.ready: dict[str, str] = {**dict.fromkeys(self.as_is, AS_IS), **self.made}
-        self.todo: dict[str, tuple[str, str | None, list[_Card]]] = {}
+        self.todo: dict[str, tuple[str, str | None, list[OnMade]]] = {}
+        self._stat_keys: dict[str, str | None] = {}  # many items may share one input image: stat it once
 
-    def find(self, key: str, src: str, href: str | None, card: _Card) -> str | None:
-        """The <img src> for a key taken before (items may share an image); else queue it for finish()."""
-        if key in self.made:
+    def key(self, kind: str, sha256: str | None, src: str) -> str | None:
+        """The preview's name for an input ("in") or output ("out"): by the file's SHA-256 when the
+        checkpoint knows it, which costs no system call; else by path, size and mtime (None if gone)."""
+        if sha256:
+            return f"{sha256[:24]}-{kind}"
+        if kind != "in":
+            return stat_key(src, kind)
+        if src not in self._stat_keys:
+            self._stat_keys[src] = stat_key(src, kind)
+        return self._stat_keys[src]
+
+    def show(self, key: str, src: str, href: str | None, on_made: OnMade) -> str | None:
+        """The <img src> for `key` if it exists: a preview made before, or `href` (the output file
+        itself) when that is small enough. Else the preview is queued, and finish() makes it and
+        calls `on_made` with its <img src>, or None if `src` is no readable image."""
+        shown = self.ready.pop(key, None)
+        if shown:
+            return shown
+        if href and shown == AS_IS:
+            return href
+        if key in self.made:  # taken before by an item with the same image
             return self.made[key]
         if href and key in self.as_is:
             return href
         if key in self.todo:
-            self.todo[key][2].append(card)
+            self.todo[key][2].append(on_made)
         else:
-            self.todo[key] = (src, href, [card])
+            self.todo[key] = (src, href, [on_made])
         return None
 
     def finish(self) -> None:
@@ -169,13 +187,13 @@ class Previews:
                 as_is.add(key)
             else:
                 shown = f"{THUMBS}/{key}.{plan}" if _link_or_copy(src, self.dir / f"{key}.{plan}") else None
-            _show(src, href, cards, shown)
+            _tell(cards, shown)
         if big:
             with ThreadPoolExecutor(max_workers=min(4, len(big), os.cpu_count() or 2)) as pool:
                 made = pool.map(lambda job: thumbnail(job[1], self.dir / f"{job[0]}.jpg"), big)
                 for (key, src), ok in zip(big, made):
                     _, href, cards = self.todo[key]
-                    _show(src, href, cards, f"{THUMBS}/{key}.jpg" if ok else None)
+                    _tell(cards, f"{THUMBS}/{key}.jpg" if ok else None)
         if as_is != self.as_is:
             write_atomically(self.dir / _DIRECT, "".join(f"{key}\n" for key in sorted(as_is)).encode("ascii"))
         for key in unused & self.made.keys():
@@ -183,15 +201,9 @@ class Previews:
                 (self.dir.parent / self.made[key]).unlink()
 
 
-def _show(src: str, href: str | None, cards: list[_Card], shown: str | None) -> None:
-    """Set a new preview on the cards that wait for it."""
-    for card in cards:
-        if href:
-            card.output_src = shown
-        elif shown:
-            card.source_src = shown
-        elif os.path.exists(src):
-            card.source_note = "Unreadable image"
+def _tell(waiting: list[OnMade], shown: str | None) -> None:
+    for on_made in waiting:
+        on_made(shown)
 
 
 def _plan(src: str) -> str | None:

@@ -19,6 +19,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from html import escape
 from itertools import chain, groupby
 from operator import attrgetter
@@ -30,7 +31,7 @@ from pipeline.inputs.config import RunConfig
 from pipeline.errors import OutputError
 from pipeline.inputs.manifest import Manifest
 from pipeline.outputs.results import status_of
-from pipeline.media.previews import AS_IS, THUMB_SIZE, Previews, stat_key
+from pipeline.media.previews import THUMB_SIZE, Previews
 from pipeline.store.atomic import write_atomically
 
 PAGE_SIZE = 500  # cards per page: about 0.5 MB of HTML
@@ -92,6 +93,16 @@ class _Card:
     output_href: str | None = None   # the output file, relative to output.dir, URL-quoted
     source_note: str = "Input unavailable"  # shown when there is no source_src
 
+    def source_preview(self, src: str, shown: str | None) -> None:
+        """Previews.show's late answer for the input image."""
+        if shown:
+            self.source_src = shown
+        elif os.path.exists(src):
+            self.source_note = "Unreadable image"
+
+    def output_preview(self, shown: str | None) -> None:
+        self.output_src = shown
+
 
 def _current_ids(manifest: Manifest) -> list[str]:
     return [i.id for i in manifest.items] + [b.id for b in manifest.invalid if b.id]
@@ -108,8 +119,6 @@ def _cards(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], out_names: 
     prefix = os.path.join(out_dir, "")
     sources = os.path.join(cfg.state_dir, "sources")
     groups: dict[str, list[_Card]] = {status: [] for status in ORDER}
-    stat_keys: dict[str, str | None] = {}  # many items may share one input image: stat it once
-    take, made, find = previews.ready.pop, previews.made.get, previews.find
     for item in manifest.items:
         row = rows.get(item.id)
         status = status_of(row)
@@ -127,26 +136,17 @@ def _cards(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], out_names: 
         else:
             card.source_note = "Remote image not fetched yet"
             src = None
-        if src is not None:
-            if sha:
-                key = f"{sha[:24]}-in"
-            elif src in stat_keys:
-                key = stat_keys[src]
-            else:
-                key = stat_keys[src] = stat_key(src, "in")
-            if key is not None:
-                card.source_src = take(key, None) or made(key) or find(key, src, None, card)
+        if src is not None and (key := previews.key("in", sha, src)) is not None:
+            card.source_src = previews.show(key, src, None, partial(card.source_preview, src))
         if status != "done" or not (name := row.output_path):
             continue
         # The manifest's names were checked to stay inside output.dir when it was loaded; any other
         # name comes from a file on disk and must prove it, symlinks resolved.
         if (name == item.output_name or _inside(out_dir, name)) and (
                 name in out_names if "/" not in name else os.path.isfile(prefix + name)):
-            sha = row.output_sha256
-            if key := f"{sha[:24]}-out" if sha else stat_key(prefix + name, "out"):
+            if key := previews.key("out", row.output_sha256, prefix + name):
                 card.output_href = href = name if _URL_SAFE(name) else quote(name)
-                shown = take(key, None)
-                card.output_src = shown or (href if shown == AS_IS else find(key, prefix + name, href, card))
+                card.output_src = previews.show(key, prefix + name, href, card.output_preview)
     for bad in manifest.invalid:
         groups["failed"].append(_Card(bad.id or f"row {bad.row}", "failed", error="; ".join(bad.problems),
                                       source_note="Invalid manifest row"))

@@ -21,12 +21,12 @@ from yarl import URL
 
 from pipeline.store.atomic import write_atomically
 from pipeline.errors import OutputError
-from pipeline.media.images import sniff_format
+from pipeline.inputs.locations import HTTP_SCHEMES
+from pipeline.media.formats import sniff_format
 
 log = logging.getLogger(__name__)
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-ALLOWED_SCHEMES = frozenset({"http", "https"})
 # Headers that would leak the LightX key (or any credential) to a third-party host.
 CREDENTIAL_HEADERS = frozenset({"x-api-key", "authorization", "proxy-authorization", "cookie"})
 CHUNK_BYTES = 64 * 1024
@@ -126,7 +126,7 @@ def _checked_url(url: str | URL, *, redirect: bool) -> URL:
     except (ValueError, TypeError) as exc:
         raise FetchError(f"invalid URL ({exc})") from exc
     scheme = parsed.scheme.lower()
-    if scheme not in ALLOWED_SCHEMES:
+    if scheme not in HTTP_SCHEMES:
         prefix = "redirect to " if redirect else ""
         raise FetchError(f"{prefix}unsupported URL scheme '{scheme}'")
     if not parsed.host:

@@ -5,6 +5,7 @@ parameters; a done item whose fingerprint and output file are unchanged costs no
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -12,9 +13,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.store.checkpoint import Checkpoint, Row
+from pipeline.plan.sources import file_sha256
+from pipeline.store.checkpoint import Row
 from pipeline.inputs.manifest import Item
-from pipeline.run.states import State
+from pipeline.run.states import State, check_move
 
 GENERATION = "lightx-bg-v1"  # bump when what we ask the API for changes
 INVALID_FINGERPRINT = "invalid"
@@ -23,41 +25,6 @@ INVALID_FINGERPRINT = "invalid"
 def fingerprint(image_sha256: str, prompt: str, api_kind: str) -> str:
     raw = "\0".join((GENERATION, api_kind, image_sha256, prompt))
     return hashlib.sha256(raw.encode()).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def hash_local_images(items: list[Item], ckpt: Checkpoint | None) -> tuple[dict[str, str], dict[str, str]]:
-    """Return ({path: sha256}, {item id: problem}); unchanged files are not re-read (stat cache)."""
-    cache = ckpt.file_hashes() if ckpt else {}
-    hashes: dict[str, str] = {}
-    problems: dict[str, str] = {}
-    fresh: list[tuple[str, int, int, str]] = []
-    for item in items:
-        if item.image_path is None:
-            continue
-        key = str(item.image_path)
-        if key in hashes:
-            continue
-        try:
-            st = os.stat(key)
-            known = cache.get(key)
-            if known and known[0] == st.st_size and known[1] == st.st_mtime_ns:
-                hashes[key] = known[2]
-            else:
-                hashes[key] = file_sha256(item.image_path)
-                fresh.append((key, st.st_size, st.st_mtime_ns, hashes[key]))
-        except OSError as exc:
-            problems[item.id] = f"cannot read image {item.image}: {exc.strerror or exc}"
-    if ckpt and fresh:
-        ckpt.save_file_hashes(fresh)
-    return hashes, problems
 
 
 @dataclass
@@ -93,7 +60,7 @@ def plan(items: list[Item], rows: dict[str, Row], shas: dict[str, str], *, outpu
         adopted = (row is not None and legacy_kind is not None and row.fingerprint != fp
                    and row.fingerprint == fingerprint(sha, item.prompt, legacy_kind))
         if adopted:
-            row.fingerprint = fp
+            row = dataclasses.replace(row, fingerprint=fp)
         kind, row = _decide(item, row, sha, fp, out_dir, api_id, force, sandbox)
         result.counts[kind] += 1
         if adopted or kind in ("new", "changed", "retry", "repair", "forced", "restart"):
@@ -124,8 +91,8 @@ def _decide(item: Item, row: Row | None, sha: str, fp: str, output_dir: str, api
         if _output_intact(row, item, output_dir):
             return "unchanged", row
         if row.output_url and row.api_id == api_id:
-            row.state = State.GENERATED
-            return "repair", row
+            check_move(row.state, State.GENERATED)
+            return "repair", dataclasses.replace(row, state=State.GENERATED)
         return "repair", _reset(row)
     return "resumable", row
 

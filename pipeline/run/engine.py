@@ -1,15 +1,20 @@
-"""Run a validated catalog: plan, then drive every item through the stages with bounded concurrency.
+"""Run a validated catalog in three steps: prepare, execute, finish.
 
-    result = run(cfg, manifest, RunOptions(sandbox=True))
+    result = run(cfg, manifest, RunOptions(sandbox=True), key=None)
     result.exit_code   # 0 all done, 1 failures or unfinished, 130 interrupted
+
+- prepare, before any event loop: the lock, the checkpoint, the sources' hashes, the plan, the
+  confirmation question;
+- execute, on one event loop: every item through the stages (`_drive_all`, `_drive`);
+- finish: results table and report, however the run ended (`pipeline.outputs.publish`).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import signal
+import socket
 import threading
 import time
 from collections import Counter
@@ -19,26 +24,30 @@ from typing import AsyncIterator, Callable
 
 import aiohttp
 
-from pipeline.outputs import results
-from pipeline.store.checkpoint import Checkpoint
-from pipeline.lightx.client import Client
-from pipeline.inputs.config import RunConfig
 from pipeline.errors import (ApiUnreachable, AuthError, CheckpointError, ConfigError, FatalApiError, ItemError,
                              OutputError, PipelineError, Stopped, WrongApi)
-from pipeline.plan.fetch import FetchError, fetch_image
-from pipeline.media.images import ImageError
-from pipeline.store.lock import RunLock
-from pipeline.inputs.manifest import Item, Manifest
+from pipeline.inputs.config import RunConfig
+from pipeline.inputs.manifest import Manifest
+from pipeline.lightx.client import Client
 from pipeline.lightx.pacing import Pacer
-from pipeline.plan.planner import Plan, failed_rows, hash_local_images, plan
+from pipeline.media.images import ImageError
+from pipeline.outputs import publish, results
+from pipeline.plan.fetch import FetchError
+from pipeline.plan.planner import Plan, failed_rows, plan
+from pipeline.plan.sources import hash_sources
+from pipeline.run.budget import Budget
 from pipeline.run.progress import Progress
-from pipeline.outputs.report import write_report
 from pipeline.run.stages import ORDER_STAGES, STAGES, Context, Job, Parked
-from pipeline.run.timing import WINDOW, OrderTimes
-from pipeline.store.atomic import remove_stale_temps, write_atomically
 from pipeline.run.states import State
+from pipeline.run.timing import WINDOW, OrderTimes
+from pipeline.store.atomic import remove_stale_temps
+from pipeline.store.checkpoint import Checkpoint, Row
+from pipeline.store.lock import RunLock
+from pipeline.store.runlog import run_log
 
 ITEM_FAILURES = (ItemError, FetchError, ImageError)
+# Only these end the run; any other FatalApiError (no credits left) ends new submits only.
+RUN_ENDING = (AuthError, ApiUnreachable, WrongApi)
 log = logging.getLogger(__name__)
 
 
@@ -68,124 +77,179 @@ class RunResult:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where this run's orders go. `kind` ("lightx" or "sandbox") is part of an item's identity, the
+    URL is not: another spelling of the same API, or a proxy in front of it, must not buy a done
+    catalog again. `id` is the instance that uploads and orders belong to."""
+
+    base_url: str
+    key: str
+    kind: str
+    id: str
+    sandbox_socket: socket.socket | None = None  # bound now; the sandbox serves on it in execute
+
+
+@dataclass
+class Prepared:
+    """Everything `execute` needs, decided before its event loop starts."""
+
+    cfg: RunConfig
+    manifest: Manifest
+    options: RunOptions
+    ckpt: Checkpoint
+    endpoint: Endpoint
+    plan: Plan
+    rows: dict[str, Row]                # the checkpoint's rows, kept current by save()
+    started: float                      # time.monotonic() at the start, less the confirmation's wait
+
+
+@dataclass
+class Executed:
+    interrupted: bool
+    fatal: PipelineError | None
+    credits: int
+    submits: int
+    stop_reason: str | None
+    requests: int
+
+
 def run(cfg: RunConfig, manifest: Manifest, options: RunOptions, *, key: str | None) -> RunResult:
     """Plan and run under the checkpoint lock; rewrites results.csv however the run ends."""
     if manifest.invalid and not options.skip_invalid:
-        raise ConfigError([line for bad in manifest.invalid for line in bad.problems])
+        raise ConfigError([line for bad in manifest.invalid for line in bad.problems]
+                          + ["nothing was sent; fix these or pass --skip-invalid"])
+    if unknown := sorted(options.only - {i.id for i in manifest.items}):
+        raise ConfigError(f"--only: no such item id in the manifest: {', '.join(unknown)}")
     if not key and not options.sandbox and not options.dry_run:
         raise ConfigError(f"no API key: set {cfg.api.key_env} in the environment, or use --sandbox")
-    with RunLock(cfg.state_dir):
-        remove_stale_temps(_written_dirs(cfg, manifest))
+    with RunLock(cfg.state_dir), run_log(cfg.state_dir, secrets=(key,)):
+        remove_stale_temps(publish.written_dirs(cfg, manifest))
         ckpt = Checkpoint.open(cfg.checkpoint_path)
         try:
-            return asyncio.run(_run(cfg, manifest, options, key, ckpt))
+            prepared = prepare(cfg, manifest, options, key, ckpt)
+            if options.dry_run:
+                return RunResult(exit_code=0, counts=Counter(), plan=prepared.plan)
+            executed = asyncio.run(execute(prepared))
+            return finish(prepared, executed)
         finally:
             ckpt.close()
 
 
-def _written_dirs(cfg: RunConfig, manifest: Manifest) -> set[Path]:
-    """Every directory a run writes files into atomically (outputs, previews, fetched sources)."""
-    out = cfg.output.dir
-    dirs = {out, out / "thumbs", cfg.state_dir, cfg.state_dir / "sources", cfg.state_dir / "remote-cache"}
-    dirs.update((out / item.output_name).parent for item in manifest.items if "/" in item.output_name)
-    return dirs
+# -- prepare ---------------------------------------------------------------------------------------
 
-
-async def _run(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str | None,
-               ckpt: Checkpoint) -> RunResult:
+def prepare(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str | None,
+            ckpt: Checkpoint) -> Prepared:
+    """Hash the sources, plan against the checkpoint, record unrunnable items, ask to confirm."""
     started = time.monotonic()
-    connector = aiohttp.TCPConnector(limit=max(100, cfg.limits.workers * 2), ttl_dns_cache=300)
-    async with aiohttp.ClientSession(connector=connector) as session, \
-            _api_endpoint(cfg, options, key) as (base_url, api_key, api_kind, api_id):
-        shas, problems = await _hash_sources(cfg, manifest.items, ckpt, session)
+    endpoint = _endpoint(cfg, options, key)
+    try:
+        shas, problems = asyncio.run(hash_sources(cfg, manifest.items, ckpt))
         items = [i for i in manifest.items if i.id not in problems]
         rows = ckpt.rows()
-        the_plan = plan(items, rows, shas, output_dir=cfg.output.dir, api_kind=api_kind, api_id=api_id,
-                        force=options.force, only=options.only, sandbox=options.sandbox,
+        the_plan = plan(items, rows, shas, output_dir=cfg.output.dir, api_kind=endpoint.kind,
+                        api_id=endpoint.id, force=options.force, only=options.only, sandbox=options.sandbox,
                         legacy_kind=None if options.sandbox else cfg.api.base_url)
+        prepared = Prepared(cfg, manifest, options, ckpt, endpoint, the_plan, rows, started)
         if options.dry_run:
-            return RunResult(exit_code=0, counts=Counter(), plan=the_plan)
-        reasons = [(b.id, "; ".join(b.problems)) for b in manifest.invalid]
-        reasons += [(item_id, reason) for item_id, reason in problems.items()]
+            _close(endpoint)
+            return prepared
+        reasons = [(b.id, "; ".join(b.problems)) for b in manifest.invalid] + list(problems.items())
         bad = failed_rows(reasons, {i.id for i in items}, rows)
         ckpt.insert(the_plan.writes + bad)
+        # save() keeps these objects current: no need to read 100k rows back from SQLite at the end.
+        rows.update((row.id, row) for row in the_plan.writes + bad)
+        prepared.started += _confirm(cfg, options, the_plan)
+        return prepared
+    except BaseException:
+        _close(endpoint)
+        raise
 
-        budget = cfg.budget.max_credits
-        if options.confirm and the_plan.credits_needed > cfg.budget.confirm_over:
-            if not options.confirm(the_plan.credits_needed):
-                raise PipelineError(f"not confirmed: this run needs up to {the_plan.credits_needed} "
-                                    "credits; nothing was spent (pass --yes to skip the question)")
-        client = Client(session, base_url, api_key, retries=cfg.retries,
+
+def _close(endpoint: Endpoint) -> None:
+    if endpoint.sandbox_socket is not None:
+        endpoint.sandbox_socket.close()
+
+
+def _confirm(cfg: RunConfig, options: RunOptions, the_plan: Plan) -> float:
+    """Ask before a spend over budget.confirm_over; returns the seconds spent waiting for the answer."""
+    needed = the_plan.credits_needed
+    if not options.confirm or needed <= cfg.budget.confirm_over:
+        return 0.0
+    asked = time.monotonic()
+    if not options.confirm(needed):
+        raise PipelineError(f"not confirmed: this run needs up to {needed} credits; nothing was spent "
+                            "(pass --yes to skip the question)")
+    return time.monotonic() - asked
+
+
+def _endpoint(cfg: RunConfig, options: RunOptions, key: str | None) -> Endpoint:
+    """The API this run speaks to; with --sandbox, a private one whose port is bound here."""
+    if not options.sandbox:
+        return Endpoint(cfg.api.base_url, key or "", "lightx", cfg.api.base_url)
+    from pipeline.sandbox import ROOT, SANDBOX_KEY
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    return Endpoint(f"http://127.0.0.1:{port}{ROOT}", SANDBOX_KEY, "sandbox", f"sandbox@{port}", sock)
+
+
+# -- execute ---------------------------------------------------------------------------------------
+
+async def execute(prepared: Prepared) -> Executed:
+    """Drive every planned item on one event loop and one HTTP session; run-level faults are returned."""
+    cfg, options = prepared.cfg, prepared.options
+    connector = aiohttp.TCPConnector(limit=max(100, cfg.limits.workers * 2), ttl_dns_cache=300)
+    async with aiohttp.ClientSession(connector=connector) as session, _serving(prepared):
+        endpoint = prepared.endpoint
+        client = Client(session, endpoint.base_url, endpoint.key, retries=cfg.retries,
                         pacer=Pacer(cfg.limits.requests_per_second), timeout_s=cfg.api.timeout_s)
+        ckpt = prepared.ckpt
         ckpt.trim_order_times()
-        times = OrderTimes(concurrency=cfg.limits.concurrency, history=ckpt.order_times(api_kind, WINDOW))
-        ctx = Context(cfg=cfg, client=client, ckpt=ckpt, session=session, api_id=api_id,
-                      source_dir=cfg.state_dir / "sources", budget=budget,
-                      order_slots=asyncio.Semaphore(cfg.limits.concurrency), times=times, api_kind=api_kind)
-        jobs = [Job(item, row) for item, row in the_plan.jobs]
+        ctx = Context(cfg=cfg, client=client, ckpt=ckpt, api_id=endpoint.id, api_kind=endpoint.kind,
+                      source_dir=cfg.state_dir / "sources",
+                      order_slots=asyncio.Semaphore(cfg.limits.concurrency),
+                      budget=Budget(cfg.budget.max_credits),
+                      times=OrderTimes(concurrency=cfg.limits.concurrency,
+                                       history=ckpt.order_times(endpoint.kind, WINDOW)))
         # The results table needs pyarrow at the end; importing it now costs the run no wall time.
         threading.Thread(target=results.prewarm, name="prewarm", daemon=True).start()
         fatal: PipelineError | None = None
         try:
-            interrupted = await _drive_all(ctx, jobs, options)
+            interrupted = await _drive_all(ctx, [Job(item, row) for item, row in prepared.plan.jobs], options)
         except PipelineError as exc:  # key rejected, checkpoint or output dir unusable
             fatal, interrupted = exc, False
         with contextlib.suppress(CheckpointError):
             ckpt.flush()
-        # save() kept these objects current: no need to read 100k rows back from SQLite.
-        rows.update((row.id, row) for row in the_plan.writes + bad)
-    counts = results.status_counts(manifest, rows)
+    return Executed(interrupted=interrupted, fatal=fatal, credits=ctx.budget.credits,
+                    submits=ctx.budget.submits, stop_reason=ctx.budget.stop_reason, requests=client.requests)
+
+
+@contextlib.asynccontextmanager
+async def _serving(prepared: Prepared) -> AsyncIterator[None]:
+    """With --sandbox, serve a private sandbox on the socket `prepare` bound, for this loop's life."""
+    sock = prepared.endpoint.sandbox_socket
+    if sock is None:
+        yield
+        return
+    from pipeline.sandbox import SandboxOptions, start_sandbox
+    running = await start_sandbox(prepared.options.sandbox_options or SandboxOptions(), sock=sock)
     try:
-        results_path = write_outputs(cfg, manifest, rows, elapsed_s=time.monotonic() - started)
-    except (OutputError, CheckpointError):
-        if fatal is None:
-            raise
-        results_path = None  # the disk that failed the run cannot take the table either
-    if fatal is not None:
-        raise fatal
-    exit_code = 130 if interrupted else (0 if counts["done"] == sum(counts.values()) else 1)
-    message = "interrupted: stopped new work, progress saved" if interrupted else ctx.stop_reason
-    return RunResult(exit_code=exit_code, counts=counts, credits=ctx.credits, submits=ctx.submits,
-                     elapsed_s=time.monotonic() - started, message=message, plan=the_plan,
-                     results_path=results_path, extra={"requests": client.requests})
-
-
-def write_outputs(cfg: RunConfig, manifest: Manifest, rows: dict, *, elapsed_s: float | None = None,
-                  force: bool = False) -> Path:
-    """results.csv, results.parquet, then report.html (which links to them); returns the CSV path."""
-    path = results.write(cfg, manifest, rows, force=force)
-    write_report(cfg, manifest, rows, summary={"elapsed_s": elapsed_s} if elapsed_s is not None else None)
-    return path
-
-
-def rebuild_outputs(config_path: str | Path) -> Path:
-    """`pipeline report`: rewrite the table and report from the checkpoint alone; no API call."""
-    from pipeline.inputs.validate import validate
-    cfg, manifest, _ = validate(config_path, check_images=False)
-    path = cfg.checkpoint_path
-    if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}: nothing has run yet")
-    with RunLock(cfg.state_dir):
-        ckpt = Checkpoint.open(path)
-        try:
-            rows = ckpt.rows()
-        finally:
-            ckpt.close()
-        write_outputs(cfg, manifest, rows, force=True)
-    return cfg.output.dir / "report.html"
+        yield
+    finally:
+        await running.close()
 
 
 async def _drive_all(ctx: Context, jobs: list[Job], options: RunOptions) -> bool:
     """Run `jobs`, limits.concurrency orders and limits.transfers more items at once; True if interrupted."""
-    loop = asyncio.get_running_loop()
     queue = iter(jobs)
-    ctx.not_started = len(jobs)
+    ctx.counts.queued(len(jobs))
     fatal: list[PipelineError] = []
-    progress = Progress(total=len(jobs), ctx=ctx, enabled=options.progress, quiet=options.quiet)
+    progress = Progress(total=len(jobs), counts=ctx.counts, enabled=options.progress, quiet=options.quiet)
 
     async def worker() -> None:
         for job in queue:
-            ctx.not_started -= 1
+            ctx.counts.taken()
             if fatal:
                 return
             await _drive(ctx, job, fatal)
@@ -197,19 +261,41 @@ async def _drive_all(ctx: Context, jobs: list[Job], options: RunOptions) -> bool
                 return
 
     workers = [asyncio.ensure_future(worker()) for _ in range(min(ctx.cfg.limits.workers, len(jobs)) or 1)]
-    interrupted = False
+    with _stop_on_signal(ctx, workers) as stopped:
+        try:
+            progress.start()
+            await asyncio.gather(*workers, return_exceptions=True)
+            # Orders already sent must have their ids written down before we leave.
+            while ctx.critical:
+                await asyncio.gather(*list(ctx.critical), return_exceptions=True)
+        finally:
+            progress.close()
+    if fatal:
+        raise fatal[0]
+    return stopped.is_set()
+
+
+@contextlib.contextmanager
+def _stop_on_signal(ctx: Context, workers: list[asyncio.Future]):
+    """On Ctrl-C or SIGTERM: no new work, drop requests not yet sent, let sent submits finish.
+
+    A second signal aborts at once (the default handler is back). Yields an Event set on a signal."""
+    loop = asyncio.get_running_loop()
+    stopped = threading.Event()
+
+    def remove_handlers() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
 
     def on_signal() -> None:
-        nonlocal interrupted
-        interrupted = True
-        ctx.stop_submits("interrupted")
+        stopped.set()
+        ctx.budget.stop("interrupted")
         ctx.client.stop()
         for task in ctx.critical:  # a submit waiting (backoff, Retry-After, the first-call gate) sent nothing
             if not ctx.client.sending(task):
                 task.cancel()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)  # a second Ctrl-C aborts at once
+        remove_handlers()
         for w in workers:
             w.cancel()
 
@@ -217,119 +303,78 @@ async def _drive_all(ctx: Context, jobs: list[Job], options: RunOptions) -> bool
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, on_signal)
     try:
-        progress.start()
-        await asyncio.gather(*workers, return_exceptions=True)
-        # Orders already sent must have their ids written down before we leave.
-        while ctx.critical:
-            await asyncio.gather(*list(ctx.critical), return_exceptions=True)
+        yield stopped
     finally:
-        progress.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
-    if fatal:
-        raise fatal[0]
-    return interrupted
+        remove_handlers()
+
+
+class _OrderSlot:
+    """One item's hold on one of limits.concurrency order slots, kept only through submit and poll."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx, self.held = ctx, False
+
+    async def need(self, wanted: bool) -> None:
+        if wanted == self.held:
+            return
+        if self.held:
+            self.release()
+            return
+        with self._ctx.counts.inside("ready"):  # uploaded, waiting for an order slot
+            await self._ctx.order_slots.acquire()
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self._ctx.order_slots.release()
+            self.held = False
 
 
 async def _drive(ctx: Context, job: Job, fatal: list[PipelineError]) -> None:
     """Take one item as far as it can go; the per-item boundary where failures become data."""
     row = job.row
-    slot = False  # holds one of ctx.order_slots while the order is at the API (submit, poll)
+    slot = _OrderSlot(ctx)
     try:
         while row.state in STAGES:
             name, stage = STAGES[row.state]
-            if (name in ORDER_STAGES) != slot:
-                if slot:
-                    ctx.order_slots.release()
-                    slot = False
-                else:
-                    ctx.in_stage["ready"] += 1  # uploaded, waiting for an order slot
-                    try:
-                        await ctx.order_slots.acquire()
-                    finally:
-                        ctx.in_stage["ready"] -= 1
-                    slot = True
-            ctx.in_stage[name] += 1
-            try:
+            await slot.need(name in ORDER_STAGES)
+            with ctx.counts.inside(name):
                 await stage(ctx, job)
-            finally:
-                ctx.in_stage[name] -= 1
     except (Parked, Stopped) as exc:
         ctx.ckpt.save(row, error=str(exc))
     except ITEM_FAILURES as exc:
         ctx.ckpt.save(row, state=State.FAILED, error=str(exc), finished_at=time.time())
-    except FatalApiError as exc:
-        ctx.stop_submits(str(exc))
-        if isinstance(exc, (AuthError, ApiUnreachable, WrongApi)):
+    except (FatalApiError, CheckpointError, OutputError) as exc:
+        ctx.budget.stop(str(exc))
+        if isinstance(exc, RUN_ENDING + (CheckpointError, OutputError)):
             fatal.append(exc)
-    except (CheckpointError, OutputError) as exc:
-        ctx.stop_submits(str(exc))
-        fatal.append(exc)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - the per-item boundary: a bug fails one item, not the run
-        log.exception("internal error on item %s", row.id)  # the traceback, for whoever diagnoses it
+        log.exception("internal error on item %s", row.id)  # the traceback goes to the run log
         ctx.ckpt.save(row, state=State.FAILED, error=f"internal error: {type(exc).__name__}: {exc}",
                       finished_at=time.time())
     finally:
-        if slot:
-            ctx.order_slots.release()
+        slot.release()
 
 
-async def _hash_sources(cfg: RunConfig, items: list[Item], ckpt: Checkpoint,
-                        session: aiohttp.ClientSession) -> tuple[dict[str, str], dict[str, str]]:
-    """sha256 of every item's source bytes, by item id; remote images are fetched (cached) first."""
-    by_path, problems = await asyncio.to_thread(hash_local_images, items, ckpt)
-    shas = {i.id: by_path[str(i.image_path)] for i in items
-            if i.image_path is not None and i.id not in problems}
-    remote = [i for i in items if i.image_url]
-    if remote:
-        source_dir = cfg.state_dir / "sources"
-        source_dir.mkdir(parents=True, exist_ok=True)
-        gate = asyncio.Semaphore(min(16, cfg.limits.concurrency))
-        cache: dict[str, asyncio.Task] = {}
+# -- finish ----------------------------------------------------------------------------------------
 
-        async def fetch(url: str) -> str:
-            async with gate:
-                got = await fetch_image(session, url, cfg.state_dir / "remote-cache",
-                                        timeout_s=cfg.images.remote_timeout_s,
-                                        max_bytes=cfg.images.remote_max_bytes)
-            sha = hashlib.sha256(got.data).hexdigest()
-            target = source_dir / sha
-            if not target.exists():
-                await asyncio.to_thread(write_atomically, target, got.data)
-            return sha
-
-        for item in remote:
-            if item.image_url not in cache:
-                cache[item.image_url] = asyncio.ensure_future(fetch(item.image_url))
-        await asyncio.gather(*cache.values(), return_exceptions=True)
-        for item in remote:
-            task = cache[item.image_url]
-            if task.exception() is None:
-                shas[item.id] = task.result()
-            elif isinstance(task.exception(), FetchError):
-                problems[item.id] = f"cannot fetch image {item.image_url}: {task.exception()}"
-            else:
-                raise task.exception()
-    return shas, problems
-
-
-@contextlib.asynccontextmanager
-async def _api_endpoint(cfg: RunConfig, options: RunOptions,
-                        key: str | None) -> AsyncIterator[tuple[str, str, str, str]]:
-    """Yield (base_url, key, api_kind, api_id); with --sandbox, a private sandbox on loopback.
-
-    api_kind ("lightx" or "sandbox") is part of an item's identity, the URL is not: another spelling
-    of the same API, or a proxy in front of it, must not buy a done catalog again. api_id is the
-    instance that uploads and orders belong to."""
-    if not options.sandbox:
-        yield cfg.api.base_url, key or "", "lightx", cfg.api.base_url
-        return
-    from pipeline.sandbox import SANDBOX_KEY, SandboxOptions, start_sandbox
-    running = await start_sandbox(options.sandbox_options or SandboxOptions())
+def finish(prepared: Prepared, executed: Executed) -> RunResult:
+    """Write the results table and report whatever happened, then raise a run-level fault if any."""
+    cfg, manifest, rows = prepared.cfg, prepared.manifest, prepared.rows
+    counts = results.status_counts(manifest, rows)
     try:
-        yield running.base_url, SANDBOX_KEY, "sandbox", f"sandbox@{running.port}"
-    finally:
-        await running.close()
+        results_path = publish.write_outputs(cfg, manifest, rows, elapsed_s=time.monotonic() - prepared.started)
+    except (OutputError, CheckpointError):
+        if executed.fatal is None:
+            raise
+        results_path = None  # the disk that failed the run cannot take the table either
+    if executed.fatal is not None:
+        raise executed.fatal
+    interrupted = executed.interrupted
+    exit_code = 130 if interrupted else (0 if counts["done"] == sum(counts.values()) else 1)
+    message = "interrupted: stopped new work, progress saved" if interrupted else executed.stop_reason
+    return RunResult(exit_code=exit_code, counts=counts, credits=executed.credits, submits=executed.submits,
+                     elapsed_s=time.monotonic() - prepared.started, message=message, plan=prepared.plan,
+                     results_path=results_path, extra={"requests": executed.requests})

@@ -5,6 +5,8 @@ import asyncio
 import logging
 import sys
 from collections import Counter
+from contextlib import contextmanager
+from typing import Iterator
 
 from tqdm import tqdm
 
@@ -13,12 +15,46 @@ TICK_S = 0.5
 PLAIN_EVERY_S = 30.0
 
 
+class StageCounts:
+    """How many items are in each stage now, and how many no worker has taken up yet.
+
+    "ready" counts items uploaded and waiting for an order slot."""
+
+    __slots__ = ("_now", "_not_started")
+
+    def __init__(self) -> None:
+        self._now: Counter = Counter()
+        self._not_started = 0
+
+    def __getitem__(self, stage: str) -> int:
+        return self._now[stage]
+
+    @property
+    def not_started(self) -> int:
+        return self._not_started
+
+    def queued(self, count: int) -> None:
+        self._not_started = count
+
+    def taken(self) -> None:
+        """A worker took up the next item."""
+        self._not_started -= 1
+
+    @contextmanager
+    def inside(self, stage: str) -> Iterator[None]:
+        self._now[stage] += 1
+        try:
+            yield
+        finally:
+            self._now[stage] -= 1
+
+
 class Progress:
     """Counts per stage while items run; started and closed by the engine."""
 
-    def __init__(self, total: int, ctx, enabled: bool | None = None, quiet: bool = False):
+    def __init__(self, total: int, counts: StageCounts, enabled: bool | None = None, quiet: bool = False):
         self.total = total
-        self._ctx = ctx
+        self._counts = counts
         self._ended: Counter = Counter()
         tty = sys.stderr.isatty()
         self._bar_on = (tty if enabled is None else enabled) and not quiet and total > 0
@@ -47,7 +83,7 @@ class Progress:
             self._bar.close()
 
     def line(self) -> str:
-        stages = self._ctx.in_stage
+        stages = self._counts
         done, failed = self._ended["done"], self._ended["failed"]
         parked = sum(self._ended.values()) - done - failed
         return (f"{done + failed + parked}/{self.total} · done {done} · failed {failed} · "
@@ -67,7 +103,7 @@ class Progress:
                 log.info("progress %s", self.line())
 
     def _refresh(self, redraw: bool = False) -> None:
-        s = self._ctx.in_stage
+        s = self._counts
         self._bar.set_postfix_str(f"up {s['upload']} ready {s['ready']} sub {s['submit']} poll {s['poll']} "
                                   f"dl {s['download']} ok {self._ended['done']} "
                                   f"fail {self._ended['failed']}", refresh=redraw)

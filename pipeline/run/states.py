@@ -6,10 +6,12 @@
        ^                     +-------- output link gone -------------+
        +----------------- output link gone, no imageUrl -------------+
     any state but done --item error--> failed
+    done --repair: output file gone, link still valid--> generated   (the planner)
 
 `Checkpoint.save` refuses a move that is not in TRANSITIONS, at once, as a programming error: a
-misspelt or forgotten state would otherwise leave an item pending for good. The planner sets the
-state a run starts from (new, changed, retry, repair) by writing whole rows, not by moving them.
+misspelt or forgotten state would otherwise leave an item pending for good. Otherwise the planner
+starts an item afresh (new, changed, forced, retry, restart, repair without a link): a new `pending`
+row for its fingerprint, keeping only its id, creation time and attempt count; that is not a move.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ TRANSITIONS: dict[tuple[State, State], str] = {
     (State.SUBMITTED, State.UPLOADED): "order failed, which is free: order again",
     (State.GENERATED, State.UPLOADED): "output link gone: only a new order brings the picture back",
     (State.GENERATED, State.PENDING): "output link gone, and no imageUrl to order with: upload again",
+    (State.DONE, State.GENERATED): "planner's repair: output file gone or changed, its link still valid",
     **{(state, State.FAILED): "the API or the image refused the item, or a bug at the item boundary"
        for state in (State.PENDING, State.UPLOADED, State.SUBMITTED, State.GENERATED)},
 }

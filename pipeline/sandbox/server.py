@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -59,16 +60,21 @@ class RunningSandbox:
 
 
 async def start_sandbox(options: SandboxOptions | None = None, host: str = "127.0.0.1",
-                        port: int = 0, *, clock: Callable[[], float] | None = None) -> RunningSandbox:
+                        port: int = 0, *, clock: Callable[[], float] | None = None,
+                        sock: socket.socket | None = None) -> RunningSandbox:
     """Start the sandbox on the running loop; port 0 picks a free port, reported in ``.port``.
 
     ``clock`` replaces ``time.time`` as the sandbox's base clock, e.g. a scaled or virtual one.
+    ``sock``: a socket already bound (host and port are then its own), so that the caller knows the
+    sandbox's URL before any event loop runs.
     """
     app = create_app(options, clock=clock)
     # a short grace period: tests stop sandboxes with slow requests still in flight
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    if sock is not None:
+        host = sock.getsockname()[0]
+    site = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port)
     try:
         await site.start()
     except OSError:

@@ -23,7 +23,7 @@ async def run(ctx: Context, job: Job) -> None:
     row, times, clock = job.row, ctx.times, ctx.times.clock
     gap = ctx.cfg.poll.interval_s
     allowance = ctx.cfg.poll.max_attempts or row.max_polls or DEFAULT_MAX_POLLS
-    explore = times.explore(ctx.not_started) if row.polls == 0 and allowance >= 3 else None
+    explore = times.explore(ctx.counts.not_started) if row.polls == 0 and allowance >= 3 else None
     submitted_at = row.submitted_at or clock.now()
     while True:
         while await times.wait(times.next_check(submitted_at, row.seen_init_s or 0.0, row.checked_at,
@@ -50,12 +50,12 @@ async def run(ctx: Context, job: Job) -> None:
         times.finished(row.order_id, row.seen_init_s or 0.0, elapsed)
         ctx.ckpt.save_order_time(ctx.api_kind, row.seen_init_s or 0.0, elapsed)
         if status.status == "active":
-            ctx.credits += 1
+            ctx.budget.charged()
             ctx.ckpt.save(row, state=State.GENERATED, output_url=status.output, credits=row.credits + 1,
                           polls=row.polls + 1, checked_at=now, error=None)
             return
         if job.reserved:  # a failed order is free: give its budget back
-            ctx.reserved -= 1
+            ctx.budget.release()
             job.reserved = False
         _order_failed(ctx, job)
         return

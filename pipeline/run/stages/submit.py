@@ -19,19 +19,15 @@ async def run(ctx: Context, job: Job) -> None:
     if row.api_id != ctx.api_id or not row.uploaded_at or time.time() - row.uploaded_at >= UPLOAD_MAX_AGE_S:
         ctx.ckpt.save(row, state=State.PENDING, image_url=None, uploaded_at=None)
         return  # upload again: an imageUrl lives 24 h and belongs to one API instance
-    if ctx.stop_reason:
-        raise Parked(ctx.stop_reason)
-    if ctx.budget is not None and ctx.reserved >= ctx.budget:
-        ctx.stop_submits(f"budget of {ctx.budget} credits reached")
-        raise Parked(ctx.stop_reason)
-    ctx.reserved += 1
+    if refused := ctx.budget.reserve():
+        raise Parked(refused)
     try:
         task = asyncio.ensure_future(_submit_and_record(ctx, job))
         ctx.critical.add(task)
         task.add_done_callback(lambda t: (ctx.critical.discard(t), t.cancelled() or t.exception()))
         await asyncio.shield(task)
     except ItemError as exc:
-        ctx.reserved -= 1
+        ctx.budget.release()
         if job.reuploaded:
             raise ItemError(f"order rejected: {exc}") from None
         # The API may have dropped our imageUrl (expired, or never stored): upload once more.
@@ -39,13 +35,13 @@ async def run(ctx: Context, job: Job) -> None:
         ctx.ckpt.forget_upload(ctx.upload_key(row.image_sha256), row.image_url)
         ctx.ckpt.save(row, state=State.PENDING, image_url=None, uploaded_at=None, error=str(exc))
     except FatalApiError:
-        ctx.reserved -= 1
+        ctx.budget.release()
         raise
 
 
 async def _submit_and_record(ctx: Context, job: Job) -> None:
     order: Order = await ctx.client.submit(job.row.image_url, job.item.prompt)
-    ctx.submits += 1
+    ctx.budget.submitted()
     ctx.times.expect(order.avg_s)
     job.reserved = True
     ctx.ckpt.save(job.row, state=State.SUBMITTED, order_id=order.order_id, submitted_at=ctx.times.clock.now(),

@@ -1,0 +1,101 @@
+"""The bytes each item starts from: sha256 of every source image, fetched first when remote.
+
+    shas, problems = asyncio.run(hash_sources(cfg, items, ckpt))
+
+Local files go through a stat cache in the checkpoint, so an unchanged catalog is not read again;
+`http(s)` images are fetched once per URL (conditional requests, `plan.fetch`) and kept in
+`state_dir/sources/<sha256>`, where the upload stage reads them.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+
+import aiohttp
+
+from pipeline.inputs.config import RunConfig
+from pipeline.inputs.manifest import Item
+from pipeline.plan.fetch import FetchError, fetch_image
+from pipeline.store.atomic import write_atomically
+from pipeline.store.checkpoint import Checkpoint
+
+FETCHES_AT_ONCE = 16
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hash_local_images(items: list[Item], ckpt: Checkpoint | None) -> tuple[dict[str, str], dict[str, str]]:
+    """Return ({path: sha256}, {item id: problem}); unchanged files are not re-read (stat cache)."""
+    cache = ckpt.file_hashes() if ckpt else {}
+    hashes: dict[str, str] = {}
+    problems: dict[str, str] = {}
+    fresh: list[tuple[str, int, int, str]] = []
+    for item in items:
+        if item.image_path is None:
+            continue
+        key = str(item.image_path)
+        if key in hashes:
+            continue
+        try:
+            st = os.stat(key)
+            known = cache.get(key)
+            if known and known[0] == st.st_size and known[1] == st.st_mtime_ns:
+                hashes[key] = known[2]
+            else:
+                hashes[key] = file_sha256(item.image_path)
+                fresh.append((key, st.st_size, st.st_mtime_ns, hashes[key]))
+        except OSError as exc:
+            problems[item.id] = f"cannot read image {item.image}: {exc.strerror or exc}"
+    if ckpt and fresh:
+        ckpt.save_file_hashes(fresh)
+    return hashes, problems
+
+
+async def hash_sources(cfg: RunConfig, items: list[Item], ckpt: Checkpoint) -> tuple[dict[str, str], dict[str, str]]:
+    """sha256 of every item's source bytes by item id, and a problem by item id for those without."""
+    by_path, problems = await asyncio.to_thread(hash_local_images, items, ckpt)
+    shas = {i.id: by_path[str(i.image_path)] for i in items
+            if i.image_path is not None and i.id not in problems}
+    remote = [i for i in items if i.image_url]
+    if remote:
+        async with aiohttp.ClientSession() as session:
+            fetched = await _fetch_all(cfg, session, {i.image_url for i in remote})
+        for item in remote:
+            got = fetched[item.image_url]
+            if isinstance(got, FetchError):
+                problems[item.id] = f"cannot fetch image {item.image_url}: {got}"
+            elif isinstance(got, BaseException):
+                raise got
+            else:
+                shas[item.id] = got
+    return shas, problems
+
+
+async def _fetch_all(cfg: RunConfig, session: aiohttp.ClientSession,
+                     urls: set[str]) -> dict[str, str | BaseException]:
+    """Each URL fetched once, a few at a time, and kept under its sha256: {url: sha256 or error}."""
+    source_dir = cfg.state_dir / "sources"
+    source_dir.mkdir(parents=True, exist_ok=True)
+    gate = asyncio.Semaphore(min(FETCHES_AT_ONCE, cfg.limits.concurrency))
+
+    async def fetch(url: str) -> str:
+        async with gate:
+            got = await fetch_image(session, url, cfg.state_dir / "remote-cache",
+                                    timeout_s=cfg.images.remote_timeout_s, max_bytes=cfg.images.remote_max_bytes)
+        sha = hashlib.sha256(got.data).hexdigest()
+        target = source_dir / sha
+        if not target.exists():
+            await asyncio.to_thread(write_atomically, target, got.data)
+        return sha
+
+    ordered = sorted(urls)
+    answers = await asyncio.gather(*(fetch(url) for url in ordered), return_exceptions=True)
+    return dict(zip(ordered, answers))
