@@ -45,7 +45,8 @@ def test_validate_prints_the_plan(sandbox, catalog_dir, capsys):
     config = write_catalog(catalog_dir, 6, base_url=sandbox.base_url, distinct=False)
     assert main(["validate", str(config)]) == 0
     out = capsys.readouterr().out
-    assert "6" in out and "1" in out
+    assert out.splitlines() == ["6 items, 1 distinct image, 0 invalid",
+                                "a full run would spend 6 credits (1 per generated image; failed orders are free)"]
 
 
 def test_skip_invalid_runs_the_rest_and_records_the_reasons(sandbox, catalog_dir, capsys):

@@ -39,7 +39,8 @@ def run_download(tmp_path, client: Downloads) -> tuple[Row, Exception | None]:
     ckpt = Checkpoint.open(tmp_path / "checkpoint.sqlite")
     row = Row(id="a", fingerprint="f", state="generated", output_url="http://cdn/a.jpg")
     ckpt.insert([row])
-    ctx = Context(cfg=cfg, client=client, ckpt=ckpt, api_id="x", api_kind="sandbox", source_dir=tmp_path, order_slots=asyncio.Semaphore(1))
+    ctx = Context(cfg=cfg, client=client, ckpt=ckpt, api_id="x", api_kind="sandbox", source_dir=tmp_path,
+                  order_slots=asyncio.Semaphore(1))
     job = Job(SimpleNamespace(output_name="a.jpg"), row)
     try:
         asyncio.run(download.run(ctx, job))

@@ -312,12 +312,17 @@ async def test_credit_limit_answers_402(make_lx):
 
 # orders, credits, polls
 
-async def test_credits_are_charged_without_polling(lx):
+async def test_credits_are_charged_without_polling(make_lx):
+    now = [1_000_000.0]  # the sandbox's own clock, moved by hand: no sleeping
+    lx = await make_lx(clock=lambda: now[0], processing_s=20.0)
     await lx.order(jpeg_bytes())
     await lx.order(jpeg_bytes(colour=(250, 250, 250)))
     assert lx.sb.ledger.credits == 0 and lx.sb.ledger.pending == 2
-    await asyncio.sleep(0.1)
-    assert lx.sb.ledger.credits == 2 and lx.sb.ledger.requests["status"] == 0
+    now[0] += 19.0
+    assert lx.sb.ledger.credits == 0 and lx.sb.ledger.pending == 2
+    now[0] += 2.0
+    assert lx.sb.ledger.credits == 2 and lx.sb.ledger.pending == 0
+    assert lx.sb.ledger.requests["status"] == 0
 
 
 async def test_failed_orders_charge_nothing(make_lx):

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from pipeline.errors import ConfigError
-from pipeline.inputs.validate import Plan, format_plan, problem_lines, validate
+from pipeline.inputs.validate import Overview, format_plan, problem_lines, validate
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -226,7 +226,7 @@ def test_image_problems_move_items_to_invalid(tmp_path: Path) -> None:
     cfg, manifest, plan = validate(write_case(Case("x", files, ()), tmp_path), env={})
     assert [item.id for item in manifest.items] == ["sku-1", "sku-3"]
     assert [(bad.id, bad.row) for bad in manifest.invalid] == [("sku-2", 3)]
-    assert plan == Plan(items=2, invalid=1, distinct_images=1, credits=2)
+    assert plan == Overview(items=2, invalid=1, distinct_images=1, credits=2)
     _, manifest, plan = validate(tmp_path / "catalog.yaml", env={}, check_images=False)
     assert len(manifest.items) == 3 and plan.invalid == 0
 
@@ -234,7 +234,7 @@ def test_image_problems_move_items_to_invalid(tmp_path: Path) -> None:
 def test_example_catalog_is_valid() -> None:
     cfg, manifest, plan = validate(REPO / "configs" / "catalog.yaml", env={})
     assert problem_lines(manifest) == []
-    assert plan == Plan(items=len(manifest.items), invalid=0, distinct_images=len(manifest.items),
+    assert plan == Overview(items=len(manifest.items), invalid=0, distinct_images=len(manifest.items),
                         credits=len(manifest.items))
     assert plan.items >= 8
     assert cfg.output.dir == REPO / "outputs"
@@ -262,6 +262,6 @@ def test_example_images_are_small_jpegs_and_pngs_on_a_plain_background() -> None
 
 
 def test_format_plan() -> None:
-    text = format_plan(Plan(items=12, invalid=1, distinct_images=1, credits=12))
+    text = format_plan(Overview(items=12, invalid=1, distinct_images=1, credits=12))
     assert text == ("12 items, 1 distinct image, 1 invalid\n"
                     "a full run would spend 12 credits (1 per generated image; failed orders are free)")

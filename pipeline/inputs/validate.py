@@ -18,7 +18,10 @@ from pipeline.inputs.manifest import check_images as _check_images
 
 
 @dataclass
-class Plan:
+class Overview:
+    """What a full run of the manifest would do, from the manifest alone (the planner, in plan/,
+    compares it with the checkpoint)."""
+
     items: int            # valid items that a run would process
     invalid: int          # rows that cannot run (see problem_lines)
     distinct_images: int  # distinct local paths and URLs among the valid items
@@ -26,7 +29,7 @@ class Plan:
 
 
 def validate(config_path: str | Path, *, env: Mapping[str, str] | None = None,
-             check_images: bool = True) -> tuple[RunConfig, Manifest, Plan]:
+             check_images: bool = True) -> tuple[RunConfig, Manifest, Overview]:
     """Load config and manifest, check local images; file-level problems raise ConfigError.
 
     Items whose image is missing or unreadable move from ``manifest.items`` to ``manifest.invalid``.
@@ -42,10 +45,10 @@ def validate(config_path: str | Path, *, env: Mapping[str, str] | None = None,
     return cfg, manifest, plan_of(manifest)
 
 
-def plan_of(manifest: Manifest) -> Plan:
+def plan_of(manifest: Manifest) -> Overview:
     """Counts for ``format_plan``: every valid item is one generation, one credit."""
     images = {item.image_path or item.image_url for item in manifest.items}
-    return Plan(items=len(manifest.items), invalid=len(manifest.invalid), distinct_images=len(images),
+    return Overview(items=len(manifest.items), invalid=len(manifest.invalid), distinct_images=len(images),
                 credits=len(manifest.items))
 
 
@@ -54,7 +57,7 @@ def problem_lines(manifest: Manifest) -> list[str]:
     return [line for invalid in manifest.invalid for line in invalid.problems]
 
 
-def format_plan(plan: Plan) -> str:
+def format_plan(plan: Overview) -> str:
     """A two-line human summary of what a run would do."""
     def n(count: int, word: str) -> str:
         return f"{count} {word}{'' if count == 1 else 's'}"

@@ -81,6 +81,10 @@ class Client:
         self._on_wire: set[asyncio.Task] = set()  # tasks with a request on the wire now
         self.requests = 0
 
+    def redact(self, text: str) -> str:
+        """`text` with this client's key blanked: for messages that may quote anything (a bug's)."""
+        return text.replace(self._key, "[redacted]") if self._key else text
+
     def stop(self) -> None:
         """The run is stopping: no new request or retry from now on (raises Stopped)."""
         self._stopping = True

@@ -352,8 +352,8 @@ async def _drive(ctx: Context, job: Job, fatal: list[PipelineError]) -> None:
         raise
     except Exception as exc:  # noqa: BLE001 - the per-item boundary: a bug fails one item, not the run
         log.exception("internal error on item %s", row.id)  # the traceback goes to the run log
-        ctx.ckpt.save(row, state=State.FAILED, error=f"internal error: {type(exc).__name__}: {exc}",
-                      finished_at=time.time())
+        reason = ctx.client.redact(f"internal error: {type(exc).__name__}: {exc}")
+        ctx.ckpt.save(row, state=State.FAILED, error=reason, finished_at=time.time())
     finally:
         slot.release()
 

@@ -1,0 +1,69 @@
+"""The upload stage, called directly against the sandbox: slot, PUT of the exact bytes, shared uploads."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+from types import SimpleNamespace
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+from PIL import Image
+
+from pipeline.inputs.config import RetrySettings
+from pipeline.lightx.client import Client
+from pipeline.run.stages import Context, Job, upload
+from pipeline.run.states import State
+from pipeline.sandbox import SANDBOX_KEY, SandboxOptions
+from pipeline.sandbox.app import create_app, state_of
+from pipeline.store.checkpoint import Checkpoint, Row
+
+
+def jpeg(colour: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 24), colour).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+async def upload_all(tmp_path, images: dict[str, bytes], *, ckpt: Checkpoint, **sandbox):
+    """Upload each (id -> bytes) item at once through upload.run; return (rows, sandbox ledger)."""
+    app = create_app(SandboxOptions(fast=True, seed=1, **sandbox))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    cfg = SimpleNamespace(images=SimpleNamespace(max_upload_bytes=5 * 1024 * 1024))
+    rows = []
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = Client(session, str(server.make_url("/external/api")), SANDBOX_KEY,
+                            retries=RetrySettings(transient=3, backoff_base_s=0.01, backoff_max_s=0.05))
+            ctx = Context(cfg=cfg, client=client, ckpt=ckpt, api_id="sb", api_kind="sandbox",
+                          source_dir=tmp_path, order_slots=asyncio.Semaphore(1))
+            jobs = []
+            for item_id, data in images.items():
+                path = tmp_path / f"{item_id}.jpg"
+                path.write_bytes(data)
+                row = Row(id=item_id, fingerprint="f", image_sha256=hashlib.sha256(data).hexdigest())
+                rows.append(row)
+                jobs.append(Job(SimpleNamespace(image_path=path, image=path.name), row))
+            ckpt.insert(rows)
+            await asyncio.gather(*(upload.run(ctx, job) for job in jobs))
+        return rows, state_of(app).ledger
+    finally:
+        await server.close()
+
+
+def test_identical_bytes_are_uploaded_once_and_exactly_as_given(tmp_path):
+    ckpt = Checkpoint.open(tmp_path / "c.sqlite")
+    red, blue = jpeg("red"), jpeg("blue")
+    rows, ledger = asyncio.run(upload_all(tmp_path, {"a": red, "b": red, "c": blue}, ckpt=ckpt))
+    assert all(r.state == State.UPLOADED and r.api_id == "sb" and r.image_url for r in rows)
+    assert rows[0].image_url == rows[1].image_url != rows[2].image_url
+    assert ledger.requests["put"] == 2 and ledger.uploads_completed == 2
+
+
+def test_a_later_run_reuses_the_upload_the_checkpoint_remembers(tmp_path):
+    ckpt = Checkpoint.open(tmp_path / "c.sqlite")
+    red = jpeg("red")
+    first, _ = asyncio.run(upload_all(tmp_path, {"a": red}, ckpt=ckpt))
+    again, ledger = asyncio.run(upload_all(tmp_path, {"b": red}, ckpt=ckpt))
+    assert again[0].image_url == first[0].image_url and ledger.requests["put"] == 0
