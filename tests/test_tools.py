@@ -46,7 +46,7 @@ def test_request_bodies(tool, values, body):
     ("upscale", {"quality": True}, "must be a whole number"),
     ("upscale", {}, "upscale needs quality"),
     ("expand-photo", {"left_padding": -1}, "must be at least 0 (got -1)"),
-    ("background-generator", {"prompt": "x" * 501}, "longer than 500 characters"),
+    ("background-generator", {"prompt": "x" * 501}, "must be at most 500 characters"),
     ("background-generator", {"prompt": "  "}, "is empty"),
     ("remove-background", {"colour": "red"}, "has no field 'colour'"),
 ])

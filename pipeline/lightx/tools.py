@@ -66,7 +66,7 @@ class Field:
         if not value.strip():
             raise ValueError("is empty")
         if self.max_length is not None and len(value) > self.max_length:
-            raise ValueError(f"is longer than {self.max_length} characters, LightX's limit")
+            raise ValueError(f"must be at most {self.max_length} characters")
         return value
 
     def is_image(self, value: Any) -> bool:
