@@ -101,6 +101,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.inputs.validate import problem_lines, validate
 
     cfg, manifest, _ = validate(args.config)
+    if cfg.variants:
+        raise ConfigError(f"{args.config}: variants are validated but not run yet (`pipeline validate` checks "
+                          f"them); a config without `variants` runs as before")
     if manifest.invalid and not args.skip_invalid:
         raise ConfigError(problem_lines(manifest) + ["nothing was sent; fix these or pass --skip-invalid"])
     options = RunOptions(sandbox=args.sandbox, skip_invalid=args.skip_invalid, force=args.force,

@@ -11,7 +11,7 @@ from PIL import Image
 from pipeline.cli import main
 from pipeline.errors import ConfigError
 from pipeline.inputs.config import load_config
-from pipeline.inputs.validate import problem_lines, validate
+from pipeline.inputs.validate import format_plan, problem_lines, validate
 from pipeline.inputs.variants import IMPLICIT, Step, Variant, variants_of
 
 REPO = Path(__file__).parent.parent
@@ -74,6 +74,28 @@ def test_without_variants_a_variant_column_is_still_a_column(tmp_path):
     path = catalog(tmp_path, rows=rows, columns=("id", "image", "prompt", "variant"))
     _, manifest, _ = validate(path, env={})
     assert [(i.output_name, i.output_names) for i in manifest.items] == [("red/a.jpg", ())]
+
+
+# the example config
+
+def test_the_example_variants_config_validates():
+    cfg, manifest, plan = validate(REPO / "configs" / "variants.yaml", env={})
+    assert [v.name for v in cfg.variants] == ["lifestyle", "marketplace"]
+    assert not manifest.invalid and plan.credits == len(manifest.items) * 3 == 30
+    assert manifest.items[0].output_names == ("lifestyle/mug-01.jpg", "marketplace/mug-01.jpg")
+    assert format_plan(plan).splitlines()[1] == (
+        "a full run would spend 30 credits (per item: lifestyle 2 steps, marketplace 1 step; "
+        "1 credit per step; failed orders are free)")
+
+
+def test_cli_validates_variants_and_does_not_run_them_yet(capsys):
+    path = str(REPO / "configs" / "variants.yaml")
+    assert main(["validate", path]) == 0
+    assert "30 credits" in capsys.readouterr().out
+    assert main(["run", path, "--sandbox", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.rstrip().endswith(f"error: {path}: variants are validated but not run yet (`pipeline validate` "
+                                 f"checks them); a config without `variants` runs as before")
 
 
 def test_a_manifest_without_prompts_is_fine_with_variants(tmp_path):
