@@ -18,6 +18,7 @@ def test_the_registry_covers_the_tools_lightx_documents():
         "expand-photo": ("v1/expand-photo", "v1/order-status"),
     }
     assert all(t.credits == 1 for t in TOOLS.values())
+    assert [name for name, t in TOOLS.items() if t.masked] == ["remove-background"]
 
 
 def test_tools_are_frozen_data():

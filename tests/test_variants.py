@@ -150,15 +150,18 @@ def test_several_variants_must_use_variant_in_the_file_name(tmp_path):
 
 
 def test_every_problem_is_reported_at_once(tmp_path, capsys):
-    variants = [{"name": "a", "steps": [{"tool": "upscale", "quality": 3}, {"tool": "paint"}]},
+    variants = [{"name": "a", "steps": [{"tool": "upscale", "quality": 3, "qualty": 2}, {"tool": "paint"},
+                                        {"tool": "upscale"}]},
                 {"name": "b", "steps": [{"tool": "product-photoshoot", "colour": "red"}]}]
     path = catalog(tmp_path, variants)
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert [line.split(f"{path}: ", 1)[1] for line in err] == [
+        "variant a, step 1 (upscale), qualty: unknown field for upscale (did you mean 'quality'?)",
         "variant a, step 1 (upscale), quality: must be 2 or 4 (got 3)",
         "variant a, step 2: unknown tool 'paint' (known tools: background-generator, product-photoshoot, "
         "remove-background, upscale, expand-photo)",
+        "variant a, step 3 (upscale), quality is required by upscale",
         "variant b, step 1 (product-photoshoot), colour: unknown field for product-photoshoot "
         "(product-photoshoot takes style_image, prompt)"]
 
@@ -169,9 +172,12 @@ def _photoshoot(style="{style_image}"):
 
 def test_a_style_image_column_missing_from_the_manifest(tmp_path):
     path = catalog(tmp_path, _photoshoot())
+    (tmp_path / "images" / "p2.jpg").unlink()
     assert problems_of(path) == [
         f"{path}: variant shoot, step 1 (product-photoshoot), style_image uses {{style_image}}, but "
-        f"{tmp_path / 'catalog.csv'} has no 'style_image' column (columns: id, image, title)"]
+        f"{tmp_path / 'catalog.csv'} has no 'style_image' column (columns: id, image, title)",
+        f"{tmp_path / 'catalog.csv'} row 4 (id sku-2): image 'images/p2.jpg' not found "
+        f"({tmp_path / 'images' / 'p2.jpg'})"]
 
 
 def test_a_style_image_empty_or_missing_in_a_row(tmp_path):

@@ -56,7 +56,7 @@ def _check_variants(cfg: RunConfig, manifest: Manifest) -> Manifest:
     sizes = {item.image_path: _size(item.image_path) for item in manifest.items if item.image_path is not None}
     file_level, problems = item_problems(cfg, manifest, sizes)
     if file_level:
-        raise ConfigError(file_level)
+        raise ConfigError(file_level + problem_lines(manifest))
     if not problems:
         return manifest
     bad = [InvalidItem(item.id, item.row, problems[item.id]) for item in manifest.items if item.id in problems]
@@ -79,9 +79,9 @@ def _size(path: Path) -> tuple[int, int] | None:
 def plan_of(manifest: Manifest, cfg: RunConfig | None = None) -> Plan:
     """Counts for ``format_plan``: every step of every variant of a valid item is one order, one credit."""
     images = {item.image_path or item.image_url for item in manifest.items}
-    variants = variants_of(cfg) if cfg is not None else ()
-    per_item = tuple((v.name, v.credits()) for v in variants) if cfg is not None and cfg.variants else ()
-    credits = len(manifest.items) * (sum(c for _, c in per_item) if per_item else 1)
+    per_item = tuple((v.name, v.credits()) for v in cfg.variants) if cfg is not None else ()
+    credits = len(manifest.items) * sum(v.credits() for v in variants_of(cfg)) if cfg is not None \
+        else len(manifest.items)
     return Plan(items=len(manifest.items), invalid=len(manifest.invalid), distinct_images=len(images),
                 credits=credits, per_item=per_item)
 

@@ -111,11 +111,11 @@ def config_problems(data: Mapping[str, Any]) -> list[str]:
                 continue
             where = label(i, name, j, step["tool"])
             given = {k: v for k, v in step.items() if k != "tool"}
-            for name, problem in field_problems(step["tool"], given):
-                if name is None:
+            for key, problem in field_problems(step["tool"], given):
+                if key is None:
                     problems.append(f"{where}: {problem}")
                 else:  # "quality is required by upscale", "qualty: unknown field ..."
-                    problems.append(f"{where}, {name}{' ' if problem.startswith('is ') else ': '}{problem}")
+                    problems.append(f"{where}, {key}{' ' if problem.startswith('is ') else ': '}{problem}")
             tool = TOOLS.get(step["tool"])
             for key, value in given.items():
                 field = tool.field(key) if tool else None

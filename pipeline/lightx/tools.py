@@ -101,6 +101,7 @@ class Tool:
     # The output's size from the input's. LightX documents none of them; see each entry.
     output_size: Callable[[Mapping[str, Any], Size], Size] = _same
     output_type: Callable[[Mapping[str, Any]], str] = lambda values: "image/jpeg"
+    masked: bool = False   # a finished order's answer also carries ``mask``, the cut-out's mask URL
 
     def field(self, name: str) -> Field | None:
         return next((f for f in self.fields if f.name == name), None)
@@ -141,7 +142,7 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
                 "\"transparent\" (LightX's default; the output is then a PNG) or a picture"),),
          "The product cut out, on a colour or picture; the answer also carries a mask.",
          output_type=lambda values: "image/png" if str(values.get("background") or TRANSPARENT).lower()
-         == TRANSPARENT else "image/jpeg"),
+         == TRANSPARENT else "image/jpeg", masked=True),
     Tool("upscale", "v2/upscale/", "v2/order-status",
          (Field("quality", "quality", Kind.INT, "enlargement factor: 2 or 4", required=True, choices=(2, 4)),),
          "The picture enlarged 2x or 4x.",

@@ -43,7 +43,7 @@ from PIL import Image
 
 from pipeline.errors import ConfigError
 from pipeline.lightx.tools import INPUT_FIELD, STATUS_PATHS, TOOLS, Tool
-from pipeline.sandbox.handlers import MASKED, Output, output_extension
+from pipeline.sandbox.handlers import Output, output_extension
 from pipeline.sandbox.faults import API, STORAGE, ConnectionReset, draw_fault, lightx_json
 from pipeline.sandbox.ledger import Ledger
 from pipeline.sandbox.options import SandboxOptions
@@ -268,7 +268,7 @@ def _status_route(path: str):
         if status == "active":
             base = f"{_origin(request)}/output/{order.record.order_id}"
             answer["output"] = f"{base}.{output_extension(order.record.tool, order.values)}"
-            if order.record.tool in MASKED:
+            if TOOLS[order.record.tool].masked:
                 answer["mask"] = f"{base}-mask.png"
         return _success(answer)
     return order_status

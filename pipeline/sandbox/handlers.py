@@ -129,9 +129,6 @@ HANDLERS: dict[str, Handler] = {
     "expand-photo": expand_photo,
 }
 
-MASKED = frozenset({"remove-background"})  # tools whose answer carries a mask URL beside the output
-
-
 def output_extension(tool: str, values: Mapping[str, Any]) -> str:
     """The output's file extension, as the registry says, known at the status check before anything is made."""
     return "png" if TOOLS[tool].output_type(values) == "image/png" else "jpg"
