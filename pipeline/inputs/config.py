@@ -24,6 +24,7 @@ import yaml
 
 from pipeline.errors import ConfigError
 from pipeline.inputs.schema import DEFAULT_KEY_ENV, schema_checker, schema_problems
+from pipeline.inputs.variants import Variant, config_problems, parse_variants, relabel
 
 DEFAULT_BASE_URL = "https://api.lightxeditor.com/external/api"
 BASE_URL_ENV = "LIGHTX_BASE_URL"
@@ -93,6 +94,7 @@ class RunConfig:
     budget: BudgetSettings = field(default_factory=BudgetSettings)
     images: ImageSettings = field(default_factory=ImageSettings)
     prompt: str | None = None
+    variants: tuple[Variant, ...] = ()  # empty: the one implicit variant (inputs/variants.variants_of)
 
     @property
     def state_dir(self) -> Path:
@@ -125,12 +127,13 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Ru
     if key_env is None or schema_checker("config", "/properties/api/properties/key_env").errors(key_env):
         key_env = ApiSettings.key_env  # never echo an invalid value: it may be the key itself
     context = {"key_env": key_env}
-    problems = [f"{shown}: {line}" for line in schema_problems(schema_checker("config"), data, context)]
+    problems = [f"{shown}: {relabel(line, data)}" for line in schema_problems(schema_checker("config"), data, context)]
     base_url = env.get(BASE_URL_ENV) or None
     if base_url is not None:
         sub = schema_checker("config", "/properties/api/properties/base_url")
         problems += schema_problems(sub, base_url, root=BASE_URL_ENV)
     problems += [f"{shown}: {line}" for line in _template_problems(data)]
+    problems += [f"{shown}: {line}" for line in config_problems(data)]
     if problems:
         raise ConfigError(problems)
 
@@ -141,7 +144,7 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Ru
     sections["api"] = dataclasses.replace(
         sections["api"], base_url=(base_url or sections["api"].base_url).rstrip("/"))
     return RunConfig(config_path=config_path, manifest_path=Path(os.path.normpath(base / data["manifest"])),
-                     prompt=data.get("prompt"), **sections)
+                     prompt=data.get("prompt"), variants=parse_variants(data.get("variants")), **sections)
 
 
 def api_key(cfg: RunConfig, env: Mapping[str, str] | None = None) -> str | None:

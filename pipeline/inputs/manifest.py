@@ -49,8 +49,9 @@ class Item:
     row: int                        # CSV: spreadsheet row (header is row 1); YAML: 1-based index in items
     image_path: Path | None = None  # resolved local path, or None for a URL
     image_url: str | None = None    # http(s) URL, or None for a local file
-    output_name: str = ""           # file name relative to output.dir
+    output_name: str = ""           # file name relative to output.dir (with variants: the first variant's)
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    output_names: tuple[str, ...] = ()  # with variants: one file name per variant, in config order
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def load_manifest(cfg: RunConfig) -> Manifest:
     text = read_text(path, shown, "manifest")
     table = reader(text, shown)
     _check_columns(table.columns, prompt, name, path, cfg)
-    manifest = _build(table, prompt, name, path, shown)
+    manifest = _build(table, prompt, name, path, shown, tuple(v.name for v in cfg.variants))
     return dataclasses.replace(manifest, sha256=hashlib.sha256(text.encode()).hexdigest())
 
 
@@ -113,20 +114,26 @@ def _check_columns(columns: list[str], prompt: Template | None, name: Template, 
     shown = display_path(path)
     if _UNITS[path.suffix.lower()] == "row":
         problems += [f"{shown}: has no {col!r} column" for col in ("id", "image") if col not in columns]
-        if prompt is None and "prompt" not in columns:
+        if prompt is None and "prompt" not in columns and not cfg.variants:
             problems.append(f"{shown}: has no 'prompt' column, and the config sets no prompt")
     config = display_path(cfg.config_path)
+    # With variants, {variant} is the variant's name; without, it is a column like any other.
+    own = ("id", "image", "variant") if cfg.variants else ("id", "image")
+    if cfg.variants and "variant" in columns:
+        problems.append(f"{shown}: has a 'variant' column, but with variants in the config {{variant}} is the "
+                        f"variant's name; rename the column")
     for where, template in (("prompt", prompt), ("output.filename", name)):
         # id and image are required of every row; with no usable row at all, the rows say why.
         for missing in [f for f in (template.fields if template and columns else [])
-                        if f not in columns and f not in ("id", "image")]:
+                        if f not in columns and f not in own]:
             problems.append(f"{config}: {where} uses {{{missing}}}, but {shown} has no {missing!r} column "
                             f"(columns: {', '.join(columns)})")
     if problems:
         raise ConfigError(problems)
 
 
-def _build(table: _Table, prompt_t: Template | None, name_t: Template, path: Path, shown: str) -> Manifest:
+def _build(table: _Table, prompt_t: Template | None, name_t: Template, path: Path, shown: str,
+           variants: tuple[str, ...] = ()) -> Manifest:
     unit = _UNITS[path.suffix.lower()]
     checker = schema_checker("manifest", "/$defs/item")
     base = str(path.parent)
@@ -145,7 +152,10 @@ def _build(table: _Table, prompt_t: Template | None, name_t: Template, path: Pat
         record = {"id": item_id, "image": image}
         own = cells.get("prompt")
         if prompt_t is None or (row_prompt_wins and own and own.strip()):
-            if own is None and "prompt" not in reported:
+            if variants:  # steps name their own prompts; a {prompt} placeholder needs this one
+                if own and own.strip():
+                    record["prompt"] = own
+            elif own is None and "prompt" not in reported:
                 problems.append("prompt is required: the config sets no prompt")
             elif own is not None:
                 record["prompt"] = own
@@ -160,8 +170,11 @@ def _build(table: _Table, prompt_t: Template | None, name_t: Template, path: Pat
             problems.append(f"duplicate id: first used on {unit} {ids[item_id]}")
         elif item_id:
             ids[item_id] = row
-        output_name = _fill(name_t, cells, "output.filename", problems)
-        if output_name is not None:
+        output_names = [_fill(name_t, {**cells, "variant": v}, "output.filename", problems)
+                        for v in variants] if variants else [_fill(name_t, cells, "output.filename", problems)]
+        for output_name in dict.fromkeys(output_names):
+            if output_name is None:
+                continue
             if problem := output_name_problem(output_name):
                 problems.append(f"output file name {output_name!r} {problem}")
             elif not duplicate:
@@ -178,7 +191,8 @@ def _build(table: _Table, prompt_t: Template | None, name_t: Template, path: Pat
                 image_path = paths[image] = Path(os.path.normpath(os.path.join(base, image)))
             image_url = None
         extra = {k: v for k, v in cells.items() if k not in RESERVED}
-        items.append(Item(item_id, image, record["prompt"], row, image_path, image_url, output_name, extra))
+        items.append(Item(item_id, image, record.get("prompt", ""), row, image_path, image_url, output_names[0], extra,
+                          tuple(output_names) if variants else ()))
     return Manifest(items, invalid, table.columns, path)
 
 

@@ -12,9 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
+from pipeline.errors import ConfigError
 from pipeline.inputs.config import RunConfig, load_config
 from pipeline.inputs.manifest import InvalidItem, Manifest, load_manifest
 from pipeline.inputs.manifest import check_images as _check_images
+from pipeline.inputs.variants import item_problems, variants_of
+from pipeline.media.images import image_header
 
 
 @dataclass
@@ -25,14 +30,16 @@ class Overview:
     items: int            # valid items that a run would process
     invalid: int          # rows that cannot run (see problem_lines)
     distinct_images: int  # distinct local paths and URLs among the valid items
-    credits: int          # credits a full run from scratch would spend: 1 per valid item
+    credits: int          # credits a full run from scratch would spend: 1 per step of each variant of a valid item
+    per_item: tuple[tuple[str, int], ...] = ()  # with variants: (name, credits per item) of each
 
 
 def validate(config_path: str | Path, *, env: Mapping[str, str] | None = None,
              check_images: bool = True) -> tuple[RunConfig, Manifest, Overview]:
     """Load config and manifest, check local images; file-level problems raise ConfigError.
 
-    Items whose image is missing or unreadable move from ``manifest.items`` to ``manifest.invalid``.
+    Items whose image is missing or unreadable, or whose variants cannot be made (a step's field,
+    an image too large for upscale), move from ``manifest.items`` to ``manifest.invalid``.
     """
     cfg = load_config(config_path, env=env)
     manifest = load_manifest(cfg)
@@ -42,14 +49,44 @@ def validate(config_path: str | Path, *, env: Mapping[str, str] | None = None,
         manifest = dataclasses.replace(
             manifest, items=[item for item in manifest.items if item.id not in problems],
             invalid=sorted([*manifest.invalid, *bad], key=lambda invalid: invalid.row))
-    return cfg, manifest, plan_of(manifest)
+    if check_images and cfg.variants:
+        manifest = _check_variants(cfg, manifest)
+    return cfg, manifest, plan_of(manifest, cfg)
 
 
-def plan_of(manifest: Manifest) -> Overview:
-    """Counts for ``format_plan``: every valid item is one generation, one credit."""
+def _check_variants(cfg: RunConfig, manifest: Manifest) -> Manifest:
+    """Every step of every variant checked for every item; a column a step needs is a file-level problem."""
+    sizes = {item.image_path: _size(item.image_path) for item in manifest.items if item.image_path is not None}
+    file_level, problems = item_problems(cfg, manifest, sizes)
+    if file_level:
+        raise ConfigError(file_level + problem_lines(manifest))
+    if not problems:
+        return manifest
+    bad = [InvalidItem(item.id, item.row, problems[item.id]) for item in manifest.items if item.id in problems]
+    return dataclasses.replace(
+        manifest, items=[item for item in manifest.items if item.id not in problems],
+        invalid=sorted([*manifest.invalid, *bad], key=lambda invalid: invalid.row))
+
+
+def _size(path: Path) -> tuple[int, int] | None:
+    """Width and height from the image's header, as stored (EXIF rotation does not change the longer side)."""
+    if header := image_header(path):
+        return header[1], header[2]
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None  # check_images has said why
+
+
+def plan_of(manifest: Manifest, cfg: RunConfig | None = None) -> Overview:
+    """Counts for ``format_plan``: every step of every variant of a valid item is one order, one credit."""
     images = {item.image_path or item.image_url for item in manifest.items}
+    per_item = tuple((v.name, v.credits()) for v in cfg.variants) if cfg is not None else ()
+    credits = len(manifest.items) * sum(v.credits() for v in variants_of(cfg)) if cfg is not None \
+        else len(manifest.items)
     return Overview(items=len(manifest.items), invalid=len(manifest.invalid), distinct_images=len(images),
-                credits=len(manifest.items))
+                credits=credits, per_item=per_item)
 
 
 def problem_lines(manifest: Manifest) -> list[str]:
@@ -61,6 +98,10 @@ def format_plan(plan: Overview) -> str:
     """A two-line human summary of what a run would do."""
     def n(count: int, word: str) -> str:
         return f"{count} {word}{'' if count == 1 else 's'}"
+    why = "1 per generated image"
+    if plan.per_item:
+        why = "per item: " + ", ".join(f"{name} {n(credits, 'step')}" for name, credits in plan.per_item) \
+            + "; 1 credit per step"
     return (f"{n(plan.items, 'item')}, {n(plan.distinct_images, 'distinct image')}, {plan.invalid} invalid\n"
             f"a full run would spend {n(plan.credits, 'credit')} "
-            f"(1 per generated image; failed orders are free)")
+            f"({why}; failed orders are free)")

@@ -1,8 +1,8 @@
 """A LightX-compatible local server: a local preview of the flow, not LightX's model.
 
 It speaks the protocol of ``shared/lightx-api.md`` (upload slot, presigned PUT, submit, poll,
-download) on loopback, so a newcomer without a key sees the tool work and every test runs the real
-client against it. Its pictures are painted by Pillow from the prompt's colour and material words;
+download) on loopback, for every tool of ``pipeline.lightx.tools``, so a newcomer without a key
+sees the tool work and every test runs the real client against it. Its pictures are painted by Pillow from the prompt's colour and material words;
 they show where LightX's output would go, not what LightX would make.
 
     from pipeline.sandbox import SandboxOptions, SandboxThread, SANDBOX_KEY
@@ -12,7 +12,8 @@ they show where LightX's output would go, not what LightX would make.
 
 Modules: options (settings and CLI flags), app (routes, errors), faults (injected failures and where
 they apply), presign (S3-style PUT URLs), state (slots, orders), ledger (what was charged and seen),
-painter/scene/textures (pictures), server (start_sandbox, serve), testing (SandboxThread).
+painter/scene/textures (the background generator's pictures), handlers (every registered tool's
+output), server (start_sandbox, serve), testing (SandboxThread).
 """
 from importlib import import_module
 

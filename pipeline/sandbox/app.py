@@ -11,6 +11,12 @@ LightX-shaped rejections (HTTP status, statusCode, message):
     400 4005  imageUrl has no uploaded image       the PUT never completed
     400 4013  PROMPT_NOT_ALLOWED                   textPrompt contains refuse_prompt (any case)
     402 4020  Insufficient credits                 credit_limit reached
+    200 4006  <the input is over a tool's limit>    always as HTTP 200 status FAIL (upscale: over
+                                                   2048 px a side, or over 1024 px at quality 4)
+
+Every tool of ``pipeline.lightx.tools.TOOLS`` has its submit route, its fields checked as the
+registry says (4001 naming the body field) and its output made by ``handlers.py``. An order is
+found only at its tool's status route (upscale's at ``v2/order-status``, the others' at v1).
 
 With refusals_http_200 every 400 above is sent as HTTP 200 with
 ``{"status": "FAIL", "statusCode", "message", "description", "body": null}``, as LightX has been seen
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import time
 import warnings
@@ -32,15 +39,18 @@ from typing import Any, Callable
 
 from aiohttp import web
 
+from PIL import Image
+
 from pipeline.errors import ConfigError
+from pipeline.lightx.tools import INPUT_FIELD, STATUS_PATHS, TOOLS, Tool
+from pipeline.sandbox.handlers import Output, output_extension
 from pipeline.sandbox.faults import API, STORAGE, ConnectionReset, draw_fault, lightx_json
 from pipeline.sandbox.ledger import Ledger
 from pipeline.sandbox.options import SandboxOptions
 from pipeline.sandbox.presign import MAGIC, check_body, check_signature, query_for, s3_error
-from pipeline.sandbox.state import SandboxState
+from pipeline.sandbox.state import Order, SandboxState, UploadSlot
 
 ROOT = "/external/api"
-MAX_PROMPT_CHARS = 500
 STATE = web.AppKey("state", SandboxState)
 LEDGER = web.AppKey("ledger", Ledger)
 
@@ -50,14 +60,14 @@ _KEEP_HTTP_STATUS = frozenset({401, 402})  # bad key, no credits: never disguise
 
 
 class Rejected(Exception):
-    """A LightX-shaped refusal raised by a handler's checks."""
+    """A LightX-shaped refusal raised by a handler's checks; ``fail`` always answers HTTP 200 FAIL."""
 
-    def __init__(self, http_status: int, status_code: int, message: str):
+    def __init__(self, http_status: int, status_code: int, message: str, fail: bool = False):
         super().__init__(message)
-        self.http_status, self.status_code, self.message = http_status, status_code, message
+        self.http_status, self.status_code, self.message, self.fail = http_status, status_code, message, fail
 
     def response(self, options: SandboxOptions) -> web.Response:
-        if options.refusals_http_200 and self.http_status not in _KEEP_HTTP_STATUS:
+        if self.fail or options.refusals_http_200 and self.http_status not in _KEEP_HTTP_STATUS:
             return web.json_response({"status": "FAIL", "statusCode": self.status_code,
                                       "message": self.message, "description": self.message,
                                       "body": None})
@@ -101,7 +111,8 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
 @web.middleware
 async def sandbox_middleware(request: web.Request, handler):
     """Count, delay and maybe fault a client request, all before it has any effect."""
-    endpoint = request.match_info.route.name
+    name = request.match_info.route.name
+    endpoint = name.split(".")[0] if name else name  # "submit.upscale" is a submit, "status.v2" a status
     if endpoint not in API | _NON_API:
         return await handler(request)
     state = request.app[STATE]
@@ -179,60 +190,115 @@ async def get_upload(request: web.Request) -> web.Response:
     return web.Response(body=slot.data, content_type=slot.grant.content_type)
 
 
-async def submit(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    _check_key(request, state)
-    body = await _json_object(request)
-    image_url, prompt = body.get("imageUrl"), body.get("textPrompt")
-    if not isinstance(image_url, str) or not image_url:
-        raise Rejected(400, 4001, "imageUrl is required")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise Rejected(400, 4001, "textPrompt is required")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise Rejected(400, 4001, f"textPrompt must be at most {MAX_PROMPT_CHARS} characters")
-    refused = state.options.refuse_prompt
-    if refused is not None and refused.casefold() in prompt.casefold():
-        raise Rejected(400, 4013, "PROMPT_NOT_ALLOWED")
-    slot = state.slots_by_url.get(image_url)
+def _uploaded(state: SandboxState, url: Any, field: str) -> UploadSlot:
+    """The upload slot behind an imageUrl the sandbox issued, or the refusal LightX would give."""
+    slot = state.slots_by_url.get(url) if isinstance(url, str) else None
     if slot is None:
-        raise Rejected(400, 4002, "External image URLs are not supported; "
+        where = "" if field == INPUT_FIELD else f" in {field}"
+        raise Rejected(400, 4002, f"External image URLs are not supported{where}; "
                                   "upload the image through v2/uploadImageUrl")
     if slot.data is None:
-        raise Rejected(400, 4005, "imageUrl has no uploaded image; the PUT never completed")
-    image, sha256 = slot.data, slot.sha256  # as they are now, should the slot be PUT again meanwhile
-    decodes = await state.decodes(image)  # before the checks below, so nothing awaits between them
-    if slot.url_expired(state.clock(), state.options.upload_ttl_s):
-        raise Rejected(400, state.options.expired_status_code, state.options.expired_message)
-    if state.out_of_credits():
-        raise Rejected(402, 4020, "Insufficient credits")
-    record = state.submit(image, sha256, prompt, decodes)
-    return _success({"orderId": record.order_id,
-                     "maxRetriesAllowed": state.options.max_retries_allowed,
-                     "avgResponseTimeInSec": _avg_response_time(state.options),
-                     "status": "init"})
+        raise Rejected(400, 4005, f"{field} has no uploaded image; the PUT never completed")
+    return slot
 
 
-async def order_status(request: web.Request) -> web.Response:
+def _values(tool: Tool, body: dict[str, Any]) -> dict[str, Any]:
+    """The body's fields by registry name, checked as the registry says (4001 naming the field)."""
+    values = {}
+    for f in tool.fields:
+        if f.api not in body or body[f.api] is None:
+            if f.required:
+                raise Rejected(400, 4001, f"{f.api} is required")
+            continue
+        try:
+            values[f.name] = f.check(body[f.api])
+        except ValueError as exc:
+            raise Rejected(400, 4001, f"{f.api} {exc}") from None
+    return values
+
+
+def _submit_route(tool: Tool):
+    async def submit(request: web.Request) -> web.Response:
+        state = request.app[STATE]
+        _check_key(request, state)
+        body = await _json_object(request)
+        image_url = body.get(INPUT_FIELD)
+        if not isinstance(image_url, str) or not image_url:
+            raise Rejected(400, 4001, "imageUrl is required")
+        values = _values(tool, body)
+        prompt = values.get("prompt", "")
+        refused = state.options.refuse_prompt
+        if refused is not None and refused.casefold() in prompt.casefold():
+            raise Rejected(400, 4013, "PROMPT_NOT_ALLOWED")
+        slot = _uploaded(state, image_url, INPUT_FIELD)
+        images = {f.name: _uploaded(state, values[f.name], f.api) for f in tool.fields
+                  if f.name in values and f.is_image(values[f.name])}
+        image, sha256 = slot.data, slot.sha256  # as they are now, should the slot be PUT again meanwhile
+        decodes = await state.decodes(image)  # before the checks below, so nothing awaits between them
+        if any(s.url_expired(state.clock(), state.options.upload_ttl_s) for s in (slot, *images.values())):
+            raise Rejected(400, state.options.expired_status_code, state.options.expired_message)
+        if decodes and tool.limits and (problem := tool.limit_problem(values, _size(image))):
+            raise Rejected(400, 4006, problem, fail=True)
+        if state.out_of_credits():
+            raise Rejected(402, 4020, "Insufficient credits")
+        record = state.submit(image, sha256, prompt, decodes, tool, values, images)
+        return _success({"orderId": record.order_id,
+                         "maxRetriesAllowed": state.options.max_retries_allowed,
+                         "avgResponseTimeInSec": _avg_response_time(state.options),
+                         "status": "init"})
+    return submit
+
+
+def _size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as img:
+        return img.size
+
+
+def _status_route(path: str):
+    async def order_status(request: web.Request) -> web.Response:
+        state = request.app[STATE]
+        _check_key(request, state)
+        data = await _json_object(request)
+        order = state.orders.get(data.get("orderId")) if isinstance(data.get("orderId"), str) else None
+        # Each route knows the orders of the tools polled there (upscale's are at v2), as LightX's would.
+        if order is None or TOOLS[order.record.tool].status_path != path:
+            raise Rejected(400, 4004, "Order not found")
+        status = state.poll(order)
+        answer = {"orderId": order.record.order_id, "status": status, "output": None}
+        if status == "active":
+            base = f"{_origin(request)}/output/{order.record.order_id}"
+            answer["output"] = f"{base}.{output_extension(order.record.tool, order.values)}"
+            if TOOLS[order.record.tool].masked:
+                answer["mask"] = f"{base}-mask.png"
+        return _success(answer)
+    return order_status
+
+
+async def _output(request: web.Request) -> tuple[Order | None, Output | None]:
     state = request.app[STATE]
-    _check_key(request, state)
-    data = await _json_object(request)
-    order = state.orders.get(data.get("orderId")) if isinstance(data.get("orderId"), str) else None
-    if order is None:
-        raise Rejected(400, 4004, "Order not found")
-    status = state.poll(order)
-    output = f"{_origin(request)}/output/{order.record.order_id}.jpg" if status == "active" else None
-    return _success({"orderId": order.record.order_id, "status": status, "output": output})
+    order = state.orders.get(request.match_info["order_id"])
+    if order is None or order.record.status(state.clock()) != "active":
+        return order, None
+    return order, await state.render(order)
 
 
 async def get_output(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    order_id = request.match_info["order_id"]
-    order = state.orders.get(order_id)
-    if order is None or order.record.status(state.clock()) != "active":
-        return _s3_response(404, "NoSuchKey", "The specified key does not exist.", f"/{order_id}.jpg")
-    jpeg = await state.render(order)
-    return web.Response(body=jpeg, content_type="image/jpeg",
-                        headers={"ETag": f'"{hashlib.md5(jpeg).hexdigest()}"'})
+    order, output = await _output(request)
+    ext = request.match_info["ext"]
+    if output is None or ext != output_extension(order.record.tool, order.values):
+        return _s3_response(404, "NoSuchKey", "The specified key does not exist.",
+                            f"/{request.match_info['order_id']}.{ext}")
+    return web.Response(body=output.data, content_type=output.content_type,
+                        headers={"ETag": f'"{hashlib.md5(output.data).hexdigest()}"'})
+
+
+async def get_mask(request: web.Request) -> web.Response:
+    order, output = await _output(request)
+    if output is None or output.mask is None:
+        return _s3_response(404, "NoSuchKey", "The specified key does not exist.",
+                            f"/{request.match_info['order_id']}-mask.png")
+    return web.Response(body=output.mask, content_type="image/png",
+                        headers={"ETag": f'"{hashlib.md5(output.mask).hexdigest()}"'})
 
 
 # admin routes: no key, no latency, no faults
@@ -279,11 +345,17 @@ def create_app(options: SandboxOptions | None = None, *,
         warnings.simplefilter("ignore", web.NotAppKeyWarning)
         app["ledger"] = state.ledger
     app.router.add_post(f"{ROOT}/v2/uploadImageUrl", upload_url, name="upload_url")
-    app.router.add_post(f"{ROOT}/v1/background-generator", submit, name="submit")
-    app.router.add_post(f"{ROOT}/v1/order-status", order_status, name="status")
+    for tool in TOOLS.values():
+        # The background generator's route keeps the plain name "submit"; every route counts as one.
+        name = "submit" if tool.name == "background-generator" else f"submit.{tool.name}"
+        app.router.add_post(f"{ROOT}/{tool.submit_path}", _submit_route(tool), name=name)
+    for path in sorted(STATUS_PATHS):
+        name = "status" if path == "v1/order-status" else f"status.{path.split('/')[0]}"
+        app.router.add_post(f"{ROOT}/{path}", _status_route(path), name=name)
     app.router.add_put(f"/s3/{{key:{_KEY_PATTERN}}}", put_object, name="put")
     app.router.add_get(f"/cdn/{{key:{_KEY_PATTERN}}}", get_upload, name="cdn")
-    app.router.add_get(r"/output/{order_id:[0-9a-f]+}.jpg", get_output, name="output")
+    app.router.add_get(r"/output/{order_id:[0-9a-f]+}.{ext:jpg|png}", get_output, name="output")
+    app.router.add_get(r"/output/{order_id:[0-9a-f]+}-mask.png", get_mask, name="output.mask")
     app.router.add_get(f"{ROOT}/__ledger", admin_ledger)
     app.router.add_post(f"{ROOT}/__reset", admin_reset)
     app.router.add_post(f"{ROOT}/__age_uploads", admin_age_uploads)

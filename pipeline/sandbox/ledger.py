@@ -2,15 +2,21 @@
 
 Credits are computed from each order's completion time, so an order that finishes
 `active` is charged whether or not anyone polls it, and reading ``credits`` is always current.
+Each order records its tool, the sha256 of the input bytes it was given (``sha256``), those of its
+other pictures (``images``) and of the output it made (``output_sha256``), so that a test can follow
+a chain: an upscale's ``sha256`` is the ``output_sha256`` of the order whose output it was given.
 Status checks are counted twice: ``OrderRecord.polls`` over the order's life (its allowance, hence
 ``overpolls``), and ``Ledger.polls`` since the last reset, so that two snapshots can be diffed.
 """
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+BACKGROUND_GENERATOR = "background-generator"
 
 
 @dataclass
@@ -24,12 +30,24 @@ class OrderRecord:
     done_at: float
     outcome: str  # "active" or "failed"
     polls: int = 0
+    tool: str = BACKGROUND_GENERATOR
+    fields: dict[str, Any] = field(default_factory=dict)  # the body's other values, as LightX names them
+    images: dict[str, str] = field(default_factory=dict)  # body field -> sha256 of an uploaded picture
+    output_sha256: str | None = None                      # set once the output is made
+
+    @property
+    def key(self) -> str:
+        """What makes two orders the same purchase: tool, input bytes and every value."""
+        if self.tool == BACKGROUND_GENERATOR:
+            return submit_key(self.sha256, self.prompt)
+        return f"{self.tool}|{self.sha256}|{json.dumps({**self.fields, **self.images}, sort_keys=True)}"
 
     def status(self, now: float) -> str:
         return "init" if now < self.done_at else self.outcome
 
     def to_dict(self, now: float) -> dict[str, Any]:
-        return {"sha256": self.sha256, "prompt": self.prompt, "status": self.status(now),
+        return {"tool": self.tool, "sha256": self.sha256, "prompt": self.prompt, "fields": dict(self.fields),
+                "images": dict(self.images), "output_sha256": self.output_sha256, "status": self.status(now),
                 "created": self.created, "done_at": self.done_at, "polls": self.polls}
 
 
@@ -71,7 +89,7 @@ class Ledger:
 
     def record_order(self, order: OrderRecord) -> None:
         self.orders[order.order_id] = order
-        self.submits[submit_key(order.sha256, order.prompt)] += 1
+        self.submits[order.key] += 1
 
     def record_poll(self, order: OrderRecord, max_retries_allowed: int) -> None:
         order.polls += 1

@@ -9,13 +9,15 @@ import random
 import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from PIL import Image
 
+from pipeline.lightx.tools import TOOLS, Tool
 from pipeline.sandbox import painter
-from pipeline.sandbox.ledger import Ledger, OrderRecord
+from pipeline.sandbox.handlers import HANDLERS, Output
+from pipeline.sandbox.ledger import BACKGROUND_GENERATOR, Ledger, OrderRecord
 from pipeline.sandbox.options import SandboxOptions
 from pipeline.sandbox.presign import EXTENSIONS, PutGrant, amz_date
 
@@ -41,6 +43,8 @@ class UploadSlot:
 class Order:
     record: OrderRecord
     data: bytes  # the bytes as they were at submit, should the slot be PUT again later
+    values: dict[str, Any] = field(default_factory=dict)  # the tool's fields, named as in the registry
+    images: dict[str, bytes] = field(default_factory=dict)  # bytes of its image-valued fields, likewise
 
 
 class SandboxState:
@@ -101,8 +105,12 @@ class SandboxState:
             return _decodes(data, full=False)
         return await asyncio.get_running_loop().run_in_executor(None, _decodes, data, True)
 
-    def submit(self, data: bytes, sha256: str, prompt: str, decodes: bool) -> OrderRecord:
-        """Create an order; its outcome and processing time are drawn now, from the seed."""
+    def submit(self, data: bytes, sha256: str, prompt: str, decodes: bool, tool: Tool = TOOLS[BACKGROUND_GENERATOR],
+               values: dict[str, Any] | None = None, images: dict[str, UploadSlot] | None = None) -> OrderRecord:
+        """Create an order; its outcome and processing time are drawn now, from the seed.
+
+        ``values`` are the tool's fields by registry name, ``images`` the uploads its image fields name."""
+        values, images = {**({"prompt": prompt} if prompt else {}), **(values or {})}, images or {}
         opts = self.options
         self.order_seq += 1
         rng = random.Random(f"{opts.seed}:order:{self.order_seq}")
@@ -112,10 +120,14 @@ class SandboxState:
         took *= 1 + opts.processing_jitter * (2 * rng.random() - 1)
         failed = failed or not decodes
         now = self.clock()
+        api = {f.name: f.api for f in tool.fields}
         record = OrderRecord(order_id=secrets.token_hex(13)[:25], sha256=sha256, prompt=prompt,
                              created=now, done_at=now + max(0.0, took),
-                             outcome="failed" if failed else "active")
-        self.orders[record.order_id] = Order(record=record, data=data)
+                             outcome="failed" if failed else "active", tool=tool.name,
+                             fields={api[k]: v for k, v in values.items() if k not in images and k != "prompt"},
+                             images={api[k]: slot.sha256 for k, slot in images.items()})
+        self.orders[record.order_id] = Order(record=record, data=data, values=values,
+                                             images={k: slot.data for k, slot in images.items()})
         self.ledger.record_order(record)
         return record
 
@@ -127,21 +139,25 @@ class SandboxState:
         limit = self.options.credit_limit
         return limit is not None and self.ledger.committed() >= limit
 
-    async def render(self, order: Order) -> bytes:
-        """The order's output JPEG, rendered once per (image, prompt) and cached."""
+    async def render(self, order: Order) -> Output:
+        """The order's output, made once per (tool, input, values) and cached; its sha256 is recorded."""
         if self.options.fast:
-            return painter.fast_jpeg()
-        key = f"{order.record.sha256}|{order.record.prompt}"
-        future = self._renders.get(key)
-        if future is None:
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(None, painter.render, order.data, order.record.prompt)
-            self._renders[key] = future
-            while len(self._renders) > RENDER_CACHE_SIZE:
-                self._renders.popitem(last=False)
+            output = Output(painter.fast_jpeg())
         else:
-            self._renders.move_to_end(key)
-        return await asyncio.shield(future)
+            key = order.record.key
+            future = self._renders.get(key)
+            if future is None:
+                loop = asyncio.get_running_loop()
+                handler = HANDLERS[order.record.tool]
+                future = loop.run_in_executor(None, handler, order.data, order.values, order.images)
+                self._renders[key] = future
+                while len(self._renders) > RENDER_CACHE_SIZE:
+                    self._renders.popitem(last=False)
+            else:
+                self._renders.move_to_end(key)
+            output = await asyncio.shield(future)
+        order.record.output_sha256 = hashlib.sha256(output.data).hexdigest()
+        return output
 
 
 def _decodes(data: bytes, full: bool) -> bool:
