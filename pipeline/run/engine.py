@@ -146,7 +146,7 @@ def prepare(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str | 
     try:
         shas, problems = asyncio.run(hash_sources(cfg, manifest.items, ckpt))
         items = [i for i in manifest.items if i.id not in problems]
-        rows = ckpt.rows()
+        rows = _with_siblings(cfg, ckpt, items)
         the_plan = plan(items, rows, shas, output_dir=cfg.output.dir, api_kind=endpoint.kind,
                         api_id=endpoint.id, force=options.force, only=options.only, sandbox=options.sandbox,
                         legacy_kind=None if options.sandbox else cfg.api.base_url)
@@ -169,6 +169,22 @@ def prepare(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str | 
 def _close(endpoint: Endpoint) -> None:
     if endpoint.sandbox_socket is not None:
         endpoint.sandbox_socket.close()
+
+
+def _with_siblings(cfg: RunConfig, ckpt: Checkpoint, items: list) -> dict[str, Row]:
+    """This run's checkpoint rows, plus those of items that another shard layout (or an unsharded
+    run) under the same state.dir has already taken on: copied in, so nothing is bought twice and
+    orders in flight there are collected here."""
+    rows = ckpt.rows()
+    others = [p for p in publish.checkpoint_paths(cfg) if p != cfg.checkpoint_path]
+    if not others:
+        return rows
+    wanted = {i.id for i in items} - rows.keys()
+    adopted = [row for item_id, row in publish.merged_rows(others).items() if item_id in wanted]
+    if adopted:
+        ckpt.insert(adopted)
+        rows.update((row.id, row) for row in adopted)
+    return rows
 
 
 def _confirm(cfg: RunConfig, options: RunOptions, the_plan: Plan) -> float:
