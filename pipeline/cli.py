@@ -12,7 +12,9 @@ import logging
 import sys
 import time
 
+import pipeline
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.sandbox.options import ROOT, SANDBOX_KEY, add_sandbox_arguments
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -24,14 +26,22 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pipeline", description="Batch product photos through LightX's AI Background Generator.",
         epilog="exit codes: 0 all done · 1 failures or unfinished items · 2 invalid config, manifest "
                "or usage · 75 another run holds the checkpoint · 130 interrupted")
+    parser.add_argument("--version", action=_Version, help="print the distribution name and version, then exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", help="debug lines on stderr (every API exchange)")
 
-    p = sub.add_parser("validate", parents=[common], help="check config, manifest and images; print the plan")
+    p = sub.add_parser("validate", parents=[common], help="check config, manifest and images; print the plan",
+                       description="Check the config, the manifest and the header of every local image, "
+                                   "and report every problem at once, one line each (exit 2 if any). "
+                                   "Prints the items, distinct images and the credits a full run would "
+                                   "spend. Makes no API call.")
     p.add_argument("config", help="path to the YAML config")
 
-    p = sub.add_parser("run", parents=[common], help="run the catalog: upload, submit, poll, download")
+    p = sub.add_parser("run", parents=[common], help="run the catalog: upload, submit, poll, download",
+                       description="Validate, plan against the checkpoint, then upload, submit, poll and "
+                                   "download every new or changed item. Unchanged done items cost nothing; "
+                                   "orders already paid for are collected, never resubmitted.")
     p.add_argument("config", help="path to the YAML config")
     p.add_argument("--sandbox", action="store_true",
                    help="run against a local LightX-compatible sandbox (no key, no network)")
@@ -47,18 +57,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress output; errors and the summary only")
     p.add_argument("--json", action="store_true", help="print one JSON summary line on stdout at the end")
 
-    p = sub.add_parser("status", parents=[common], help="counts per state and failures, from the checkpoint alone")
+    p = sub.add_parser("status", parents=[common], help="counts per state and failures, from the checkpoint alone",
+                       description="Show what the checkpoint in output.dir knows: items per state, the "
+                                   "credits spent, orders still in flight and every failure with its "
+                                   "reason. Reads the checkpoint alone; makes no API call.")
     p.add_argument("config", help="path to the YAML config")
 
-    p = sub.add_parser("report", parents=[common], help="rebuild results.csv, results.parquet and report.html from the checkpoint")
+    p = sub.add_parser("report", parents=[common], help="rebuild results.csv, results.parquet and report.html from the checkpoint",
+                       description="Rewrite results.csv, results.parquet and report.html in output.dir "
+                                   "from the checkpoint alone, e.g. after deleting them or editing the "
+                                   "manifest's extra columns. Makes no API call.")
     p.add_argument("config", help="path to the YAML config")
 
-    p = sub.add_parser("sandbox", help="serve the LightX-compatible sandbox on loopback")
+    p = sub.add_parser("sandbox", help="serve the LightX-compatible sandbox on loopback",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Serve a local, LightX-compatible API (a preview of the flow, not "
+                                   "LightX's model)\nuntil Ctrl-C. `pipeline run --sandbox` starts its "
+                                   "own; this one is for trying\nthe tool by hand or with injected faults.",
+                       epilog=f"point a run at it (another terminal):\n"
+                              f"  export LIGHTX_BASE_URL=http://127.0.0.1:8787{ROOT}   # host and port as "
+                              f"above; the path is {ROOT}\n"
+                              f"  export LIGHTX_API_KEY={SANDBOX_KEY}   # the only key it accepts "
+                              f"(change it with --api-key)\n"
+                              f"  pipeline run CONFIG\n"
+                              f"or set api.base_url in the config instead of LIGHTX_BASE_URL.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8787, help="port to listen on; 0 picks a free one (default: 8787)")
-    from pipeline.sandbox.options import add_sandbox_arguments
     add_sandbox_arguments(p)
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed distribution's name and version (importlib.metadata), read only when asked."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{pipeline.DISTRIBUTION} {pipeline.__version__}")
+        parser.exit()
 
 
 def main(argv: list[str] | None = None) -> int:

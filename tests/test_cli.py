@@ -106,3 +106,22 @@ def test_json_line_even_when_the_run_stops_on_an_error(sandbox, catalog_dir, mon
     assert main(["run", str(config), "--json"]) == 1
     summary = json.loads(capsys.readouterr().out.strip())
     assert summary["exit_code"] == 1 and "API key rejected" in summary["error"]
+
+
+def test_version_prints_the_distribution_name_and_version():
+    from importlib.metadata import version
+    done = subprocess.run(pipeline_cmd("--version"), env=child_env(), capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"lightx-pipeline {version('lightx-pipeline')}\n", "")
+
+
+def test_the_distribution_is_ours_and_installs_the_pipeline_command():
+    import tomllib
+    from importlib.metadata import distribution
+    from pathlib import Path
+    import pipeline
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
+    assert project["name"] == pipeline.DISTRIBUTION == "lightx-pipeline"  # "pipeline" on PyPI is someone else's
+    assert project["scripts"] == {"pipeline": "pipeline.cli:main"}
+    scripts = {ep.name: ep.value for ep in distribution("lightx-pipeline").entry_points
+               if ep.group == "console_scripts"}
+    assert scripts == {"pipeline": "pipeline.cli:main"}

@@ -37,6 +37,25 @@ def test_every_command_has_help_and_is_documented():
         assert f"`pipeline {name}" in README
 
 
+def test_every_command_has_a_description():
+    for name, sub in _subparsers().items():
+        assert sub.description and len(sub.description) > 40, f"`pipeline {name} --help` has no description"
+        assert " ".join(sub.description.split()) in " ".join(sub.format_help().split())
+
+
+def test_sandbox_help_says_how_to_point_a_run_at_it():
+    from pipeline.sandbox import SANDBOX_KEY
+    text = _subparsers()["sandbox"].format_help()
+    assert "LIGHTX_BASE_URL=http://127.0.0.1:8787/external/api" in text
+    assert f"LIGHTX_API_KEY={SANDBOX_KEY}" in text and "--api-key" in text
+
+
+def test_readme_installs_our_distribution_not_the_pypi_pipeline():
+    import pipeline
+    assert f"`{pipeline.DISTRIBUTION}`" in README and f"{pipeline.DISTRIBUTION} {pipeline.__version__}" in README
+    assert not re.search(r"pip install pipeline\b(?!`: that name)", README)
+
+
 def test_quickstart_is_one_block_of_two_commands():
     section = README.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```[a-z]*\n(.*?)```", section, re.S)

@@ -46,11 +46,10 @@ from pipeline.lightx.tools import INPUT_FIELD, STATUS_PATHS, TOOLS, Tool
 from pipeline.sandbox.handlers import Output, output_extension
 from pipeline.sandbox.faults import API, STORAGE, ConnectionReset, draw_fault, lightx_json
 from pipeline.sandbox.ledger import Ledger
-from pipeline.sandbox.options import SandboxOptions
+from pipeline.sandbox.options import ROOT, SandboxOptions
 from pipeline.sandbox.presign import MAGIC, check_body, check_signature, query_for, s3_error
 from pipeline.sandbox.state import Order, SandboxState, UploadSlot
 
-ROOT = "/external/api"
 STATE = web.AppKey("state", SandboxState)
 LEDGER = web.AppKey("ledger", Ledger)
 

@@ -9,6 +9,7 @@ from typing import Any
 from pipeline.errors import ConfigError
 
 SANDBOX_KEY = "sandbox-key"
+ROOT = "/external/api"  # where LightX serves its API, and so the sandbox too
 
 _RATES = ("rate_429", "rate_5xx", "rate_reset", "rate_garbage", "rate_bad_status",
           "rate_failed", "slow_order_rate", "rate_truncated")
