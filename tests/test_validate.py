@@ -26,6 +26,15 @@ def _png() -> bytes:
 
 
 PNG = _png()
+
+
+def _jpeg() -> bytes:
+    out = io.BytesIO()
+    Image.effect_noise((64, 64), 60).convert("RGB").save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+JPEG = _jpeg()
 CONFIG = 'manifest: catalog.csv\nprompt: "{title} on a marble counter"\n'
 HEADER = "id,image,title\n"
 ROWS = "sku-1,a.png,A mug\nsku-2,a.png,A bottle\n"
@@ -144,6 +153,10 @@ BAD_CASES: list[Case] = [
          ("catalog.csv row 2 (id sku-1): image 'b.png' not found",)),
     Case("image-does-not-decode", catalog(csv=HEADER + "sku-1,bad.png,A mug\n", **{"bad.png": b"not a png"}),
          ("catalog.csv row 2 (id sku-1): image 'bad.png' is not an image",)),
+    Case("image-truncated-jpeg", catalog(csv=HEADER + "sku-1,cut.jpg,A mug\n", **{"cut.jpg": JPEG[:len(JPEG) // 2]}),
+         ("catalog.csv row 2 (id sku-1): image 'cut.jpg' is truncated: no JPEG end-of-image marker",)),
+    Case("image-jpeg-without-end-marker", catalog(csv=HEADER + "sku-1,cut.jpg,A mug\n", **{"cut.jpg": JPEG[:-2]}),
+         ("catalog.csv row 2 (id sku-1): image 'cut.jpg' is truncated",)),
     Case("image-is-directory", catalog(csv=HEADER + "sku-1,sub,A mug\n", **{"sub/x.png": PNG}),
          ("catalog.csv row 2 (id sku-1): image 'sub' is a directory",)),
     Case("duplicate-id", catalog(csv=HEADER + "sku-1,a.png,A mug\nsku-1,a.png,A bottle\n"),
@@ -219,6 +232,53 @@ def test_every_problem_is_reported_at_once(tmp_path: Path, monkeypatch: pytest.M
     assert [line.split(":")[0] for line in lines] == [
         "catalog.csv row 2 (id 'sku 1')", "catalog.csv row 3 (id sku-2)", "catalog.csv row 4 (id sku-3)",
         "catalog.csv row 5 (id sku-3)"]
+
+
+@pytest.mark.parametrize("config", [
+    CONFIG + "limits:\n  concurency: 4\n",                                # a typo beside a good prompt
+    'manifest: catalog.csv\nprompt: "{title on marble"\nlimits:\n  concurrency: 0\n',  # a broken template
+    CONFIG + 'output:\n  filename: "{id}.png"\n',                        # a broken file name
+])
+def test_config_and_manifest_problems_are_reported_together(config: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    csv = HEADER + "sku-1,gone.png,A\nsku-2,a.png,B\nsku-2,a.png,C\nsku-4,cut.jpg,D\n"
+    files = catalog(config=config, csv=csv, **{"cut.jpg": JPEG[:100]})
+    lines = problems_for(write_case(Case("x", files, ()), tmp_path))
+    config_lines = [line for line in lines if line.startswith("catalog.yaml: ")]
+    assert 1 <= len(config_lines) <= 2 and lines[:len(config_lines)] == config_lines, lines
+    assert [line.split(":")[0] for line in lines[len(config_lines):]] == [
+        "catalog.csv row 2 (id sku-1)", "catalog.csv row 4 (id sku-2)", "catalog.csv row 5 (id sku-4)"], lines
+
+
+@pytest.mark.parametrize("config", ["manifest: 5\nlimits: 3\n", "limits: 3\n", "manifest: catalog.txt\n"])
+def test_a_config_that_cannot_name_its_manifest_reports_only_itself(config: str, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    lines = problems_for(write_case(Case("x", catalog(config=config, csv=HEADER + "sku-1,gone.png,A\n"), ()),
+                                    tmp_path))
+    assert lines and all(line.startswith("catalog.yaml: ") for line in lines), lines
+
+
+def test_a_missing_manifest_is_reported_with_the_config_problems(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    files = without(catalog(config=CONFIG + "poll:\n  interval_s: -1\n"), "catalog.csv")
+    lines = problems_for(write_case(Case("x", files, ()), tmp_path))
+    assert [line.split(":")[:2] for line in lines] == [["catalog.yaml", " poll.interval_s"],
+                                                      ["catalog.csv", " manifest not found"]], lines
+
+
+def test_a_whole_jpeg_is_judged_by_its_last_bytes_without_decoding(tmp_path: Path, monkeypatch) -> None:
+    from pipeline.inputs.manifest import image_problem
+    whole, trailer = tmp_path / "whole.jpg", tmp_path / "trailer.jpg"
+    whole.write_bytes(JPEG)
+    trailer.write_bytes(JPEG + b"camera trailer data " * 10)  # data after the end marker, still decodes
+    decoded = []
+    real_load = Image.Image.load
+    monkeypatch.setattr(Image.Image, "load", lambda im: decoded.append(im) or real_load(im))
+    assert image_problem(whole) is None and decoded == []
+    assert image_problem(trailer) is None and decoded  # only a file without the marker at its end
 
 
 def test_image_problems_move_items_to_invalid(tmp_path: Path) -> None:

@@ -135,6 +135,22 @@ SECTIONS: dict[str, type] = {
 
 def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> RunConfig:
     """Read, validate and resolve a YAML config; raise one ConfigError listing every problem."""
+    cfg, problems = check_config(path, env=env)
+    if problems:
+        raise ConfigError(problems)
+    assert cfg is not None
+    return cfg
+
+
+def check_config(path: str | Path, *, env: Mapping[str, str] | None = None
+                 ) -> tuple[RunConfig | None, list[str]]:
+    """``(config, [])`` for a valid config, else ``(stand-in or None, problems)``.
+
+    The stand-in has every setting at its default except what reading the manifest needs
+    (``manifest``, and ``prompt`` and ``output.filename`` where those are valid), so the manifest's
+    problems can be reported with the config's; it is None when the manifest cannot be found.
+    A file that cannot be read as a YAML mapping still raises ConfigError at once.
+    """
     env = os.environ if env is None else env
     shown = display_path(path)
     config_path = Path(os.path.abspath(path))
@@ -156,7 +172,7 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Ru
     problems += [f"{shown}: {line}" for line in _template_problems(data)]
     problems += [f"{shown}: {line}" for line in config_problems(data)]
     if problems:
-        raise ConfigError(problems)
+        return _manifest_reader(config_path, data), problems
 
     base = config_path.parent
     sections = {name: _section(cls, data.get(name) or {}) for name, cls in SECTIONS.items()}
@@ -167,7 +183,28 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Ru
     sections["api"] = dataclasses.replace(
         sections["api"], base_url=(base_url or sections["api"].base_url).rstrip("/"))
     return RunConfig(config_path=config_path, manifest_path=Path(os.path.normpath(base / data["manifest"])),
-                     prompt=data.get("prompt"), variants=parse_variants(data.get("variants")), **sections)
+                     prompt=data.get("prompt"), variants=parse_variants(data.get("variants")), **sections), []
+
+
+def _manifest_reader(config_path: Path, data: dict) -> RunConfig | None:
+    """The stand-in config of `check_config`: enough of an invalid config to read its manifest."""
+    manifest = data.get("manifest")
+    if manifest is None or schema_checker("config", "/properties/manifest").errors(manifest):
+        return None
+    prompt = data.get("prompt")
+    if prompt is not None and (not isinstance(prompt, str) or _template_problems({"prompt": prompt})):
+        prompt = "-"  # a plain default: rows are checked for all but what the broken template decides
+    output = data.get("output") if isinstance(data.get("output"), dict) else {}
+    filename = output.get("filename", OutputSettings.filename)
+    if schema_checker("config", "/properties/output/properties/filename").errors(filename) or \
+            _template_problems({"output": {"filename": filename}}):
+        filename = OutputSettings.filename
+    variants = data.get("variants")
+    if variants is not None and (schema_checker("config", "/properties/variants").errors(variants)
+                                 or config_problems(data)):
+        return None  # how the manifest is read depends on them: its columns, prompts and file names
+    return RunConfig(config_path=config_path, manifest_path=Path(os.path.normpath(config_path.parent / manifest)),
+                     output=OutputSettings(filename=filename), prompt=prompt, variants=parse_variants(variants))
 
 
 def api_key(cfg: RunConfig, env: Mapping[str, str] | None = None) -> str | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from pipeline.errors import ConfigError
-from pipeline.inputs.config import RunConfig, load_config
+from pipeline.inputs.config import RunConfig, check_config
 from pipeline.inputs.manifest import InvalidItem, Manifest, load_manifest
 from pipeline.inputs.manifest import check_images as _check_images
 from pipeline.inputs.variants import item_problems, variants_of
@@ -40,8 +40,23 @@ def validate(config_path: str | Path, *, env: Mapping[str, str] | None = None,
 
     Items whose image is missing or unreadable, or whose variants cannot be made (a step's field,
     an image too large for upscale), move from ``manifest.items`` to ``manifest.invalid``.
+    A config problem raises with the manifest's problems too, when the config says where it is.
     """
-    cfg = load_config(config_path, env=env)
+    cfg, problems = check_config(config_path, env=env)
+    if problems:
+        if cfg is not None:
+            try:
+                problems += problem_lines(load_checked(cfg, check_images))
+            except ConfigError as exc:
+                problems += exc.problems
+        raise ConfigError(problems)
+    manifest = load_checked(cfg, check_images)
+    return cfg, manifest, plan_of(manifest, cfg)
+
+
+def load_checked(cfg: RunConfig, check_images: bool = True) -> Manifest:
+    """The manifest, with items whose local image is missing or unreadable, or whose variants cannot be
+    made, moved to ``invalid``."""
     manifest = load_manifest(cfg)
     if check_images and (problems := _check_images(manifest.items)):
         bad = [InvalidItem(item.id, item.row, [f"{manifest.where(item.row, item.id)}: {problems[item.id]}"])
@@ -51,7 +66,7 @@ def validate(config_path: str | Path, *, env: Mapping[str, str] | None = None,
             invalid=sorted([*manifest.invalid, *bad], key=lambda invalid: invalid.row))
     if check_images and cfg.variants:
         manifest = _check_variants(cfg, manifest)
-    return cfg, manifest, plan_of(manifest, cfg)
+    return manifest
 
 
 def _check_variants(cfg: RunConfig, manifest: Manifest) -> Manifest:
