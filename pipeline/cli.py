@@ -17,6 +17,10 @@ from pipeline.errors import ConfigError, PipelineError
 from pipeline.sandbox.options import ROOT, SANDBOX_KEY, add_sandbox_arguments
 
 EXIT_USAGE = 2
+JSON_HELP = "print one JSON document on stdout instead: counts, plan, credits and problems"
+# Every --json document of validate, status and run --dry-run has these keys, on success and on error.
+DOCUMENT_KEYS = ("command", "exit_code", "counts", "plan", "credits", "problems")
+SKIPPED_SHOWN = 5
 EXIT_INTERRUPTED = 130
 _stderr_handler: logging.Handler | None = None
 
@@ -37,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Prints the items, distinct images and the credits a full run would "
                                    "spend. Makes no API call.")
     p.add_argument("config", help="path to the YAML config")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = sub.add_parser("run", parents=[common], help="run the catalog: upload, submit, poll, download",
                        description="Validate, plan against the checkpoint, then upload, submit, poll and "
@@ -55,13 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the plan and the credits it needs; make no API call")
     p.add_argument("--yes", action="store_true", help="do not ask before spending over budget.confirm_over")
     p.add_argument("--quiet", action="store_true", help="no progress output; errors and the summary only")
-    p.add_argument("--json", action="store_true", help="print one JSON summary line on stdout at the end")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON summary line on stdout at the end; with --dry-run, the plan document")
 
     p = sub.add_parser("status", parents=[common], help="counts per state and failures, from the checkpoint alone",
                        description="Show what the checkpoint in output.dir knows: items per state, the "
                                    "credits spent, orders still in flight and every failure with its "
                                    "reason. Reads the checkpoint alone; makes no API call.")
     p.add_argument("config", help="path to the YAML config")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = sub.add_parser("report", parents=[common], help="rebuild results.csv, results.parquet and report.html from the checkpoint",
                        description="Rewrite results.csv, results.parquet and report.html in output.dir "
@@ -108,15 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
-        for line in exc.problems:
-            _err(f"error: {line}")
-        return _failed(args, exc.exit_code, "; ".join(exc.problems))
+        return _refuse(args, exc.problems)
     except PipelineError as exc:
         _err(f"error: {exc}")
-        return _failed(args, exc.exit_code, str(exc))
+        return _failed(args, exc.exit_code, str(exc), [str(exc)])
     except KeyboardInterrupt:
         _err("aborted")
-        return _failed(args, EXIT_INTERRUPTED, "aborted")
+        return _failed(args, EXIT_INTERRUPTED, "aborted", [])
 
 
 def _log_to_stderr(args: argparse.Namespace) -> None:
@@ -134,27 +139,50 @@ def _log_to_stderr(args: argparse.Namespace) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-def _failed(args: argparse.Namespace, code: int, error: str) -> int:
-    """With --json, monitoring still gets its one line when the run could not finish."""
+def _refuse(args: argparse.Namespace, problems: list[str], **document) -> int:
+    """Exit 2 for invalid input: every problem on stderr, and with --json in the document too."""
+    for line in problems:
+        _err(f"error: {line}")
+    return _failed(args, ConfigError.exit_code, "; ".join(problems), problems, **document)
+
+
+def _failed(args: argparse.Namespace, code: int, error: str, problems: list[str], **document) -> int:
+    """With --json, monitoring still gets its one document when the command could not finish."""
     if getattr(args, "json", False):
-        print(json.dumps({"exit_code": code, "error": error}))
+        print(json.dumps({**_document(args.command, code, problems=problems, **document), "error": error}))
     return code
+
+
+def _document(command: str, exit_code: int, *, counts: dict | None = None, plan: dict | None = None,
+              credits: dict | None = None, problems: list[str] = (), **extra) -> dict:
+    """A --json document: DOCUMENT_KEYS, None where the command got no far enough to know, then `extra`."""
+    return {"command": command, "exit_code": exit_code, "counts": counts, "plan": plan, "credits": credits,
+            "problems": list(problems), **extra}
+
+
+def _manifest_counts(manifest) -> dict:
+    return {"items": len(manifest.items) + len(manifest.invalid), "valid": len(manifest.items),
+            "invalid": len(manifest.invalid)}
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from pipeline.inputs.validate import format_plan, problem_lines, validate
     cfg, manifest, plan = validate(args.config)
     problems = problem_lines(manifest)
+    document = {"counts": _manifest_counts(manifest),
+                "plan": {"items": plan.items, "distinct_images": plan.distinct_images,
+                         "variants": dict(plan.per_item)},  # variant -> credits per item
+                "credits": {"full_run": plan.credits}}
     if problems:
-        raise ConfigError(problems)
-    print(format_plan(plan))
+        return _refuse(args, problems, **document)
+    print(json.dumps(_document("validate", 0, **document)) if args.json else format_plan(plan))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.inputs.config import api_key
     from pipeline.run.engine import RunOptions, run
-    from pipeline.inputs.validate import validate
+    from pipeline.inputs.validate import problem_lines, validate
 
     cfg, manifest, _ = validate(args.config)
     if args.shard:
@@ -164,12 +192,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if cfg.variants:
         raise ConfigError(f"{args.config}: variants are validated but not run yet (`pipeline validate` checks "
                           f"them); a config without `variants` runs as before")
+    problems = problem_lines(manifest)
+    if manifest.invalid and not args.skip_invalid:
+        return _refuse(args, problems + ["nothing was sent; fix these or pass --skip-invalid"],
+                       counts=_manifest_counts(manifest))
+    if manifest.invalid:
+        _skipped(manifest)
     options = RunOptions(sandbox=args.sandbox, skip_invalid=args.skip_invalid, force=args.force,
                          only=frozenset(args.only), dry_run=args.dry_run, quiet=args.quiet or args.json,
                          confirm=None if args.yes else _confirmer())
     result = run(cfg, manifest, options, key=api_key(cfg))
     if args.dry_run:
-        print(_plan_line(result.plan))
+        the_plan = result.plan
+        print(json.dumps(_document("run", 0, counts=_manifest_counts(manifest), plan=the_plan.kinds(),
+                                   credits={"needed": the_plan.credits_needed, "in_flight": the_plan.in_flight},
+                                   problems=problems, dry_run=True))
+              if args.json else _plan_line(the_plan))
         return 0
     counts = result.counts
     line = (f"done {counts['done']} · failed {counts['failed']} · pending {counts['pending']} · "
@@ -177,17 +215,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.message:
         _err(f"stopped: {result.message}")
     if args.json:
-        print(json.dumps({"exit_code": result.exit_code, "counts": dict(counts), "credits": result.credits,
-                          "submits": result.submits, "elapsed_s": round(result.elapsed_s, 3),
-                          "stopped": result.message, "results": str(result.results_path)}))
+        print(json.dumps({"command": "run", "exit_code": result.exit_code, "counts": dict(counts),
+                          "credits": result.credits, "submits": result.submits,
+                          "elapsed_s": round(result.elapsed_s, 3), "stopped": result.message,
+                          "results": str(result.results_path), "problems": problems}))
     else:
         print(line)
     return result.exit_code
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from pipeline.outputs.status import format_status
-    print(format_status(args.config))
+    from pipeline.outputs.status import format_status, read_status
+    doc = read_status(args.config)
+    if args.json:
+        counts, credits = doc.pop("counts"), doc.pop("credits")
+        print(json.dumps(_document("status", 0, counts=counts, plan={"in_flight": doc.pop("in_flight")},
+                                   credits=credits, **doc)))
+    else:
+        print(format_status(doc))
     return 0
 
 
@@ -211,11 +256,20 @@ def _err(line: str) -> None:
     print(line, file=sys.stderr)
 
 
+def _skipped(manifest) -> None:
+    """--skip-invalid: say which items are recorded as failed, and why (the first few)."""
+    invalid = manifest.invalid
+    _err(f"skipping {len(invalid)} invalid item{'' if len(invalid) == 1 else 's'} (recorded as failed):")
+    for bad in invalid[:SKIPPED_SHOWN]:
+        for line in bad.problems:
+            _err(f"  {line}")
+    if len(invalid) > SKIPPED_SHOWN:
+        _err(f"  ... and {len(invalid) - SKIPPED_SHOWN} more (`pipeline validate` lists them all)")
+
+
 def _plan_line(plan) -> str:
-    c = plan.counts
-    return (f"plan: new {c['new']} · changed {c['changed']} · unchanged {c['unchanged']} · "
-            f"resumable {c['resumable'] + c['restart']} · retry {c['retry']} · repair {c['repair']} · "
-            f"forced {c['forced']} · credits needed {plan.credits_needed}"
+    return ("plan: " + " · ".join(f"{kind} {count}" for kind, count in plan.kinds().items())
+            + f" · credits needed {plan.credits_needed}"
             + (f" (+ up to {plan.in_flight} for orders already in flight)" if plan.in_flight else ""))
 
 

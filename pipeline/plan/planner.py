@@ -27,9 +27,12 @@ def fingerprint(image_sha256: str, prompt: str, api_kind: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+KINDS = ("new", "changed", "unchanged", "resumable", "retry", "repair", "forced")
+
+
 @dataclass
 class Plan:
-    """What a run will do; `counts` keys: new, changed, unchanged, resumable, retry, repair, forced."""
+    """What a run will do; `counts` keys: KINDS, and restart (a gone sandbox's orders; shown as resumable)."""
 
     jobs: list[tuple[Item, Row]] = field(default_factory=list)
     writes: list[Row] = field(default_factory=list)       # rows to insert or replace before starting
@@ -40,6 +43,12 @@ class Plan:
     def credits_needed(self) -> int:
         """Orders this run will create if every one succeeds first time."""
         return sum(1 for _, row in self.jobs if row.state in (State.PENDING, State.UPLOADED))
+
+    def kinds(self) -> dict[str, int]:
+        """Items per kind of KINDS, every kind present: what `--dry-run` shows."""
+        shown = {kind: self.counts[kind] for kind in KINDS}
+        shown["resumable"] += self.counts["restart"]
+        return shown
 
 
 def plan(items: list[Item], rows: dict[str, Row], shas: dict[str, str], *, output_dir: Path,
@@ -61,9 +70,10 @@ def plan(items: list[Item], rows: dict[str, Row], shas: dict[str, str], *, outpu
                    and row.fingerprint == fingerprint(sha, item.prompt, legacy_kind))
         if adopted:
             row = dataclasses.replace(row, fingerprint=fp)
+        old = row
         kind, row = _decide(item, row, sha, fp, out_dir, api_id, force, sandbox)
         result.counts[kind] += 1
-        if adopted or kind in ("new", "changed", "retry", "repair", "forced", "restart"):
+        if adopted or row is not old or kind == "repair":  # a row made anew, or one moved back
             result.writes.append(row)
         if kind != "unchanged":
             result.jobs.append((item, row))
@@ -94,7 +104,7 @@ def _decide(item: Item, row: Row | None, sha: str, fp: str, output_dir: str, api
             check_move(row.state, State.GENERATED)
             return "repair", dataclasses.replace(row, state=State.GENERATED)
         return "repair", _reset(row)
-    return "resumable", row
+    return ("new" if row.never_ordered else "resumable"), row
 
 
 def _reset(row: Row) -> Row:

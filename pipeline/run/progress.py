@@ -85,10 +85,10 @@ class Progress:
     def line(self) -> str:
         stages = self._counts
         done, failed = self._ended["done"], self._ended["failed"]
-        parked = sum(self._ended.values()) - done - failed
+        parked = sum(self._ended.values()) - done - failed  # ended this run unfinished: a later run goes on
         return (f"{done + failed + parked}/{self.total} · done {done} · failed {failed} · "
-                f"left pending {parked} · uploading {stages['upload']} · ready {stages['ready']} "
-                f"· submitting {stages['submit']} "
+                f"left for a later run {parked} · not started {stages.not_started} · "
+                f"uploading {stages['upload']} · ready {stages['ready']} · submitting {stages['submit']} "
                 f"· polling {stages['poll']} · downloading {stages['download']}")
 
     async def _tick(self) -> None:

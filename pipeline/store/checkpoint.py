@@ -55,6 +55,11 @@ class Row:
     updated_at: float | None = None
     finished_at: float | None = None
 
+    @property
+    def never_ordered(self) -> bool:
+        """No order was ever created for this item (say, the run that listed it stopped on a bad key)."""
+        return self.state in (State.PENDING, State.UPLOADED) and not self.attempts and self.order_id is None
+
 
 COLUMNS = [f.name for f in fields(Row)]
 _FIELDS = frozenset(COLUMNS)
