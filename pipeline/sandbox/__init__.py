@@ -2,8 +2,9 @@
 
 It speaks the protocol of ``shared/lightx-api.md`` (upload slot, presigned PUT, submit, poll,
 download) on loopback, for every tool of ``pipeline.lightx.tools``, so a newcomer without a key
-sees the tool work and every test runs the real client against it. Its pictures are painted by Pillow from the prompt's colour and material words;
-they show where LightX's output would go, not what LightX would make.
+sees the tool work and every test runs the real client against it. Its pictures are painted by
+Pillow from the colour and material words of the prompt's scene (not its product), kept apart from
+the product's colour; they show where LightX's output would go, not what LightX would make.
 
     from pipeline.sandbox import SandboxOptions, SandboxThread, SANDBOX_KEY
     with SandboxThread(SandboxOptions(processing_s=0.05, rate_429=0.2)) as sb:

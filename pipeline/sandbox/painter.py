@@ -40,7 +40,7 @@ def render(image_bytes: bytes, prompt: str) -> bytes:
         product, mask = _as_print(original, work_size)
     bbox = mask.point(lambda v: 255 if v > 127 else 0).getbbox()
 
-    scene = scenes.parse_prompt(prompt)
+    scene = scenes.contrasting(scenes.parse_prompt(prompt), _product_colour(work, mask))
     background = scenes.paint(work_size, scene, rng, scenes.horizon_for(bbox, work_size[1]))
     background = _with_shadow(background, mask, bbox)
 
@@ -51,6 +51,14 @@ def render(image_bytes: bytes, prompt: str) -> bytes:
     buffer = io.BytesIO()
     out.save(buffer, "JPEG", quality=JPEG_QUALITY)
     return buffer.getvalue()
+
+
+def _product_colour(img: Image.Image, mask: Image.Image) -> tuple[int, int, int]:
+    """The product's mean colour (over its mask); the scene is kept apart from it."""
+    inside = mask.point(lambda v: 255 if v > 127 else 0)
+    if inside.getbbox() is None:
+        inside = None
+    return tuple(round(v) for v in ImageStat.Stat(img.convert("RGB"), inside).mean)  # type: ignore[return-value]
 
 
 def product_mask(img: Image.Image) -> Image.Image:

@@ -1,7 +1,12 @@
 """Prompt -> painted background: colour and mood words pick a palette, material and scene words a texture.
 
-    scene = parse_prompt("on a white marble counter, soft morning light")
+    scene = parse_prompt("a blue mug on a white marble counter, soft morning light")  # reads from "on ..."
+    scene = contrasting(scene, product=(55, 100, 175))   # a wall too like the product moves away from it
     background = paint((1000, 1000), scene, random.Random(1), horizon_y=620)
+
+Only the scene part of a prompt is read: from its first "on", "against", "beside", ... (else "in",
+"at", "by"), since the words before describe the product ("a blue mug on a white counter" is no blue
+wall). A prompt without such a word is all scene.
 
 Everything random comes from the ``rng`` passed in, so a background is a pure function of its inputs.
 """
@@ -11,7 +16,7 @@ import random
 import re
 from dataclasses import dataclass, replace
 
-from PIL import Image, ImageChops, ImageFilter, ImageOps
+from PIL import Image, ImageChops, ImageFilter, ImageOps, ImageStat
 
 from pipeline.sandbox import textures
 
@@ -70,6 +75,13 @@ WALL_SURFACES = {"tiles": "marble", "brick": "wood", "foliage": "grass", "sky": 
 ALONG_DEPTH = {"wood"}
 # weak hints that only apply when no other material word is present
 WEAK = {"table", "desk", "shelf", "counter", "countertop", "bed", "bathroom", "garden", "park"}
+# Where the scene starts; "over-ear headphones" or "on-trend" are no such place (a word must follow).
+SCENE_STARTS = re.compile(r"(?<![\w-])(?:on|onto|upon|atop|against|over|under|beneath|beside|behind|among|amid|"
+                          r"near|across|in front of|next to|surrounded by)(?=\s)", re.I)
+# weaker: "a succulent in a terracotta pot on a windowsill" starts its scene at "on"
+SCENE_STARTS_WEAK = re.compile(r"(?<![\w-])(?:in|inside|within|at|by)(?=\s)", re.I)
+MIN_CONTRAST = 36.0  # least CIE76 colour difference between the product and what is painted behind it
+MIN_FLOOR_STEP = 24  # least step in grey level (0-255) where the wall meets the floor
 
 
 @dataclass(frozen=True)
@@ -95,11 +107,16 @@ def _luma(c: RGB) -> float:
     return 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
 
 
+def scene_text(prompt: str) -> str:
+    """The part of a prompt that describes the scene, not the product (see the module docstring)."""
+    start = SCENE_STARTS.search(prompt) or SCENE_STARTS_WEAK.search(prompt)
+    return prompt[start.start():] if start else prompt
+
+
 def parse_prompt(prompt: str) -> Scene:
-    """Read colour, mood, material and scene words from a prompt; unknown words are ignored."""
-    words = [SYNONYMS.get(w, w) if w not in MATERIALS else w
-             for w in re.findall(r"[a-z]+", prompt.lower())]
-    raw = re.findall(r"[a-z]+", prompt.lower())
+    """Read colour, mood, material and scene words from a prompt's scene part; unknown words are ignored."""
+    raw = re.findall(r"[a-z]+", scene_text(prompt).lower())
+    words = [SYNONYMS.get(w, w) if w not in MATERIALS else w for w in raw]
     scene = Scene()
     strong = [i for i, w in enumerate(raw) if w not in WEAK and words[i] in MATERIALS]
     weak = [i for i, w in enumerate(raw) if w in WEAK and words[i] in MATERIALS]
@@ -132,6 +149,63 @@ def parse_prompt(prompt: str) -> Scene:
         texture, dark, light, _ = MATERIALS[WALL_SURFACES[scene.wall]]
         scene = replace(scene, texture=texture, dark=dark, light=light)
     return _moods(scene, set(raw), bool(colours))
+
+
+def contrasting(scene: Scene, product: RGB) -> Scene:
+    """``scene`` with its wall and surface moved in lightness away from the product's colour where they
+    are too alike (a blue mug on a blue wall), so the product stands out; their hue is kept."""
+    lit = scene.brightness  # compared as painted: "dark", "moody" dim everything
+    if scene.wall in PAINTED_WALLS and _delta_e(_lit(scene.wall_colour, lit), product) < MIN_CONTRAST:
+        scene = replace(scene, wall_colour=_away(scene.wall_colour, product, lit))
+    mid = mix(scene.dark, scene.light, 0.5)
+    if scene.texture is not None and _delta_e(_lit(mid, lit), product) < MIN_CONTRAST:
+        shift = tuple(t - m for t, m in zip(_away(mid, product, lit), mid))
+        scene = replace(scene, dark=_shifted(scene.dark, shift), light=_shifted(scene.light, shift))
+    return scene
+
+
+# walls painted in scene.wall_colour (sky, sunset and foliage have colours of their own)
+PAINTED_WALLS = {"gradient", "tiles", "brick"}
+
+
+def _away(colour: RGB, product: RGB, lit: float = 1.0) -> RGB:
+    """The nearest tint or shade of ``colour`` that contrasts with the product: darker if it is
+    already clearly the darker of the two ("dark slate" stays dark), lighter if clearly the lighter;
+    as light as each other, lighter for a dark product; the other way if that fails."""
+    ways = [(0, 0, 0), (255, 255, 255)]
+    here, there = _luma(_lit(colour, lit)), _luma(product)
+    if here > there + 10 or (abs(here - there) <= 10 and there < 128):  # alike: away from the product's side
+        ways.reverse()
+    for toward in ways:
+        for step in range(1, 11):
+            moved = mix(colour, toward, step / 10)
+            if _delta_e(_lit(moved, lit), product) >= MIN_CONTRAST:
+                return moved
+    return ways[0]
+
+
+def _lit(colour: RGB, brightness: float) -> RGB:
+    return tuple(min(255, int(c * brightness)) for c in colour)  # type: ignore[return-value]
+
+
+def _shifted(colour: RGB, shift: tuple[int, ...]) -> RGB:
+    return tuple(min(255, max(0, c + d)) for c, d in zip(colour, shift))  # type: ignore[return-value]
+
+
+def _delta_e(a: RGB, b: RGB) -> float:
+    """CIE76 colour difference: about 2 is just noticeable, over 30 is clearly another colour."""
+    return sum((x - y) ** 2 for x, y in zip(_lab(a), _lab(b))) ** 0.5
+
+
+def _lab(rgb: RGB) -> tuple[float, float, float]:
+    """sRGB (D65) to CIE L*a*b*."""
+    lin = [((c / 255 + 0.055) / 1.055) ** 2.4 if c / 255 > 0.04045 else c / 255 / 12.92 for c in rgb]
+    xyz = [sum(m * v for m, v in zip(row, lin)) / white for row, white in zip(_SRGB_TO_XYZ, (0.95047, 1.0, 1.08883))]
+    f = [t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116 for t in xyz]
+    return 116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])
+
+
+_SRGB_TO_XYZ = ((0.4124, 0.3576, 0.1805), (0.2126, 0.7152, 0.0722), (0.0193, 0.1192, 0.9505))
 
 
 def _moods(scene: Scene, words: set[str], coloured: bool) -> Scene:
@@ -271,6 +345,7 @@ def paint(size: tuple[int, int], scene: Scene, rng: random.Random, horizon_y: in
         canvas = _studio_sweep(size, scene, horizon_y)
     else:
         surface = paint_surface((w, h - horizon_y), scene, rng)
+        wall = _apart_from(wall, surface, horizon_y)
         canvas = wall.copy()
         canvas.paste(surface, (0, horizon_y))
         edge = Image.new("L", size, 0)
@@ -281,14 +356,36 @@ def paint(size: tuple[int, int], scene: Scene, rng: random.Random, horizon_y: in
     return _grade(canvas, scene)
 
 
+def _apart_from(wall: Image.Image, surface: Image.Image, horizon_y: int) -> Image.Image:
+    """The wall, darkened (or lightened) where it would meet the surface in the same tone: a floor line shows."""
+    w = wall.width
+    band = max(2, wall.height // 40)
+    above = ImageStat.Stat(wall.crop((0, max(0, horizon_y - band), w, horizon_y)).convert("L")).mean[0]
+    below = ImageStat.Stat(surface.crop((0, 0, w, min(surface.height, band))).convert("L")).mean[0]
+    if abs(above - below) >= MIN_FLOOR_STEP:
+        return wall
+    if below > 128:  # a light surface: a darker wall behind it
+        factor = max(0.0, below - MIN_FLOOR_STEP) / max(1.0, above)
+        return wall.point(lambda v: int(v * factor))
+    return ImageChops.screen(wall, Image.new("RGB", wall.size, (MIN_FLOOR_STEP * 2,) * 3))
+
+
 def _studio_sweep(size: tuple[int, int], scene: Scene, horizon_y: int) -> Image.Image:
+    """A plain wall over a plain floor of another tone, meeting in a soft but visible line."""
     w, h = size
     c = scene.wall_colour
-    sweep = vertical_gradient(size, [(0.0, mix(c, (0, 0, 0), 0.22)), (horizon_y / h, c),
-                                     (1.0, mix(c, (255, 255, 255), 0.18))])
-    if scene.light != Scene.light:  # a second colour word: a two-tone sweep
-        sweep = Image.blend(sweep, vertical_gradient(size, [(0.0, scene.wall_colour), (1.0, scene.light)]), 0.6)
-    return _glow(sweep, mix(c, (255, 255, 255), 0.45), (0.5, horizon_y / h * 0.85), max(w, h) * 0.45, 0.6)
+    hz = horizon_y / h
+    wall = vertical_gradient(size, [(0.0, mix(c, (0, 0, 0), 0.22)), (hz, c), (1.0, c)])
+    wall = _glow(wall, mix(c, (255, 255, 255), 0.45), (0.5, hz * 0.85), max(w, h) * 0.45, 0.6)
+    # a second colour word colours the floor; else a lighter floor under a dark wall, a darker one under a light
+    floor = scene.light if scene.light != Scene.light else (
+        mix(c, (255, 255, 255), 0.4) if _luma(c) < 150 else mix(c, (0, 0, 0), 0.2))
+    if abs(_luma(floor) - _luma(c)) < 20:
+        floor = mix(floor, (0, 0, 0) if _luma(c) > 100 else (255, 255, 255), 0.25)
+    floor_img = vertical_gradient(size, [(0.0, floor), (hz, floor), (1.0, mix(floor, (255, 255, 255), 0.12))])
+    edge = Image.new("L", size, 0)
+    edge.paste(255, (0, horizon_y, w, h))
+    return Image.composite(floor_img, wall, edge.filter(ImageFilter.GaussianBlur(max(1.0, h / 400))))
 
 
 def _grade(canvas: Image.Image, scene: Scene) -> Image.Image:
