@@ -65,10 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", parents=[common], help="counts per state and failures, from the checkpoint alone",
                        description="Show what the checkpoint in output.dir knows: items per state, the "
-                                   "credits spent, orders still in flight and every failure with its "
-                                   "reason. Reads the checkpoint alone; makes no API call.")
+                                   "credits spent, orders still in flight, every failure with its "
+                                   "reason, the last run and the runs before it, and the credits of all "
+                                   "runs. Reads the checkpoint alone; makes no API call.")
     p.add_argument("config", help="path to the YAML config")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.add_argument("--runs", type=int, default=5, metavar="N",
+                   help="show the last N runs of the history (default: 5)")
 
     p = sub.add_parser("report", parents=[common], help="rebuild results.csv, results.parquet and report.html from the checkpoint",
                        description="Rewrite results.csv, results.parquet and report.html in output.dir "
@@ -226,7 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from pipeline.outputs.status import format_status, read_status
-    doc = read_status(args.config)
+    doc = read_status(args.config, runs=max(1, args.runs))
     if args.json:
         counts, credits = doc.pop("counts"), doc.pop("credits")
         print(json.dumps(_document("status", 0, counts=counts, plan={"in_flight": doc.pop("in_flight")},

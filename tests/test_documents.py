@@ -68,14 +68,15 @@ def test_dry_run_json(sandbox, catalog_dir, capsys):
 def test_status_json(sandbox, catalog_dir, capsys):
     config = write_catalog(catalog_dir, 3, base_url=sandbox.base_url)
     doc = document(capsys, ["status", str(config), "--json"], 0)
-    assert list(doc) == [*KEYS, "checkpoint", "exists", "failures", "notes"] and doc["exists"] is False
+    assert list(doc) == [*KEYS, "checkpoint", "exists", "failures", "notes", "runs", "total_runs"]
+    assert doc["exists"] is False and doc["credits"] == {"spent": 0, "last_run": None, "all_time": 0}
     assert main(["run", str(config), "--quiet"]) == 0
     capsys.readouterr()
     doc = document(capsys, ["status", str(config), "--json"], 0)
     assert doc["counts"] == {"items": 3, "new": 0, "pending": 0, "uploaded": 0, "submitted": 0, "generated": 0,
                              "done": 3, "failed": 0}
     assert (doc["plan"], doc["problems"], doc["failures"], doc["notes"]) == ({"in_flight": 0}, [], [], [])
-    assert doc["credits"]["spent"] == 3
+    assert doc["credits"] == {"spent": 3, "last_run": 3, "all_time": 3} and doc["total_runs"] == 1
 
 
 def test_after_a_rejected_key_nothing_is_called_pending_or_resumable(sandbox, catalog_dir, monkeypatch, capsys):

@@ -14,7 +14,9 @@ from pipeline.inputs.manifest import Manifest
 from pipeline.outputs import results
 from pipeline.outputs.report import write_report
 from pipeline.plan.shards import NAME
-from pipeline.store.checkpoint import Checkpoint, Row
+from pipeline.store import history as run_history
+from pipeline.store.checkpoint import RUNS_SHOWN, Checkpoint, Row
+from pipeline.store.history import History
 from pipeline.store.lock import RunLock
 
 
@@ -27,15 +29,20 @@ def written_dirs(cfg: RunConfig, manifest: Manifest) -> set[Path]:
 
 
 def write_outputs(cfg: RunConfig, manifest: Manifest, rows: dict, *, elapsed_s: float | None = None,
-                  force: bool = False) -> Path:
-    """results.csv, results.parquet, then report.html; returns the CSV path.
+                  force: bool = False, history: History | None = None) -> Path:
+    """results.csv, results.parquet, then report.html (with the run history, if given); returns the CSV path.
 
     A shard writes only its part of the table (results.shard-K-of-N.csv and .parquet): the report
-    over the whole manifest is `pipeline report`'s, once every shard has run."""
+    over the whole manifest is `pipeline report`'s, once every shard has run. `history` is the
+    unsharded checkpoint's (a run's own); the report adds every shard's under state.dir to it."""
     path = results.write(cfg, manifest, rows, force=force)
     if cfg.shard is not None:
         return path
-    write_report(cfg, manifest, rows, summary={"elapsed_s": elapsed_s} if elapsed_s is not None else None)
+    if history is not None:
+        others = [p for p in checkpoint_paths(cfg) if p != cfg.checkpoint_path]
+        history = run_history.merged([history, *(Checkpoint.read_history(p) for p in others)],
+                                     RUNS_SHOWN)
+    write_report(cfg, manifest, rows, summary={"elapsed_s": elapsed_s, "history": history})
     return path
 
 
@@ -52,7 +59,9 @@ def rebuild(config_path: str | Path) -> Path:
         raise CheckpointError(f"no checkpoint under {cfg.state_root}: nothing has run yet")
     with RunLock(cfg.state_dir):
         rows = merged_rows(paths)
-        write_outputs(cfg, manifest, rows, force=True)
+        own = Checkpoint.read_history(cfg.checkpoint_path) if cfg.checkpoint_path in paths else \
+            run_history.History([], 0, 0, 0)
+        write_outputs(cfg, manifest, rows, force=True, history=own)  # the shards' are added there
     return cfg.output.dir / "report.html"
 
 
@@ -76,3 +85,8 @@ def merged_rows(paths: list[Path]) -> dict[str, Row]:
             if old is None or (row.updated_at or 0) > (old.updated_at or 0):
                 rows[item_id] = row
     return rows
+
+
+def merged_history(paths: list[Path], limit: int = RUNS_SHOWN) -> History:
+    """The run history of several checkpoints (read-only, as `merged_rows`): newest runs, summed totals."""
+    return run_history.merged([Checkpoint.read_history(path, limit) for path in paths], limit)

@@ -204,6 +204,8 @@ class _Book:
             parts.append(f'<div class="head"><h1>Batch report</h1><p class="muted"><span class="mono">'
                          f'{name}</span> · {items} · generated {escape(generated)}</p></div>\n')
             parts.append(self._stats())
+            if self.summary.get("history") is not None:
+                parts.append(self._runs(self.summary["history"]))
         else:
             # No clock and no elapsed time here: an unchanged page stays byte-identical, so is not rewritten.
             line = " · ".join(f'{self.counts[kind]:,} {kind}' for kind in ("done", "failed", "pending"))
@@ -238,6 +240,8 @@ class _Book:
             ("pending", "Pending", self.counts["pending"]), ("", "Credits spent", self.credits)]
         if self.summary.get("elapsed_s") is not None:
             stats.append(("", "Elapsed", _duration(float(self.summary["elapsed_s"]))))
+        if (history := self.summary.get("history")) is not None:
+            stats.append(("", "Credits, all runs", history.all_time_credits))
         parts = ['<div class="stats">']
         for kind, label, value in stats:
             link = f' href="{self.href(kind, 1)}"' if kind in self.first else ""
@@ -247,6 +251,32 @@ class _Book:
                          f'<span class="label">{label}</span></{tag}>')
         parts.append("</div>\n")
         return "".join(parts)
+
+    def _runs(self, history) -> str:
+        """This run and the ones before it, from the checkpoint's history."""
+        if not history.runs:
+            return ""
+        live = self.summary.get("elapsed_s") is not None  # written by a run: its own row is not ended yet
+        rows = []
+        for number, run in enumerate(history.runs):
+            this = live and number == 0 and run.ended_at is None
+            elapsed = self.summary["elapsed_s"] if this else run.elapsed_s
+            label = f"#{run.id}" + (" (this run)" if this else "")
+            if run.note:
+                label, when = "before history", "—"
+            else:
+                when = datetime.fromtimestamp(run.started_at).astimezone().strftime("%Y-%m-%d %H:%M")
+            cells = (label, when, _duration(float(elapsed)) if elapsed is not None else "—",
+                     "—" if run.exit_code is None else str(run.exit_code), f"{run.credits:,}",
+                     f"{run.submits:,}", run.version or "—", _options(run.options))
+            rows.append("<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in cells) + "</tr>")
+        shown = f"the last {len(history.runs)} of {history.total_runs:,}" if history.total_runs > len(
+            history.runs) else f"all {history.total_runs:,}"
+        head = "".join(f"<th>{name}</th>" for name in (
+            "Run", "Started", "Elapsed", "Exit", "Credits", "Orders", "Version", "Options"))
+        return (f'<details class="runs" open><summary>Runs ({shown}) · {history.all_time_credits:,} credits '
+                f'in all</summary><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
+                f'</table></details>\n')
 
     def _bar(self) -> str:
         spans = "".join(f'<span class="{kind}" style="flex-grow:{self.counts[kind]}"></span>'
@@ -315,6 +345,17 @@ def _placeholder(text: str) -> str:
 
 _NO_OUTPUT = {status: _frame(_placeholder(text)) for status, text in (
     ("done", "Output file missing"), ("failed", "No output"), ("pending", "Not generated yet"))}
+
+
+def _options(options: dict) -> str:
+    """A run's options as its command line would show them."""
+    words = ["--sandbox"] if options.get("api") == "sandbox" else []
+    words += [flag for flag, key in (("--force", "force"), ("--skip-invalid", "skip_invalid")) if options.get(key)]
+    if options.get("only_count"):
+        words.append(f"--only ({options['only_count']:,} ids)")
+    if options.get("shard"):
+        words.append(f"--shard {options['shard']}")
+    return " ".join(words) or "—"
 
 
 def _duration(seconds: float) -> str:
@@ -393,6 +434,9 @@ text-decoration:none;font-variant-numeric:tabular-nums}
 .pages .current{background:var(--link);border-color:var(--link);color:var(--card);font-weight:650}
 .pages .off{color:var(--muted)}.pages .gap{border:none;background:none}
 footer{padding:0 32px 32px;font-size:12px}
+.runs{margin:0 0 18px;font-size:12px}.runs summary{cursor:pointer;color:var(--muted)}
+.runs table{border-collapse:collapse;margin-top:6px}.runs th,.runs td{text-align:left;padding:2px 12px 2px 0;
+font-variant-numeric:tabular-nums}.runs th{color:var(--muted);font-weight:600}
 .empty{padding:32px 0}
 @media (max-width:600px){.top{padding:16px 16px 0}.bar{margin:0 -16px}main{padding:4px 16px 16px}
 footer{padding:0 16px 16px}.stat{min-width:0;flex:1 1 40%}}

@@ -1,4 +1,4 @@
-"""`pipeline status`: counts per state and failures with reasons, read from the checkpoints alone.
+"""`pipeline status`: counts per state, failures with reasons and the run history, from the checkpoints alone.
 
     doc = read_status("configs/catalog.yaml")   # the document `pipeline status --json` prints
     print(format_status(doc))
@@ -7,36 +7,46 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
+from datetime import datetime, timezone
 
 from pipeline.errors import CheckpointError
 from pipeline.inputs.config import load_config
-from pipeline.outputs.publish import checkpoint_paths, merged_rows
-from pipeline.store.checkpoint import STATES
+from pipeline.outputs.publish import checkpoint_paths, merged_history, merged_rows
+from pipeline.store.checkpoint import RUNS_SHOWN, STATES
 
 MAX_FAILURES_SHOWN = 50
 # "new" is a pending (or uploaded) row no order was ever created for: nothing of it was paid for.
 COUNTED = ("new", *STATES)
 
 
-def read_status(config_path: str) -> dict:
+def read_status(config_path: str, runs: int = RUNS_SHOWN) -> dict:
     """What the checkpoints know (every shard's, summed, as `pipeline report` merges them), as plain
-    data: checkpoint, counts, credits, failures, notes."""
+    data: checkpoint, counts, credits, failures, notes, runs.
+
+    ``credits``: ``spent`` is what the current items hold (an item ordered anew starts again at 0),
+    ``last_run`` what the newest run was charged, ``all_time`` what every recorded run was charged."""
     cfg = load_config(config_path)
     paths = checkpoint_paths(cfg)
     shown = str(paths[0]) if len(paths) == 1 else str(cfg.checkpoint_path) if not paths else \
         f"{len(paths)} under {cfg.state_root}"
     doc: dict = {"checkpoint": shown, "exists": bool(paths),
-                 "counts": dict.fromkeys(("items", *COUNTED), 0), "credits": {"spent": 0},
-                 "in_flight": 0, "failures": [], "notes": []}
+                 "counts": dict.fromkeys(("items", *COUNTED), 0),
+                 "credits": {"spent": 0, "last_run": None, "all_time": 0},
+                 "in_flight": 0, "failures": [], "notes": [], "runs": [], "total_runs": 0}
     if not paths:
         return doc
     try:
         rows = merged_rows(paths)
+        history = merged_history(paths, runs)
     except sqlite3.Error as exc:
         raise CheckpointError(f"cannot read checkpoint {paths}: {exc}") from None
     counts = Counter("new" if r.never_ordered else str(r.state) for r in rows.values())
     doc["counts"] = {"items": len(rows), **{state: counts[state] for state in COUNTED}}
-    doc["credits"] = {"spent": sum(r.credits for r in rows.values())}
+    doc["credits"] = {"spent": sum(r.credits for r in rows.values()),
+                      "last_run": history.runs[0].credits if history.runs else None,
+                      "all_time": history.all_time_credits}
+    doc["runs"] = [run.to_dict() for run in history.runs]
+    doc["total_runs"] = history.total_runs
     doc["in_flight"] = counts["submitted"] + counts["generated"]
     doc["failures"] = [{"id": r.id, "error": r.error or "no reason recorded"}
                        for r in sorted(rows.values(), key=lambda r: r.id) if r.state == "failed"]
@@ -51,8 +61,10 @@ def format_status(doc: dict) -> str:
     path = doc["checkpoint"]
     if not doc["exists"]:
         return f"no checkpoint yet at {path}: nothing has run"
-    counts = doc["counts"]
-    lines = [f"checkpoint: {path}", f"items: {counts['items']} · credits spent: {doc['credits']['spent']}"]
+    counts, credits = doc["counts"], doc["credits"]
+    lines = [f"checkpoint: {path}", f"items: {counts['items']} · credits spent: {credits['spent']} "
+             f"(on the current items) · all-time credits: {credits['all_time']} "
+             f"(over {doc['total_runs']} run{'' if doc['total_runs'] == 1 else 's'})"]
     lines += [f"  {state:<10} {counts[state]}" + ("  (never submitted)" if state == "new" else "")
               for state in COUNTED if counts[state]]
     if doc["in_flight"]:
@@ -67,4 +79,29 @@ def format_status(doc: dict) -> str:
     if notes:
         lines.append("pending with a note:")
         lines += [f"  {n['id']} [{n['state']}]: {n['error']}" for n in notes[:MAX_FAILURES_SHOWN]]
+    if doc["runs"]:
+        lines.append(f"last run: {_run_line(doc['runs'][0])}")
+    if len(doc["runs"]) > 1:
+        lines.append(f"runs (the last {len(doc['runs'])} of {doc['total_runs']}):")
+        lines += [f"  {_run_line(run)}" for run in doc["runs"]]
     return "\n".join(lines)
+
+
+def _run_line(run: dict) -> str:
+    """``#4 2026-12-01 23:50 UTC · exit 0 · 10 credits · 10 orders · 4.2 s · 0.1.0 · --force``"""
+    if run["note"]:
+        return f"before history · {run['credits']} credits · {run['submits']} orders ({run['note']})"
+    when = datetime.fromtimestamp(run["started_at"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    ended = ("still running, or killed" if run["ended_at"] is None else f"exit {run['exit_code']}")
+    parts = [f"#{run['id']} {when}", ended, f"{run['credits']} credits", f"{run['submits']} orders"]
+    if run["elapsed_s"] is not None:
+        parts.append(f"{run['elapsed_s']:.1f} s")
+    parts.append(run["version"] or "unknown version")
+    options = run["options"]
+    flags = [f for f, k in (("--sandbox", None), ("--force", "force"), ("--skip-invalid", "skip_invalid"))
+             if (options.get(k) if k else options.get("api") == "sandbox")]
+    if options.get("only_count"):
+        flags.append(f"--only ({options['only_count']} ids)")
+    if options.get("shard"):
+        flags.append(f"--shard {options['shard']}")
+    return " · ".join(parts + ([" ".join(flags)] if flags else []))

@@ -24,6 +24,8 @@ from typing import AsyncIterator, Callable
 
 import aiohttp
 
+import pipeline
+
 from pipeline.errors import (ApiUnreachable, AuthError, CheckpointError, ConfigError, FatalApiError, ItemError,
                              OutputError, PipelineError, Stopped, WrongApi)
 from pipeline.inputs.config import RunConfig
@@ -123,6 +125,7 @@ def run(cfg: RunConfig, manifest: Manifest, options: RunOptions, *, key: str | N
         raise ConfigError(f"--only: no such item id in the manifest: {', '.join(unknown)}")
     if not key and not options.sandbox and not options.dry_run:
         raise ConfigError(f"no API key: set {cfg.api.key_env} in the environment, or use --sandbox")
+    started_at = time.time()
     with RunLock(cfg.state_dir), run_log(cfg.state_dir, secrets=(key,)):
         remove_stale_temps(publish.written_dirs(cfg, manifest))
         ckpt = Checkpoint.open(cfg.checkpoint_path)
@@ -130,10 +133,38 @@ def run(cfg: RunConfig, manifest: Manifest, options: RunOptions, *, key: str | N
             prepared = prepare(cfg, manifest, options, key, ckpt)
             if options.dry_run:
                 return RunResult(exit_code=0, counts=Counter(), plan=prepared.plan)
-            executed = asyncio.run(execute(prepared))
-            return finish(prepared, executed)
+            with _recorded(prepared, started_at) as record:
+                executed = asyncio.run(execute(prepared))
+                return record(finish(prepared, executed))
         finally:
             ckpt.close()
+
+
+@contextlib.contextmanager
+def _recorded(prepared: Prepared, started_at: float):
+    """This run's row in the checkpoint's history (store/history.py), ended with its exit code however
+    the run ends. Yields `record(result)`, which ends it with the result's code and returns the result."""
+    options = prepared.options
+    prepared.ckpt.begin_run(started_at=started_at, version=pipeline.__version__, options={
+        "api": prepared.endpoint.kind, "force": options.force, "skip_invalid": options.skip_invalid,
+        "only": sorted(options.only)[:20], "only_count": len(options.only),
+        "shard": f"{prepared.cfg.shard.index}/{prepared.cfg.shard.count}" if prepared.cfg.shard else None})
+
+    def end(code: int, elapsed_s: float) -> None:
+        with contextlib.suppress(CheckpointError):  # a checkpoint that failed the run cannot take this
+            prepared.ckpt.end_run(exit_code=code, elapsed_s=elapsed_s)
+
+    def record(result: RunResult) -> RunResult:
+        end(result.exit_code, result.elapsed_s)
+        return result
+    try:
+        yield record
+    except PipelineError as exc:
+        end(exc.exit_code, time.monotonic() - prepared.started)
+        raise
+    except KeyboardInterrupt:
+        end(130, time.monotonic() - prepared.started)
+        raise
 
 
 # -- prepare ---------------------------------------------------------------------------------------
@@ -381,7 +412,8 @@ def finish(prepared: Prepared, executed: Executed) -> RunResult:
     cfg, manifest, rows = prepared.cfg, prepared.manifest, prepared.rows
     counts = results.status_counts(manifest, rows)
     try:
-        results_path = publish.write_outputs(cfg, manifest, rows, elapsed_s=time.monotonic() - prepared.started)
+        results_path = publish.write_outputs(cfg, manifest, rows, elapsed_s=time.monotonic() - prepared.started,
+                                             history=prepared.ckpt.history())
     except (OutputError, CheckpointError):
         if executed.fatal is None:
             raise

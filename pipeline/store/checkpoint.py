@@ -17,10 +17,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from pipeline.errors import CheckpointError
+from pipeline.store import history
 from pipeline.run.states import State, check_move
 
 APPLICATION_ID = 0x4C58504C  # "LXPL": marks the file as ours, so a foreign SQLite file is refused
-SCHEMA_VERSION = 2  # 2: status checks per order (polls, checked_at, seen_init_s) and order_times
+SCHEMA_VERSION = 3  # 2: status checks per order (polls, checked_at, seen_init_s) and order_times; 3: runs
 
 STATES = tuple(State)
 
@@ -80,6 +81,27 @@ _DDL = [
     "at REAL NOT NULL)",
 ]
 ORDER_TIMES_KEPT = 5000
+RUNS_SHOWN = 5  # runs `pipeline status` and the report list by default
+
+
+def _read_only(path: Path, timeout_s: float, read, empty):
+    """`read(conn, item columns)` on a checkpoint opened read-only; `empty` while it is being created."""
+    try:
+        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s)
+    except sqlite3.Error as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        names = {r[1] for r in conn.execute("PRAGMA table_info(items)")}
+        if app_id == 0 and not names:
+            return empty  # being created by its run this very moment
+        if app_id != APPLICATION_ID:
+            raise CheckpointError(f"{path} is not a pipeline checkpoint (a foreign SQLite file)")
+        return read(conn, names)
+    except sqlite3.Error as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+    finally:
+        conn.close()
 
 
 class Checkpoint:
@@ -92,6 +114,7 @@ class Checkpoint:
         self._sql_cache: dict[tuple[str, ...], str] = {}
         self.failure: CheckpointError | None = None
         self._closed = False
+        self._run_id: int | None = None  # the run whose credits and submits save() counts
 
     @classmethod
     def open(cls, path: Path) -> "Checkpoint":
@@ -124,6 +147,7 @@ class Checkpoint:
             for column in COLUMNS:  # a checkpoint of an older schema gains the new columns in place
                 if column not in have:
                     conn.execute(f"ALTER TABLE items ADD COLUMN {column} {_TYPES.get(column, 'TEXT')}")
+            history.migrate(conn, version if existed else SCHEMA_VERSION)
             conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")
@@ -142,23 +166,16 @@ class Checkpoint:
     def read_rows(path: Path, timeout_s: float = 30.0) -> dict[str, Row]:
         """Every row of a checkpoint another run may be writing now (a sibling shard's): read-only,
         waiting out its writes, never migrating or locking it."""
-        try:
-            conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s)
-        except sqlite3.Error as exc:
-            raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
-        try:
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            names = {r[1] for r in conn.execute("PRAGMA table_info(items)")}
-            if app_id == 0 and not names:
-                return {}  # being created by its run this very moment
-            if app_id != APPLICATION_ID:
-                raise CheckpointError(f"{path} is not a pipeline checkpoint (a foreign SQLite file)")
+        def rows(conn: sqlite3.Connection, names: set[str]) -> dict[str, Row]:
             cols = [c if c in names else "NULL" for c in COLUMNS]  # an older schema lacks some columns
             return {r[0]: Row(*r) for r in conn.execute(f"SELECT {', '.join(cols)} FROM items")}
-        except sqlite3.Error as exc:
-            raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
-        finally:
-            conn.close()
+        return _read_only(path, timeout_s, rows, {})
+
+    @staticmethod
+    def read_history(path: Path, limit: int = RUNS_SHOWN, timeout_s: float = 30.0) -> history.History:
+        """The run history of a checkpoint another run may be writing now, read-only as `read_rows`."""
+        return _read_only(path, timeout_s, lambda conn, names: history.read(conn, limit),
+                          history.History([], 0, 0, 0))
 
     def rows(self) -> dict[str, Row]:
         cur = self._conn.execute(f"SELECT {', '.join(COLUMNS)} FROM items")
@@ -185,6 +202,8 @@ class Checkpoint:
             raise TypeError(f"Checkpoint.save: no such field {sorted(set(changes) - _FIELDS)}")
         if "state" in changes:
             check_move(row.state, changes["state"])
+        if self._run_id is not None:
+            self._count_run(row, changes)
         changes["updated_at"] = time.time()
         for key, value in changes.items():
             setattr(row, key, value)
@@ -194,6 +213,39 @@ class Checkpoint:
             sql = f"UPDATE items SET {', '.join(f'{k} = ?' for k in keys)} WHERE id = ?"
             self._sql_cache[keys] = sql
         self._execute(sql, (*changes.values(), row.id))
+
+    # -- run history (store/history.py) ---------------------------------------------
+
+    def begin_run(self, *, started_at: float, version: str, options: dict) -> int:
+        """Start this run's history row; from now on save() counts the credits and orders it sees."""
+        found: list[int] = []
+        self._in_transaction(lambda: found.append(history.begin(
+            self._conn, started_at=started_at, version=version, options=options)))
+        self.flush()
+        self._run_id = found[0]
+        return self._run_id
+
+    def end_run(self, *, exit_code: int, elapsed_s: float | None) -> None:
+        if self._run_id is not None:
+            run_id, self._run_id = self._run_id, None
+            self._in_transaction(lambda: history.end(self._conn, run_id, exit_code=exit_code, elapsed_s=elapsed_s))
+            self.flush()
+
+    def history(self, limit: int = RUNS_SHOWN) -> history.History:
+        """The newest `limit` runs and the all-time totals (every credit charged, forced reruns too)."""
+        try:
+            return history.read(self._conn, limit)
+        except sqlite3.Error as exc:
+            raise CheckpointError(f"cannot read the run history in {self.path}: {exc}") from None
+
+    def _count_run(self, row: Row, changes: dict) -> None:
+        # An order's credit and its creation are counted in the same transaction as the item's row.
+        credits = changes.get("credits", row.credits) - row.credits
+        submits = changes.get("attempts", row.attempts) - row.attempts
+        if credits > 0 or submits > 0:
+            run_id = self._run_id
+            self._in_transaction(lambda: history.count(self._conn, run_id, credits=max(0, credits),
+                                                       submits=max(0, submits)))
 
     # -- uploads shared by identical images --------------------------------------
 
@@ -269,10 +321,13 @@ class Checkpoint:
         self.flush()
 
     def _write(self, run, sql: str, params) -> None:
+        self._in_transaction(lambda: run(sql, params))
+
+    def _in_transaction(self, action) -> None:
         try:
             if not self._conn.in_transaction:
                 self._conn.execute("BEGIN")
-            run(sql, params)
+            action()
         except sqlite3.Error as exc:
             self.failure = CheckpointError(f"cannot write checkpoint {self.path}: {exc}")
             raise self.failure from None
