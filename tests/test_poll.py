@@ -101,7 +101,8 @@ def test_slow_orders_are_collected_in_the_run_without_overspending_checks(tmp_pa
 
 
 def test_a_hint_three_times_too_low_wastes_at_most_a_round(tmp_path):
-    got = asyncio.run(drive(tmp_path, n=64, concurrency=32, interval=0.3, scale=10.0,
+    # scale 4, not 10: a busy machine's hiccups are stretched by the scale, and failed this under load
+    got = asyncio.run(drive(tmp_path, n=64, concurrency=32, interval=0.3, scale=4.0,
                             processing_s=3.0, processing_jitter=0.1, avg_response_time_s=1.0))
     assert got.collected == 64 and got.ledger.overpolls == 0
     assert got.wall < 1.6 * (64 / 32 * (3.0 + 0.3))
