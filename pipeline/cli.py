@@ -117,9 +117,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.inputs.validate import validate
 
     cfg, manifest, _ = validate(args.config)
-    if cfg.variants:
-        raise ConfigError(f"{args.config}: variants are validated but not run yet (`pipeline validate` checks "
-                          f"them); a config without `variants` runs as before")
     options = RunOptions(sandbox=args.sandbox, skip_invalid=args.skip_invalid, force=args.force,
                          only=frozenset(args.only), dry_run=args.dry_run, quiet=args.quiet or args.json,
                          confirm=None if args.yes else _confirmer())

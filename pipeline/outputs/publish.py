@@ -20,13 +20,17 @@ def written_dirs(cfg: RunConfig, manifest: Manifest) -> set[Path]:
     """Every directory a run writes files into atomically (outputs, previews, fetched sources)."""
     out = cfg.output.dir
     dirs = {out, out / "thumbs", cfg.state_dir, cfg.state_dir / "sources", cfg.state_dir / "remote-cache"}
-    dirs.update((out / item.output_name).parent for item in manifest.items if "/" in item.output_name)
+    dirs.update((out / name).parent for item in manifest.items for name in item.output_names or (item.output_name,)
+                if "/" in name)
+    if cfg.variants:
+        dirs.add(cfg.state_dir / "steps")
     return dirs
 
 
 def write_outputs(cfg: RunConfig, manifest: Manifest, rows: dict, *, elapsed_s: float | None = None,
                   force: bool = False) -> Path:
     """results.csv, results.parquet, then report.html; returns the CSV path."""
+    manifest, rows = results.by_variant(cfg, manifest, rows)
     path = results.write(cfg, manifest, rows, force=force)
     write_report(cfg, manifest, rows, summary={"elapsed_s": elapsed_s} if elapsed_s is not None else None)
     return path

@@ -35,6 +35,17 @@ def format_status(config_path: str) -> str:
         lines += [f"  {r.id}: {r.error or 'no reason recorded'}" for r in failed[:MAX_FAILURES_SHOWN]]
         if len(failed) > MAX_FAILURES_SHOWN:
             lines.append(f"  ... and {len(failed) - MAX_FAILURES_SHOWN} more (see results.csv)")
+    if cfg.variants:  # one row per step of each (item, variant): its order and what it cost
+        from pipeline.inputs.variants import step_id
+        names = [(v.name, len(v.steps)) for v in cfg.variants]
+        step_rows = sorted((r for r in rows.values() if r.id.count("/") >= 2
+                            and any(r.id.endswith(step_id("", n, k)) for n, count in names for k in range(count))),
+                           key=lambda r: r.id)
+        lines.append(f"steps: {len(step_rows)} (id [state] order, credits)")
+        lines += [f"  {r.id} [{r.state}] {r.order_id or '-'}, {r.credits} credit{'s' * (r.credits != 1)}"
+                  for r in step_rows[:MAX_FAILURES_SHOWN]]
+        if len(step_rows) > MAX_FAILURES_SHOWN:
+            lines.append(f"  ... and {len(step_rows) - MAX_FAILURES_SHOWN} more (in the checkpoint's items table)")
     notes = sorted((r for r in rows.values() if r.state not in ("done", "failed") and r.error),
                    key=lambda r: r.id)
     if notes:

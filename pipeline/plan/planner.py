@@ -35,11 +35,13 @@ class Plan:
     writes: list[Row] = field(default_factory=list)       # rows to insert or replace before starting
     counts: Counter = field(default_factory=Counter)
     in_flight: int = 0                                    # orders already created that may charge
+    units: list = field(default_factory=list)             # with variants: run.chains.Unit, instead of jobs
+    chain_credits: int = 0                                # with variants: one per step still to buy
 
     @property
     def credits_needed(self) -> int:
         """Orders this run will create if every one succeeds first time."""
-        return sum(1 for _, row in self.jobs if row.state in (State.PENDING, State.UPLOADED))
+        return self.chain_credits + sum(1 for _, row in self.jobs if row.state in (State.PENDING, State.UPLOADED))
 
 
 def plan(items: list[Item], rows: dict[str, Row], shas: dict[str, str], *, output_dir: Path,
@@ -72,6 +74,12 @@ def plan(items: list[Item], rows: dict[str, Row], shas: dict[str, str], *, outpu
     order = {State.GENERATED: 0, State.SUBMITTED: 1, State.UPLOADED: 2, State.PENDING: 3}
     result.jobs.sort(key=lambda pair: order.get(pair[1].state, 4))  # collect what is paid for first
     return result
+
+
+def decide(item: Item, row: Row | None, sha: str, fp: str, output_dir: str, api_id: str,
+           force: bool, sandbox: bool) -> tuple[str, Row]:
+    """(kind, the row to run) for one checkpoint row; each step of a variant is decided so (run.chains)."""
+    return _decide(item, row, sha, fp, output_dir, api_id, force, sandbox)
 
 
 def _decide(item: Item, row: Row | None, sha: str, fp: str, output_dir: str, api_id: str,
