@@ -6,6 +6,7 @@ config, manifest or usage (nothing sent); 75 another run holds the checkpoint; 1
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record invalid items as failed and run the rest, instead of exiting 2")
     p.add_argument("--force", action="store_true", help="reprocess every item, even unchanged ones")
     p.add_argument("--only", nargs="+", metavar="ID", default=[], help="process only these item ids")
+    p.add_argument("--shard", metavar="K/N", help="process only shard K of N (stable hash of id); own checkpoint "
+                   "and lock under state.dir; `pipeline report` merges the shards")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan and the credits it needs; make no API call")
     p.add_argument("--yes", action="store_true", help="do not ask before spending over budget.confirm_over")
@@ -117,6 +120,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.inputs.validate import validate
 
     cfg, manifest, _ = validate(args.config)
+    if args.shard:
+        from pipeline.plan.shards import Shard
+        shard = Shard.parse(args.shard)
+        cfg, manifest = dataclasses.replace(cfg, shard=shard), shard.select(manifest)
     options = RunOptions(sandbox=args.sandbox, skip_invalid=args.skip_invalid, force=args.force,
                          only=frozenset(args.only), dry_run=args.dry_run, quiet=args.quiet or args.json,
                          confirm=None if args.yes else _confirmer())

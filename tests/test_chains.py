@@ -182,3 +182,15 @@ def test_kill_9_mid_chain_then_a_rerun_finishes_without_buying_a_step_twice(sand
         final_order = by_output[sha(catalog_dir / "out" / row["output_path"])]
         first = by_output[final_order["sha256"]] if row["variant"] == "lifestyle" else final_order
         assert first["sha256"] == sources(catalog_dir)[row["id"]]
+
+
+def test_variants_in_shards_then_unsharded_buy_nothing_twice(sandbox, catalog_dir):
+    n = 4
+    config = write_catalog(catalog_dir, n, base_url=sandbox.base_url, config=TWO_VARIANTS)
+    for shard in ("0/2", "1/2"):
+        assert main(["run", str(config), "--quiet", "--shard", shard]) == 0
+    assert sandbox.ledger_snapshot()["credits"] == n * 3
+    assert main(["run", str(config), "--quiet"]) == 0  # adopts every shard's step rows
+    assert sandbox.ledger_snapshot()["credits"] == n * 3
+    table = results(config)
+    assert len(table) == n * 2 and all(r["status"] == "done" for r in table)

@@ -62,11 +62,18 @@ class RetrySettings:
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
 
+CHECKPOINT_NAME = "checkpoint.sqlite"  # in each state directory
+
 
 @dataclass(frozen=True)
 class OutputSettings:
     dir: Path = Path("outputs")
     filename: str = "{id}.jpg"
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    dir: Path | None = None     # None: <output.dir>/.pipeline
 
 
 @dataclass(frozen=True)
@@ -93,22 +100,36 @@ class RunConfig:
     retries: RetrySettings = field(default_factory=RetrySettings)
     budget: BudgetSettings = field(default_factory=BudgetSettings)
     images: ImageSettings = field(default_factory=ImageSettings)
+    state: StateSettings = field(default_factory=StateSettings)
     prompt: str | None = None
     variants: tuple[Variant, ...] = ()  # empty: the one implicit variant (inputs/variants.variants_of)
 
+    shard: Any = None  # plan.shards.Shard when run with --shard K/N; set by the caller, not the YAML
+
+    @property
+    def state_root(self) -> Path:
+        """state.dir, else <output.dir>/.pipeline: every shard's state lives under it."""
+        return self.state.dir if self.state.dir is not None else self.output.dir / ".pipeline"
+
     @property
     def state_dir(self) -> Path:
-        return self.output.dir / ".pipeline"
+        """This run's checkpoint, lock, run log and fetched sources: one directory per shard."""
+        return self.state_root / self.shard.name if self.shard is not None else self.state_root
+
+    @property
+    def results_name(self) -> str:
+        """results.csv, or a shard's part of it (results.shard-K-of-N.csv) that `pipeline report` merges."""
+        return f"results.{self.shard.name}.csv" if self.shard is not None else "results.csv"
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.state_dir / "checkpoint.sqlite"
+        return self.state_dir / CHECKPOINT_NAME
 
 
 # Config section -> dataclass; the schema's properties and these fields are kept equal by a test.
 SECTIONS: dict[str, type] = {
     "output": OutputSettings, "limits": Limits, "poll": PollSettings, "api": ApiSettings,
-    "retries": RetrySettings, "budget": BudgetSettings, "images": ImageSettings,
+    "retries": RetrySettings, "budget": BudgetSettings, "images": ImageSettings, "state": StateSettings,
 }
 
 
@@ -141,6 +162,8 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Ru
     sections = {name: _section(cls, data.get(name) or {}) for name, cls in SECTIONS.items()}
     sections["output"] = dataclasses.replace(
         sections["output"], dir=Path(os.path.normpath(base / sections["output"].dir)))
+    if sections["state"].dir is not None:
+        sections["state"] = StateSettings(dir=Path(os.path.normpath(base / sections["state"].dir)))
     sections["api"] = dataclasses.replace(
         sections["api"], base_url=(base_url or sections["api"].base_url).rstrip("/"))
     return RunConfig(config_path=config_path, manifest_path=Path(os.path.normpath(base / data["manifest"])),

@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import random
-import re
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
 
@@ -24,6 +23,8 @@ from pipeline.inputs.config import BASE_URL_ENV, DEFAULT_BASE_URL, RetrySettings
 from pipeline.errors import (ApiError, ApiUnreachable, AuthError, CreditsError, FatalApiError, ForeignAnswer,
                              ItemError, Refused, Stopped, TransientError, WrongApi)
 from pipeline.inputs.locations import is_http_url
+from pipeline.lightx.answers import (answer_message, detail, fatal_from_message, lightx_error, parse_retry_after,
+                                     s3_message, snippet)
 from pipeline.lightx.pacing import Pacer
 from pipeline.media.formats import sniff_format
 
@@ -122,7 +123,7 @@ class Client:
             data = await self._raw("GET", url, max_bytes=max_bytes)
             if sniff_format(data) not in formats:  # a gateway's HTML page is worth another try
                 raise TransientError(f"output is not a {' or '.join(f.upper() for f in formats)} "
-                                     f"({_snippet(data)})")
+                                     f"({snippet(data)})")
             return data
         return await self._retrying(fetch)
 
@@ -189,15 +190,15 @@ class Client:
         try:
             doc = json.loads(raw)
         except ValueError:
-            raise TransientError(f"{path}: answer is not JSON ({_snippet(raw)})") from None
+            raise TransientError(f"{path}: answer is not JSON ({snippet(raw)})") from None
         if not isinstance(doc, dict):
             raise TransientError(f"{path}: answer is not a JSON object")
         if "statusCode" not in doc:
             raise ForeignAnswer(f"{path}: answer is JSON without a statusCode")
         code = doc.get("statusCode")
         if code != SUCCESS:
-            message = _message(doc)
-            fatal = _fatal_from_message(code, message)
+            message = answer_message(doc)
+            fatal = fatal_from_message(code, message)
             if fatal:
                 raise self._note_fatal(fatal)
             # The API said no: only a transport fault is worth a retry (see _api: asked once more).
@@ -258,28 +259,28 @@ class Client:
             self._on_wire.discard(task)
 
     def _http_error(self, name: str, status: int, retry_after: str | None, text: bytes, api: bool):
-        wait = _parse_retry_after(retry_after)
+        wait = parse_retry_after(retry_after)
         if status == 429:
             if api:
                 self.pacer.throttled(wait)
             return TransientError(f"{name}: HTTP 429 rate limited", http_status=429, retry_after=wait)
         if status >= 500 or status in (408, 425):
             return TransientError(f"{name}: HTTP {status}", http_status=status, retry_after=wait)
-        code, message = _lightx_error(text)
+        code, message = lightx_error(text)
         if api and status in (401, 403):
-            return self._note_fatal(AuthError(f"API key rejected (HTTP {status}{_detail(code, message)})"))
+            return self._note_fatal(AuthError(f"API key rejected (HTTP {status}{detail(code, message)})"))
         if api and status == 402:
-            return CreditsError(f"no credits left (HTTP 402{_detail(code, message)})")
+            return CreditsError(f"no credits left (HTTP 402{detail(code, message)})")
         if api:
-            fatal = _fatal_from_message(code, message)
+            fatal = fatal_from_message(code, message)
             if fatal:
                 return self._note_fatal(fatal)
             if code is not None:  # LightX's own refusal, with its code
-                return Refused(f"{name}: HTTP {status}{_detail(code, message)}", http_status=status,
+                return Refused(f"{name}: HTTP {status}{detail(code, message)}", http_status=status,
                                status_code=code)
         if not api and status == 403 and text.lstrip().startswith(b"<"):
-            message = message or _s3_message(text)
-        return ItemError(f"{name}: HTTP {status}{_detail(code, message)}", http_status=status,
+            message = message or s3_message(text)
+        return ItemError(f"{name}: HTTP {status}{detail(code, message)}", http_status=status,
                          status_code=code)
 
     def _note_fatal(self, exc: Exception) -> Exception:
@@ -374,56 +375,18 @@ def _delay(attempt: int, exc: BaseException | None, base: float, cap: float) -> 
     return delay
 
 
-def _fatal_from_message(code: Any, message: str) -> Exception | None:
-    text = message.lower()
-    if "credit" in text or "insufficient" in text or "quota" in text:
-        return CreditsError(f"no credits left (statusCode {code}: {message})")
-    if "api key" in text or "apikey" in text or "unauthori" in text or "x-api-key" in text:
-        return AuthError(f"API key rejected (statusCode {code}: {message})")
-    return None
 
 
-def _lightx_error(text: bytes) -> tuple[Any, str]:
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return None, ""
-    if not isinstance(doc, dict):
-        return None, ""
-    return doc.get("statusCode"), _message(doc)
 
 
-def _message(doc: dict[str, Any]) -> str:
-    """A LightX answer's message, with its description when that says more (as status FAIL answers do)."""
-    message, description = str(doc.get("message") or ""), str(doc.get("description") or "")
-    if description and description != message:
-        message = f"{message} ({description})" if message else description
-    return message[:200]
 
 
-def _s3_message(text: bytes) -> str:
-    found = re.search(rb"<Code>([^<]{1,80})</Code>", text)
-    return found.group(1).decode("ascii", "replace") if found else ""
 
 
-def _detail(code: Any, message: str) -> str:
-    parts = [f"statusCode {code}" if code is not None else "", message]
-    joined = ": ".join(p for p in parts if p)
-    return f", {joined}" if joined else ""
 
 
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP-date; rare enough to fall back to backoff
 
 
-def _snippet(raw: bytes) -> str:
-    text = raw[:60].decode("utf-8", "replace").replace("\n", " ").strip()
-    return repr(text) if text else "empty"
 
 
 def _describe(exc: BaseException) -> str:

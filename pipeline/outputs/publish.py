@@ -5,14 +5,16 @@
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from pipeline.errors import CheckpointError
-from pipeline.inputs.config import RunConfig
+from pipeline.inputs.config import CHECKPOINT_NAME, RunConfig
 from pipeline.inputs.manifest import Manifest
 from pipeline.outputs import results
 from pipeline.outputs.report import write_report
-from pipeline.store.checkpoint import Checkpoint
+from pipeline.plan.shards import NAME
+from pipeline.store.checkpoint import Checkpoint, Row
 from pipeline.store.lock import RunLock
 
 
@@ -29,25 +31,52 @@ def written_dirs(cfg: RunConfig, manifest: Manifest) -> set[Path]:
 
 def write_outputs(cfg: RunConfig, manifest: Manifest, rows: dict, *, elapsed_s: float | None = None,
                   force: bool = False) -> Path:
-    """results.csv, results.parquet, then report.html; returns the CSV path."""
+    """results.csv, results.parquet, then report.html; returns the CSV path.
+
+    A shard writes only its part of the table (results.shard-K-of-N.csv and .parquet): the report
+    over the whole manifest is `pipeline report`'s, once every shard has run."""
     manifest, rows = results.by_variant(cfg, manifest, rows)
     path = results.write(cfg, manifest, rows, force=force)
+    if cfg.shard is not None:
+        return path
     write_report(cfg, manifest, rows, summary={"elapsed_s": elapsed_s} if elapsed_s is not None else None)
     return path
 
 
 def rebuild(config_path: str | Path) -> Path:
-    """`pipeline report`: rewrite the table and report from the checkpoint alone; no API call."""
+    """`pipeline report`: rewrite the table and report from the checkpoints alone; no API call.
+
+    Every shard's checkpoint under state.dir is read, and so is an unsharded one: one table and one
+    report over the whole manifest. An item found in several (the shard count changed between
+    runs) is shown as its most recently updated row."""
     from pipeline.inputs.validate import validate
     cfg, manifest, _ = validate(config_path, check_images=False)
-    path = cfg.checkpoint_path
-    if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}: nothing has run yet")
+    paths = checkpoint_paths(cfg)
+    if not paths:
+        raise CheckpointError(f"no checkpoint under {cfg.state_root}: nothing has run yet")
     with RunLock(cfg.state_dir):
-        ckpt = Checkpoint.open(path)
-        try:
-            rows = ckpt.rows()
-        finally:
-            ckpt.close()
+        rows = merged_rows(paths)
         write_outputs(cfg, manifest, rows, force=True)
     return cfg.output.dir / "report.html"
+
+
+def checkpoint_paths(cfg: RunConfig) -> list[Path]:
+    """The unsharded checkpoint and every shard's, those that exist, unsharded first."""
+    root = cfg.state_root
+    found = [root / CHECKPOINT_NAME] if (root / CHECKPOINT_NAME).exists() else []
+    with contextlib.suppress(OSError):
+        found += sorted(p / CHECKPOINT_NAME for p in root.iterdir()
+                        if NAME.fullmatch(p.name) and (p / CHECKPOINT_NAME).exists())
+    return found
+
+
+def merged_rows(paths: list[Path]) -> dict[str, Row]:
+    """Rows of several checkpoints (read-only: shards may be running); for an item in several, the
+    most recently updated row."""
+    rows: dict[str, Row] = {}
+    for path in paths:
+        for item_id, row in Checkpoint.read_rows(path).items():
+            old = rows.get(item_id)
+            if old is None or (row.updated_at or 0) > (old.updated_at or 0):
+                rows[item_id] = row
+    return rows

@@ -102,8 +102,8 @@ def write(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], *, force: bo
     only touched, so their mtime still tells when the last run ended. On 100k items that saves
     seconds of a no-op rerun. `force` always rewrites them.
     """
-    out = cfg.output.dir
-    csv_path, parquet_path = out / "results.csv", out / "results.parquet"
+    csv_path = cfg.output.dir / cfg.results_name
+    parquet_path = csv_path.with_suffix(".parquet")
     stamp = cfg.state_dir / "results.stamp.json"
     digest = _inputs_digest(cfg, manifest, rows)
     if not force and _touch_if_current(stamp, digest, (csv_path, parquet_path)):

@@ -4,7 +4,8 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 
-from pipeline.store.checkpoint import STATES, Checkpoint
+from pipeline.outputs.publish import checkpoint_paths, merged_rows
+from pipeline.store.checkpoint import STATES
 from pipeline.inputs.config import load_config
 from pipeline.errors import CheckpointError
 
@@ -12,17 +13,16 @@ MAX_FAILURES_SHOWN = 50
 
 
 def format_status(config_path: str) -> str:
+    """Counts over every shard's checkpoint (and an unsharded one), as `pipeline report` merges them."""
     cfg = load_config(config_path)
-    path = cfg.checkpoint_path
-    if not path.exists():
-        return f"no checkpoint yet at {path}: nothing has run"
-    ckpt = Checkpoint.open(path)
+    paths = checkpoint_paths(cfg)
+    if not paths:
+        return f"no checkpoint yet at {cfg.checkpoint_path}: nothing has run"
     try:
-        rows = ckpt.rows()
+        rows = merged_rows(paths)
     except sqlite3.Error as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
-    finally:
-        ckpt.close()
+        raise CheckpointError(f"cannot read checkpoint {paths}: {exc}") from None
+    path = paths[0] if len(paths) == 1 else f"{len(paths)} under {cfg.state_root}"
     counts = Counter(r.state for r in rows.values())
     lines = [f"checkpoint: {path}", f"items: {len(rows)} · credits spent: {sum(r.credits for r in rows.values())}"]
     lines += [f"  {state:<10} {counts[state]}" for state in STATES if counts[state]]

@@ -147,7 +147,7 @@ def prepare(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str | 
     try:
         shas, problems = asyncio.run(hash_sources(cfg, manifest.items, ckpt))
         items = [i for i in manifest.items if i.id not in problems]
-        rows = ckpt.rows()
+        rows = _with_siblings(cfg, ckpt, items)
         if cfg.variants:
             where = chains.Where(cfg.output.dir, cfg.state_dir, endpoint.id, endpoint.kind, options.sandbox,
                                  options.force)
@@ -175,6 +175,26 @@ def prepare(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str | 
 def _close(endpoint: Endpoint) -> None:
     if endpoint.sandbox_socket is not None:
         endpoint.sandbox_socket.close()
+
+
+def _with_siblings(cfg: RunConfig, ckpt: Checkpoint, items: list) -> dict[str, Row]:
+    """This run's checkpoint rows, plus those of items that another shard layout (or an unsharded
+    run) under the same state.dir has already taken on: copied in, so nothing is bought twice and
+    orders in flight there are collected here."""
+    rows = ckpt.rows()
+    others = [p for p in publish.checkpoint_paths(cfg) if p != cfg.checkpoint_path]
+    if not others:
+        return rows
+    wanted = {i.id for i in items}
+    if cfg.variants:  # a variant's steps are rows of their own
+        from pipeline.inputs.variants import step_id
+        wanted |= {step_id(i.id, v.name, k) for i in items for v in cfg.variants for k in range(len(v.steps))}
+    wanted -= rows.keys()
+    adopted = [row for item_id, row in publish.merged_rows(others).items() if item_id in wanted]
+    if adopted:
+        ckpt.insert(adopted)
+        rows.update((row.id, row) for row in adopted)
+    return rows
 
 
 def _confirm(cfg: RunConfig, options: RunOptions, the_plan: Plan) -> float:

@@ -133,6 +133,28 @@ class Checkpoint:
 
     # -- items ------------------------------------------------------------------
 
+    @staticmethod
+    def read_rows(path: Path, timeout_s: float = 30.0) -> dict[str, Row]:
+        """Every row of a checkpoint another run may be writing now (a sibling shard's): read-only,
+        waiting out its writes, never migrating or locking it."""
+        try:
+            conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s)
+        except sqlite3.Error as exc:
+            raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            names = {r[1] for r in conn.execute("PRAGMA table_info(items)")}
+            if app_id == 0 and not names:
+                return {}  # being created by its run this very moment
+            if app_id != APPLICATION_ID:
+                raise CheckpointError(f"{path} is not a pipeline checkpoint (a foreign SQLite file)")
+            cols = [c if c in names else "NULL" for c in COLUMNS]  # an older schema lacks some columns
+            return {r[0]: Row(*r) for r in conn.execute(f"SELECT {', '.join(cols)} FROM items")}
+        except sqlite3.Error as exc:
+            raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+        finally:
+            conn.close()
+
     def rows(self) -> dict[str, Row]:
         cur = self._conn.execute(f"SELECT {', '.join(COLUMNS)} FROM items")
         return {r[0]: Row(*r) for r in cur}
