@@ -92,8 +92,9 @@ def _decide(item: Item, row: Row | None, sha: str, fp: str, output_dir: str, api
         return "changed", Row(id=item.id, fingerprint=fp, image_sha256=sha, created_at=row.created_at)
     if row.state == State.FAILED:
         return "retry", _reset(row)
-    if sandbox and row.api_id and row.api_id != api_id and row.state in (State.UPLOADED, State.SUBMITTED):
-        # That sandbox is gone with its process, and its orders with it; they cost nothing.
+    if sandbox and row.api_id and row.api_id != api_id and row.state in (State.UPLOADED, State.SUBMITTED,
+                                                                          State.GENERATED):
+        # That sandbox is gone with its process, and its orders and output links with it; they cost nothing.
         return "restart", _reset(row)
     if row.state == State.DONE:
         if _output_intact(row, item, output_dir):
