@@ -192,9 +192,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         from pipeline.plan.shards import Shard
         shard = Shard.parse(args.shard)
         cfg, manifest = dataclasses.replace(cfg, shard=shard), shard.select(manifest)
-    if cfg.variants:
-        raise ConfigError(f"{args.config}: variants are validated but not run yet (`pipeline validate` checks "
-                          f"them); a config without `variants` runs as before")
     problems = problem_lines(manifest)
     if manifest.invalid and not args.skip_invalid:
         return _refuse(args, problems + ["nothing was sent; fix these or pass --skip-invalid"],

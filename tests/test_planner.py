@@ -106,6 +106,15 @@ def test_a_gone_sandbox_takes_its_uploads_and_orders_with_it(tmp_path):
     assert p.counts == {"restart": 1} and p.jobs[0][1].state == State.PENDING
 
 
+def test_a_gone_sandbox_takes_its_output_links_with_it(tmp_path):
+    """A --sandbox run killed before a download: the next run's sandbox cannot serve that link."""
+    fp = fingerprint(SHA, "a mug on marble", "sandbox")
+    row = Row(id="a", fingerprint=fp, state=State.GENERATED, order_id="o1", api_id="sandbox@1",
+              output_url="http://127.0.0.1:1/output/o1.jpg")
+    p = decide(tmp_path, row, api_kind="sandbox", api_id="sandbox@2", sandbox=True)
+    assert p.counts == {"restart": 1} and p.jobs[0][1].state == State.PENDING
+
+
 def test_a_schema_1_fingerprint_made_with_the_base_url_is_adopted(tmp_path):
     old = done_row(tmp_path, fingerprint(SHA, "a mug on marble", "https://api"))
     p = decide(tmp_path, old, legacy_kind="https://api")

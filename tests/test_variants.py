@@ -88,14 +88,14 @@ def test_the_example_variants_config_validates():
         "1 credit per step; failed orders are free)")
 
 
-def test_cli_validates_variants_and_does_not_run_them_yet(capsys):
-    path = str(REPO / "configs" / "variants.yaml")
+def test_cli_validates_variants_and_dry_runs_them_at_one_credit_per_step(capsys, tmp_path):
+    import shutil
+    shutil.copytree(REPO / "configs", tmp_path / "configs")  # the state dir goes beside the copy
+    path = str(tmp_path / "configs" / "variants.yaml")
     assert main(["validate", path]) == 0
     assert "30 credits" in capsys.readouterr().out
-    assert main(["run", path, "--sandbox", "--dry-run"]) == 2
-    err = capsys.readouterr().err
-    assert err.rstrip().endswith(f"error: {path}: variants are validated but not run yet (`pipeline validate` "
-                                 f"checks them); a config without `variants` runs as before")
+    assert main(["run", path, "--sandbox", "--dry-run"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("forced 0 · credits needed 30")
 
 
 def test_a_manifest_without_prompts_is_fine_with_variants(tmp_path):

@@ -51,6 +51,11 @@ class Variant:
 IMPLICIT = Variant("default", (Step("background-generator", (("prompt", "{prompt}"),)),))
 
 
+def step_id(item_id: str, variant: str, index: int) -> str:
+    """The checkpoint row of one step of one item's variant: ``sku-1/lifestyle/2`` (steps count from 1)."""
+    return f"{item_id}/{variant}/{index + 1}"
+
+
 def variants_of(cfg: RunConfig) -> tuple[Variant, ...]:
     """The config's variants, or the one implicit variant of a config without them."""
     return cfg.variants or (IMPLICIT,)

@@ -108,16 +108,22 @@ class Client:
         return await self._api("v1/background-generator",
                                {"imageUrl": image_url, "textPrompt": prompt}, _parse_order)
 
-    async def order_status(self, order_id: str) -> OrderStatus:
-        return await self._api("v1/order-status", {"orderId": order_id}, _parse_status)
+    async def order(self, submit_path: str, body: dict[str, Any]) -> Order:
+        """Submit any registered tool's order (`pipeline.lightx.tools.request_body` builds `body`)."""
+        return await self._api(submit_path, body, _parse_order)
 
-    async def download(self, url: str, max_bytes: int = 64 * 1024 * 1024) -> bytes:
+    async def order_status(self, order_id: str, status_path: str = "v1/order-status") -> OrderStatus:
+        return await self._api(status_path, {"orderId": order_id}, _parse_status)
+
+    async def download(self, url: str, max_bytes: int = 64 * 1024 * 1024,
+                       formats: tuple[str, ...] = ("jpeg",)) -> bytes:
         if not is_http_url(url):
             raise ItemError(f"refusing to fetch output over a non-http(s) URL scheme: {url.split(':', 1)[0]!r}")
         async def fetch() -> bytes:
             data = await self._raw("GET", url, max_bytes=max_bytes)
-            if sniff_format(data) != "jpeg":  # a gateway's HTML page is worth another try
-                raise TransientError(f"output is not a JPEG ({snippet(data)})")
+            if sniff_format(data) not in formats:  # a gateway's HTML page is worth another try
+                raise TransientError(f"output is not a {' or '.join(f.upper() for f in formats)} "
+                                     f"({snippet(data)})")
             return data
         return await self._retrying(fetch)
 

@@ -24,7 +24,10 @@ def written_dirs(cfg: RunConfig, manifest: Manifest) -> set[Path]:
     """Every directory a run writes files into atomically (outputs, previews, fetched sources)."""
     out = cfg.output.dir
     dirs = {out, out / "thumbs", cfg.state_dir, cfg.state_dir / "sources", cfg.state_dir / "remote-cache"}
-    dirs.update((out / item.output_name).parent for item in manifest.items if "/" in item.output_name)
+    dirs.update((out / name).parent for item in manifest.items for name in item.output_names or (item.output_name,)
+                if "/" in name)
+    if cfg.variants:
+        dirs.add(cfg.state_dir / "steps")
     return dirs
 
 
@@ -35,6 +38,7 @@ def write_outputs(cfg: RunConfig, manifest: Manifest, rows: dict, *, elapsed_s: 
     A shard writes only its part of the table (results.shard-K-of-N.csv and .parquet): the report
     over the whole manifest is `pipeline report`'s, once every shard has run. `history` is the
     unsharded checkpoint's (a run's own); the report adds every shard's under state.dir to it."""
+    manifest, rows = results.by_variant(cfg, manifest, rows)
     path = results.write(cfg, manifest, rows, force=force)
     if cfg.shard is not None:
         return path

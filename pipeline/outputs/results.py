@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import json
 import os
@@ -23,6 +24,26 @@ COLUMNS = ["id", "status", "image", "prompt", "order_id", "output_url", "output_
            "output_sha256", "error", "attempts", "credits", "submitted_at", "finished_at", "elapsed_s"]
 INT_COLUMNS = ("attempts", "credits")
 STATUS = {"done": "done", "failed": "failed"}  # every other state is still `pending`
+
+
+def by_variant(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row]) -> tuple[Manifest, dict[str, Row]]:
+    """With variants: one entry per (item, variant), id ``{item}/{variant}``, its row the first step
+    not done (else the last step), credits and attempts summed over its steps. Without: as given."""
+    if not cfg.variants:
+        return manifest, rows
+    from pipeline.inputs.variants import step_id
+    items, view = [], {}
+    for item in manifest.items:
+        for variant, name in zip(cfg.variants, item.output_names):
+            unit = f"{item.id}/{variant.name}"
+            items.append(dataclasses.replace(item, id=unit, output_name=name, output_names=()))
+            steps = [rows.get(step_id(item.id, variant.name, k)) for k in range(len(variant.steps))]
+            current = next((r for r in steps if r is None or r.state != "done"), steps[-1])
+            if current is not None:
+                view[unit] = dataclasses.replace(current, id=unit, credits=sum(r.credits for r in steps if r),
+                                                 attempts=sum(r.attempts for r in steps if r),
+                                                 image_sha256=(steps[0] or current).image_sha256)  # the source's
+    return dataclasses.replace(manifest, items=items), view
 
 
 def status_of(row: Row | None) -> str:
@@ -90,6 +111,11 @@ def write(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], *, force: bo
     with contextlib.suppress(OSError):
         stamp.unlink()  # gone until both files are whole again
     cols = columns(manifest, rows)
+    if cfg.variants:  # "sku-1/lifestyle" -> id sku-1, variant lifestyle
+        ids, variants = zip(*(unit.rsplit("/", 1) for unit in cols["id"][:len(manifest.items)])) \
+            if manifest.items else ((), ())
+        cols = {"id": [*ids, *cols["id"][len(ids):]], "variant": [*variants, *[None] * len(manifest.invalid)],
+                **{k: v for k, v in cols.items() if k != "id"}}
     write_with(csv_path, lambda p: _write_csv(cols, p))
     table_rows = len(cols["id"])
     write_with(parquet_path, lambda p: _write_parquet(list(cols), table_rows, csv_path, p))

@@ -53,6 +53,13 @@ def read_status(config_path: str, runs: int = RUNS_SHOWN) -> dict:
     doc["notes"] = [{"id": r.id, "state": str(r.state), "error": r.error}
                     for r in sorted(rows.values(), key=lambda r: r.id)
                     if r.state not in ("done", "failed") and r.error]
+    if cfg.variants:
+        from pipeline.inputs.variants import step_id
+        names = [(v.name, len(v.steps)) for v in cfg.variants]
+        doc["steps"] = [{"id": r.id, "state": str(r.state), "order_id": r.order_id, "credits": r.credits}
+                        for r in sorted(rows.values(), key=lambda r: r.id)
+                        if r.id.count("/") >= 2 and any(r.id.endswith(step_id("", n, k))
+                                                         for n, count in names for k in range(count))]
     return doc
 
 
@@ -75,6 +82,13 @@ def format_status(doc: dict) -> str:
         lines += [f"  {f['id']}: {f['error']}" for f in failed[:MAX_FAILURES_SHOWN]]
         if len(failed) > MAX_FAILURES_SHOWN:
             lines.append(f"  ... and {len(failed) - MAX_FAILURES_SHOWN} more (see results.csv)")
+    steps = doc.get("steps") or []
+    if steps:  # one row per step of each (item, variant): its order and what it cost
+        lines.append(f"steps: {len(steps)} (id [state] order, credits)")
+        lines += [f"  {s['id']} [{s['state']}] {s['order_id'] or '-'}, {s['credits']} credit{'s' * (s['credits'] != 1)}"
+                  for s in steps[:MAX_FAILURES_SHOWN]]
+        if len(steps) > MAX_FAILURES_SHOWN:
+            lines.append(f"  ... and {len(steps) - MAX_FAILURES_SHOWN} more (in the checkpoint's items table)")
     notes = doc["notes"]
     if notes:
         lines.append("pending with a note:")

@@ -38,11 +38,13 @@ class Plan:
     writes: list[Row] = field(default_factory=list)       # rows to insert or replace before starting
     counts: Counter = field(default_factory=Counter)
     in_flight: int = 0                                    # orders already created that may charge
+    units: list = field(default_factory=list)             # with variants: run.chains.Unit, instead of jobs
+    chain_credits: int = 0                                # with variants: one per step still to buy
 
     @property
     def credits_needed(self) -> int:
         """Orders this run will create if every one succeeds first time."""
-        return sum(1 for _, row in self.jobs if row.state in (State.PENDING, State.UPLOADED))
+        return self.chain_credits + sum(1 for _, row in self.jobs if row.state in (State.PENDING, State.UPLOADED))
 
     def kinds(self) -> dict[str, int]:
         """Items per kind of KINDS, every kind present: what `--dry-run` shows."""
@@ -84,6 +86,12 @@ def plan(items: list[Item], rows: dict[str, Row], shas: dict[str, str], *, outpu
     return result
 
 
+def decide(item: Item, row: Row | None, sha: str, fp: str, output_dir: str, api_id: str,
+           force: bool, sandbox: bool) -> tuple[str, Row]:
+    """(kind, the row to run) for one checkpoint row; each step of a variant is decided so (run.chains)."""
+    return _decide(item, row, sha, fp, output_dir, api_id, force, sandbox)
+
+
 def _decide(item: Item, row: Row | None, sha: str, fp: str, output_dir: str, api_id: str,
             force: bool, sandbox: bool) -> tuple[str, Row]:
     if row is None:
@@ -94,8 +102,9 @@ def _decide(item: Item, row: Row | None, sha: str, fp: str, output_dir: str, api
         return "changed", Row(id=item.id, fingerprint=fp, image_sha256=sha, created_at=row.created_at)
     if row.state == State.FAILED:
         return "retry", _reset(row)
-    if sandbox and row.api_id and row.api_id != api_id and row.state in (State.UPLOADED, State.SUBMITTED):
-        # That sandbox is gone with its process, and its orders with it; they cost nothing.
+    if sandbox and row.api_id and row.api_id != api_id and row.state in (State.UPLOADED, State.SUBMITTED,
+                                                                          State.GENERATED):
+        # That sandbox is gone with its process, and its orders and output links with it; they cost nothing.
         return "restart", _reset(row)
     if row.state == State.DONE:
         if _output_intact(row, item, output_dir):

@@ -37,6 +37,7 @@ from pipeline.outputs import publish, results
 from pipeline.plan.fetch import FetchError
 from pipeline.plan.planner import Plan, failed_rows, plan
 from pipeline.plan.sources import hash_sources
+from pipeline.run import chains
 from pipeline.run.budget import Budget
 from pipeline.run.progress import Progress
 from pipeline.run.stages import ORDER_STAGES, STAGES, Context, Job, Parked
@@ -178,9 +179,14 @@ def prepare(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str | 
         shas, problems = asyncio.run(hash_sources(cfg, manifest.items, ckpt))
         items = [i for i in manifest.items if i.id not in problems]
         rows = _with_siblings(cfg, ckpt, items)
-        the_plan = plan(items, rows, shas, output_dir=cfg.output.dir, api_kind=endpoint.kind,
-                        api_id=endpoint.id, force=options.force, only=options.only, sandbox=options.sandbox,
-                        legacy_kind=None if options.sandbox else cfg.api.base_url)
+        if cfg.variants:
+            where = chains.Where(cfg.output.dir, cfg.state_dir, endpoint.id, endpoint.kind, options.sandbox,
+                                 options.force)
+            the_plan = chains.plan_units(cfg, manifest, items, rows, shas, where, options.only)
+        else:
+            the_plan = plan(items, rows, shas, output_dir=cfg.output.dir, api_kind=endpoint.kind,
+                            api_id=endpoint.id, force=options.force, only=options.only, sandbox=options.sandbox,
+                            legacy_kind=None if options.sandbox else cfg.api.base_url)
         prepared = Prepared(cfg, manifest, options, ckpt, endpoint, the_plan, rows, started)
         if options.dry_run:
             _close(endpoint)
@@ -210,7 +216,11 @@ def _with_siblings(cfg: RunConfig, ckpt: Checkpoint, items: list) -> dict[str, R
     others = [p for p in publish.checkpoint_paths(cfg) if p != cfg.checkpoint_path]
     if not others:
         return rows
-    wanted = {i.id for i in items} - rows.keys()
+    wanted = {i.id for i in items}
+    if cfg.variants:  # a variant's steps are rows of their own
+        from pipeline.inputs.variants import step_id
+        wanted |= {step_id(i.id, v.name, k) for i in items for v in cfg.variants for k in range(len(v.steps))}
+    wanted -= rows.keys()
     adopted = [row for item_id, row in publish.merged_rows(others).items() if item_id in wanted]
     if adopted:
         ckpt.insert(adopted)
@@ -263,7 +273,8 @@ async def execute(prepared: Prepared) -> Executed:
         threading.Thread(target=results.prewarm, name="prewarm", daemon=True).start()
         fatal: PipelineError | None = None
         try:
-            interrupted = await _drive_all(ctx, [Job(item, row) for item, row in prepared.plan.jobs], options)
+            jobs = prepared.plan.units or [Job(item, row) for item, row in prepared.plan.jobs]
+            interrupted = await _drive_all(ctx, jobs, options, prepared.rows)
         except PipelineError as exc:  # key rejected, checkpoint or output dir unusable
             fatal, interrupted = exc, False
         with contextlib.suppress(CheckpointError):
@@ -287,7 +298,7 @@ async def _serving(prepared: Prepared) -> AsyncIterator[None]:
         await running.close()
 
 
-async def _drive_all(ctx: Context, jobs: list[Job], options: RunOptions) -> bool:
+async def _drive_all(ctx: Context, jobs: list, options: RunOptions, rows: dict[str, Row]) -> bool:
     """Run `jobs`, limits.concurrency orders and limits.transfers more items at once; True if interrupted."""
     queue = iter(jobs)
     ctx.counts.queued(len(jobs))
@@ -299,7 +310,10 @@ async def _drive_all(ctx: Context, jobs: list[Job], options: RunOptions) -> bool
             ctx.counts.taken()
             if fatal:
                 return
-            await _drive(ctx, job, fatal)
+            if isinstance(job, chains.Unit):  # a variant: its steps one after another
+                await chains.drive(ctx, job, rows, lambda step: _drive(ctx, step, fatal))
+            else:
+                await _drive(ctx, job, fatal)
             progress.finished(job.row.state)
             if fatal:  # nothing more can be written or sent: stop the others (submits finish, shielded)
                 for other in workers:
@@ -410,7 +424,7 @@ async def _drive(ctx: Context, job: Job, fatal: list[PipelineError]) -> None:
 def finish(prepared: Prepared, executed: Executed) -> RunResult:
     """Write the results table and report whatever happened, then raise a run-level fault if any."""
     cfg, manifest, rows = prepared.cfg, prepared.manifest, prepared.rows
-    counts = results.status_counts(manifest, rows)
+    counts = results.status_counts(*results.by_variant(cfg, manifest, rows))
     try:
         results_path = publish.write_outputs(cfg, manifest, rows, elapsed_s=time.monotonic() - prepared.started,
                                              history=prepared.ckpt.history())

@@ -9,6 +9,7 @@ from pipeline.store.checkpoint import Checkpoint, Row
 from pipeline.lightx.client import Client
 from pipeline.inputs.config import RunConfig
 from pipeline.inputs.manifest import Item
+from pipeline.lightx.tools import Tool
 from pipeline.run.budget import Budget
 from pipeline.run.progress import StageCounts
 from pipeline.run.timing import OrderTimes
@@ -20,10 +21,21 @@ class Parked(Exception):
     """The item cannot go further in this run; it keeps its state and the next run continues."""
 
 
+@dataclass(frozen=True)
+class StepSpec:
+    """One step of a variant's chain, resolved for one item (None on a job: the implicit variant)."""
+
+    tool: Tool
+    values: dict                   # field values as sent, image fields still local paths
+    images: dict                   # image field -> (local path, sha256): uploaded before the submit
+    final: bool                    # the variant's last step writes output.dir; others state_dir/steps
+
+
 @dataclass(eq=False)
 class Job:
     item: Item
     row: Row
+    spec: StepSpec | None = None
     reuploaded: bool = False       # a rejected imageUrl is re-uploaded once per run
     reserved: bool = False         # its current order counts against this run's budget
 

@@ -26,12 +26,18 @@ INLINE_BYTES = 64 * 1024
 DECODE_ATTEMPTS = 4  # downloads of an output that does not decode, before it waits for the next run
 
 
+STEPS_DIR = "steps"  # under state_dir: a chain's intermediate outputs, named by their sha256, bytes as received
+
+
 async def run(ctx: Context, job: Job) -> None:
     row = job.row
-    target = ctx.cfg.output.dir / job.item.output_name
+    kept = job.spec is not None and not job.spec.final
+    target = None if kept else ctx.cfg.output.dir / job.item.output_name
+    formats = ("jpeg", "png") if kept else ("jpeg",)  # an intermediate cut-out may be a transparent PNG
     for attempt in range(1, DECODE_ATTEMPTS + 1):
         try:
-            data = await ctx.client.download(row.output_url)
+            data = await (ctx.client.download(row.output_url, formats=formats) if kept else
+                          ctx.client.download(row.output_url))
         except ItemError as exc:
             if exc.http_status in _GONE:
                 # The output link has expired: only a new order can bring the picture back.
@@ -41,6 +47,11 @@ async def run(ctx: Context, job: Job) -> None:
             # The order is paid for: keep its output URL and try the download again next run.
             raise Parked(f"output download failed, kept for the next run: {exc}") from None
         try:
+            if kept:  # the next step's input: named by its bytes, written before the row says done
+                name = f"{STEPS_DIR}/{hashlib.sha256(data).hexdigest()}"
+                stat, sha256 = await asyncio.to_thread(_check_and_write, data, ctx.cfg.state_dir / name, formats)
+                break
+            name = job.item.output_name
             if len(data) <= INLINE_BYTES:
                 stat, sha256 = _check_and_write(data, target)
             else:
@@ -51,24 +62,30 @@ async def run(ctx: Context, job: Job) -> None:
                 raise Parked(f"{exc} after {attempt} downloads; kept for the next run") from None
             # A cut or garbled transfer: a fresh GET usually brings the whole picture.
             await ctx.client.pause(ctx.cfg.retries.backoff_base_s * 2 ** (attempt - 1))
-    ctx.ckpt.save(row, state=State.DONE, output_path=job.item.output_name, output_sha256=sha256,
+    ctx.ckpt.save(row, state=State.DONE, output_path=name, output_sha256=sha256,
                   output_size=stat.st_size, output_mtime_ns=stat.st_mtime_ns, finished_at=time.time(),
                   error=None)
 
 
-def _check_and_write(data: bytes, target: Path) -> tuple[os.stat_result, str]:
+def _check_and_write(data: bytes, target: Path,
+                     formats: tuple[str, ...] = ("jpeg",)) -> tuple[os.stat_result, str]:
     """In a worker thread: decode check, hash and atomic write in one hop off the event loop."""
-    _check_jpeg(data)
+    _check_jpeg(data) if formats == ("jpeg",) else _check_image(data, formats)
     return write_atomically(target, data), hashlib.sha256(data).hexdigest()
 
 
 def _check_jpeg(data: bytes) -> None:
+    _check_image(data, ("jpeg",))
+
+
+def _check_image(data: bytes, formats: tuple[str, ...]) -> None:
+    wanted = " or ".join(f.upper() for f in formats)
     try:
         with Image.open(io.BytesIO(data)) as im:
-            if im.format != "JPEG":
-                raise ItemError(f"output is {im.format or 'not an image'}, not a JPEG")
+            if (im.format or "").lower() not in formats:
+                raise ItemError(f"output is {im.format or 'not an image'}, not a {wanted}")
             im.load()
     except ItemError:
         raise
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ItemError(f"output does not decode as a JPEG ({type(exc).__name__})") from None
+        raise ItemError(f"output does not decode as a {wanted} ({type(exc).__name__})") from None

@@ -30,7 +30,8 @@ async def run(ctx: Context, job: Job) -> None:
                                                 allowance - row.polls, gap, explore) - clock.now()):
             pass  # the estimate changed while waiting: plan this check again
         try:
-            status = await ctx.client.order_status(row.order_id)
+            status = await (ctx.client.order_status(row.order_id) if job.spec is None else
+                            ctx.client.order_status(row.order_id, job.spec.tool.status_path))
         except ItemError as exc:
             # The order may still complete and charge: keep it, never resubmit blindly.
             times.forget(row.order_id)

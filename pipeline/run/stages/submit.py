@@ -6,9 +6,12 @@ request and the checkpoint write are shielded together, so Ctrl-C cannot fall be
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 from pipeline.lightx.client import Order
+from pipeline.lightx.tools import request_body
+from pipeline.run.stages import upload
 from pipeline.errors import FatalApiError, ItemError
 from pipeline.run.stages.context import UPLOAD_MAX_AGE_S, Context, Job, Parked
 from pipeline.run.states import State
@@ -19,6 +22,11 @@ async def run(ctx: Context, job: Job) -> None:
     if row.api_id != ctx.api_id or not row.uploaded_at or time.time() - row.uploaded_at >= UPLOAD_MAX_AGE_S:
         ctx.ckpt.save(row, state=State.PENDING, image_url=None, uploaded_at=None)
         return  # upload again: an imageUrl lives 24 h and belongs to one API instance
+    if job.spec is not None and job.spec.images:  # style images: uploaded once, shared by every item
+        values = dict(job.spec.values)
+        for name, (path, sha256) in job.spec.images.items():
+            values[name] = await upload.image_url(ctx, path, sha256)
+        job.spec = dataclasses.replace(job.spec, values=values, images={})
     if refused := ctx.budget.reserve():
         raise Parked(refused)
     try:
@@ -40,7 +48,11 @@ async def run(ctx: Context, job: Job) -> None:
 
 
 async def _submit_and_record(ctx: Context, job: Job) -> None:
-    order: Order = await ctx.client.submit(job.row.image_url, job.item.prompt)
+    spec = job.spec
+    if spec is None:
+        order: Order = await ctx.client.submit(job.row.image_url, job.item.prompt)
+    else:
+        order = await ctx.client.order(spec.tool.submit_path, request_body(spec.tool, job.row.image_url, spec.values))
     ctx.budget.submitted()
     ctx.times.expect(order.avg_s)
     job.reserved = True

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from pipeline.errors import ItemError
 from pipeline.media.images import PreparedImage, prepare_image
@@ -22,22 +24,39 @@ async def run(ctx: Context, job: Job) -> None:
                   api_id=ctx.api_id, error=None)
 
 
-async def _shared_upload(ctx: Context, job: Job, key: str) -> tuple[str, float]:
+async def image_url(ctx: Context, path: Path, sha256: str) -> str:
+    """The imageUrl of a step's other picture (a style image), uploaded once and shared like sources."""
+    def read() -> PreparedImage:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ItemError(f"cannot read image {path}: {exc.strerror or exc}") from None
+        return prepare_image(data, max_bytes=ctx.cfg.images.max_upload_bytes)
+    url, _ = await _shared_upload(ctx, None, ctx.upload_key(sha256), read)
+    return url
+
+
+async def _shared_upload(ctx: Context, job: Job | None, key: str,
+                         read: Callable[[], PreparedImage] | None = None) -> tuple[str, float]:
     known = ctx.ckpt.upload(key)
     if known and time.time() - known[1] < UPLOAD_MAX_AGE_S:
         return known
     task = ctx.uploads.get(key)
     if task is None:
-        task = asyncio.ensure_future(_upload(ctx, job, key))
+        task = asyncio.ensure_future(_upload(ctx, job, key, read))
         ctx.uploads[key] = task
         task.add_done_callback(lambda t: (ctx.uploads.pop(key, None), t.cancelled() or t.exception()))
     # Shielded: one item's cancellation must not cancel the upload other items wait on.
     return await asyncio.shield(task)
 
 
-async def _upload(ctx: Context, job: Job, key: str) -> tuple[str, float]:
-    small = job.item.image_path is not None and _size(job.item.image_path) <= INLINE_BYTES
-    prepared = _read_and_prepare(ctx, job) if small else await asyncio.to_thread(_read_and_prepare, ctx, job)
+async def _upload(ctx: Context, job: Job | None, key: str,
+                  read: Callable[[], PreparedImage] | None) -> tuple[str, float]:
+    if read is not None:
+        prepared = await asyncio.to_thread(read)
+    else:
+        small = job.item.image_path is not None and _size(job.item.image_path) <= INLINE_BYTES
+        prepared = _read_and_prepare(ctx, job) if small else await asyncio.to_thread(_read_and_prepare, ctx, job)
     for attempt in (1, 2):
         slot = await ctx.client.upload_slot(len(prepared.data), prepared.content_type)
         try:
