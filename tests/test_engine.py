@@ -261,7 +261,7 @@ def test_a_bug_at_the_item_boundary_fails_one_item_and_logs_its_traceback(sandbo
 
     monkeypatch.setattr(download, "_check_jpeg", flaky)
     config = write_catalog(catalog_dir, 3, base_url=sandbox.base_url)
-    with caplog.at_level("ERROR", logger="pipeline.run.engine"):
+    with caplog.at_level("ERROR", logger="pipeline.run.drive"):
         assert main(["run", str(config), "--quiet"]) == 1
     table = results(config)
     failed = [r for r in table.values() if r["status"] == "failed"]
@@ -270,7 +270,7 @@ def test_a_bug_at_the_item_boundary_fails_one_item_and_logs_its_traceback(sandbo
     logged = [r for r in caplog.records if r.exc_info]
     assert logged and "flaky" in "".join(traceback.format_exception(*logged[0].exc_info))
     run_log = (config.parent / "out" / ".pipeline" / "run.log").read_text()
-    assert "ERROR pipeline.run.engine internal error on item" in run_log
+    assert "ERROR pipeline.run.drive internal error on item" in run_log
     assert "Traceback (most recent call last)" in run_log and "in flaky" in run_log
 
 

@@ -5,15 +5,13 @@
 
 - prepare, before any event loop: the lock, the checkpoint, the sources' hashes, the plan, the
   confirmation question;
-- execute, on one event loop: every item through the stages (`_drive_all`, `_drive`);
+- execute, on one event loop: every item through the stages (`run/drive.py`);
 - finish: results table and report, however the run ended (`pipeline.outputs.publish`).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import signal
 import socket
 import threading
 import time
@@ -26,32 +24,24 @@ import aiohttp
 
 import pipeline
 
-from pipeline.errors import (ApiUnreachable, AuthError, CheckpointError, ConfigError, FatalApiError, ItemError,
-                             OutputError, PipelineError, Stopped, WrongApi)
+from pipeline.errors import CheckpointError, ConfigError, OutputError, PipelineError
 from pipeline.inputs.config import RunConfig
 from pipeline.inputs.manifest import Manifest
 from pipeline.lightx.client import Client
 from pipeline.lightx.pacing import Pacer
-from pipeline.media.images import ImageError
 from pipeline.outputs import publish, results
-from pipeline.plan.fetch import FetchError
 from pipeline.plan.planner import Plan, failed_rows, plan
 from pipeline.plan.sources import hash_sources
 from pipeline.run import chains
 from pipeline.run.budget import Budget
-from pipeline.run.progress import Progress
-from pipeline.run.stages import ORDER_STAGES, STAGES, Context, Job, Parked
-from pipeline.run.states import State
+from pipeline.run.drive import drive_all
+from pipeline.run.stages import Context, Job
 from pipeline.run.timing import WINDOW, OrderTimes
 from pipeline.store.atomic import remove_stale_temps
 from pipeline.store.checkpoint import Checkpoint, Row
 from pipeline.store.lock import RunLock
 from pipeline.store.runlog import run_log
 
-ITEM_FAILURES = (ItemError, FetchError, ImageError)
-# Only these end the run; any other FatalApiError (no credits left) ends new submits only.
-RUN_ENDING = (AuthError, ApiUnreachable, WrongApi)
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -274,7 +264,7 @@ async def execute(prepared: Prepared) -> Executed:
         fatal: PipelineError | None = None
         try:
             jobs = prepared.plan.units or [Job(item, row) for item, row in prepared.plan.jobs]
-            interrupted = await _drive_all(ctx, jobs, options, prepared.rows)
+            interrupted = await drive_all(ctx, jobs, prepared.rows, progress=options.progress, quiet=options.quiet)
         except PipelineError as exc:  # key rejected, checkpoint or output dir unusable
             fatal, interrupted = exc, False
         with contextlib.suppress(CheckpointError):
@@ -296,127 +286,6 @@ async def _serving(prepared: Prepared) -> AsyncIterator[None]:
         yield
     finally:
         await running.close()
-
-
-async def _drive_all(ctx: Context, jobs: list, options: RunOptions, rows: dict[str, Row]) -> bool:
-    """Run `jobs`, limits.concurrency orders and limits.transfers more items at once; True if interrupted."""
-    queue = iter(jobs)
-    ctx.counts.queued(len(jobs))
-    fatal: list[PipelineError] = []
-    progress = Progress(total=len(jobs), counts=ctx.counts, enabled=options.progress, quiet=options.quiet)
-
-    async def worker() -> None:
-        for job in queue:
-            ctx.counts.taken()
-            if fatal:
-                return
-            if isinstance(job, chains.Unit):  # a variant: its steps one after another
-                await chains.drive(ctx, job, rows, lambda step: _drive(ctx, step, fatal))
-            else:
-                await _drive(ctx, job, fatal)
-            progress.finished(job.row.state)
-            if fatal:  # nothing more can be written or sent: stop the others (submits finish, shielded)
-                for other in workers:
-                    if other is not asyncio.current_task():
-                        other.cancel()
-                return
-
-    workers = [asyncio.ensure_future(worker()) for _ in range(min(ctx.cfg.limits.workers, len(jobs)) or 1)]
-    with _stop_on_signal(ctx, workers) as stopped:
-        try:
-            progress.start()
-            await asyncio.gather(*workers, return_exceptions=True)
-            # Orders already sent must have their ids written down before we leave.
-            while ctx.critical:
-                await asyncio.gather(*list(ctx.critical), return_exceptions=True)
-        finally:
-            progress.close()
-    if fatal:
-        raise fatal[0]
-    return stopped.is_set()
-
-
-@contextlib.contextmanager
-def _stop_on_signal(ctx: Context, workers: list[asyncio.Future]):
-    """On Ctrl-C or SIGTERM: no new work, drop requests not yet sent, let sent submits finish.
-
-    A second signal aborts at once (the default handler is back). Yields an Event set on a signal."""
-    loop = asyncio.get_running_loop()
-    stopped = threading.Event()
-
-    def remove_handlers() -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
-
-    def on_signal() -> None:
-        stopped.set()
-        ctx.budget.stop("interrupted")
-        ctx.client.stop()
-        for task in ctx.critical:  # a submit waiting (backoff, Retry-After, the first-call gate) sent nothing
-            if not ctx.client.sending(task):
-                task.cancel()
-        remove_handlers()
-        for w in workers:
-            w.cancel()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, on_signal)
-    try:
-        yield stopped
-    finally:
-        remove_handlers()
-
-
-class _OrderSlot:
-    """One item's hold on one of limits.concurrency order slots, kept only through submit and poll."""
-
-    def __init__(self, ctx: Context) -> None:
-        self._ctx, self.held = ctx, False
-
-    async def need(self, wanted: bool) -> None:
-        if wanted == self.held:
-            return
-        if self.held:
-            self.release()
-            return
-        with self._ctx.counts.inside("ready"):  # uploaded, waiting for an order slot
-            await self._ctx.order_slots.acquire()
-        self.held = True
-
-    def release(self) -> None:
-        if self.held:
-            self._ctx.order_slots.release()
-            self.held = False
-
-
-async def _drive(ctx: Context, job: Job, fatal: list[PipelineError]) -> None:
-    """Take one item as far as it can go; the per-item boundary where failures become data."""
-    row = job.row
-    slot = _OrderSlot(ctx)
-    try:
-        while row.state in STAGES:
-            name, stage = STAGES[row.state]
-            await slot.need(name in ORDER_STAGES)
-            with ctx.counts.inside(name):
-                await stage(ctx, job)
-    except (Parked, Stopped) as exc:
-        ctx.ckpt.save(row, error=str(exc))
-    except ITEM_FAILURES as exc:
-        ctx.ckpt.save(row, state=State.FAILED, error=str(exc), finished_at=time.time())
-    except (FatalApiError, CheckpointError, OutputError) as exc:
-        ctx.budget.stop(str(exc))
-        if isinstance(exc, RUN_ENDING + (CheckpointError, OutputError)):
-            fatal.append(exc)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the per-item boundary: a bug fails one item, not the run
-        log.exception("internal error on item %s", row.id)  # the traceback goes to the run log
-        reason = ctx.client.redact(f"internal error: {type(exc).__name__}: {exc}")
-        ctx.ckpt.save(row, state=State.FAILED, error=reason, finished_at=time.time())
-    finally:
-        slot.release()
 
 
 # -- finish ----------------------------------------------------------------------------------------
