@@ -11,6 +11,7 @@ import time
 import yaml
 
 from conftest import child_env, draw_product, pipeline_cmd, write_catalog
+from test_resume import order_ids as checkpoint_orders
 from pipeline.cli import main
 
 LIFESTYLE = {"name": "lifestyle", "steps": [{"tool": "background-generator", "prompt": "{title} on {scene}"},
@@ -134,19 +135,6 @@ def test_a_style_image_is_uploaded_once_for_every_item(sandbox, catalog_dir):
     assert ledger["credits"] == n and ledger["uploads_completed"] == n + 1
     style = sha(catalog_dir / "style.png")
     assert all(o["images"] == {"styleImageUrl": style} for o in orders(sandbox).values())
-
-
-def checkpoint_orders(config) -> dict[str, str]:
-    path = config.parent / "out" / ".pipeline" / "checkpoint.sqlite"
-    if not path.exists():
-        return {}
-    conn = sqlite3.connect(path)
-    try:
-        return dict(conn.execute("SELECT id, order_id FROM items WHERE order_id IS NOT NULL"))
-    except sqlite3.OperationalError:
-        return {}
-    finally:
-        conn.close()
 
 
 def test_kill_9_mid_chain_then_a_rerun_finishes_without_buying_a_step_twice(sandbox, catalog_dir):

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.inputs.locations import is_http_url
 from pipeline.lightx.tools import TOOLS, Tool, field_problems, with_defaults
 
 if TYPE_CHECKING:
     from pipeline.inputs.config import RunConfig
     from pipeline.inputs.manifest import Item, Manifest
 
-URL_PREFIXES = ("http://", "https://")
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def item_problems(cfg: RunConfig, manifest: Manifest,
     checked: dict[Path, str | None] = {}
 
     def image_check(text: str) -> str | None:
-        if text[:8].lower().startswith(URL_PREFIXES):
+        if is_http_url(text):
             return None
         if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", text) and not re.match(r"[A-Za-z]:[\\/]", text):
             return f"must be a local path or an http(s):// URL (got {text!r})"

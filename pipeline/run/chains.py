@@ -23,7 +23,8 @@ from typing import Awaitable, Callable
 from pipeline.errors import ItemError
 from pipeline.inputs.config import RunConfig, Template
 from pipeline.inputs.manifest import Item, Manifest
-from pipeline.inputs.variants import URL_PREFIXES, Variant, step_id
+from pipeline.inputs.locations import is_http_url
+from pipeline.inputs.variants import Variant, step_id
 from pipeline.lightx.tools import TOOLS, with_defaults
 from pipeline.plan.planner import INVALID_FINGERPRINT, Plan, decide
 from pipeline.plan.sources import file_sha256
@@ -86,7 +87,7 @@ def resolve(variant: Variant, item: Item, base: Path, shas: dict[Path, str]) -> 
             field = tool.field(name)
             value = field.check(written if isinstance(written, int) else Template.parse(written).fill(cells))
             if field.is_image(value):
-                if value[:8].lower().startswith(URL_PREFIXES):
+                if is_http_url(value):
                     raise ItemError(f"variant {variant.name}, step {k + 1} ({tool.name}), {name}: an http(s) "
                                     f"image is not fetched yet; give a local path")
                 path = Path(os.path.normpath(base / value))

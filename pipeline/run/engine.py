@@ -203,14 +203,15 @@ def _with_siblings(cfg: RunConfig, ckpt: Checkpoint, items: list) -> dict[str, R
     run) under the same state.dir has already taken on: copied in, so nothing is bought twice and
     orders in flight there are collected here."""
     rows = ckpt.rows()
-    others = [p for p in publish.checkpoint_paths(cfg) if p != cfg.checkpoint_path]
-    if not others:
-        return rows
     wanted = {i.id for i in items}
     if cfg.variants:  # a variant's steps are rows of their own
         from pipeline.inputs.variants import step_id
         wanted |= {step_id(i.id, v.name, k) for i in items for v in cfg.variants for k in range(len(v.steps))}
     wanted -= rows.keys()
+    # A rerun whose checkpoint knows every item reads no other checkpoint.
+    others = [p for p in publish.checkpoint_paths(cfg) if p != cfg.checkpoint_path] if wanted else []
+    if not others:
+        return rows
     adopted = [row for item_id, row in publish.merged_rows(others).items() if item_id in wanted]
     if adopted:
         ckpt.insert(adopted)
