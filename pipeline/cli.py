@@ -140,6 +140,11 @@ def _log_to_stderr(args: argparse.Namespace) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S"))
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for chatty in STORAGE_LOGGERS:  # "Found credentials in environment variables." on every client
+        logging.getLogger(chatty).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+STORAGE_LOGGERS = ("botocore", "aiobotocore", "s3fs", "fsspec", "gcsfs", "adlfs", "azure")
 
 
 def _refuse(args: argparse.Namespace, problems: list[str], **document) -> int:

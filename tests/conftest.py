@@ -93,3 +93,59 @@ def child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("LIGHTX_BASE_URL",)}
     env.update({"LIGHTX_API_KEY": SANDBOX_KEY, "PYTHONUNBUFFERED": "1"}, **extra)
     return env
+
+
+# -- an S3 server on 127.0.0.1 -------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 protocol server (not a mock of our code), on a free port for the whole suite."""
+    import logging
+    from moto.server import ThreadedMotoServer
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+          "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
+          "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """A clean S3 server and the environment that points every client (ours, subprocesses, boto3) at
+    it; `s3.client` is a boto3 client to set up and inspect buckets independently of our code."""
+    import boto3
+    import urllib.request
+    from pipeline.store import remote
+    urllib.request.urlopen(urllib.request.Request(f"{s3_server}/moto-api/reset", method="POST")).close()
+    for name, value in {**S3_ENV, "AWS_ENDPOINT_URL": s3_server}.items():
+        monkeypatch.setenv(name, value)
+    remote.forget_filesystems()  # clients made for an earlier test keep their credentials and endpoint
+
+    class S3:
+        endpoint = s3_server
+        client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1",
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        env = {**S3_ENV, "AWS_ENDPOINT_URL": s3_server}
+
+        def put_tree(self, bucket: str, root: Path, prefix: str = "") -> None:
+            """Upload every file under `root` to s3://bucket/prefix/..., creating the bucket."""
+            self.client.create_bucket(Bucket=bucket)
+            for path in sorted(root.rglob("*")):
+                if path.is_file():
+                    self.client.put_object(Bucket=bucket, Key=f"{prefix}{path.relative_to(root).as_posix()}",
+                                           Body=path.read_bytes())
+
+        def keys(self, bucket: str, prefix: str = "") -> list[str]:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+
+        def get(self, bucket: str, key: str) -> dict:
+            return self.client.get_object(Bucket=bucket, Key=key)
+    yield S3()
+    remote.forget_filesystems()

@@ -94,13 +94,13 @@ def test_short_rows_and_trailing_commas(catalog_dir: Path) -> None:
 
 
 def test_every_problem_of_a_row_is_listed(catalog_dir: Path) -> None:
-    m = load(catalog_dir / "items.csv", f"id,image,prompt\nbad id,ftp://x/y.png,{'p' * 501}\n")
+    m = load(catalog_dir / "items.csv", f"id,image,prompt\nbad id,data:x/y.png,{'p' * 501}\n")
     assert m.items == []
     [bad] = m.invalid
     assert (bad.id, bad.row) == ("bad id", 2)
     assert [p.split(": ", 1)[1].split(" (got")[0] for p in bad.problems] == [
         "id may contain only A-Z a-z 0-9 . _ -",
-        "image must be a local path or an http(s):// URL (unsupported scheme)",
+        "image must be a local path, an http(s):// URL or a storage URL such as s3://bucket/key",
         "prompt is longer than 500 characters, LightX's limit"]
 
 

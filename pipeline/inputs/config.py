@@ -25,6 +25,7 @@ import yaml
 from pipeline.errors import ConfigError
 from pipeline.inputs.schema import DEFAULT_KEY_ENV, schema_checker, schema_problems
 from pipeline.inputs.variants import Variant, config_problems, parse_variants, relabel
+from pipeline.store.remote import Remote, describe, faults, is_remote, local_path, options_problems, scheme_problem
 
 DEFAULT_BASE_URL = "https://api.lightxeditor.com/external/api"
 BASE_URL_ENV = "LIGHTX_BASE_URL"
@@ -77,6 +78,11 @@ class StateSettings:
 
 
 @dataclass(frozen=True)
+class StorageSettings:
+    options: dict = field(default_factory=dict)  # passed to fsspec for every storage URL
+
+
+@dataclass(frozen=True)
 class BudgetSettings:
     max_credits: int | None = None
     confirm_over: int = 50
@@ -92,7 +98,7 @@ class ImageSettings:
 @dataclass(frozen=True)
 class RunConfig:
     config_path: Path
-    manifest_path: Path
+    manifest_path: Path | str        # a str is a storage URL (s3://cat/catalog.csv)
     output: OutputSettings = field(default_factory=OutputSettings)
     limits: Limits = field(default_factory=Limits)
     poll: PollSettings = field(default_factory=PollSettings)
@@ -101,6 +107,10 @@ class RunConfig:
     budget: BudgetSettings = field(default_factory=BudgetSettings)
     images: ImageSettings = field(default_factory=ImageSettings)
     state: StateSettings = field(default_factory=StateSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    # output.dir as a storage URL (s3://cat/out): outputs are written there, and output.dir is then
+    # the local directory where the results table and report are made before they are uploaded.
+    output_url: str | None = None
     prompt: str | None = None
     variants: tuple[Variant, ...] = ()  # empty: the one implicit variant (inputs/variants.variants_of)
 
@@ -130,7 +140,9 @@ class RunConfig:
 SECTIONS: dict[str, type] = {
     "output": OutputSettings, "limits": Limits, "poll": PollSettings, "api": ApiSettings,
     "retries": RetrySettings, "budget": BudgetSettings, "images": ImageSettings, "state": StateSettings,
+    "storage": StorageSettings,
 }
+SITE_DIR = "site"  # under state.dir, when output.dir is a URL: the table and report before their upload
 
 
 def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> RunConfig:
@@ -171,19 +183,58 @@ def check_config(path: str | Path, *, env: Mapping[str, str] | None = None
         problems += schema_problems(sub, base_url, root=BASE_URL_ENV)
     problems += [f"{shown}: {line}" for line in _template_problems(data)]
     problems += [f"{shown}: {line}" for line in config_problems(data)]
+    problems += [f"{shown}: {line}" for line in _storage_problems(data)]
     if problems:
         return _manifest_reader(config_path, data), problems
 
     base = config_path.parent
     sections = {name: _section(cls, data.get(name) or {}) for name, cls in SECTIONS.items()}
-    sections["output"] = dataclasses.replace(
-        sections["output"], dir=Path(os.path.normpath(base / sections["output"].dir)))
     if sections["state"].dir is not None:
-        sections["state"] = StateSettings(dir=Path(os.path.normpath(base / sections["state"].dir)))
+        sections["state"] = StateSettings(dir=_local(base, str(sections["state"].dir)))
+    output_dir = str((data.get("output") or {}).get("dir") or OutputSettings.dir)  # as written: Path() would
+    # turn s3://cat/out into s3:/cat/out
+    output_url = output_dir.rstrip("/") if is_remote(output_dir) else None
+    sections["output"] = dataclasses.replace(sections["output"], dir=sections["state"].dir / SITE_DIR
+                                             if output_url else _local(base, output_dir))
     sections["api"] = dataclasses.replace(
         sections["api"], base_url=(base_url or sections["api"].base_url).rstrip("/"))
-    return RunConfig(config_path=config_path, manifest_path=Path(os.path.normpath(base / data["manifest"])),
-                     prompt=data.get("prompt"), variants=parse_variants(data.get("variants")), **sections), []
+    return RunConfig(config_path=config_path, manifest_path=_manifest_location(base, data["manifest"]),
+                     output_url=output_url, prompt=data.get("prompt"), variants=parse_variants(data.get("variants")),
+                     **sections), []
+
+
+def _local(base: Path, text: str) -> Path:
+    """A local path (or file:// URL) from the config, relative to the config's directory."""
+    return Path(os.path.normpath(base / local_path(text)))
+
+
+def _manifest_location(base: Path, text: str) -> Path | str:
+    return text if is_remote(text) else _local(base, text)
+
+
+def _storage_problems(data: dict) -> list[str]:
+    """Storage URLs the config names: a known scheme with its backend installed; state.dir local and
+    given when output.dir is a URL; no credentials in storage.options."""
+    problems = []
+    output = data.get("output") if isinstance(data.get("output"), dict) else {}
+    state = data.get("state") if isinstance(data.get("state"), dict) else {}
+    for where, value in (("manifest", data.get("manifest")), ("output.dir", output.get("dir")),
+                         ("state.dir", state.get("dir"))):
+        if isinstance(value, str) and is_remote(value):
+            if where == "state.dir":
+                problems.append(f"state.dir: {value!r} must be a local directory: the checkpoint is SQLite and "
+                                f"the run lock a file lock, and neither works on an object store")
+            elif problem := scheme_problem(value):
+                problems.append(f"{where}: {problem}")
+    out_dir = output.get("dir")
+    if isinstance(out_dir, str) and is_remote(out_dir) and state.get("dir") is None:
+        problems.append(f"output.dir is a storage URL ({out_dir}), so state.dir is required: the checkpoint "
+                        f"and run lock must stay on a local filesystem (SQLite does not belong on an object "
+                        f"store); add e.g. `state: {{dir: .pipeline-state}}`, on a disk that outlives the run")
+    storage = data.get("storage") if isinstance(data.get("storage"), dict) else {}
+    if isinstance(storage.get("options"), dict):
+        problems += options_problems(storage["options"])
+    return problems
 
 
 def _manifest_reader(config_path: Path, data: dict) -> RunConfig | None:
@@ -203,8 +254,12 @@ def _manifest_reader(config_path: Path, data: dict) -> RunConfig | None:
     if variants is not None and (schema_checker("config", "/properties/variants").errors(variants)
                                  or config_problems(data)):
         return None  # how the manifest is read depends on them: its columns, prompts and file names
-    return RunConfig(config_path=config_path, manifest_path=Path(os.path.normpath(config_path.parent / manifest)),
-                     output=OutputSettings(filename=filename), prompt=prompt, variants=parse_variants(variants))
+    storage = data.get("storage") if isinstance(data.get("storage"), dict) else {}
+    options = storage.get("options") if isinstance(storage.get("options"), dict) else {}
+    if is_remote(manifest) and (scheme_problem(manifest) or options_problems(options)):
+        return None
+    return RunConfig(config_path=config_path, manifest_path=_manifest_location(config_path.parent, manifest),
+                     storage=StorageSettings(options=options), output=OutputSettings(filename=filename), prompt=prompt, variants=parse_variants(variants))
 
 
 def api_key(cfg: RunConfig, env: Mapping[str, str] | None = None) -> str | None:
@@ -324,16 +379,10 @@ def display_path(path: str | Path) -> str:
     return text if rel.startswith("..") else rel
 
 
-def read_text(path: Path, shown: str, kind: str) -> str:
-    """The file as UTF-8 text (a BOM is dropped), or a ConfigError saying why it is not."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{shown}: {kind} not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{shown}: is a directory, not a {kind}") from None
-    except OSError as exc:
-        raise ConfigError(f"{shown}: cannot read the {kind}: {exc.strerror}") from None
+def read_text(path: Path | str, shown: str, kind: str, options: Mapping[str, Any] | None = None) -> str:
+    """The file (or storage URL, opened with `options`) as UTF-8 text (a BOM is dropped), or a
+    ConfigError saying why it is not."""
+    data = _read_stored(path, shown, kind, options) if isinstance(path, str) else _read_local(path, shown, kind)
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise ConfigError(f"{shown}: is UTF-16 text; save it as UTF-8")
     if b"\0" in data:
@@ -344,6 +393,31 @@ def read_text(path: Path, shown: str, kind: str) -> str:
         line = data.count(b"\n", 0, exc.start) + 1
         raise ConfigError(f"{shown}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
                           f"save the file as UTF-8") from None
+
+
+def _read_local(path: Path, shown: str, kind: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{shown}: {kind} not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{shown}: is a directory, not a {kind}") from None
+    except OSError as exc:
+        raise ConfigError(f"{shown}: cannot read the {kind}: {exc.strerror}") from None
+
+
+def _read_stored(url: str, shown: str, kind: str, options: Mapping[str, Any] | None) -> bytes:
+    store = Remote.open(url, options)
+    try:
+        return store.fs.cat_file(store.root)
+    except FileNotFoundError as exc:
+        if "bucket" in str(exc).lower():
+            raise ConfigError(describe(exc, url)) from None
+        raise ConfigError(f"{shown}: {kind} not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{shown}: is a folder, not a {kind}") from None
+    except faults() as exc:
+        raise ConfigError(describe(exc, url)) from None
 
 
 class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]

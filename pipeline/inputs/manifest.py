@@ -36,6 +36,7 @@ from pipeline.inputs.config import RunConfig, Template, display_path, load_yaml,
 from pipeline.inputs.schema import SchemaChecker, describe, load_schema, schema_checker, schema_problems
 from pipeline.errors import ConfigError
 from pipeline.inputs.locations import is_http_url
+from pipeline.store import remote
 from pipeline.media.images import image_header
 
 RESERVED = ("id", "image", "prompt")
@@ -48,7 +49,7 @@ class Item:
     prompt: str                     # final prompt, template already filled
     row: int                        # CSV: spreadsheet row (header is row 1); YAML: 1-based index in items
     image_path: Path | None = None  # resolved local path, or None for a URL
-    image_url: str | None = None    # http(s) URL, or None for a local file
+    image_url: str | None = None    # http(s) or storage URL (s3://...), or None for a local file
     output_name: str = ""           # file name relative to output.dir (with variants: the first variant's)
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     output_names: tuple[str, ...] = ()  # with variants: one file name per variant, in config order
@@ -67,14 +68,14 @@ class Manifest:
     items: list[Item]
     invalid: list[InvalidItem]
     columns: list[str]
-    path: Path | None = None
+    path: Path | str | None = None  # a str is a storage URL
     sha256: str | None = None       # of the manifest text these items were read from
 
     def where(self, row: int, item_id: str | None) -> str:
         """``catalog.csv row 7 (id sku-777)``: how messages name one row."""
         if self.path is None:
             return _where("manifest", "row", row, item_id)
-        return _where(display_path(self.path), _UNITS.get(self.path.suffix.lower(), "row"), row, item_id)
+        return _where(display_path(self.path), _UNITS.get(suffix(self.path), "row"), row, item_id)
 
 
 # (row number, cells or None if unusable, problems found, fields those problems already cover)
@@ -92,15 +93,15 @@ def load_manifest(cfg: RunConfig) -> Manifest:
     """Read the manifest named by ``cfg``; file-level faults raise ConfigError, bad rows go to ``invalid``."""
     path = cfg.manifest_path
     shown = display_path(path)
-    reader = _READERS.get(path.suffix.lower())
+    reader = _READERS.get(suffix(path))
     if reader is None:
-        raise ConfigError(f"{shown}: unknown manifest type {path.suffix!r}; use .csv, .yaml or .yml")
+        raise ConfigError(f"{shown}: unknown manifest type {suffix(path)!r}; use .csv, .yaml or .yml")
     try:
         prompt = Template.parse(cfg.prompt) if cfg.prompt is not None else None
         name = Template.parse(cfg.output.filename)
     except ValueError as exc:
         raise ConfigError(f"{display_path(cfg.config_path)}: {exc}") from None
-    text = read_text(path, shown, "manifest")
+    text = read_text(path, shown, "manifest", cfg.storage.options)
     table = reader(text, shown)
     _check_columns(table.columns, prompt, name, path, cfg)
     manifest = _build(table, prompt, name, path, shown, tuple(v.name for v in cfg.variants))
@@ -112,7 +113,7 @@ def _check_columns(columns: list[str], prompt: Template | None, name: Template, 
     """Columns every row needs (CSV only: a YAML item lacking one is reported on its own)."""
     problems = []
     shown = display_path(path)
-    if _UNITS[path.suffix.lower()] == "row":
+    if _UNITS[suffix(path)] == "row":
         problems += [f"{shown}: has no {col!r} column" for col in ("id", "image") if col not in columns]
         if prompt is None and "prompt" not in columns and not cfg.variants:
             problems.append(f"{shown}: has no 'prompt' column, and the config sets no prompt")
@@ -132,12 +133,35 @@ def _check_columns(columns: list[str], prompt: Template | None, name: Template, 
         raise ConfigError(problems)
 
 
-def _build(table: _Table, prompt_t: Template | None, name_t: Template, path: Path, shown: str,
+def suffix(path: Path | str) -> str:
+    """`.csv`, `.yaml` or `.yml` (lower case) of a manifest path or URL."""
+    return os.path.splitext(os.fspath(path))[1].lower()
+
+
+def manifest_base(path: Path | str | None) -> Path | str:
+    """What a relative image path resolves against: the manifest's folder, or its folder URL."""
+    if path is None:
+        return Path(".")
+    return remote.parent(path) if isinstance(path, str) else path.parent
+
+
+def resolve_image(base: Path | str, image: str) -> tuple[Path | None, str | None]:
+    """(local path, None) or (None, URL) of an image cell: http(s) and storage URLs as written, a
+    relative path against the manifest's folder, inside its bucket when the manifest is in one."""
+    if is_http_url(image) or remote.is_remote(image):
+        return None, image
+    image = remote.local_path(image)
+    if isinstance(base, str) and not os.path.isabs(image):
+        return None, remote.join(base, image)
+    return Path(os.path.normpath(os.path.join(base, image))), None
+
+
+def _build(table: _Table, prompt_t: Template | None, name_t: Template, path: Path | str, shown: str,
            variants: tuple[str, ...] = ()) -> Manifest:
-    unit = _UNITS[path.suffix.lower()]
+    unit = _UNITS[suffix(path)]
     checker = schema_checker("manifest", "/$defs/item")
-    base = str(path.parent)
-    paths: dict[str, Path] = {}
+    base = manifest_base(path)
+    paths: dict[str, tuple[Path | None, str | None]] = {}
     ids: dict[str, int] = {}
     names: dict[str, tuple[int, str, str]] = {}
     row_prompt_wins = prompt_t is not None and "prompt" not in prompt_t.fields
@@ -161,10 +185,14 @@ def _build(table: _Table, prompt_t: Template | None, name_t: Template, path: Pat
                 record["prompt"] = own
         elif (filled := _fill(prompt_t, cells, "prompt", problems)) is not None:
             record["prompt"] = filled
+        image_ok = True
         for error in checker.errors(record):
             # A missing field was reported above; a field the reader complained about, by the reader.
+            image_ok = image_ok and next(iter(error.absolute_path), None) != "image"
             if error.validator != "required" and next(iter(error.absolute_path), None) not in reported:
                 problems.extend(describe(error, {}))
+        if image_ok and remote.is_remote(image) and (problem := remote.scheme_problem(image)):
+            problems.append(f"image {image!r}: {problem}")
         duplicate = item_id in ids
         if duplicate:
             problems.append(f"duplicate id: first used on {unit} {ids[item_id]}")
@@ -183,13 +211,9 @@ def _build(table: _Table, prompt_t: Template | None, name_t: Template, path: Pat
             where = _where(shown, unit, row, item_id)
             invalid.append(InvalidItem(item_id or None, row, [f"{where}: {p}" for p in problems]))
             continue
-        if is_http_url(image):
-            image_path, image_url = None, image
-        else:
-            image_path = paths.get(image)
-            if image_path is None:
-                image_path = paths[image] = Path(os.path.normpath(os.path.join(base, image)))
-            image_url = None
+        if (located := paths.get(image)) is None:
+            located = paths[image] = resolve_image(base, image)
+        image_path, image_url = located
         extra = {k: v for k, v in cells.items() if k not in RESERVED}
         items.append(Item(item_id, image, record.get("prompt", ""), row, image_path, image_url, output_names[0], extra,
                           tuple(output_names) if variants else ()))

@@ -18,6 +18,7 @@ from pipeline.errors import ConfigError
 from pipeline.inputs.config import RunConfig, check_config
 from pipeline.inputs.manifest import InvalidItem, Manifest, load_manifest
 from pipeline.inputs.manifest import check_images as _check_images
+from pipeline.inputs.stored import check_stored_images
 from pipeline.inputs.variants import item_problems, variants_of
 from pipeline.media.images import image_header
 
@@ -58,20 +59,26 @@ def load_checked(cfg: RunConfig, check_images: bool = True) -> Manifest:
     """The manifest, with items whose local image is missing or unreadable, or whose variants cannot be
     made, moved to ``invalid``."""
     manifest = load_manifest(cfg)
-    if check_images and (problems := _check_images(manifest.items)):
+    stored_sizes: dict[str, tuple[int, int]] = {}
+    if check_images:
+        problems = _check_images(manifest.items)
+        stored, stored_sizes = check_stored_images(manifest.items, cfg.storage.options)
+        problems.update(stored)
+    if check_images and problems:
         bad = [InvalidItem(item.id, item.row, [f"{manifest.where(item.row, item.id)}: {problems[item.id]}"])
                for item in manifest.items if item.id in problems]
         manifest = dataclasses.replace(
             manifest, items=[item for item in manifest.items if item.id not in problems],
             invalid=sorted([*manifest.invalid, *bad], key=lambda invalid: invalid.row))
     if check_images and cfg.variants:
-        manifest = _check_variants(cfg, manifest)
+        manifest = _check_variants(cfg, manifest, stored_sizes)
     return manifest
 
 
-def _check_variants(cfg: RunConfig, manifest: Manifest) -> Manifest:
+def _check_variants(cfg: RunConfig, manifest: Manifest, stored_sizes: dict[str, tuple[int, int]]) -> Manifest:
     """Every step of every variant checked for every item; a column a step needs is a file-level problem."""
-    sizes = {item.image_path: _size(item.image_path) for item in manifest.items if item.image_path is not None}
+    sizes: dict = {item.image_path: _size(item.image_path) for item in manifest.items if item.image_path is not None}
+    sizes.update(stored_sizes)
     file_level, problems = item_problems(cfg, manifest, sizes)
     if file_level:
         raise ConfigError(file_level + problem_lines(manifest))

@@ -156,7 +156,7 @@ def item_problems(cfg: RunConfig, manifest: Manifest,
                   sizes: Mapping[Path, tuple[int, int] | None]) -> tuple[list[str], dict[str, list[str]]]:
     """(file-level problems, item id -> problems) of every step of every variant, for every item.
 
-    ``sizes`` holds each local source image's size (None: unknown). Sizes are followed along a
+    ``sizes`` holds each local source image's size by path, and each stored one's by URL (None: unknown). Sizes are followed along a
     chain with each tool's ``output_size``; LightX documents none of them, so a background
     generator, photoshoot or cut-out is assumed to keep its input's size, as the sandbox does.
     An http(s) source's size is unknown until it is fetched, and a source over the upload cap is
@@ -170,15 +170,22 @@ def item_problems(cfg: RunConfig, manifest: Manifest,
     known.discard("prompt")
     if cfg.prompt is not None or "prompt" in manifest.columns:
         known.add("prompt")
-    base = manifest.path.parent if manifest.path else Path(".")
+    from pipeline.inputs.manifest import manifest_base, resolve_image
+    from pipeline.store import remote
+    base = manifest_base(manifest.path)
     checked: dict[Path, str | None] = {}
 
     def image_check(text: str) -> str | None:
         if is_http_url(text):
             return None
-        if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", text) and not re.match(r"[A-Za-z]:[\\/]", text):
-            return f"must be a local path or an http(s):// URL (got {text!r})"
-        path = Path(os.path.normpath(base / text))
+        if remote.is_remote(text):
+            return remote.scheme_problem(text)  # read when the run resolves the step
+        if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", text) and not re.match(r"[A-Za-z]:[\\/]", text) \
+                and remote.scheme_of(text) != "file":
+            return f"must be a local path, an http(s):// URL or a storage URL (got {text!r})"
+        path, url = resolve_image(base, text)
+        if url is not None:
+            return None  # beside a manifest in a bucket: read when the run resolves the step
         if path not in checked:
             checked[path] = image_problem(path)
         return None if checked[path] is None else f"image {text!r} {checked[path]}"
@@ -212,7 +219,7 @@ def item_problems(cfg: RunConfig, manifest: Manifest,
         cells = {**item.extra, "id": item.id, "image": item.image}
         if item.prompt:
             cells["prompt"] = item.prompt
-        size = sizes.get(item.image_path) if item.image_path is not None else None
+        size = sizes.get(item.image_path if item.image_path is not None else item.image_url)
         found = []
         for variant, steps in plans:
             cells["variant"] = variant.name

@@ -84,6 +84,14 @@ def image_header(src: str | Path) -> tuple[str, int, int] | None:
             head = fh.read(_HEAD_BYTES)
     except OSError:
         return None
+    return header_of(head)
+
+
+HEAD_BYTES = _HEAD_BYTES  # what header_of needs of a file's start (a ranged read of an object)
+
+
+def header_of(head: bytes) -> tuple[str, int, int] | None:
+    """`image_header` of a file's first HEAD_BYTES bytes."""
     fmt = sniff_format(head)
     if fmt == "png" and head[12:16] == b"IHDR":
         width, height = struct.unpack(">II", head[16:24])

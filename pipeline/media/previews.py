@@ -52,7 +52,7 @@ _UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,  
 _ORIENTATION = 0x0112
 _DIRECT = ".direct"
 _PREVIEW_KEY = re.compile(r"[0-9a-f]{24}-(?:in|out)")
-_PREVIEW_NAME = re.compile(r"([0-9a-f]{24}-(?:in|out))\.(?:jpg|png|webp|gif)")
+_PREVIEW_NAME = PREVIEW_NAME = re.compile(r"([0-9a-f]{24}-(?:in|out))\.(?:jpg|png|webp|gif)")
 
 
 def thumbnail(src: Path | str, dest: Path, size: int = THUMB_SIZE) -> bool:
@@ -74,6 +74,14 @@ def thumbnail(src: Path | str, dest: Path, size: int = THUMB_SIZE) -> bool:
         return False
     write_atomically(dest, buffer.getvalue())
     return True
+
+
+def output_preview(data: bytes, sha256: str, thumbs: Path) -> None:
+    """The report's preview of an output written to a storage URL, made from its bytes at download:
+    thumbs/<key>.jpg, the name `Previews.key("out", sha256, ...)` gives it. Never an error: without
+    it the report shows a placeholder."""
+    with contextlib.suppress(OutputError):
+        thumbnail(io.BytesIO(data), thumbs / f"{sha256[:24]}-out.jpg")
 
 
 def _resizable(im: Image.Image) -> Image.Image:

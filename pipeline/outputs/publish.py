@@ -6,12 +6,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 from pipeline.errors import CheckpointError
 from pipeline.inputs.config import CHECKPOINT_NAME, RunConfig
 from pipeline.inputs.manifest import Manifest
-from pipeline.outputs import results
+from pipeline.outputs import bucket, results
 from pipeline.outputs.report import write_report
 from pipeline.plan.shards import NAME
 from pipeline.store import history as run_history
@@ -40,13 +41,20 @@ def write_outputs(cfg: RunConfig, manifest: Manifest, rows: dict, *, elapsed_s: 
     unsharded checkpoint's (a run's own); the report adds every shard's under state.dir to it."""
     manifest, rows = results.by_variant(cfg, manifest, rows)
     path = results.write(cfg, manifest, rows, force=force)
+    tables = [path.name, path.with_suffix(".parquet").name]
     if cfg.shard is not None:
+        if cfg.output_url:
+            bucket.publish(cfg, tables, whole=False)
         return path
     if history is not None:
         others = [p for p in checkpoint_paths(cfg) if p != cfg.checkpoint_path]
         history = run_history.merged([history, *(Checkpoint.read_history(p) for p in others)],
                                      RUNS_SHOWN)
-    write_report(cfg, manifest, rows, summary={"elapsed_s": elapsed_s, "history": history})
+    stored = bucket.before_report(cfg) if cfg.output_url else None
+    write_report(cfg, manifest, rows, summary={"elapsed_s": elapsed_s, "history": history}, stored=stored)
+    if cfg.output_url:
+        pages = sorted(name for name in os.listdir(cfg.output.dir) if bucket.PAGE_NAME.fullmatch(name))
+        bucket.publish(cfg, tables + pages, whole=True)
     return path
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from pipeline.store.checkpoint import Row
-from pipeline.inputs.config import RunConfig
+from pipeline.inputs.config import RunConfig, output_name_problem
 from pipeline.errors import OutputError
 from pipeline.inputs.manifest import Manifest
 from pipeline.outputs.results import status_of
@@ -44,8 +44,11 @@ _URL_SAFE = re.compile(r"[A-Za-z0-9_.~/-]+").fullmatch
 
 
 def write_report(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], *,
-                 summary: dict | None = None) -> Path:
-    """Write <output.dir>/report.html and its further pages (and refresh thumbs/); return page 1's path."""
+                 summary: dict | None = None, stored: set[str] | None = None) -> Path:
+    """Write <output.dir>/report.html and its further pages (and refresh thumbs/); return page 1's path.
+
+    `stored`: when output.dir is a storage URL, the names of the outputs in it; the report is then
+    made in the local output.dir, with the same relative links, and uploaded beside them."""
     out_dir = cfg.output.dir
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -53,7 +56,7 @@ def write_report(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], *,
     except OSError as exc:
         raise OutputError(f"cannot list {out_dir}: {exc.strerror or exc}") from None
     previews = Previews(out_dir)
-    groups = _cards(cfg, manifest, rows, set(listing), previews)
+    groups = _cards(cfg, manifest, rows, set(listing) if stored is None else stored, previews, stored is not None)
     previews.finish()
     credits = sum(rows[i].credits for i in _current_ids(manifest) if i in rows)
     book = _Book(cfg, groups, credits, summary or {})
@@ -109,7 +112,7 @@ def _current_ids(manifest: Manifest) -> list[str]:
 
 
 def _cards(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], out_names: set[str],
-           previews: Previews) -> dict[str, list[_Card]]:
+           previews: Previews, stored: bool = False) -> dict[str, list[_Card]]:
     """Cards for every current item by status (as in results.status_counts), each list by id.
 
     A file the checkpoint has a SHA-256 for is known by it, with no system call: every run checks
@@ -142,8 +145,12 @@ def _cards(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], out_names: 
             continue
         # The manifest's names were checked to stay inside output.dir when it was loaded; any other
         # name comes from a file on disk and must prove it, symlinks resolved.
-        if (name == item.output_name or _inside(out_dir, name)) and (
-                name in out_names if "/" not in name else os.path.isfile(prefix + name)):
+        if stored:  # a bucket's listing names every output, those in folders too
+            found = name in out_names and (name == item.output_name or not output_name_problem(name))
+        else:
+            found = (name == item.output_name or _inside(out_dir, name)) and (
+                name in out_names if "/" not in name else os.path.isfile(prefix + name))
+        if found:
             if key := previews.key("out", row.output_sha256, prefix + name):
                 card.output_href = href = name if _URL_SAFE(name) else quote(name)
                 card.output_src = previews.show(key, prefix + name, href, card.output_preview)

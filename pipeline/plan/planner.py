@@ -11,6 +11,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 
 from pipeline.plan.sources import file_sha256
@@ -53,15 +54,17 @@ class Plan:
         return shown
 
 
-def plan(items: list[Item], rows: dict[str, Row], shas: dict[str, str], *, output_dir: Path,
+def plan(items: list[Item], rows: dict[str, Row], shas: dict[str, str], *, output_dir: Path | Mapping[str, int],
          api_kind: str, api_id: str, force: bool = False, only: frozenset[str] = frozenset(),
          sandbox: bool = False, legacy_kind: str | None = None) -> Plan:
     """Compare the manifest with the checkpoint; nothing is written here.
 
     `legacy_kind`: the base URL that older checkpoints (schema 1) made real-API fingerprints with; a
-    row that matches it is the same item and is adopted, not bought again."""
+    row that matches it is the same item and is adopted, not bought again. `output_dir` is a local
+    directory, or the listing {name: size} of a storage URL's outputs."""
     result = Plan()
-    out_dir = os.fspath(output_dir)  # plain strings: pathlib's joins cost more than the stat below
+    # plain strings: pathlib's joins cost more than the stat below
+    out_dir = output_dir if isinstance(output_dir, Mapping) else os.fspath(output_dir)
     for item in items:
         if only and item.id not in only:
             continue
@@ -121,9 +124,11 @@ def _reset(row: Row) -> Row:
                attempts=row.attempts, created_at=row.created_at)
 
 
-def _output_intact(row: Row, item: Item, output_dir: str) -> bool:
+def _output_intact(row: Row, item: Item, output_dir: str | Mapping[str, int]) -> bool:
     if row.output_path != item.output_name or not row.output_sha256:
         return False
+    if not isinstance(output_dir, str):  # a bucket's listing: the object is there, at the size written
+        return output_dir.get(item.output_name) == row.output_size
     path = os.path.join(output_dir, item.output_name)
     try:
         st = os.stat(path)

@@ -20,6 +20,7 @@ from pipeline.inputs.manifest import Item
 from pipeline.plan.fetch import FetchError, fetch_image
 from pipeline.store.atomic import write_atomically
 from pipeline.store.checkpoint import Checkpoint
+from pipeline.store.remote import Remote, StorageError, describe, is_remote
 
 FETCHES_AT_ONCE = 16
 
@@ -64,7 +65,12 @@ async def hash_sources(cfg: RunConfig, items: list[Item], ckpt: Checkpoint) -> t
     by_path, problems = await asyncio.to_thread(hash_local_images, items, ckpt)
     shas = {i.id: by_path[str(i.image_path)] for i in items
             if i.image_path is not None and i.id not in problems}
-    remote = [i for i in items if i.image_url]
+    stored = [i for i in items if i.image_url and is_remote(i.image_url)]
+    if stored:
+        found, lost = await asyncio.to_thread(hash_stored_images, cfg, stored, ckpt)
+        shas.update(found)
+        problems.update(lost)
+    remote = [i for i in items if i.image_url and not is_remote(i.image_url)]
     if remote:
         async with aiohttp.ClientSession() as session:
             fetched = await _fetch_all(cfg, session, {i.image_url for i in remote})
@@ -77,6 +83,77 @@ async def hash_sources(cfg: RunConfig, items: list[Item], ckpt: Checkpoint) -> t
             else:
                 shas[item.id] = got
     return shas, problems
+
+
+STORED_BATCH = 64  # objects fetched at once while hashing: bounds memory, keeps the backend's pool busy
+
+
+def hash_stored_images(cfg: RunConfig, items: list[Item], ckpt: Checkpoint | None
+                       ) -> tuple[dict[str, str], dict[str, str]]:
+    """sha256 of every item's image in an object store: ({item id: sha256}, {item id: problem}).
+
+    Each folder is listed once; an object whose size and version (ETag) the checkpoint has seen
+    is not read again, as long as its copy in state_dir/sources is there (the upload reads it)."""
+    cache = ckpt.file_hashes() if ckpt else {}
+    source_dir = cfg.state_dir / "sources"
+    by_url: dict[str, str] = {}
+    problems: dict[str, str] = {}
+    wanted: dict[str, list[str]] = {}   # folder URL -> names in it
+    for item in items:
+        folder, _, name = item.image_url.rpartition("/")
+        wanted.setdefault(folder, [])
+        if name not in wanted[folder]:
+            wanted[folder].append(name)
+    fresh: list[tuple[str, int, int, str]] = []
+    unknown: dict[str, str] = {}       # url -> why it has no hash
+    for folder, names in wanted.items():
+        try:
+            store = Remote.open(folder, cfg.storage.options)
+            listed = store.children()
+        except StorageError as exc:
+            unknown.update((f"{folder}/{name}", str(exc)) for name in names)
+            continue
+        todo = []
+        for name in names:
+            url = f"{folder}/{name}"
+            if name not in listed:
+                unknown[url] = f"not found ({url})"
+                continue
+            size, version = listed[name]
+            token = _version_number(version)
+            known = cache.get(url)
+            if known and known[0] == size and known[1] == token and (source_dir / known[2]).exists():
+                by_url[url] = known[2]
+            else:
+                todo.append((name, size, token))
+        for start in range(0, len(todo), STORED_BATCH):
+            batch = todo[start:start + STORED_BATCH]
+            got = store.read_many([name for name, _, _ in batch])
+            for name, size, token in batch:
+                url, data = f"{folder}/{name}", got[name]
+                if isinstance(data, BaseException):
+                    unknown[url] = describe(data, url)
+                    continue
+                sha = hashlib.sha256(data).hexdigest()
+                target = source_dir / sha
+                if not target.exists():
+                    write_atomically(target, data)
+                by_url[url] = sha
+                fresh.append((url, size, token, sha))
+    if ckpt and fresh:
+        ckpt.save_file_hashes(fresh)
+    shas = {}
+    for item in items:
+        if item.image_url in by_url:
+            shas[item.id] = by_url[item.image_url]
+        else:
+            problems[item.id] = f"cannot read image {item.image_url}: {unknown.get(item.image_url, 'unknown')}"
+    return shas, problems
+
+
+def _version_number(version: str) -> int:
+    """An object's version (ETag, ...) as the integer the stat cache keeps where a file's mtime goes."""
+    return int(hashlib.sha256(version.encode()).hexdigest()[:15], 16)
 
 
 async def _fetch_all(cfg: RunConfig, session: aiohttp.ClientSession,

@@ -18,11 +18,12 @@ import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Awaitable, Callable
 
 from pipeline.errors import ItemError
 from pipeline.inputs.config import RunConfig, Template
-from pipeline.inputs.manifest import Item, Manifest
+from pipeline.inputs.manifest import Item, Manifest, manifest_base, resolve_image
 from pipeline.inputs.locations import is_http_url
 from pipeline.inputs.variants import Variant, step_id
 from pipeline.lightx.tools import TOOLS, with_defaults
@@ -31,7 +32,9 @@ from pipeline.plan.sources import file_sha256
 from pipeline.run.stages.context import Context, Job, StepSpec
 from pipeline.run.stages.download import STEPS_DIR
 from pipeline.run.states import State
+from pipeline.store.atomic import write_atomically
 from pipeline.store.checkpoint import Row
+from pipeline.store.remote import Remote, StorageError
 
 CHAIN = "lightx-chain-v1"  # bump when what a step asks the API for changes
 _WRITTEN = ("new", "changed", "retry", "repair", "forced", "restart")
@@ -42,7 +45,7 @@ _IN_FLIGHT = (State.SUBMITTED, State.GENERATED)
 class Where:
     """What deciding a step needs besides its row: the same for every unit of a run."""
 
-    output_dir: Path
+    output_dir: Path | Mapping[str, int]  # or a storage URL's listing {name: size} (planner.plan)
     state_dir: Path
     api_id: str
     api_kind: str                  # "sandbox" or "lightx": part of step 1's fingerprint, as it is today
@@ -74,8 +77,11 @@ def fingerprint(previous: str, input_sha256: str, spec: StepSpec) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def resolve(variant: Variant, item: Item, base: Path, shas: dict[Path, str]) -> tuple[StepSpec, ...]:
-    """Each step's values filled from the item's columns; image fields as (local path, sha256)."""
+def resolve(variant: Variant, item: Item, base: Path | str, shas: dict, cfg: RunConfig | None = None
+            ) -> tuple[StepSpec, ...]:
+    """Each step's values filled from the item's columns; image fields as (local path, sha256). An
+    image in an object store (a URL, or a relative path beside a manifest in one) is read once and
+    kept in state_dir/sources/<sha256>, as source images are."""
     cells = {**item.extra, "id": item.id, "image": item.image, "variant": variant.name}
     if item.prompt:
         cells["prompt"] = item.prompt
@@ -90,7 +96,12 @@ def resolve(variant: Variant, item: Item, base: Path, shas: dict[Path, str]) -> 
                 if is_http_url(value):
                     raise ItemError(f"variant {variant.name}, step {k + 1} ({tool.name}), {name}: an http(s) "
                                     f"image is not fetched yet; give a local path")
-                path = Path(os.path.normpath(base / value))
+                located, url = resolve_image(base, value)
+                if url is not None:
+                    images[name] = _stored_image(url, shas, cfg)
+                    values[name] = value
+                    continue
+                path = located
                 if path not in shas:
                     try:
                         shas[path] = file_sha256(path)
@@ -100,6 +111,23 @@ def resolve(variant: Variant, item: Item, base: Path, shas: dict[Path, str]) -> 
             values[name] = value
         specs.append(StepSpec(tool, values, images, final=k == len(variant.steps) - 1))
     return tuple(specs)
+
+
+def _stored_image(url: str, shas: dict, cfg: RunConfig | None) -> tuple[Path, str]:
+    """(local copy, sha256) of a step's image in an object store, read once per run."""
+    if url not in shas:
+        if cfg is None:
+            raise ItemError(f"cannot read image {url}: no state directory to keep it in")
+        try:
+            data = Remote.open(url, cfg.storage.options).read()
+        except StorageError as exc:
+            raise ItemError(f"cannot read image {exc}") from None
+        sha = hashlib.sha256(data).hexdigest()
+        path = cfg.state_dir / "sources" / sha
+        if not path.exists():
+            write_atomically(path, data)
+        shas[url] = (path, sha)
+    return shas[url]
 
 
 def step_item(unit_item: Item, k: int, spec: StepSpec, input_sha256: str, row: Row | None, where: Where,
@@ -114,7 +142,8 @@ def step_item(unit_item: Item, k: int, spec: StepSpec, input_sha256: str, row: R
 def _decide_step(item: Item, row: Row | None, input_sha256: str, fp: str, spec: StepSpec,
                  where: Where) -> tuple[str, Row]:
     out_dir = where.output_dir if spec.final else where.state_dir
-    return decide(item, row, input_sha256, fp, os.fspath(out_dir), where.api_id, where.force, where.sandbox)
+    return decide(item, row, input_sha256, fp, out_dir if isinstance(out_dir, Mapping) else os.fspath(out_dir),
+                  where.api_id, where.force, where.sandbox)
 
 
 def plan_units(cfg: RunConfig, manifest: Manifest, items: list[Item], rows: dict[str, Row],
@@ -122,14 +151,14 @@ def plan_units(cfg: RunConfig, manifest: Manifest, items: list[Item], rows: dict
     """Walk each unit's chain over the checkpoint: steps done and intact are kept; the first that is
     not is where the unit starts. Credits needed: every step from there (one in flight excepted)."""
     result = Plan()
-    base = manifest.path.parent if manifest.path else Path(".")
-    image_shas: dict[Path, str] = {}
+    base = manifest_base(manifest.path)
+    image_shas: dict = {}
     for item in items:
         if only and item.id not in only:
             continue
         for variant, output_name in zip(cfg.variants, item.output_names):
             try:
-                specs = resolve(variant, item, base, image_shas)
+                specs = resolve(variant, item, base, image_shas, cfg)
             except (ItemError, ValueError, KeyError) as exc:
                 result.counts["failed"] += 1
                 first = step_id(item.id, variant.name, 0)

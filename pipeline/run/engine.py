@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
+import logging
+
 import aiohttp
 
 import pipeline
@@ -30,6 +32,7 @@ from pipeline.inputs.manifest import Manifest
 from pipeline.lightx.client import Client
 from pipeline.lightx.pacing import Pacer
 from pipeline.outputs import publish, results
+from pipeline.plan.adopt import adopt_outputs
 from pipeline.plan.planner import Plan, failed_rows, plan
 from pipeline.plan.sources import hash_sources
 from pipeline.run import chains
@@ -40,8 +43,10 @@ from pipeline.run.timing import WINDOW, OrderTimes
 from pipeline.store.atomic import remove_stale_temps
 from pipeline.store.checkpoint import Checkpoint, Row
 from pipeline.store.lock import RunLock
+from pipeline.store.remote import Remote
 from pipeline.store.runlog import run_log
 
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,7 @@ class Prepared:
     plan: Plan
     rows: dict[str, Row]                # the checkpoint's rows, kept current by save()
     started: float                      # time.monotonic() at the start, less the confirmation's wait
+    outputs: Remote | None = None       # output.dir as a storage URL
 
 
 @dataclass
@@ -164,20 +170,24 @@ def prepare(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str | 
             ckpt: Checkpoint) -> Prepared:
     """Hash the sources, plan against the checkpoint, record unrunnable items, ask to confirm."""
     started = time.monotonic()
+    outputs, listing = _output_store(cfg, options)
     endpoint = _endpoint(cfg, options, key)
     try:
         shas, problems = asyncio.run(hash_sources(cfg, manifest.items, ckpt))
         items = [i for i in manifest.items if i.id not in problems]
         rows = _with_siblings(cfg, ckpt, items)
+        if outputs is not None and not cfg.variants and not options.force:
+            _adopt(cfg, ckpt, items, rows, shas, listing, outputs, endpoint, options)
+        output_dir = cfg.output.dir if listing is None else listing
         if cfg.variants:
-            where = chains.Where(cfg.output.dir, cfg.state_dir, endpoint.id, endpoint.kind, options.sandbox,
+            where = chains.Where(output_dir, cfg.state_dir, endpoint.id, endpoint.kind, options.sandbox,
                                  options.force)
             the_plan = chains.plan_units(cfg, manifest, items, rows, shas, where, options.only)
         else:
-            the_plan = plan(items, rows, shas, output_dir=cfg.output.dir, api_kind=endpoint.kind,
+            the_plan = plan(items, rows, shas, output_dir=output_dir, api_kind=endpoint.kind,
                             api_id=endpoint.id, force=options.force, only=options.only, sandbox=options.sandbox,
                             legacy_kind=None if options.sandbox else cfg.api.base_url)
-        prepared = Prepared(cfg, manifest, options, ckpt, endpoint, the_plan, rows, started)
+        prepared = Prepared(cfg, manifest, options, ckpt, endpoint, the_plan, rows, started, outputs)
         if options.dry_run:
             _close(endpoint)
             return prepared
@@ -191,6 +201,32 @@ def prepare(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str | 
     except BaseException:
         _close(endpoint)
         raise
+
+
+def _output_store(cfg: RunConfig, options: RunOptions) -> tuple[Remote | None, dict[str, int] | None]:
+    """output.dir as a storage URL, and what is in it (one listing); before anything is spent, a
+    test write, so a missing bucket, missing credentials or a read-only role stop the run here."""
+    if cfg.output_url is None:
+        return None, None
+    store = Remote.open(cfg.output_url, cfg.storage.options)
+    listing = store.sizes()
+    if not options.dry_run:
+        store.check_writable()
+    return store, listing
+
+
+def _adopt(cfg: RunConfig, ckpt: Checkpoint, items: list, rows: dict[str, Row], shas: dict[str, str],
+           listing: dict[str, int], outputs: Remote, endpoint: Endpoint, options: RunOptions) -> None:
+    """Outputs in the bucket that this state directory does not know (it was lost, or is new) and
+    that their metadata says were made for the item as it is now: done rows, not new orders."""
+    adopted = adopt_outputs(items, rows, shas, listing, outputs, api_kind=endpoint.kind)
+    if not adopted:
+        return
+    log.info("adopted %d outputs already in %s: the checkpoint did not know them, their fingerprints match",
+             len(adopted), cfg.output_url)
+    if not options.dry_run:
+        ckpt.insert(adopted)
+    rows.update((row.id, row) for row in adopted)
 
 
 def _close(endpoint: Endpoint) -> None:
@@ -255,7 +291,7 @@ async def execute(prepared: Prepared) -> Executed:
         ckpt = prepared.ckpt
         ckpt.trim_order_times()
         ctx = Context(cfg=cfg, client=client, ckpt=ckpt, api_id=endpoint.id, api_kind=endpoint.kind,
-                      source_dir=cfg.state_dir / "sources",
+                      source_dir=cfg.state_dir / "sources", outputs=prepared.outputs,
                       order_slots=asyncio.Semaphore(cfg.limits.concurrency),
                       budget=Budget(cfg.budget.max_credits),
                       times=OrderTimes(concurrency=cfg.limits.concurrency,

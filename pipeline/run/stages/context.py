@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipeline.store.checkpoint import Checkpoint, Row
 from pipeline.lightx.client import Client
@@ -57,6 +58,7 @@ class Context:
     times: OrderTimes = field(default_factory=OrderTimes)  # learnt order times: when to check
     uploads: dict[str, asyncio.Future] = field(default_factory=dict)  # uploads under way, by upload_key
     critical: set[asyncio.Task] = field(default_factory=set)  # submits that must finish even on Ctrl-C
+    outputs: Any = None            # store.remote.Remote when output.dir is a storage URL, else None
 
     def upload_key(self, image_sha256: str | None) -> str:
         """Uploads are shared by identical bytes within one API instance."""

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from pipeline.media.previews import THUMBS, output_preview
+from pipeline.plan.adopt import FINGERPRINT_META, SHA256_META
 from pipeline.store.atomic import write_atomically
 from pipeline.errors import ItemError
 from pipeline.run.stages.context import Context, Job, Parked
@@ -52,6 +54,11 @@ async def run(ctx: Context, job: Job) -> None:
                 stat, sha256 = await asyncio.to_thread(_check_and_write, data, ctx.cfg.state_dir / name, formats)
                 break
             name = job.item.output_name
+            if ctx.outputs is not None:
+                size, sha256 = await asyncio.to_thread(_check_and_put, ctx, data, name, row.fingerprint)
+                ctx.ckpt.save(row, state=State.DONE, output_path=name, output_sha256=sha256, output_size=size,
+                              output_mtime_ns=None, finished_at=time.time(), error=None)
+                return
             if len(data) <= INLINE_BYTES:
                 stat, sha256 = _check_and_write(data, target)
             else:
@@ -72,6 +79,17 @@ def _check_and_write(data: bytes, target: Path,
     """In a worker thread: decode check, hash and atomic write in one hop off the event loop."""
     _check_jpeg(data) if formats == ("jpeg",) else _check_image(data, formats)
     return write_atomically(target, data), hashlib.sha256(data).hexdigest()
+
+
+def _check_and_put(ctx: Context, data: bytes, name: str, fingerprint: str) -> tuple[int, str]:
+    """In a worker thread: decode check, one whole PUT (atomic on an object store, so no temp and
+    rename), and the report's preview made from the bytes in hand, not fetched back later."""
+    _check_jpeg(data)
+    sha256 = hashlib.sha256(data).hexdigest()
+    ctx.outputs.put(name, data, content_type="image/jpeg",
+                    metadata={FINGERPRINT_META: fingerprint, SHA256_META: sha256})
+    output_preview(data, sha256, ctx.cfg.output.dir / THUMBS)
+    return len(data), sha256
 
 
 def _check_jpeg(data: bytes) -> None:

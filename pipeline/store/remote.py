@@ -1,0 +1,287 @@
+"""URLs of object stores (s3://, gs://, az://, any fsspec protocol): one filesystem per protocol and
+options, and every fault worded as one line before anything is spent.
+
+    store = Remote.open("s3://cat/out", {"anon": False})
+    store.put("mug.jpg", data, content_type="image/jpeg", metadata={"fingerprint": fp})
+    store.sizes()        # {relative name: size} of everything under the root, in one listing
+
+Following img2dataset and dlt: `fsspec.core.url_to_fs` picks the backend, `storage.options` from the
+config is passed to it, credentials come from the backend's own chain (environment variables, its
+usual files, instance roles), never from the YAML. S3-compatible servers (MinIO, R2, ...) are named
+by botocore's standard `AWS_ENDPOINT_URL`.
+"""
+from __future__ import annotations
+
+import contextlib
+import posixpath
+import re
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Any
+
+from pipeline.errors import ConfigError, OutputError
+
+DISTRIBUTION = "lightx-pipeline"
+# protocol -> (our extra, the package it installs)
+EXTRAS = {"s3": ("s3", "s3fs"), "s3a": ("s3", "s3fs"), "gs": ("gcs", "gcsfs"), "gcs": ("gcs", "gcsfs"),
+          "az": ("azure", "adlfs"), "abfs": ("azure", "adlfs"), "abfss": ("azure", "adlfs")}
+# fsspec protocols that wrap another filesystem or are not storage; a manifest cannot name them.
+NOT_STORAGE = frozenset({"blockcache", "cached", "filecache", "simplecache", "dir", "reference", "zip", "tar",
+                         "libarchive", "jlab", "jupyter", "dask", "generic", "data", "memory", "http", "https"})
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+# Option names that carry a secret: credentials come from the environment, never from the YAML.
+SECRET_OPTIONS = re.compile(r"(?i)(secret|password|token|credential|account_key|sas|connection_string|^key$)")
+
+
+class StorageError(ConfigError):
+    """A URL that cannot be used: unknown scheme, backend missing, bucket or object missing, no access."""
+
+
+def scheme_of(text: str) -> str | None:
+    """`s3` for "s3://b/k", None for a local path (a Windows drive letter is not a scheme)."""
+    match = _SCHEME.match(text)
+    return match[1].lower() if match else None
+
+
+def is_remote(text: str) -> bool:
+    """True for a URL that fsspec reads: any scheme but http(s) (fetched by plan/fetch.py) and file://."""
+    scheme = scheme_of(text)
+    return scheme is not None and scheme not in ("http", "https", "file")
+
+
+def local_path(text: str) -> str:
+    """A file:// URL as the path it names; anything else as it is."""
+    return text[7:] if scheme_of(text) == "file" else text
+
+
+def join(base: str, relative: str) -> str:
+    """`relative` resolved against the directory URL `base`: s3://cat + images/a.jpg -> s3://cat/images/a.jpg."""
+    scheme = scheme_of(base)
+    rest = base[len(scheme) + 3:]
+    return f"{scheme}://{posixpath.normpath(posixpath.join(rest, relative))}"
+
+
+def parent(url: str) -> str:
+    scheme = scheme_of(url)
+    return f"{scheme}://{posixpath.dirname(url[len(scheme) + 3:].rstrip('/'))}"
+
+
+def scheme_problem(url: str) -> str | None:
+    """Why `url`'s scheme cannot be used (unknown, not storage, backend not installed), or None."""
+    scheme = scheme_of(url) or ""
+    try:
+        from fsspec.registry import known_implementations, registry
+    except ImportError:  # fsspec comes with every storage extra
+        known_implementations, registry = {}, {}
+    if scheme in EXTRAS:
+        extra, package = EXTRAS[scheme]
+        if known_implementations and (scheme in registry or _importable(known_implementations[scheme]["class"])):
+            return None
+        return f"{scheme}:// needs the {package} backend: pip install '{DISTRIBUTION}[{extra}]'"
+    if scheme in NOT_STORAGE or (scheme not in known_implementations and scheme not in registry):
+        return (f"unknown URL scheme '{scheme}://': use a local path, an http(s):// URL, s3://, gs://, az:// "
+                f"or another fsspec storage URL")
+    if scheme in registry or _importable(known_implementations[scheme]["class"]):
+        return None
+    hint = known_implementations[scheme].get("err") or f"install the fsspec backend for {scheme}://"
+    return f"{scheme}:// backend is not installed ({hint})"
+
+
+@lru_cache(maxsize=None)
+def _importable(dotted: str) -> bool:
+    import importlib.util
+    try:
+        return importlib.util.find_spec(dotted.rsplit(".", 1)[0].split(".")[0]) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def options_problems(options: Mapping[str, Any]) -> list[str]:
+    """storage.options names that look like credentials: they belong in the environment."""
+    found = []
+
+    def walk(mapping: Mapping[str, Any], where: str) -> None:
+        for name, value in mapping.items():
+            if SECRET_OPTIONS.search(str(name)):
+                found.append(f"{where}.{name}: credentials must not be in the config; the backend reads them "
+                             f"from the environment or its usual files (e.g. AWS_ACCESS_KEY_ID, "
+                             f"GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_ACCOUNT_KEY)")
+            elif isinstance(value, Mapping):
+                walk(value, f"{where}.{name}")
+    walk(options, "storage.options")
+    return found
+
+
+def describe(exc: BaseException, url: str) -> str:
+    """One line for a backend fault on `url`, never with a credential in it."""
+    name = type(exc).__name__
+    text = " ".join(str(exc).split())
+    if name in ("NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError") or \
+            "credentials" in text.lower() and "unable" in text.lower():
+        return (f"{url}: no credentials for {scheme_of(url)}:// (set them in the environment, e.g. "
+                f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the backend's usual files)")
+    if isinstance(exc, FileNotFoundError):
+        if "bucket" in text.lower():
+            return f"{url}: the bucket does not exist ({text})"
+        return f"{url}: not found"
+    if isinstance(exc, PermissionError):
+        return f"{url}: access denied ({text or name})"
+    if name in ("EndpointConnectionError", "ClientConnectorError", "ConnectTimeoutError", "ReadTimeoutError"):
+        return f"{url}: cannot reach the storage endpoint ({text})"
+    return f"{url}: {name}: {text}" if text else f"{url}: {name}"
+
+
+_FAULTS: tuple[type[BaseException], ...] = (OSError, ValueError, RuntimeError)
+with contextlib.suppress(ImportError):
+    from botocore.exceptions import BotoCoreError, ClientError
+    _FAULTS += (BotoCoreError, ClientError)
+
+
+def faults() -> tuple[type[BaseException], ...]:
+    """The exception types a backend raises for a storage fault (not a bug of ours)."""
+    return _FAULTS
+
+
+class Remote:
+    """A directory in an object store: names relative to its root, one filesystem for all of them."""
+
+    def __init__(self, fs: Any, url: str):
+        self.fs = fs
+        self.url = url.rstrip("/")
+        self.root = fs._strip_protocol(self.url).rstrip("/")
+
+    @classmethod
+    def open(cls, url: str, options: Mapping[str, Any] | None = None) -> Remote:
+        if problem := scheme_problem(url):
+            raise StorageError(f"{url}: {problem}")
+        from fsspec.core import url_to_fs
+        try:
+            # fsspec keeps one instance per protocol and options: every folder shares its connections.
+            fs, _ = url_to_fs(url, **dict(options or {}))
+        except ImportError as exc:
+            raise StorageError(f"{url}: {exc}") from None
+        except TypeError as exc:
+            raise StorageError(f"{url}: storage.options: {exc}") from None
+        return cls(fs, url)
+
+    def path(self, name: str) -> str:
+        return f"{self.root}/{name}" if name else self.root
+
+    def url_of(self, name: str) -> str:
+        return f"{self.url}/{name}"
+
+    def read(self, name: str = "") -> bytes:
+        try:
+            return self.fs.cat_file(self.path(name))
+        except faults() as exc:
+            raise StorageError(describe(exc, self.url_of(name) if name else self.url)) from None
+
+    def listing(self) -> dict[str, tuple[int, str]]:
+        """{name relative to the root: (size, version)} of every object below it: one listing, paged by
+        the backend; `version` is what changes when the object does (ETag, else its modification time).
+        A root that does not exist yet is empty; a bucket that does not exist is a StorageError."""
+        self.fs.invalidate_cache()
+        try:
+            found = self.fs.find(self.root, detail=True)
+        except FileNotFoundError:
+            found = {}
+        except faults() as exc:
+            raise StorageError(describe(exc, self.url)) from None
+        cut = len(self.root) + 1
+        return {path[cut:]: (int(info.get("size") or 0), version_of(info)) for path, info in found.items()
+                if info.get("type") != "directory" and path.startswith(self.root + "/")}
+
+    def children(self) -> dict[str, tuple[int, str]]:
+        """As `listing`, for the objects directly in the root only (one folder of a catalog's images)."""
+        self.fs.invalidate_cache(self.root)
+        try:
+            found = self.fs.ls(self.root, detail=True)
+        except FileNotFoundError:
+            found = []
+        except faults() as exc:
+            raise StorageError(describe(exc, self.url)) from None
+        return {info["name"].rsplit("/", 1)[-1]: (int(info.get("size") or 0), version_of(info)) for info in found
+                if info.get("type") != "directory"}
+
+    def sizes(self) -> dict[str, int]:
+        """{name relative to the root: size}, from one `listing`."""
+        return {name: size for name, (size, _) in self.listing().items()}
+
+    def read_many(self, names: list[str]) -> dict[str, bytes | BaseException]:
+        """Whole objects, fetched concurrently by the backend: {name: bytes, or the fault}."""
+        paths = [self.path(name) for name in names]
+        try:
+            got = self.fs.cat(paths, on_error="return") if paths else {}
+        except faults() as exc:
+            return dict.fromkeys(names, exc)
+        return {name: got.get(path, FileNotFoundError(path)) for name, path in zip(names, paths)}
+
+    def put(self, name: str, data: bytes, *, content_type: str,
+            metadata: Mapping[str, str] | None = None) -> None:
+        """One whole object: an object store's PUT is atomic, so readers never see half of it."""
+        try:
+            self.fs.pipe_file(self.path(name), data, **_put_options(self.fs, content_type, metadata))
+        except faults() as exc:
+            raise OutputError(f"cannot write {describe(exc, self.url_of(name))}") from None
+
+    def put_files(self, pairs: Iterable[tuple[str, str]], content_types: Mapping[str, str]) -> None:
+        """Upload local files [(local path, name)], each as one object with its Content-Type."""
+        for local, name in pairs:
+            with open(local, "rb") as fh:
+                data = fh.read()
+            self.put(name, data, content_type=content_types.get(posixpath.splitext(name)[1].lower(),
+                                                                "application/octet-stream"))
+
+    def remove(self, names: Iterable[str]) -> None:
+        paths = [self.path(name) for name in names]
+        if paths:
+            with contextlib.suppress(*faults()):  # a stale object left behind costs only storage
+                self.fs.rm(paths)
+
+    def metadata(self, name: str) -> dict[str, str]:
+        """The object's user metadata (where the backend keeps it), {} if none or unknown."""
+        try:
+            if hasattr(self.fs, "metadata"):  # s3fs: a HEAD
+                return dict(self.fs.metadata(self.path(name)) or {})
+            info = self.fs.info(self.path(name))
+        except faults():
+            return {}
+        return dict(info.get("metadata") or {})
+
+    def check_writable(self) -> None:
+        """Before anything is spent: write and remove a tiny object, so a missing bucket, missing
+        credentials or a read-only role fail the run here, not after paid orders."""
+        probe = ".pipeline-write-test"
+        self.put(probe, b"", content_type="text/plain")
+        self.remove([probe])
+
+
+def version_of(info: Mapping[str, Any]) -> str:
+    """What identifies this version of an object in a listing: ETag, generation or modification time."""
+    for key in ("ETag", "etag", "generation", "md5Hash", "LastModified", "last_modified", "mtime", "updated"):
+        if info.get(key):
+            return f"{key}={info[key]}"
+    return ""
+
+
+def _put_options(fs: Any, content_type: str, metadata: Mapping[str, str] | None) -> dict:
+    """Content-Type and user metadata in the spelling of each backend's pipe_file."""
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if protocol in ("s3", "s3a"):
+        return {"ContentType": content_type, **({"Metadata": dict(metadata)} if metadata else {})}
+    if protocol in ("gs", "gcs"):
+        return {"content_type": content_type, **({"metadata": dict(metadata)} if metadata else {})}
+    if protocol in ("az", "abfs", "abfss"):
+        from azure.storage.blob import ContentSettings  # adlfs depends on it
+        return {"content_settings": ContentSettings(content_type=content_type),
+                **({"metadata": dict(metadata)} if metadata else {})}
+    return {}
+
+
+
+def forget_filesystems() -> None:
+    """Drop every cached filesystem: the next URL opens a new client, which reads the environment
+    again (tests switch credentials and endpoints)."""
+    from fsspec.registry import registry
+    for cls in registry.values():
+        cls.clear_instance_cache()

@@ -1,0 +1,131 @@
+"""Catalogs in buckets, against moto's S3 server on 127.0.0.1: manifest, images and outputs in s3://."""
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import draw_product, write_catalog
+from pipeline.cli import main
+from pipeline.errors import ConfigError
+from pipeline.inputs.validate import problem_lines, validate
+
+
+def bucket_catalog(s3, root: Path, n: int = 6, *, base_url: str = "http://127.0.0.1:1", bucket: str = "cat",
+                   config: dict | None = None) -> Path:
+    """A catalog whose manifest and images live in s3://bucket/, and a local config naming it; the
+    outputs go to s3://bucket/out and the state to root/state."""
+    write_catalog(root / "files", n, base_url=base_url)
+    (root / "files" / "catalog.yaml").unlink()
+    s3.put_tree(bucket, root / "files")
+    doc = {"manifest": f"s3://{bucket}/catalog.csv", "prompt": "{title} on {scene}",
+           "output": {"dir": f"s3://{bucket}/out"}, "state": {"dir": "state"},
+           "limits": {"concurrency": 8}, "poll": {"interval_s": 0.05}, "api": {"base_url": base_url},
+           "retries": {"backoff_base_s": 0.01, "backoff_max_s": 0.2}}
+    for section, values in (config or {}).items():
+        if isinstance(values, dict):
+            doc.setdefault(section, {}).update(values)
+        else:
+            doc[section] = values
+    path = root / "catalog.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def problems_of(config: Path) -> list[str]:
+    """Every problem `pipeline validate` would print: the file's, else its rows'."""
+    try:
+        _, manifest, _ = validate(config)
+    except ConfigError as exc:
+        return exc.problems
+    return problem_lines(manifest)
+
+
+# -- reading a catalog from a bucket --------------------------------------------------------------
+
+def test_manifest_and_images_in_a_bucket_validate_with_relative_paths_resolved_inside_it(s3, tmp_path):
+    config = bucket_catalog(s3, tmp_path, 4)
+    cfg, manifest, plan = validate(config)
+    assert cfg.manifest_path == "s3://cat/catalog.csv" and cfg.output_url == "s3://cat/out"
+    assert [i.image_url for i in manifest.items] == [f"s3://cat/images/p{k}.{'png' if k % 2 else 'jpg'}"
+                                                     for k in range(4)]
+    assert all(i.image_path is None for i in manifest.items)
+    assert (plan.items, plan.invalid, plan.credits) == (4, 0, 4)
+
+
+def test_a_missing_object_and_a_broken_image_make_their_rows_invalid(s3, tmp_path):
+    config = bucket_catalog(s3, tmp_path, 4)
+    s3.client.delete_object(Bucket="cat", Key="images/p1.png")
+    good = (tmp_path / "files" / "images" / "p2.jpg").read_bytes()
+    s3.client.put_object(Bucket="cat", Key="images/p2.jpg", Body=good[: len(good) // 2])  # cut short
+    s3.client.put_object(Bucket="cat", Key="images/p3.png", Body=b"not an image at all" * 100)
+    lines = problems_of(config)
+    assert any("row 3 (id sku-001): image 'images/p1.png' not found (s3://cat/images/p1.png)" in l for l in lines), lines
+    assert any("row 4 (id sku-002): image 'images/p2.jpg' is truncated" in l for l in lines), lines
+    assert any("row 5 (id sku-003): image 'images/p3.png' is not an image" in l for l in lines), lines
+    assert len(lines) == 3
+
+
+def test_a_bucket_that_does_not_exist_is_a_clear_error(s3, tmp_path):
+    config = bucket_catalog(s3, tmp_path, 2)
+    config.write_text(config.read_text().replace("s3://cat/catalog.csv", "s3://no-such-bucket/catalog.csv"))
+    [line] = problems_of(config)
+    assert "s3://no-such-bucket/catalog.csv: the bucket does not exist" in line
+
+
+def test_a_missing_manifest_object_is_a_clear_error(s3, tmp_path):
+    config = bucket_catalog(s3, tmp_path, 2)
+    config.write_text(config.read_text().replace("s3://cat/catalog.csv", "s3://cat/nope.csv"))
+    [line] = problems_of(config)
+    assert line == "s3://cat/nope.csv: manifest not found"
+
+
+def test_no_credentials_is_a_clear_error_and_names_what_to_set(s3, tmp_path, monkeypatch):
+    config = bucket_catalog(s3, tmp_path, 2)
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    from pipeline.store import remote
+    remote.forget_filesystems()
+    [line] = problems_of(config)
+    assert "s3://cat/catalog.csv: no credentials for s3://" in line and "AWS_ACCESS_KEY_ID" in line
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("manifest", "foo://cat/catalog.csv", "manifest: unknown URL scheme 'foo://'"),
+    ("manifest", "gs://cat/catalog.csv",
+     "manifest: gs:// needs the gcsfs backend: pip install 'lightx-pipeline[gcs]'"),
+    ("output", {"dir": "az://cat/out"}, "output.dir: az:// needs the adlfs backend: pip install 'lightx-pipeline[azure]'"),
+    ("state", {"dir": "s3://cat/state"}, "state.dir: 's3://cat/state' must be a local directory"),
+    ("storage", {"options": {"secret": "x"}}, "storage.options.secret: credentials must not be in the config"),
+    ("storage", {"options": {"client_kwargs": {"aws_secret_access_key": "x"}}},
+     "storage.options.client_kwargs.aws_secret_access_key: credentials must not be in the config"),
+])
+def test_bad_storage_settings_are_named_before_anything_is_read(s3, tmp_path, field, value, expected):
+    config = bucket_catalog(s3, tmp_path, 2, config={field: value})
+    lines = problems_of(config)
+    assert any(expected in line for line in lines), lines
+    assert "'x'" not in " ".join(lines)  # a would-be secret is never echoed
+
+
+def test_output_dir_in_a_bucket_needs_a_local_state_dir(s3, tmp_path):
+    config = bucket_catalog(s3, tmp_path, 2)
+    doc = yaml.safe_load(config.read_text())
+    del doc["state"]
+    config.write_text(yaml.safe_dump(doc))
+    [line] = problems_of(config)
+    assert "output.dir is a storage URL (s3://cat/out), so state.dir is required" in line
+    assert "state: {dir: .pipeline-state}" in line and "SQLite" in line
+
+
+def test_backend_not_installed_for_an_image_exits_2(s3, tmp_path, capsys):
+    config = bucket_catalog(s3, tmp_path, 2)
+    s3.client.put_object(Bucket="cat", Key="catalog.csv",
+                         Body=b"id,image,title,scene\na,gs://other/a.jpg,t,s\n")
+    assert main(["validate", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "image 'gs://other/a.jpg': gs:// needs the gcsfs backend: pip install 'lightx-pipeline[gcs]'" in err
