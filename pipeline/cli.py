@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print one JSON summary line on stdout at the end; with --dry-run, the plan document")
 
     p = sub.add_parser("status", parents=[common], help="counts per state and failures, from the checkpoint alone",
-                       description="Show what the checkpoint in output.dir knows: items per state, the "
+                       description="Show what the checkpoints in state.dir know: items per state, the "
                                    "credits spent, orders still in flight, every failure with its "
                                    "reason, the last run and the runs before it, and the credits of all "
                                    "runs. Reads the checkpoint alone; makes no API call.")
@@ -75,8 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", parents=[common], help="rebuild results.csv, results.parquet and report.html from the checkpoint",
                        description="Rewrite results.csv, results.parquet and report.html in output.dir "
-                                   "from the checkpoint alone, e.g. after deleting them or editing the "
-                                   "manifest's extra columns. Makes no API call.")
+                                   "from the checkpoints alone, e.g. after deleting them, editing the "
+                                   "manifest's extra columns, or after the shards of --shard K/N have run "
+                                   "(with output.dir in a bucket, a shard whose state directory is not on "
+                                   "this machine is read from its part of the table there). Makes no API call.")
     p.add_argument("config", help="path to the YAML config")
 
     p = sub.add_parser("sandbox", help="serve the LightX-compatible sandbox on loopback",

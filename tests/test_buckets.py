@@ -129,3 +129,117 @@ def test_backend_not_installed_for_an_image_exits_2(s3, tmp_path, capsys):
     assert main(["validate", str(config)]) == 2
     err = capsys.readouterr().err
     assert "image 'gs://other/a.jpg': gs:// needs the gcsfs backend: pip install 'lightx-pipeline[gcs]'" in err
+
+
+# -- running a catalog kept wholly in a bucket ------------------------------------------------------
+
+def read_table(s3, key: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(s3.get("cat", key)["Body"].read().decode("utf-8"))))
+
+
+def test_a_catalog_wholly_in_a_bucket_runs_then_reruns_free_even_without_its_state(s3, sandbox, tmp_path):
+    n = 6
+    config = bucket_catalog(s3, tmp_path, n, base_url=sandbox.base_url)
+    assert main(["run", str(config), "--quiet"]) == 0
+    ids = [f"sku-{i:03d}" for i in range(n)]
+    keys = s3.keys("cat", "out/")
+    assert [f"out/{i}.jpg" for i in ids] == [k for k in keys if k.startswith("out/sku-")]
+    for item_id in ids:
+        obj = s3.get("cat", f"out/{item_id}.jpg")
+        assert obj["ContentType"] == "image/jpeg"
+        assert obj["Metadata"]["pipeline-fingerprint"]
+        with Image.open(io.BytesIO(obj["Body"].read())) as im:
+            assert im.format == "JPEG" and im.size == (96, 96)
+            im.load()
+    table = read_table(s3, "out/results.csv")
+    assert [r["id"] for r in table] == ids and {r["status"] for r in table} == {"done"}
+    assert {"out/results.parquet", "out/report.html"} <= set(keys)
+    assert s3.get("cat", "out/report.html")["ContentType"].startswith("text/html")
+    assert not (tmp_path / "out").exists()  # nothing of the outputs on local disk but the state
+    assert sandbox.ledger_snapshot()["credits"] == n
+
+    assert main(["run", str(config), "--quiet"]) == 0
+    assert sandbox.ledger_snapshot()["requests"]["submit"] == n  # a rerun: nothing bought
+
+    shutil.rmtree(tmp_path / "state")  # the pod lost its disk
+    assert main(["run", str(config), "--quiet"]) == 0
+    ledger = sandbox.ledger_snapshot()
+    assert ledger["requests"]["submit"] == n and ledger["credits"] == n
+    assert {r["status"] for r in read_table(s3, "out/results.csv")} == {"done"}
+
+
+def test_the_report_in_the_bucket_links_only_relatively_to_objects_that_exist(s3, sandbox, tmp_path):
+    import re
+    config = bucket_catalog(s3, tmp_path, 3, base_url=sandbox.base_url)
+    assert main(["run", str(config), "--quiet"]) == 0
+    html = s3.get("cat", "out/report.html")["Body"].read().decode("utf-8")
+    links = set(re.findall(r'(?:href|src)="([^"#]+)"', html)) - {""}
+    assert links, html[:500]
+    keys = set(s3.keys("cat", "out/"))
+    for link in links:
+        assert "://" not in link and not link.startswith("/"), link
+        assert f"out/{link}" in keys, link
+    assert any(link.startswith("thumbs/") and link.endswith("-out.jpg") for link in links)  # made at download
+    assert any(link.startswith("thumbs/") and "-in." in link for link in links)
+
+
+def test_a_changed_output_in_the_bucket_is_repaired_and_an_edited_image_reordered(s3, sandbox, tmp_path):
+    config = bucket_catalog(s3, tmp_path, 3, base_url=sandbox.base_url)
+    assert main(["run", str(config), "--quiet"]) == 0
+    s3.client.delete_object(Bucket="cat", Key="out/sku-000.jpg")       # an output lost from the bucket
+    draw_product(tmp_path / "new.jpg", "black")
+    s3.client.put_object(Bucket="cat", Key="images/p1.png", Body=(tmp_path / "new.jpg").read_bytes())
+    assert main(["run", str(config), "--quiet"]) == 0
+    ledger = sandbox.ledger_snapshot()
+    assert ledger["requests"]["submit"] == 4  # sku-001's image changed; sku-000 came back without an order
+    assert "out/sku-000.jpg" in s3.keys("cat", "out/")
+
+
+def test_an_output_bucket_that_does_not_exist_stops_the_run_before_anything_is_spent(s3, sandbox, tmp_path, capsys):
+    config = bucket_catalog(s3, tmp_path, 2, base_url=sandbox.base_url,
+                            config={"output": {"dir": "s3://no-such-bucket/out"}})
+    assert main(["run", str(config), "--quiet"]) == 2
+    assert "s3://no-such-bucket/out: the bucket does not exist" in capsys.readouterr().err
+    assert sandbox.ledger_snapshot()["requests"].get("upload_url", 0) == 0
+    assert sandbox.ledger_snapshot()["credits"] == 0
+
+
+def test_four_shards_at_once_into_one_bucket_then_report_merges_them(s3, sandbox, tmp_path):
+    import subprocess
+    from conftest import child_env, pipeline_cmd
+    n = 16
+    config = bucket_catalog(s3, tmp_path, n, base_url=sandbox.base_url)
+    children = [subprocess.Popen(pipeline_cmd("run", str(config), "--quiet", "--shard", f"{k}/4"),
+                                 env=child_env(**s3.env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for k in range(4)]
+    for child in children:
+        _, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err
+    ledger = sandbox.ledger_snapshot()
+    assert ledger["credits"] == n and ledger["requests"]["submit"] == n and ledger["max_submits_per_key"] == 1
+    parts = [k for k in s3.keys("cat", "out/") if k.startswith("out/results.shard-")]
+    assert len(parts) == 8  # csv and parquet of each shard
+    # The merge runs where no shard's state is: an Indexed Job's pods keep theirs on volumes of their own.
+    shutil.move(tmp_path / "state", tmp_path / "elsewhere")
+    assert main(["report", str(config)]) == 0
+    table = read_table(s3, "out/results.csv")
+    assert sorted(r["id"] for r in table) == [f"sku-{i:03d}" for i in range(n)]
+    assert {r["status"] for r in table} == {"done"} and sum(int(r["credits"]) for r in table) == n
+    html = s3.get("cat", "out/report.html")["Body"].read().decode("utf-8")
+    assert html.count("-out.jpg") >= n  # every output's preview, made by the shards, found in the bucket
+
+
+def test_a_style_image_beside_a_manifest_in_a_bucket_is_read_from_it_once(s3, sandbox, tmp_path):
+    shoot = {"name": "shoot", "steps": [{"tool": "product-photoshoot", "style_image": "style.png"}]}
+    config = bucket_catalog(s3, tmp_path, 3, base_url=sandbox.base_url,
+                            config={"variants": [shoot], "output": {"filename": "{variant}/{id}.jpg"}})
+    draw_product(tmp_path / "style.png", "gold", size=64)
+    s3.client.put_object(Bucket="cat", Key="style.png", Body=(tmp_path / "style.png").read_bytes())
+    assert main(["run", str(config), "--quiet"]) == 0
+    assert [k for k in s3.keys("cat", "out/shoot/")] == [f"out/shoot/sku-{i:03d}.jpg" for i in range(3)]
+    ledger = sandbox.ledger_snapshot()
+    assert ledger["credits"] == 3 and ledger["requests"]["put"] == 4  # three products and one style image
+    assert main(["run", str(config), "--quiet"]) == 0
+    assert sandbox.ledger_snapshot()["requests"]["submit"] == 3
+    table = read_table(s3, "out/results.csv")
+    assert [(r["id"], r["variant"], r["status"]) for r in table] == [(f"sku-{i:03d}", "shoot", "done") for i in range(3)]

@@ -132,8 +132,9 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
          "A new AI background behind the product, described by a prompt."),
     Tool("product-photoshoot", "v1/product-photoshoot", "v1/order-status",
          (Field("style_image", "styleImageUrl", Kind.IMAGE,
-                "reference picture whose style the scene takes: a local path (relative to the manifest), "
-                "an http(s) URL, or a manifest column as \"{style_image}\""),
+                "reference picture whose style the scene takes: a local path (relative to the manifest, "
+                "inside its bucket when the manifest is in one), a storage URL such as s3://cat/style.jpg, "
+                "or a manifest column as \"{style_image}\""),
           Field("prompt", "textPrompt", Kind.TEXT, _PROMPT, max_length=500)),
          "The product in a photoshoot scene, styled after a reference picture and/or a prompt."),
     Tool("remove-background", "v1/remove-background", "v1/order-status",

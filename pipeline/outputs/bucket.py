@@ -9,15 +9,20 @@ made from the bytes in hand into the local thumbs/.
 """
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
 import os
 import posixpath
 import re
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 from pipeline.inputs.config import RunConfig
 from pipeline.media.previews import PREVIEW_NAME, THUMBS
 from pipeline.store.atomic import write_atomically
-from pipeline.store.remote import Remote
+from pipeline.store.checkpoint import Row
+from pipeline.store.remote import Remote, StorageError, describe
 
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".csv": "text/csv; charset=utf-8",
                  ".parquet": "application/vnd.apache.parquet", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
@@ -72,3 +77,62 @@ def publish(cfg: RunConfig, files: list[str], *, whole: bool) -> None:
                  and PREVIEW_NAME.fullmatch(name[len(THUMBS) + 1:]) and name[len(THUMBS) + 1:] not in local]
         stale += [name for name in stored if PAGE_NAME.fullmatch(name) and name not in files]
         store.remove(stale)
+
+
+PART_NAME = re.compile(r"results\.shard-[0-9]+-of-[0-9]+\.csv")
+_STATES = {"done": "done", "failed": "failed"}
+
+
+def stored_rows(cfg: RunConfig) -> dict[str, Row]:
+    """Rows read back from the shards' parts of the results table in the bucket, for `pipeline
+    report` on a machine that has not every shard's state directory (an Indexed Job's pods each keep
+    theirs on a volume of their own). Only what the table shows: enough for the table and report,
+    never for a run (no fingerprint, no upload). With variants, a unit's row stands for its last
+    step, the steps before it done and free."""
+    store = _store(cfg)
+    parts = sorted(name for name in store.children() if PART_NAME.fullmatch(name))
+    rows: dict[str, Row] = {}
+    for name, data in store.read_many(parts).items():
+        if isinstance(data, BaseException):
+            raise StorageError(describe(data, store.url_of(name)))
+        for record in csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")):
+            for row in _rows_of(cfg, record):
+                old = rows.get(row.id)
+                if old is None or (row.updated_at or 0) > (old.updated_at or 0):
+                    rows[row.id] = row
+    return rows
+
+
+def _rows_of(cfg: RunConfig, record: dict[str, str]) -> list[Row]:
+    if not record.get("id"):
+        return []
+    when = {key: _epoch(record.get(key)) for key in ("submitted_at", "finished_at")}
+    row = Row(id=record["id"], fingerprint="", state=_STATES.get(record.get("status", ""), "pending"),
+              order_id=record.get("order_id") or None, output_url=record.get("output_url") or None,
+              output_path=record.get("output_path") or None, output_sha256=record.get("output_sha256") or None,
+              error=record.get("error") or None, attempts=_int(record.get("attempts")),
+              credits=_int(record.get("credits")), updated_at=when["finished_at"] or when["submitted_at"], **when)
+    variant = record.get("variant")
+    if not cfg.variants or not variant:
+        return [row]
+    from pipeline.inputs.variants import step_id
+    steps = next((len(v.steps) for v in cfg.variants if v.name == variant), 0)
+    return [dataclasses.replace(row, id=step_id(row.id, variant, k), credits=0, attempts=0, state="done")
+            for k in range(steps - 1)] + [dataclasses.replace(row, id=step_id(row.id, variant, steps - 1))] \
+        if steps else []
+
+
+def _epoch(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0

@@ -33,8 +33,9 @@ def written_dirs(cfg: RunConfig, manifest: Manifest) -> set[Path]:
 
 
 def write_outputs(cfg: RunConfig, manifest: Manifest, rows: dict, *, elapsed_s: float | None = None,
-                  force: bool = False, history: History | None = None) -> Path:
-    """results.csv, results.parquet, then report.html (with the run history, if given); returns the CSV path.
+                  force: bool = False, history: History | None = None) -> Path | str:
+    """results.csv, results.parquet, then report.html (with the run history, if given); returns the CSV
+    path (its URL when output.dir is a storage URL).
 
     A shard writes only its part of the table (results.shard-K-of-N.csv and .parquet): the report
     over the whole manifest is `pipeline report`'s, once every shard has run. `history` is the
@@ -45,6 +46,7 @@ def write_outputs(cfg: RunConfig, manifest: Manifest, rows: dict, *, elapsed_s: 
     if cfg.shard is not None:
         if cfg.output_url:
             bucket.publish(cfg, tables, whole=False)
+            return f"{cfg.output_url}/{path.name}"
         return path
     if history is not None:
         others = [p for p in checkpoint_paths(cfg) if p != cfg.checkpoint_path]
@@ -55,26 +57,29 @@ def write_outputs(cfg: RunConfig, manifest: Manifest, rows: dict, *, elapsed_s: 
     if cfg.output_url:
         pages = sorted(name for name in os.listdir(cfg.output.dir) if bucket.PAGE_NAME.fullmatch(name))
         bucket.publish(cfg, tables + pages, whole=True)
+        return f"{cfg.output_url}/{path.name}"
     return path
 
 
-def rebuild(config_path: str | Path) -> Path:
+def rebuild(config_path: str | Path) -> Path | str:
     """`pipeline report`: rewrite the table and report from the checkpoints alone; no API call.
 
     Every shard's checkpoint under state.dir is read, and so is an unsharded one: one table and one
-    report over the whole manifest. An item found in several (the shard count changed between
+    report over the whole manifest. With output.dir in a bucket, the shards' parts of the table
+    there stand in for the checkpoints this machine does not have. An item found in several (the shard count changed between
     runs) is shown as its most recently updated row."""
     from pipeline.inputs.validate import validate
     cfg, manifest, _ = validate(config_path, check_images=False)
     paths = checkpoint_paths(cfg)
-    if not paths:
+    stored = bucket.stored_rows(cfg) if cfg.output_url else {}
+    if not paths and not stored:
         raise CheckpointError(f"no checkpoint under {cfg.state_root}: nothing has run yet")
     with RunLock(cfg.state_dir):
-        rows = merged_rows(paths)
+        rows = {**stored, **merged_rows(paths)}  # a shard whose state is not here: as its part of the table says
         own = Checkpoint.read_history(cfg.checkpoint_path) if cfg.checkpoint_path in paths else \
             run_history.History([], 0, 0, 0)
         write_outputs(cfg, manifest, rows, force=True, history=own)  # the shards' are added there
-    return cfg.output.dir / "report.html"
+    return f"{cfg.output_url}/report.html" if cfg.output_url else cfg.output.dir / "report.html"
 
 
 def checkpoint_paths(cfg: RunConfig) -> list[Path]:

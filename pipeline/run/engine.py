@@ -71,7 +71,7 @@ class RunResult:
     elapsed_s: float = 0.0
     message: str | None = None          # why the run stopped early, if it did
     plan: Plan | None = None
-    results_path: Path | None = None
+    results_path: Path | str | None = None  # a str: its storage URL
     extra: dict = field(default_factory=dict)
 
 

@@ -183,7 +183,9 @@ class Remote:
         self.fs.invalidate_cache()
         try:
             found = self.fs.find(self.root, detail=True)
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            if "bucket" in str(exc).lower():
+                raise StorageError(describe(exc, self.url)) from None
             found = {}
         except faults() as exc:
             raise StorageError(describe(exc, self.url)) from None
@@ -196,7 +198,9 @@ class Remote:
         self.fs.invalidate_cache(self.root)
         try:
             found = self.fs.ls(self.root, detail=True)
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            if "bucket" in str(exc).lower():
+                raise StorageError(describe(exc, self.url)) from None
             found = []
         except faults() as exc:
             raise StorageError(describe(exc, self.url)) from None

@@ -1,0 +1,100 @@
+"""How long `pipeline validate` takes on a catalog kept in an S3 bucket: N images, one manifest.
+
+    python benchmarks/bucket_validate.py                 # 10,000 images
+    python benchmarks/bucket_validate.py --images 2000 --image-kb 200
+
+moto's S3 server (`moto_server`, from the test extra) runs as its own process on 127.0.0.1; the
+bucket is filled with boto3 (not timed), then `pipeline validate` runs as a child process and its
+wall time is printed, twice (the second with the operating system's caches warm). Each image is a
+distinct JPEG of about --image-kb KB. validate lists each folder once, then reads each image's first
+16 KiB and last 64 bytes with ranged GETs, concurrently: 2 requests per image plus the listing pages.
+
+Not part of the test suite. Needs the test extra (moto[server], s3fs).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def jpeg_of(k: int, kb: int) -> bytes:
+    """A distinct photo-like JPEG of about `kb` KB (noise compresses badly, so the size is steady)."""
+    from PIL import Image
+    side = max(64, int((kb * 1024 / 0.9) ** 0.5))
+    im = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
+    out = io.BytesIO()
+    im.save(out, "JPEG", quality=40)
+    return out.getvalue()
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--images", type=int, default=10_000)
+    p.add_argument("--image-kb", type=int, default=60)
+    args = p.parse_args(argv)
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(endpoint, timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        import boto3
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="bench", aws_secret_access_key="bench")
+        s3.create_bucket(Bucket="cat")
+        started = time.monotonic()
+        sample = [jpeg_of(k, args.image_kb) for k in range(64)]  # noise: 64 bodies, made distinct below
+
+        def put(k: int) -> None:
+            body = sample[k % 64] + k.to_bytes(4, "big")  # bytes after the end marker: still a valid JPEG
+            s3.put_object(Bucket="cat", Key=f"images/p{k:06d}.jpg", Body=body)
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(put, range(args.images)))
+        rows = "".join(f"sku-{k:06d},images/p{k:06d}.jpg,product {k}\n" for k in range(args.images))
+        s3.put_object(Bucket="cat", Key="catalog.csv", Body=("id,image,title\n" + rows).encode())
+        print(f"bucket filled: {args.images} images of ~{len(sample[0]) // 1024} KB in "
+              f"{time.monotonic() - started:.1f} s", file=sys.stderr)
+        with tempfile.TemporaryDirectory() as tmp:
+            config = Path(tmp) / "catalog.yaml"
+            config.write_text("manifest: s3://cat/catalog.csv\nprompt: '{title} on marble'\n"
+                              "output: {dir: s3://cat/out}\nstate: {dir: state}\n")
+            for attempt in (1, 2):
+                started = time.monotonic()
+                done = subprocess.run([sys.executable, "-m", "pipeline", "validate", str(config)], env=env,
+                                      capture_output=True, text=True)
+                wall = time.monotonic() - started
+                if done.returncode != 0:
+                    print(done.stdout, done.stderr, file=sys.stderr)
+                    return 1
+                print(f"validate #{attempt}: {wall:.2f} s wall for {args.images} images "
+                      f"({done.stdout.splitlines()[0]})")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
