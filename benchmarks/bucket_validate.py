@@ -4,10 +4,11 @@
     python benchmarks/bucket_validate.py --images 2000 --image-kb 200
 
 moto's S3 server (`moto_server`, from the test extra) runs as its own process on 127.0.0.1; the
-bucket is filled with boto3 (not timed), then `pipeline validate` runs as a child process and its
-wall time is printed, twice (the second with the operating system's caches warm). Each image is a
-distinct JPEG of about --image-kb KB. validate lists each folder once, then reads each image's first
-16 KiB and last 64 bytes with ranged GETs, concurrently: 2 requests per image plus the listing pages.
+bucket is filled with boto3 (not timed), then child processes run, each timed: `pipeline validate`
+(nothing seen before: one listing page per 1,000 images, then one ranged GET per image, concurrently),
+`pipeline run --dry-run` (reads and hashes every image, as a first run does; kept in the stat cache),
+and `pipeline validate` again (unchanged images are not read: the listing alone). Each image is a
+distinct JPEG of about --image-kb KB.
 
 Not part of the test suite. Needs the test extra (moto[server], s3fs).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -68,7 +70,8 @@ def main(argv: list[str]) -> int:
         sample = [jpeg_of(k, args.image_kb) for k in range(64)]  # noise: 64 bodies, made distinct below
 
         def put(k: int) -> None:
-            body = sample[k % 64] + k.to_bytes(4, "big")  # bytes after the end marker: still a valid JPEG
+            jpeg = sample[k % 64]  # made distinct by a comment segment after SOI: still a plain JPEG
+            body = jpeg[:2] + b"\xff\xfe\x00\x06" + k.to_bytes(4, "big") + jpeg[2:]
             s3.put_object(Bucket="cat", Key=f"images/p{k:06d}.jpg", Body=body)
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(put, range(args.images)))
@@ -80,16 +83,21 @@ def main(argv: list[str]) -> int:
             config = Path(tmp) / "catalog.yaml"
             config.write_text("manifest: s3://cat/catalog.csv\nprompt: '{title} on marble'\n"
                               "output: {dir: s3://cat/out}\nstate: {dir: state}\n")
-            for attempt in (1, 2):
+            steps = [("validate, nothing seen before", "validate"),
+                     ("run --dry-run (reads and hashes every image)", "run", "--dry-run", "--sandbox"),
+                     ("validate again, images unchanged", "validate")]
+            for what, *command in steps:
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)  # the moto server is not reaped yet
                 started = time.monotonic()
-                done = subprocess.run([sys.executable, "-m", "pipeline", "validate", str(config)], env=env,
+                done = subprocess.run([sys.executable, "-m", "pipeline", *command, str(config)], env=env,
                                       capture_output=True, text=True)
                 wall = time.monotonic() - started
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
                 if done.returncode != 0:
                     print(done.stdout, done.stderr, file=sys.stderr)
                     return 1
-                print(f"validate #{attempt}: {wall:.2f} s wall for {args.images} images "
-                      f"({done.stdout.splitlines()[0]})")
+                print(f"{what}: {wall:.2f} s wall, {cpu:.2f} s CPU in pipeline, for {args.images} images")
     finally:
         server.terminate()
         server.wait(timeout=10)

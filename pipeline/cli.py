@@ -198,7 +198,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.shard:
         from pipeline.plan.shards import Shard
         shard = Shard.parse(args.shard)
-        cfg, manifest = dataclasses.replace(cfg, shard=shard), shard.select(manifest)
+        cfg, manifest = cfg.with_shard(shard), shard.select(manifest)
     problems = problem_lines(manifest)
     if manifest.invalid and not args.skip_invalid:
         return _refuse(args, problems + ["nothing was sent; fix these or pass --skip-invalid"],

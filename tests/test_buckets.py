@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -165,7 +167,10 @@ def test_a_catalog_wholly_in_a_bucket_runs_then_reruns_free_even_without_its_sta
     assert main(["run", str(config), "--quiet"]) == 0
     ledger = sandbox.ledger_snapshot()
     assert ledger["requests"]["submit"] == n and ledger["credits"] == n
-    assert {r["status"] for r in read_table(s3, "out/results.csv")} == {"done"}
+    table = read_table(s3, "out/results.csv")
+    assert {r["status"] for r in table} == {"done"}
+    # The adopted rows keep what the table in the bucket said of their orders.
+    assert sum(int(r["credits"]) for r in table) == n and all(r["order_id"] for r in table)
 
 
 def test_the_report_in_the_bucket_links_only_relatively_to_objects_that_exist(s3, sandbox, tmp_path):
@@ -226,7 +231,12 @@ def test_four_shards_at_once_into_one_bucket_then_report_merges_them(s3, sandbox
     assert sorted(r["id"] for r in table) == [f"sku-{i:03d}" for i in range(n)]
     assert {r["status"] for r in table} == {"done"} and sum(int(r["credits"]) for r in table) == n
     html = s3.get("cat", "out/report.html")["Body"].read().decode("utf-8")
-    assert html.count("-out.jpg") >= n  # every output's preview, made by the shards, found in the bucket
+    # Every preview was made by a shard, uploaded, and found in the bucket: this machine has none of
+    # the outputs, and no copy of the sources.
+    assert len(set(re.findall(r'src="(thumbs/[0-9a-f]{24}-out\.jpg)"', html))) == n
+    distinct = {hashlib.sha256(p.read_bytes()).digest() for p in (tmp_path / "files" / "images").iterdir()}
+    assert len(set(re.findall(r'src="(thumbs/[0-9a-f]{24}-in\.(?:jpg|png))"', html))) == len(distinct)
+    assert "not fetched yet" not in html
 
 
 def test_a_style_image_beside_a_manifest_in_a_bucket_is_read_from_it_once(s3, sandbox, tmp_path):
@@ -243,3 +253,18 @@ def test_a_style_image_beside_a_manifest_in_a_bucket_is_read_from_it_once(s3, sa
     assert sandbox.ledger_snapshot()["requests"]["submit"] == 3
     table = read_table(s3, "out/results.csv")
     assert [(r["id"], r["variant"], r["status"]) for r in table] == [(f"sku-{i:03d}", "shoot", "done") for i in range(3)]
+
+
+def test_validation_reads_only_images_that_changed_since_a_run_read_them(s3, sandbox, tmp_path, monkeypatch):
+    from pipeline.inputs import stored
+    config = bucket_catalog(s3, tmp_path, 4, base_url=sandbox.base_url)
+    assert main(["run", str(config), "--quiet"]) == 0
+    read = []
+    real = stored._ranges
+    monkeypatch.setattr(stored, "_ranges", lambda store, wanted: (read.extend(w[0] for w in wanted),
+                                                                   real(store, wanted))[1])
+    _, manifest, _ = validate(config)
+    assert len(manifest.items) == 4 and read == []  # the listing alone
+    s3.client.put_object(Bucket="cat", Key="images/p2.jpg", Body=b"edited, and no longer an image")
+    lines = problems_of(config)
+    assert read == ["p2.jpg"] and len(lines) == 1 and "image 'images/p2.jpg' is not an image" in lines[0]

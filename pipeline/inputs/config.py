@@ -131,6 +131,14 @@ class RunConfig:
         """results.csv, or a shard's part of it (results.shard-K-of-N.csv) that `pipeline report` merges."""
         return f"results.{self.shard.name}.csv" if self.shard is not None else "results.csv"
 
+    def with_shard(self, shard: Any) -> RunConfig:
+        """This config for one shard; with output.dir in a bucket, the shard makes its part of the
+        table and its previews in a local directory of its own, so shards never touch each other's."""
+        if self.output_url is None:
+            return dataclasses.replace(self, shard=shard)
+        site = self.state_root / shard.name / SITE_DIR
+        return dataclasses.replace(self, shard=shard, output=dataclasses.replace(self.output, dir=site))
+
     @property
     def checkpoint_path(self) -> Path:
         return self.state_dir / CHECKPOINT_NAME

@@ -1,14 +1,20 @@
 """Images in an object store, checked before anything is spent as local ones are (manifest.check_images).
 
-    problems, sizes = check_stored_images(manifest.items, cfg.storage.options)
+    problems, sizes = check_stored_images(manifest.items, cfg.storage.options, seen)
 
-Each folder is listed once (existence and size of every image in it); then the first bytes of every
-image are read with ranged GETs, concurrently by the backend, and so are a JPEG's last bytes, for
-its end-of-image marker. Only an image those bytes cannot vouch for (a format the quick header
-reader does not know, a JPEG without its end marker) is read whole and decoded.
+Each folder is listed once: existence and size of every image in it. Then one ranged GET per image,
+concurrently by the backend: the first 16 KiB, where a product photo's frame header is (an image of
+up to 64 KiB is read whole, so a JPEG's end-of-image marker is checked too; a bigger one's end is
+checked when the run prepares it for upload, before any order). Only an image those bytes cannot
+vouch for (a format the quick header reader does not know) is read whole and decoded by Pillow.
+
+`seen`: the stat cache of earlier runs ({url: (size, version, sha256)}, store.checkpoint): an image
+a run already read, unchanged since (same size and ETag), is not read again. A nightly run of an
+unchanged catalog costs its listings alone.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -18,16 +24,21 @@ from PIL import Image, UnidentifiedImageError
 from pipeline.media.images import HEAD_BYTES, header_of
 from pipeline.store.remote import Remote, StorageError, describe, is_remote
 
-TAIL_BYTES = 64
 JPEG_EOI = b"\xff\xd9"
-# Product photos put their frame header within the first kilobytes; an EXIF block that pushes it
-# further costs one more read of HEAD_BYTES.
-FIRST_BYTES = 16 * 1024
+FIRST_BYTES = 16 * 1024  # an EXIF block that pushes the frame header further costs one more read
+WHOLE_BYTES = 64 * 1024  # up to this size an image is read whole: one request either way
 
 
-def check_stored_images(items: Iterable, options: Mapping[str, Any] | None = None
+def version_number(version: str) -> int:
+    """An object's version (ETag, ...) as the integer the stat cache keeps where a file's mtime goes."""
+    return int(hashlib.sha256(version.encode()).hexdigest()[:15], 16)
+
+
+def check_stored_images(items: Iterable, options: Mapping[str, Any] | None = None,
+                        seen: Mapping[str, tuple[int, int, str]] | None = None, *, sizes_needed: bool = False,
                         ) -> tuple[dict[str, str], dict[str, tuple[int, int]]]:
-    """({item id: one-line problem}, {url: (width, height)}) for items whose image is a storage URL."""
+    """({item id: one-line problem}, {url: (width, height)}) for items whose image is a storage URL.
+    `sizes_needed`: read the header of a seen image too, for its size (variants check limits with it)."""
     by_folder: dict[str, dict[str, list[str]]] = {}  # folder URL -> object name -> item ids
     images: dict[str, str] = {}
     for item in items:
@@ -40,7 +51,7 @@ def check_stored_images(items: Iterable, options: Mapping[str, Any] | None = Non
     verdicts: dict[str, str | None] = {}
     sizes: dict[str, tuple[int, int]] = {}
     for folder, names in by_folder.items():
-        verdicts.update(_check_folder(folder, list(names), options, sizes))
+        verdicts.update(_check_folder(folder, list(names), options, sizes, {} if sizes_needed else seen or {}))
     problems = {}
     for folder, names in by_folder.items():
         for name, ids in names.items():
@@ -50,7 +61,8 @@ def check_stored_images(items: Iterable, options: Mapping[str, Any] | None = Non
 
 
 def _check_folder(folder: str, names: list[str], options: Mapping[str, Any] | None,
-                  sizes: dict[str, tuple[int, int]]) -> dict[str, str | None]:
+                  sizes: dict[str, tuple[int, int]], seen: Mapping[str, tuple[int, int, str]]
+                  ) -> dict[str, str | None]:
     try:
         store = Remote.open(folder, options)
         listed = store.children()
@@ -64,35 +76,29 @@ def _check_folder(folder: str, names: list[str], options: Mapping[str, Any] | No
             verdicts[url] = f"not found ({url})"
         elif listed[name][0] == 0:
             verdicts[url] = f"is empty: 0 bytes ({url})"
+        elif (known := seen.get(url)) and known[:2] == (listed[name][0], version_number(listed[name][1])):
+            verdicts[url] = None  # read whole by an earlier run, and unchanged since
         else:
             present.append(name)
-    heads = _ranges(store, [(name, 0, min(FIRST_BYTES, listed[name][0])) for name in present])
+    size = {name: listed[name][0] for name in present}
+    heads = _ranges(store, [(name, 0, size[name] if size[name] <= WHOLE_BYTES else FIRST_BYTES)
+                            for name in present])
     longer = [n for n in present if not isinstance(heads[n], BaseException) and header_of(heads[n]) is None
-              and listed[n][0] > FIRST_BYTES]
-    heads.update(_ranges(store, [(name, 0, min(HEAD_BYTES, listed[name][0])) for name in longer]))
-    whole, tails = [], []
+              and size[n] > WHOLE_BYTES]
+    heads.update(_ranges(store, [(name, 0, min(HEAD_BYTES, size[name])) for name in longer]))
+    whole = []
     for name in present:
         url, head = f"{folder}/{name}", heads[name]
         if isinstance(head, BaseException):
             verdicts[url] = f"cannot be read: {describe(head, url)}"
             continue
         header = header_of(head)
-        if header is None:
-            whole.append(name)
+        if header is None or header[0] == "JPEG" and len(head) == size[name] \
+                and not head.rstrip(b"\0").endswith(JPEG_EOI):
+            whole.append(name)  # Pillow decides, and words the problem
             continue
         sizes[url] = (header[1], header[2])
-        if header[0] == "JPEG":
-            tails.append(name)
-        else:
-            verdicts[url] = None
-    size = {name: listed[name][0] for name in present}
-    got = _ranges(store, [(name, max(0, size[name] - TAIL_BYTES), size[name]) for name in tails])
-    for name in tails:
-        tail = got[name]
-        if isinstance(tail, BaseException) or not tail.rstrip(b"\0").endswith(JPEG_EOI):
-            whole.append(name)
-        else:
-            verdicts[f"{folder}/{name}"] = None
+        verdicts[url] = None
     for name, data in store.read_many(whole).items():
         url = f"{folder}/{name}"
         verdicts[url] = f"cannot be read: {describe(data, url)}" if isinstance(data, BaseException) \

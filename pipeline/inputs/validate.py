@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,13 +15,15 @@ from pathlib import Path
 
 from PIL import Image
 
-from pipeline.errors import ConfigError
+from pipeline.errors import CheckpointError, ConfigError
 from pipeline.inputs.config import RunConfig, check_config
 from pipeline.inputs.manifest import InvalidItem, Manifest, load_manifest
 from pipeline.inputs.manifest import check_images as _check_images
 from pipeline.inputs.stored import check_stored_images
 from pipeline.inputs.variants import item_problems, variants_of
 from pipeline.media.images import image_header
+from pipeline.store.checkpoint import Checkpoint
+from pipeline.store.remote import is_remote
 
 
 @dataclass
@@ -62,7 +65,8 @@ def load_checked(cfg: RunConfig, check_images: bool = True) -> Manifest:
     stored_sizes: dict[str, tuple[int, int]] = {}
     if check_images:
         problems = _check_images(manifest.items)
-        stored, stored_sizes = check_stored_images(manifest.items, cfg.storage.options)
+        stored, stored_sizes = check_stored_images(manifest.items, cfg.storage.options, _seen(cfg, manifest),
+                                                   sizes_needed=bool(cfg.variants))
         problems.update(stored)
     if check_images and problems:
         bad = [InvalidItem(item.id, item.row, [f"{manifest.where(item.row, item.id)}: {problems[item.id]}"])
@@ -73,6 +77,18 @@ def load_checked(cfg: RunConfig, check_images: bool = True) -> Manifest:
     if check_images and cfg.variants:
         manifest = _check_variants(cfg, manifest, stored_sizes)
     return manifest
+
+
+def _seen(cfg: RunConfig, manifest: Manifest) -> dict[str, tuple[int, int, str]]:
+    """The stat caches of every checkpoint under state.dir (read-only): stored images earlier runs read."""
+    if not any(item.image_url and is_remote(item.image_url) for item in manifest.items):
+        return {}
+    from pipeline.outputs.publish import checkpoint_paths
+    seen: dict[str, tuple[int, int, str]] = {}
+    for path in checkpoint_paths(cfg):
+        with contextlib.suppress(CheckpointError):  # a damaged checkpoint only costs the reads it would save
+            seen.update(Checkpoint.read_file_hashes(path))
+    return seen
 
 
 def _check_variants(cfg: RunConfig, manifest: Manifest, stored_sizes: dict[str, tuple[int, int]]) -> Manifest:

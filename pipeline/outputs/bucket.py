@@ -42,10 +42,13 @@ def _local_thumbs(cfg: RunConfig) -> set[str]:
         return set()
 
 
-def before_report(cfg: RunConfig) -> set[str]:
-    """The output names in the bucket (one listing); previews the bucket has and this disk lacks (a
-    lost state directory, another shard's pod) are fetched, so the report need not make them again."""
+def before_report(cfg: RunConfig, *, restore: bool = True) -> set[str]:
+    """The output names in the bucket (one listing); with `restore`, previews the bucket has and this
+    disk lacks (a lost state directory, another shard's pod) are fetched, so the report need not make
+    them again (an output's preview cannot be made here: the output is not on this disk)."""
     listing = _store(cfg).sizes()
+    if not restore:
+        return set(listing)
     local = _local_thumbs(cfg)
     missing = [name for name in listing if name.startswith(f"{THUMBS}/")
                and PREVIEW_NAME.fullmatch(name[len(THUMBS) + 1:]) and name[len(THUMBS) + 1:] not in local]
@@ -83,14 +86,14 @@ PART_NAME = re.compile(r"results\.shard-[0-9]+-of-[0-9]+\.csv")
 _STATES = {"done": "done", "failed": "failed"}
 
 
-def stored_rows(cfg: RunConfig) -> dict[str, Row]:
+def stored_rows(cfg: RunConfig, *, whole: bool = False) -> dict[str, Row]:
     """Rows read back from the shards' parts of the results table in the bucket, for `pipeline
     report` on a machine that has not every shard's state directory (an Indexed Job's pods each keep
     theirs on a volume of their own). Only what the table shows: enough for the table and report,
     never for a run (no fingerprint, no upload). With variants, a unit's row stands for its last
-    step, the steps before it done and free."""
+    step, the steps before it done and free. `whole`: results.csv too (the last whole table)."""
     store = _store(cfg)
-    parts = sorted(name for name in store.children() if PART_NAME.fullmatch(name))
+    parts = sorted(name for name in store.children() if PART_NAME.fullmatch(name) or whole and name == "results.csv")
     rows: dict[str, Row] = {}
     for name, data in store.read_many(parts).items():
         if isinstance(data, BaseException):
@@ -111,6 +114,7 @@ def _rows_of(cfg: RunConfig, record: dict[str, str]) -> list[Row]:
               order_id=record.get("order_id") or None, output_url=record.get("output_url") or None,
               output_path=record.get("output_path") or None, output_sha256=record.get("output_sha256") or None,
               error=record.get("error") or None, attempts=_int(record.get("attempts")),
+              image_sha256=record.get("image_sha256") or None,
               credits=_int(record.get("credits")), updated_at=when["finished_at"] or when["submitted_at"], **when)
     variant = record.get("variant")
     if not cfg.variants or not variant:

@@ -13,7 +13,7 @@ from pipeline.errors import CheckpointError
 from pipeline.inputs.config import CHECKPOINT_NAME, RunConfig
 from pipeline.inputs.manifest import Manifest
 from pipeline.outputs import bucket, results
-from pipeline.outputs.report import write_report
+from pipeline.outputs.report import make_previews, write_report
 from pipeline.plan.shards import NAME
 from pipeline.store import history as run_history
 from pipeline.store.checkpoint import RUNS_SHOWN, Checkpoint, Row
@@ -45,6 +45,7 @@ def write_outputs(cfg: RunConfig, manifest: Manifest, rows: dict, *, elapsed_s: 
     tables = [path.name, path.with_suffix(".parquet").name]
     if cfg.shard is not None:
         if cfg.output_url:
+            make_previews(cfg, manifest, rows, bucket.before_report(cfg, restore=False))
             bucket.publish(cfg, tables, whole=False)
             return f"{cfg.output_url}/{path.name}"
         return path

@@ -69,6 +69,14 @@ def write_report(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], *,
     return out_dir / page_name(1)
 
 
+def make_previews(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], stored: set[str]) -> None:
+    """The previews `write_report` would make, and no page: a shard's, when output.dir is a storage
+    URL, uploaded for the report that `pipeline report` makes where the shard's disk is not."""
+    previews = Previews(cfg.output.dir)
+    _cards(cfg, manifest, rows, stored, previews, True)
+    previews.finish()
+
+
 def page_name(number: int) -> str:
     return "report.html" if number == 1 else f"report-{number}.html"
 

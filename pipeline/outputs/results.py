@@ -21,7 +21,8 @@ from pipeline.errors import OutputError
 from pipeline.inputs.manifest import Manifest
 
 COLUMNS = ["id", "status", "image", "prompt", "order_id", "output_url", "output_path",
-           "output_sha256", "error", "attempts", "credits", "submitted_at", "finished_at", "elapsed_s"]
+           "output_sha256", "error", "attempts", "credits", "submitted_at", "finished_at", "elapsed_s",
+           "image_sha256"]
 INT_COLUMNS = ("attempts", "credits")
 STATUS = {"done": "done", "failed": "failed"}  # every other state is still `pending`
 
@@ -77,6 +78,7 @@ def columns(manifest: Manifest, rows: dict[str, Row]) -> dict[str, list]:
         "submitted_at": [_iso(r.submitted_at) if r else None for r in found],
         "finished_at": [_iso(r.finished_at) if r else None for r in found],
         "elapsed_s": [_elapsed(r) for r in found],
+        "image_sha256": [r.image_sha256 if r else None for r in found],  # the source's bytes
     }
     for name in manifest.columns:
         if name not in cols:

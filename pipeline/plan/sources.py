@@ -21,6 +21,7 @@ from pipeline.plan.fetch import FetchError, fetch_image
 from pipeline.store.atomic import write_atomically
 from pipeline.store.checkpoint import Checkpoint
 from pipeline.store.remote import Remote, StorageError, describe, is_remote
+from pipeline.inputs.stored import version_number
 
 FETCHES_AT_ONCE = 16
 
@@ -120,7 +121,7 @@ def hash_stored_images(cfg: RunConfig, items: list[Item], ckpt: Checkpoint | Non
                 unknown[url] = f"not found ({url})"
                 continue
             size, version = listed[name]
-            token = _version_number(version)
+            token = version_number(version)
             known = cache.get(url)
             if known and known[0] == size and known[1] == token and (source_dir / known[2]).exists():
                 by_url[url] = known[2]
@@ -149,11 +150,6 @@ def hash_stored_images(cfg: RunConfig, items: list[Item], ckpt: Checkpoint | Non
         else:
             problems[item.id] = f"cannot read image {item.image_url}: {unknown.get(item.image_url, 'unknown')}"
     return shas, problems
-
-
-def _version_number(version: str) -> int:
-    """An object's version (ETag, ...) as the integer the stat cache keeps where a file's mtime goes."""
-    return int(hashlib.sha256(version.encode()).hexdigest()[:15], 16)
 
 
 async def _fetch_all(cfg: RunConfig, session: aiohttp.ClientSession,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import threading
 import time
@@ -31,7 +32,7 @@ from pipeline.inputs.config import RunConfig
 from pipeline.inputs.manifest import Manifest
 from pipeline.lightx.client import Client
 from pipeline.lightx.pacing import Pacer
-from pipeline.outputs import publish, results
+from pipeline.outputs import bucket, publish, results
 from pipeline.plan.adopt import adopt_outputs
 from pipeline.plan.planner import Plan, failed_rows, plan
 from pipeline.plan.sources import hash_sources
@@ -222,6 +223,13 @@ def _adopt(cfg: RunConfig, ckpt: Checkpoint, items: list, rows: dict[str, Row], 
     adopted = adopt_outputs(items, rows, shas, listing, outputs, api_kind=endpoint.kind)
     if not adopted:
         return
+    # What the table in the bucket says of them (their orders, credits, times) survived too.
+    table = bucket.stored_rows(cfg, whole=True)
+    adopted = [dataclasses.replace(row, order_id=old.order_id, output_url=old.output_url, attempts=old.attempts,
+                                   credits=old.credits, submitted_at=old.submitted_at,
+                                   finished_at=old.finished_at or row.finished_at)
+               if (old := table.get(row.id)) and old.output_sha256 == row.output_sha256 else row
+               for row in adopted]
     log.info("adopted %d outputs already in %s: the checkpoint did not know them, their fingerprints match",
              len(adopted), cfg.output_url)
     if not options.dry_run:

@@ -177,6 +177,12 @@ class Checkpoint:
         return _read_only(path, timeout_s, lambda conn, names: history.read(conn, limit),
                           history.History([], 0, 0, 0))
 
+    @staticmethod
+    def read_file_hashes(path: Path, timeout_s: float = 30.0) -> dict[str, tuple[int, int, str]]:
+        """The stat cache of a checkpoint (path or URL -> size, mtime or version, sha256), read-only."""
+        return _read_only(path, timeout_s, lambda conn, names: {
+            p: (s, m, h) for p, s, m, h in conn.execute("SELECT path, size, mtime_ns, sha256 FROM files")}, {})
+
     def rows(self) -> dict[str, Row]:
         cur = self._conn.execute(f"SELECT {', '.join(COLUMNS)} FROM items")
         return {r[0]: Row(*r) for r in cur}
