@@ -22,18 +22,14 @@ def bucket_catalog(s3, root: Path, n: int = 6, *, base_url: str = "http://127.0.
                    config: dict | None = None) -> Path:
     """A catalog whose manifest and images live in s3://bucket/, and a local config naming it; the
     outputs go to s3://bucket/out and the state to root/state."""
-    write_catalog(root / "files", n, base_url=base_url)
-    (root / "files" / "catalog.yaml").unlink()
-    s3.put_tree(bucket, root / "files")
-    doc = {"manifest": f"s3://{bucket}/catalog.csv", "prompt": "{title} on {scene}",
-           "output": {"dir": f"s3://{bucket}/out"}, "state": {"dir": "state"},
-           "limits": {"concurrency": 8}, "poll": {"interval_s": 0.05}, "api": {"base_url": base_url},
-           "retries": {"backoff_base_s": 0.01, "backoff_max_s": 0.2}}
+    settings: dict = {"output": {"dir": f"s3://{bucket}/out"}, "state": {"dir": "state"}}
     for section, values in (config or {}).items():
-        if isinstance(values, dict):
-            doc.setdefault(section, {}).update(values)
-        else:
-            doc[section] = values
+        settings[section] = {**settings.get(section, {}), **values} if isinstance(values, dict) else values
+    local = write_catalog(root / "files", n, base_url=base_url, config=settings)
+    doc = yaml.safe_load(local.read_text())
+    local.unlink()
+    s3.put_tree(bucket, root / "files")
+    doc["manifest"] = (config or {}).get("manifest", f"s3://{bucket}/catalog.csv")
     path = root / "catalog.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path

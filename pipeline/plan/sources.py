@@ -99,12 +99,10 @@ def hash_stored_images(cfg: RunConfig, items: list[Item], ckpt: Checkpoint | Non
     source_dir = cfg.state_dir / "sources"
     by_url: dict[str, str] = {}
     problems: dict[str, str] = {}
-    wanted: dict[str, list[str]] = {}   # folder URL -> names in it
+    wanted: dict[str, dict[str, None]] = {}   # folder URL -> names in it, in manifest order
     for item in items:
         folder, _, name = item.image_url.rpartition("/")
-        wanted.setdefault(folder, [])
-        if name not in wanted[folder]:
-            wanted[folder].append(name)
+        wanted.setdefault(folder, {})[name] = None
     fresh: list[tuple[str, int, int, str]] = []
     unknown: dict[str, str] = {}       # url -> why it has no hash
     for folder, names in wanted.items():

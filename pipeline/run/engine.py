@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import socket
 import threading
 import time
@@ -20,8 +21,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, Callable
-
-import logging
 
 import aiohttp
 

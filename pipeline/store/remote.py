@@ -29,6 +29,11 @@ EXTRAS = {"s3": ("s3", "s3fs"), "s3a": ("s3", "s3fs"), "gs": ("gcs", "gcsfs"), "
 NOT_STORAGE = frozenset({"blockcache", "cached", "filecache", "simplecache", "dir", "reference", "zip", "tar",
                          "libarchive", "jlab", "jupyter", "dask", "generic", "data", "memory", "http", "https"})
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+CREDENTIAL_HINTS = {"s3": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", "s3a": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                    "gs": "GOOGLE_APPLICATION_CREDENTIALS", "gcs": "GOOGLE_APPLICATION_CREDENTIALS",
+                    "az": "AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY",
+                    "abfs": "AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY",
+                    "abfss": "AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY"}
 # Option names that carry a secret: credentials come from the environment, never from the YAML.
 SECRET_OPTIONS = re.compile(r"(?i)(secret|password|token|credential|account_key|sas|connection_string|^key$)")
 
@@ -119,7 +124,8 @@ def describe(exc: BaseException, url: str) -> str:
     if name in ("NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError") or \
             "credentials" in text.lower() and "unable" in text.lower():
         return (f"{url}: no credentials for {scheme_of(url)}:// (set them in the environment, e.g. "
-                f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the backend's usual files)")
+                f"{CREDENTIAL_HINTS.get(scheme_of(url) or '', 'as its backend documents')}, or the backend's "
+                f"usual files)")
     if isinstance(exc, FileNotFoundError):
         if "bucket" in text.lower():
             return f"{url}: the bucket does not exist ({text})"
@@ -131,15 +137,15 @@ def describe(exc: BaseException, url: str) -> str:
     return f"{url}: {name}: {text}" if text else f"{url}: {name}"
 
 
-_FAULTS: tuple[type[BaseException], ...] = (OSError, ValueError, RuntimeError)
-with contextlib.suppress(ImportError):
-    from botocore.exceptions import BotoCoreError, ClientError
-    _FAULTS += (BotoCoreError, ClientError)
-
-
+@lru_cache(maxsize=1)
 def faults() -> tuple[type[BaseException], ...]:
-    """The exception types a backend raises for a storage fault (not a bug of ours)."""
-    return _FAULTS
+    """The exception types a backend raises for a storage fault (not a bug of ours). botocore is
+    imported here, not at start-up: it costs a quarter of a second a run without a bucket never needs."""
+    found: tuple[type[BaseException], ...] = (OSError, ValueError, RuntimeError)
+    with contextlib.suppress(ImportError):
+        from botocore.exceptions import BotoCoreError, ClientError
+        found += (BotoCoreError, ClientError)
+    return found
 
 
 class Remote:
