@@ -267,7 +267,8 @@ def _manifest_reader(config_path: Path, data: dict) -> RunConfig | None:
     if is_remote(manifest) and (scheme_problem(manifest) or options_problems(options)):
         return None
     return RunConfig(config_path=config_path, manifest_path=_manifest_location(config_path.parent, manifest),
-                     storage=StorageSettings(options=options), output=OutputSettings(filename=filename), prompt=prompt, variants=parse_variants(variants))
+                     storage=StorageSettings(options=options), output=OutputSettings(filename=filename),
+                     prompt=prompt, variants=parse_variants(variants))
 
 
 def api_key(cfg: RunConfig, env: Mapping[str, str] | None = None) -> str | None:

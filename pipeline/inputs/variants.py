@@ -156,9 +156,10 @@ def item_problems(cfg: RunConfig, manifest: Manifest,
                   sizes: Mapping[Path, tuple[int, int] | None]) -> tuple[list[str], dict[str, list[str]]]:
     """(file-level problems, item id -> problems) of every step of every variant, for every item.
 
-    ``sizes`` holds each local source image's size by path, and each stored one's by URL (None: unknown). Sizes are followed along a
-    chain with each tool's ``output_size``; LightX documents none of them, so a background
-    generator, photoshoot or cut-out is assumed to keep its input's size, as the sandbox does.
+    ``sizes`` holds each local source image's size by path, and each stored one's by URL (None:
+    unknown). Sizes are followed along a chain with each tool's ``output_size``; LightX documents
+    none of them, so a background generator, photoshoot or cut-out is assumed to keep its input's
+    size, as the sandbox does.
     An http(s) source's size is unknown until it is fetched, and a source over the upload cap is
     shrunk before it is sent; both are checked at run time, not here.
     """

@@ -67,8 +67,8 @@ def rebuild(config_path: str | Path) -> Path | str:
 
     Every shard's checkpoint under state.dir is read, and so is an unsharded one: one table and one
     report over the whole manifest. With output.dir in a bucket, the shards' parts of the table
-    there stand in for the checkpoints this machine does not have. An item found in several (the shard count changed between
-    runs) is shown as its most recently updated row."""
+    there stand in for the checkpoints this machine does not have. An item found in several (the
+    shard count changed between runs) is shown as its most recently updated row."""
     from pipeline.inputs.validate import validate
     cfg, manifest, _ = validate(config_path, check_images=False)
     paths = checkpoint_paths(cfg)

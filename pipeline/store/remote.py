@@ -29,7 +29,8 @@ EXTRAS = {"s3": ("s3", "s3fs"), "s3a": ("s3", "s3fs"), "gs": ("gcs", "gcsfs"), "
 NOT_STORAGE = frozenset({"blockcache", "cached", "filecache", "simplecache", "dir", "reference", "zip", "tar",
                          "libarchive", "jlab", "jupyter", "dask", "generic", "data", "memory", "http", "https"})
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
-CREDENTIAL_HINTS = {"s3": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", "s3a": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+CREDENTIAL_HINTS = {"s3": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                    "s3a": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
                     "gs": "GOOGLE_APPLICATION_CREDENTIALS", "gcs": "GOOGLE_APPLICATION_CREDENTIALS",
                     "az": "AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY",
                     "abfs": "AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY",
