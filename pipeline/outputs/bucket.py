@@ -42,28 +42,28 @@ def _local_thumbs(cfg: RunConfig) -> set[str]:
         return set()
 
 
-def before_report(cfg: RunConfig, *, restore: bool = True) -> set[str]:
-    """The output names in the bucket (one listing); with `restore`, previews the bucket has and this
-    disk lacks (a lost state directory, another shard's pod) are fetched, so the report need not make
-    them again (an output's preview cannot be made here: the output is not on this disk)."""
+def before_report(cfg: RunConfig, *, restore: bool = True) -> dict[str, int]:
+    """What is in the bucket under output.dir ({name: size}, one listing); with `restore`, previews the
+    bucket has and this disk lacks (a lost state directory, another shard's pod) are fetched, so the
+    report need not make them again (an output's preview cannot be made here: the output is not on
+    this disk). Pass the listing on to `publish`."""
     listing = _store(cfg).sizes()
     if not restore:
-        return set(listing)
+        return listing
     local = _local_thumbs(cfg)
     missing = [name for name in listing if name.startswith(f"{THUMBS}/")
                and PREVIEW_NAME.fullmatch(name[len(THUMBS) + 1:]) and name[len(THUMBS) + 1:] not in local]
     for name, data in _store(cfg).read_many(missing).items():
         if isinstance(data, bytes):
             write_atomically(cfg.output.dir / name, data)
-    return set(listing)
+    return listing
 
 
-def publish(cfg: RunConfig, files: list[str], *, whole: bool) -> None:
-    """Upload `files` (names in the local output.dir) and every preview the bucket lacks. `whole`
-    (the report over the whole catalog was made): previews and report pages the bucket has and
-    this report no longer uses are removed."""
+def publish(cfg: RunConfig, files: list[str], stored: dict[str, int], *, whole: bool) -> None:
+    """Upload `files` (names in the local output.dir) and every preview the bucket lacks (`stored`:
+    the listing `before_report` made). `whole` (the report over the whole catalog was made): previews
+    and report pages the bucket has and this report no longer uses are removed."""
     store = _store(cfg)
-    stored = store.sizes()
     local = _local_thumbs(cfg)
     names = [name for name in files if (cfg.output.dir / name).is_file()]
     names += sorted(f"{THUMBS}/{name}" for name in local if f"{THUMBS}/{name}" not in stored)

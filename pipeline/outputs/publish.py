@@ -45,8 +45,9 @@ def write_outputs(cfg: RunConfig, manifest: Manifest, rows: dict, *, elapsed_s: 
     tables = [path.name, path.with_suffix(".parquet").name]
     if cfg.shard is not None:
         if cfg.output_url:
-            make_previews(cfg, manifest, rows, bucket.before_report(cfg, restore=False))
-            bucket.publish(cfg, tables, whole=False)
+            stored = bucket.before_report(cfg, restore=False)
+            make_previews(cfg, manifest, rows, set(stored))
+            bucket.publish(cfg, tables, stored, whole=False)
             return f"{cfg.output_url}/{path.name}"
         return path
     if history is not None:
@@ -54,10 +55,11 @@ def write_outputs(cfg: RunConfig, manifest: Manifest, rows: dict, *, elapsed_s: 
         history = run_history.merged([history, *(Checkpoint.read_history(p) for p in others)],
                                      RUNS_SHOWN)
     stored = bucket.before_report(cfg) if cfg.output_url else None
-    write_report(cfg, manifest, rows, summary={"elapsed_s": elapsed_s, "history": history}, stored=stored)
-    if cfg.output_url:
+    write_report(cfg, manifest, rows, summary={"elapsed_s": elapsed_s, "history": history},
+                 stored=None if stored is None else set(stored))
+    if stored is not None:
         pages = sorted(name for name in os.listdir(cfg.output.dir) if bucket.PAGE_NAME.fullmatch(name))
-        bucket.publish(cfg, tables + pages, whole=True)
+        bucket.publish(cfg, tables + pages, stored, whole=True)
         return f"{cfg.output_url}/{path.name}"
     return path
 
