@@ -27,6 +27,7 @@ from pipeline.store.remote import Remote, StorageError, describe, is_remote
 JPEG_EOI = b"\xff\xd9"
 FIRST_BYTES = 16 * 1024  # an EXIF block that pushes the frame header further costs one more read
 WHOLE_BYTES = 64 * 1024  # up to this size an image is read whole: one request either way
+WHOLE_BATCH = 64
 
 
 def version_number(version: str) -> int:
@@ -99,10 +100,11 @@ def _check_folder(folder: str, names: list[str], options: Mapping[str, Any] | No
             continue
         sizes[url] = (header[1], header[2])
         verdicts[url] = None
-    for name, data in store.read_many(whole).items():
-        url = f"{folder}/{name}"
-        verdicts[url] = f"cannot be read: {describe(data, url)}" if isinstance(data, BaseException) \
-            else _decoded_problem(data, url, sizes)
+    for start in range(0, len(whole), WHOLE_BATCH):  # whole images in memory a batch at a time
+        for name, data in store.read_many(whole[start:start + WHOLE_BATCH]).items():
+            url = f"{folder}/{name}"
+            verdicts[url] = f"cannot be read: {describe(data, url)}" if isinstance(data, BaseException) \
+                else _decoded_problem(data, url, sizes)
     return verdicts
 
 
