@@ -91,6 +91,9 @@ def _read_only(path: Path, timeout_s: float, read, empty):
     except sqlite3.Error as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
     try:
+        # One read transaction: read apart, the header and the tables could straddle the commit of the
+        # run creating this checkpoint (no application id yet, its tables already there: "foreign").
+        conn.execute("BEGIN")
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         names = {r[1] for r in conn.execute("PRAGMA table_info(items)")}
         if app_id == 0 and not names:
