@@ -25,7 +25,8 @@ import yaml
 from pipeline.errors import ConfigError
 from pipeline.inputs.schema import DEFAULT_KEY_ENV, schema_checker, schema_problems
 from pipeline.inputs.variants import Variant, config_problems, parse_variants, relabel
-from pipeline.store.remote import Remote, describe, faults, is_remote, local_path, options_problems, scheme_problem
+from pipeline.store.remote import (Remote, describe, faults, is_missing_bucket, is_remote, local_path,
+                                   options_problems, scheme_problem)
 
 DEFAULT_BASE_URL = "https://api.lightxeditor.com/external/api"
 BASE_URL_ENV = "LIGHTX_BASE_URL"
@@ -420,7 +421,7 @@ def _read_stored(url: str, shown: str, kind: str, options: Mapping[str, Any] | N
     try:
         return store.fs.cat_file(store.root)
     except FileNotFoundError as exc:
-        if "bucket" in str(exc).lower():
+        if is_missing_bucket(exc):
             raise ConfigError(describe(exc, url)) from None
         raise ConfigError(f"{shown}: {kind} not found") from None
     except IsADirectoryError:

@@ -14,7 +14,6 @@ unchanged catalog costs its listings alone.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -28,11 +27,6 @@ JPEG_EOI = b"\xff\xd9"
 FIRST_BYTES = 16 * 1024  # an EXIF block that pushes the frame header further costs one more read
 WHOLE_BYTES = 64 * 1024  # up to this size an image is read whole: one request either way
 WHOLE_BATCH = 64
-
-
-def version_number(version: str) -> int:
-    """An object's version (ETag, ...) as the integer the stat cache keeps where a file's mtime goes."""
-    return int(hashlib.sha256(version.encode()).hexdigest()[:15], 16)
 
 
 def check_stored_images(items: Iterable, options: Mapping[str, Any] | None = None,
@@ -77,7 +71,7 @@ def _check_folder(folder: str, names: list[str], options: Mapping[str, Any] | No
             verdicts[url] = f"not found ({url})"
         elif listed[name][0] == 0:
             verdicts[url] = f"is empty: 0 bytes ({url})"
-        elif (known := seen.get(url)) and known[:2] == (listed[name][0], version_number(listed[name][1])):
+        elif (known := seen.get(url)) and known[:2] == listed[name]:
             verdicts[url] = None  # read whole by an earlier run, and unchanged since
         else:
             present.append(name)

@@ -52,7 +52,7 @@ _UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,  
 _ORIENTATION = 0x0112
 _DIRECT = ".direct"
 _PREVIEW_KEY = re.compile(r"[0-9a-f]{24}-(?:in|out)")
-_PREVIEW_NAME = PREVIEW_NAME = re.compile(r"([0-9a-f]{24}-(?:in|out))\.(?:jpg|png|webp|gif)")
+PREVIEW_NAME = re.compile(r"([0-9a-f]{24}-(?:in|out))\.(?:jpg|png|webp|gif)")
 
 
 def thumbnail(src: Path | str, dest: Path, size: int = THUMB_SIZE) -> bool:
@@ -136,7 +136,7 @@ class Previews:
             names = os.listdir(self.dir)
         except OSError as exc:
             raise OutputError(f"cannot write thumbnails in {self.dir}: {exc.strerror or exc}") from None
-        self.made = {m[1]: f"{THUMBS}/{name}" for name in names if (m := _PREVIEW_NAME.fullmatch(name))}
+        self.made = {m[1]: f"{THUMBS}/{name}" for name in names if (m := PREVIEW_NAME.fullmatch(name))}
         try:
             self.as_is = set((self.dir / _DIRECT).read_text("ascii").split())
         except (OSError, ValueError):

@@ -28,11 +28,18 @@ CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".csv": "text/csv; charset
                  ".parquet": "application/vnd.apache.parquet", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                  ".png": "image/png", ".webp": "image/webp", ".gif": "image/gif"}
 PUTS_AT_ONCE = 16
+FETCHES_AT_ONCE = 256  # previews fetched back per batch (a few KB each)
 PAGE_NAME = re.compile(r"report(-[0-9]+)?\.html")  # outputs/report.page_name
 
 
 def _store(cfg: RunConfig) -> Remote:
     return Remote.open(cfg.output_url, cfg.storage.options)
+
+
+def _previews_in(listing: dict[str, int]) -> set[str]:
+    """Names of the previews (as the report makes them) in thumbs/ of a bucket listing."""
+    cut = len(THUMBS) + 1
+    return {name[cut:] for name in listing if name.startswith(f"{THUMBS}/") and PREVIEW_NAME.fullmatch(name[cut:])}
 
 
 def _local_thumbs(cfg: RunConfig) -> set[str]:
@@ -47,15 +54,15 @@ def before_report(cfg: RunConfig, *, restore: bool = True) -> dict[str, int]:
     bucket has and this disk lacks (a lost state directory, another shard's pod) are fetched, so the
     report need not make them again (an output's preview cannot be made here: the output is not on
     this disk). Pass the listing on to `publish`."""
-    listing = _store(cfg).sizes()
+    store = _store(cfg)
+    listing = store.sizes()
     if not restore:
         return listing
-    local = _local_thumbs(cfg)
-    missing = [name for name in listing if name.startswith(f"{THUMBS}/")
-               and PREVIEW_NAME.fullmatch(name[len(THUMBS) + 1:]) and name[len(THUMBS) + 1:] not in local]
-    for name, data in _store(cfg).read_many(missing).items():
-        if isinstance(data, bytes):
-            write_atomically(cfg.output.dir / name, data)
+    missing = [f"{THUMBS}/{name}" for name in sorted(_previews_in(listing) - _local_thumbs(cfg))]
+    for start in range(0, len(missing), FETCHES_AT_ONCE):  # a batch in memory at a time
+        for name, data in store.read_many(missing[start:start + FETCHES_AT_ONCE]).items():
+            if isinstance(data, bytes):
+                write_atomically(cfg.output.dir / name, data)
     return listing
 
 
@@ -76,8 +83,7 @@ def publish(cfg: RunConfig, files: list[str], stored: dict[str, int], *, whole: 
             list(pool.map(put, names))  # the first fault (OutputError) is raised here
     if whole:
         # Only names the report makes: an output the manifest put in thumbs/ is never touched.
-        stale = [name for name in stored if name.startswith(f"{THUMBS}/")
-                 and PREVIEW_NAME.fullmatch(name[len(THUMBS) + 1:]) and name[len(THUMBS) + 1:] not in local]
+        stale = [f"{THUMBS}/{name}" for name in sorted(_previews_in(stored) - local)]
         stale += [name for name in stored if PAGE_NAME.fullmatch(name) and name not in files]
         store.remove(stale)
 

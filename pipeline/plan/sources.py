@@ -21,7 +21,6 @@ from pipeline.plan.fetch import FetchError, fetch_image
 from pipeline.store.atomic import write_atomically
 from pipeline.store.checkpoint import Checkpoint
 from pipeline.store.remote import Remote, StorageError, describe, is_remote
-from pipeline.inputs.stored import version_number
 
 FETCHES_AT_ONCE = 16
 
@@ -118,8 +117,7 @@ def hash_stored_images(cfg: RunConfig, items: list[Item], ckpt: Checkpoint | Non
             if name not in listed:
                 unknown[url] = f"not found ({url})"
                 continue
-            size, version = listed[name]
-            token = version_number(version)
+            size, token = listed[name]
             known = cache.get(url)
             if known and known[0] == size and known[1] == token and (source_dir / known[2]).exists():
                 by_url[url] = known[2]

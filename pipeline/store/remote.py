@@ -13,6 +13,7 @@ by botocore's standard `AWS_ENDPOINT_URL`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import posixpath
 import re
 from collections.abc import Iterable, Mapping
@@ -128,7 +129,7 @@ def describe(exc: BaseException, url: str) -> str:
                 f"{CREDENTIAL_HINTS.get(scheme_of(url) or '', 'as its backend documents')}, or the backend's "
                 f"usual files)")
     if isinstance(exc, FileNotFoundError):
-        if "bucket" in text.lower():
+        if is_missing_bucket(exc):
             return f"{url}: the bucket does not exist ({text})"
         return f"{url}: not found"
     if isinstance(exc, PermissionError):
@@ -183,35 +184,36 @@ class Remote:
         except faults() as exc:
             raise StorageError(describe(exc, self.url_of(name) if name else self.url)) from None
 
-    def listing(self) -> dict[str, tuple[int, str]]:
+    def listing(self) -> dict[str, tuple[int, int]]:
         """{name relative to the root: (size, version)} of every object below it: one listing, paged by
-        the backend; `version` is what changes when the object does (ETag, else its modification time).
+        the backend; `version` is what changes when the object does (from its ETag, else its modification
+        time), as the integer the checkpoint's stat cache keeps where a file's mtime goes.
         A root that does not exist yet is empty; a bucket that does not exist is a StorageError."""
         self.fs.invalidate_cache()
         try:
             found = self.fs.find(self.root, detail=True)
         except FileNotFoundError as exc:
-            if "bucket" in str(exc).lower():
+            if is_missing_bucket(exc):
                 raise StorageError(describe(exc, self.url)) from None
             found = {}
         except faults() as exc:
             raise StorageError(describe(exc, self.url)) from None
         cut = len(self.root) + 1
-        return {path[cut:]: (int(info.get("size") or 0), version_of(info)) for path, info in found.items()
+        return {path[cut:]: (int(info.get("size") or 0), _version(info)) for path, info in found.items()
                 if info.get("type") != "directory" and path.startswith(self.root + "/")}
 
-    def children(self) -> dict[str, tuple[int, str]]:
+    def children(self) -> dict[str, tuple[int, int]]:
         """As `listing`, for the objects directly in the root only (one folder of a catalog's images)."""
         self.fs.invalidate_cache(self.root)
         try:
             found = self.fs.ls(self.root, detail=True)
         except FileNotFoundError as exc:
-            if "bucket" in str(exc).lower():
+            if is_missing_bucket(exc):
                 raise StorageError(describe(exc, self.url)) from None
             found = []
         except faults() as exc:
             raise StorageError(describe(exc, self.url)) from None
-        return {info["name"].rsplit("/", 1)[-1]: (int(info.get("size") or 0), version_of(info)) for info in found
+        return {info["name"].rsplit("/", 1)[-1]: (int(info.get("size") or 0), _version(info)) for info in found
                 if info.get("type") != "directory"}
 
     def sizes(self) -> dict[str, int]:
@@ -234,14 +236,6 @@ class Remote:
             self.fs.pipe_file(self.path(name), data, **_put_options(self.fs, content_type, metadata))
         except faults() as exc:
             raise OutputError(f"cannot write {describe(exc, self.url_of(name))}") from None
-
-    def put_files(self, pairs: Iterable[tuple[str, str]], content_types: Mapping[str, str]) -> None:
-        """Upload local files [(local path, name)], each as one object with its Content-Type."""
-        for local, name in pairs:
-            with open(local, "rb") as fh:
-                data = fh.read()
-            self.put(name, data, content_type=content_types.get(posixpath.splitext(name)[1].lower(),
-                                                                "application/octet-stream"))
 
     def remove(self, names: Iterable[str]) -> None:
         paths = [self.path(name) for name in names]
@@ -267,12 +261,17 @@ class Remote:
         self.remove([probe])
 
 
-def version_of(info: Mapping[str, Any]) -> str:
-    """What identifies this version of an object in a listing: ETag, generation or modification time."""
-    for key in ("ETag", "etag", "generation", "md5Hash", "LastModified", "last_modified", "mtime", "updated"):
-        if info.get(key):
-            return f"{key}={info[key]}"
-    return ""
+def _version(info: Mapping[str, Any]) -> int:
+    """What identifies this version of an object in a listing (ETag, generation or modification
+    time), as a 60-bit integer."""
+    found = next((f"{key}={info[key]}" for key in ("ETag", "etag", "generation", "md5Hash", "LastModified",
+                                                     "last_modified", "mtime", "updated") if info.get(key)), "")
+    return int(hashlib.sha256(found.encode()).hexdigest()[:15], 16)
+
+
+def is_missing_bucket(exc: BaseException) -> bool:
+    """A FileNotFoundError for the bucket itself, not for one object in it (the backends say so in words)."""
+    return isinstance(exc, FileNotFoundError) and "bucket" in str(exc).lower()
 
 
 def _put_options(fs: Any, content_type: str, metadata: Mapping[str, str] | None) -> dict:
