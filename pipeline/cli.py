@@ -28,7 +28,7 @@ _stderr_handler: logging.Handler | None = None
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pipeline", description="Batch product photos through LightX's AI Background Generator.",
-        epilog="exit codes: 0 all done · 1 failures or unfinished items · 2 invalid config, manifest "
+        epilog="exit codes: 0 all done (or held for review) · 1 failures or unfinished items · 2 invalid config, manifest "
                "or usage · 75 another run holds the checkpoint · 130 interrupted")
     parser.add_argument("--version", action=_Version, help="print the distribution name and version, then exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -80,6 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(with output.dir in a bucket, a shard whose state directory is not on "
                                    "this machine is read from its part of the table there). Makes no API call.")
     p.add_argument("config", help="path to the YAML config")
+
+    p = sub.add_parser("review", parents=[common], help="list the outputs held for their fidelity; approve or reject them",
+                       description="List the outputs held in state review (their fidelity is below "
+                                   "qa.min_fidelity), or decide on them: --approve makes them done, "
+                                   "--reject has the next `pipeline run` buy them again (1 credit each, "
+                                   "at most qa.max_rebuys times per item). Makes no API call.")
+    p.add_argument("config", help="path to the YAML config")
+    p.add_argument("--approve", nargs="+", metavar="ID", default=[], help="accept these held outputs as done")
+    p.add_argument("--reject", nargs="+", metavar="ID", default=[], help="have the next run buy these again")
+    p.add_argument("--reason", help="why, kept with each decision in the checkpoint")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = sub.add_parser("sandbox", help="serve the LightX-compatible sandbox on loopback",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -217,7 +228,8 @@ def cmd_run(args: argparse.Namespace) -> int:
               if args.json else _plan_line(the_plan))
         return 0
     counts = result.counts
-    line = (f"done {counts['done']} · failed {counts['failed']} · pending {counts['pending']} · "
+    line = (f"done {counts['done']} · review {counts['review']} · failed {counts['failed']} · "
+            f"pending {counts['pending']} · "
             f"{result.credits} credits spent · {result.elapsed_s:.1f} s · results: {result.results_path}")
     if result.message:
         _err(f"stopped: {result.message}")
@@ -246,6 +258,32 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pipeline.outputs.publish import rebuild
     print(f"report: {rebuild(args.config)}")
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from pipeline.inputs.config import load_config
+    from pipeline.outputs import review
+    from pipeline.outputs.publish import rebuild
+    cfg = load_config(args.config)
+    outcome = review.Outcome()
+    if args.approve or args.reject:
+        outcome = review.decide(cfg, approve=args.approve, reject=args.reject, reason=args.reason)
+        rebuild(args.config)  # the table and report show the decisions now
+    held = review.held_items(cfg)
+    if args.json:
+        print(json.dumps(_document("review", 0, counts={"review": len(held), "approved": len(outcome.approved),
+                                                        "rejected": len(outcome.rejected)},
+                                   credits={"next_run": len(outcome.rejected)}, problems=[],
+                                   held=held, approved=outcome.approved, rejected=outcome.rejected)))
+        return 0
+    if outcome.approved or outcome.rejected:
+        print(f"approved {len(outcome.approved)} · rejected {len(outcome.rejected)} "
+              f"(the next `pipeline run` buys them again: {len(outcome.rejected)} credits)")
+    print(f"held for review: {len(held)}")
+    for item in held:
+        print(f"  {item['id']}: fidelity {item['fidelity']:.2f} · SSIM {item['ssim']:.2f} · ΔE {item['delta_e']:.1f}"
+              f" · IoU {item['iou']:.2f} · {item['output_path']}\n    {item['approve']}\n    {item['reject']}")
     return 0
 
 
@@ -292,7 +330,7 @@ def _confirmer():
     return confirm
 
 
-COMMANDS = {"validate": cmd_validate, "run": cmd_run, "status": cmd_status, "report": cmd_report,
+COMMANDS = {"validate": cmd_validate, "run": cmd_run, "status": cmd_status, "report": cmd_report, "review": cmd_review,
             "sandbox": cmd_sandbox}
 
 if __name__ == "__main__":

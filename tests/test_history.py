@@ -138,7 +138,7 @@ def test_an_older_checkpoint_gains_the_history_in_place_with_what_it_knew(tmp_pa
     assert before["note"] == history.BEFORE_HISTORY and before["exit_code"] is None
     assert _schema(path) == 2
     assert main(["run", str(config), "--quiet", "--force"]) == 0  # the run upgrades it in place
-    assert _schema(path) == SCHEMA_VERSION == 3
+    assert _schema(path) == SCHEMA_VERSION == 4
     doc = status(capsys, config)
     assert doc["credits"]["all_time"] == sandbox.ledger_snapshot()["credits"] == 4
     assert [r["note"] is None for r in doc["runs"]] == [True, False]

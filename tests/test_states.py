@@ -24,7 +24,9 @@ def stored(ckpt: Checkpoint, item_id: str) -> tuple:
 
 
 def test_every_state_but_the_last_two_has_a_stage_and_a_way_forward():
-    assert set(STAGES) == set(State) - {State.DONE, State.FAILED}
+    # review waits for a person (`pipeline review`), not for a stage
+    assert set(STAGES) == set(State) - {State.DONE, State.FAILED, State.REVIEW}
+    assert {b for a, b in TRANSITIONS if a == State.REVIEW} == {State.DONE, State.PENDING, State.GENERATED}
     for state in STAGES:
         assert any(a == state and b != State.FAILED for a, b in TRANSITIONS), state
     assert not any(a == State.FAILED for a, _ in TRANSITIONS)  # the planner starts those afresh

@@ -90,6 +90,12 @@ class BudgetSettings:
 
 
 @dataclass(frozen=True)
+class QaSettings:
+    min_fidelity: float = 0.5   # an output below it is held for review (docs/fidelity.md); 0: no gate
+    max_rebuys: int = 1         # orders a rejected item may get again, per item
+
+
+@dataclass(frozen=True)
 class ImageSettings:
     max_upload_bytes: int = 5_242_880
     remote_timeout_s: float = 30.0
@@ -109,6 +115,7 @@ class RunConfig:
     images: ImageSettings = field(default_factory=ImageSettings)
     state: StateSettings = field(default_factory=StateSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    qa: QaSettings = field(default_factory=QaSettings)
     # output.dir as a storage URL (s3://cat/out): outputs are written there, and output.dir is then
     # the local directory where the results table and report are made before they are uploaded.
     output_url: str | None = None
@@ -149,7 +156,7 @@ class RunConfig:
 SECTIONS: dict[str, type] = {
     "output": OutputSettings, "limits": Limits, "poll": PollSettings, "api": ApiSettings,
     "retries": RetrySettings, "budget": BudgetSettings, "images": ImageSettings, "state": StateSettings,
-    "storage": StorageSettings,
+    "storage": StorageSettings, "qa": QaSettings,
 }
 SITE_DIR = "site"  # under state.dir, when output.dir is a URL: the table and report before their upload
 

@@ -30,13 +30,14 @@ from pipeline.store.checkpoint import Row
 from pipeline.inputs.config import RunConfig, output_name_problem
 from pipeline.errors import OutputError
 from pipeline.inputs.manifest import Manifest
+from pipeline.outputs import review_card as review
 from pipeline.outputs.results import status_of
 from pipeline.media.previews import THUMB_SIZE, Previews
 from pipeline.store.atomic import write_atomically
 
 PAGE_SIZE = 500  # cards per page: about 0.5 MB of HTML
-ORDER = ("failed", "pending", "done")
-TITLES = {"failed": "Failed", "pending": "Pending", "done": "Done"}
+ORDER = ("review", "failed", "pending", "done")  # held for review first: someone must look at them
+TITLES = {"review": "Held for review", "failed": "Failed", "pending": "Pending", "done": "Done"}
 _PAGE_NAME = re.compile(r"report-([0-9]+)\.html")
 # Names made only of these need no quoting in an href (quote() leaves them as they are): most
 # output names are, and the check is 10x cheaper than quote() on 100k cards.
@@ -102,6 +103,7 @@ class _Card:
     source_src: str | None = None    # <img src>, relative to output.dir
     output_src: str | None = None
     output_href: str | None = None   # the output file, relative to output.dir, URL-quoted
+    extra: str = ""                  # a held item's score, heat-map and review commands (outputs/review.py)
     source_note: str = "Input unavailable"  # shown when there is no source_src
 
     def source_preview(self, src: str, shown: str | None) -> None:
@@ -136,7 +138,7 @@ def _cards(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], out_names: 
         if row is None:
             card, sha = _Card(item.id, status, item.prompt), None
         else:
-            card = _Card(item.id, status, item.prompt, None if status == "done" else row.error,
+            card = _Card(item.id, status, item.prompt, None if status in ("done", "review") else row.error,
                          row.order_id, row.credits, row.attempts)
             sha = row.image_sha256
         groups[status].append(card)
@@ -149,7 +151,10 @@ def _cards(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], out_names: 
             src = None
         if src is not None and (key := previews.key("in", sha, src)) is not None:
             card.source_src = previews.show(key, src, None, partial(card.source_preview, src))
-        if status != "done" or not (name := row.output_path):
+        if status == "review":
+            card.extra = review.card_html(cfg, row, (cfg.output.dir / review.heatmap_name(
+                row.output_sha256 or "")).is_file())
+        if status not in ("done", "review") or not (name := row.output_path):
             continue
         # The manifest's names were checked to stay inside output.dir when it was loaded; any other
         # name comes from a file on disk and must prove it, symlinks resolved.
@@ -250,7 +255,8 @@ class _Book:
         return "".join(parts)
 
     def _stats(self) -> str:
-        stats: list[tuple[str, str, int | str]] = [
+        stats: list[tuple[str, str, int | str]] = [("review", "Held for review", self.counts["review"])] * bool(
+            self.counts["review"]) + [
             ("done", "Done", self.counts["done"]), ("failed", "Failed", self.counts["failed"]),
             ("pending", "Pending", self.counts["pending"]), ("", "Credits spent", self.credits)]
         if self.summary.get("elapsed_s") is not None:
@@ -295,7 +301,7 @@ class _Book:
 
     def _bar(self) -> str:
         spans = "".join(f'<span class="{kind}" style="flex-grow:{self.counts[kind]}"></span>'
-                        for kind in ("done", "failed", "pending") if self.counts[kind])
+                        for kind in ("done", "review", "failed", "pending") if self.counts[kind])
         return f'<div class="bar" aria-hidden="true">{spans}</div>\n'
 
     def _nav(self, number: int) -> str:
@@ -343,7 +349,7 @@ def _card(card: _Card) -> str:
             f'<div class="pair"><figure>{source}<figcaption>Input</figcaption></figure>'
             f'<figure>{output}<figcaption>Output</figcaption></figure></div>{prompt}{error}'
             f'<dl class="meta">{order}<div><dt>Credits</dt><dd>{int(card.credits or 0)}</dd></div>'
-            f'{attempts}</dl></article>\n')
+            f'{attempts}</dl>{card.extra}</article>\n')
 
 
 # The frame's size, for layout before loading; CSS keeps each image's own aspect ratio.
@@ -359,11 +365,15 @@ def _placeholder(text: str) -> str:
 
 
 _NO_OUTPUT = {status: _frame(_placeholder(text)) for status, text in (
-    ("done", "Output file missing"), ("failed", "No output"), ("pending", "Not generated yet"))}
+    ("done", "Output file missing"), ("failed", "No output"), ("pending", "Not generated yet"),
+    ("review", "Output file missing"))}
 
 
 def _options(options: dict) -> str:
     """A run's options as its command line would show them."""
+    if options.get("command") == "review":
+        return ", ".join(f"{word}: {' '.join(options.get(word) or [])}" for word in ("approved", "rejected")
+                         if options.get(word)) + (f" ({options['reason']})" if options.get("reason") else "")
     words = ["--sandbox"] if options.get("api") == "sandbox" else []
     words += [flag for flag, key in (("--force", "force"), ("--skip-invalid", "skip_invalid")) if options.get(key)]
     if options.get("only_count"):
@@ -386,7 +396,7 @@ def _duration(seconds: float) -> str:
 CSS = """
 :root{color-scheme:light dark;--bg:#f5f6f8;--card:#fff;--line:#e2e5ea;--text:#1c2026;--muted:#667080;
 --frame:#eef0f3;--done:#1f8a4c;--done-bg:#e3f4ea;--failed:#c2362f;--failed-bg:#fbe7e5;--pending:#a66300;
---pending-bg:#fdf0d9;--link:#2457c5}
+--pending-bg:#fdf0d9;--link:#2457c5;--review:#7a3fc2}
 @media (prefers-color-scheme:dark){:root{--bg:#111317;--card:#1a1d23;--line:#2b3038;--text:#e5e7eb;
 --muted:#98a1ae;--frame:#0d0f12;--done:#4cc982;--done-bg:#173225;--failed:#f07167;--failed-bg:#3a1b1a;
 --pending:#f0b54a;--pending-bg:#3a2d14;--link:#8ab4ff}}
@@ -411,6 +421,9 @@ a.stat:hover{border-color:var(--muted)}
 .bar{display:flex;height:6px;margin:0 -32px;background:var(--line)}
 .bar span.done{background:var(--done)}.bar span.failed{background:var(--failed)}
 .bar span.pending{background:var(--pending)}
+.bar span.review,.card.review{background:var(--review)}.card.review{border-top:3px solid var(--review);background:var(--card)}
+.badge.review,.stat.review .value{color:var(--review)}.cmd{margin:6px 0 0;padding:6px 8px;white-space:pre-wrap;
+word-break:break-all;background:var(--frame);border-radius:6px;font-size:12px;user-select:all}
 main{padding:8px 32px 32px}
 h2{font-size:16px;margin:24px 0 12px;font-weight:650}
 h2 .count{color:var(--muted);font-weight:500}

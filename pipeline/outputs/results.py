@@ -22,9 +22,11 @@ from pipeline.inputs.manifest import Manifest
 
 COLUMNS = ["id", "status", "image", "prompt", "order_id", "output_url", "output_path",
            "output_sha256", "error", "attempts", "credits", "submitted_at", "finished_at", "elapsed_s",
-           "image_sha256"]
+           "image_sha256", "fidelity", "fidelity_ssim", "fidelity_delta_e", "fidelity_iou", "fidelity_note",
+           "review", "review_reason", "reviewed_at"]
+FLOAT_COLUMNS = ("elapsed_s", "fidelity", "fidelity_ssim", "fidelity_delta_e", "fidelity_iou")
 INT_COLUMNS = ("attempts", "credits")
-STATUS = {"done": "done", "failed": "failed"}  # every other state is still `pending`
+STATUS = {"done": "done", "failed": "failed", "review": "review"}  # every other state is still `pending`
 
 
 def by_variant(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row]) -> tuple[Manifest, dict[str, Row]]:
@@ -52,7 +54,7 @@ def status_of(row: Row | None) -> str:
 
 
 def status_counts(manifest: Manifest, rows: dict[str, Row]) -> Counter:
-    counts = Counter({"done": 0, "failed": 0, "pending": 0})
+    counts = Counter({"done": 0, "failed": 0, "pending": 0, "review": 0})
     for item in manifest.items:
         counts[status_of(rows.get(item.id))] += 1
     counts["failed"] += len(manifest.invalid)
@@ -62,7 +64,7 @@ def status_counts(manifest: Manifest, rows: dict[str, Row]) -> Counter:
 def columns(manifest: Manifest, rows: dict[str, Row]) -> dict[str, list]:
     """The table as columns: one entry per current manifest item, invalid ones last, as failed."""
     found = [rows.get(item.id) for item in manifest.items]
-    done = [r is not None and r.state == "done" for r in found]
+    done = [r is not None and r.state in ("done", "review") for r in found]  # a held output is on disk
     cols: dict[str, list] = {
         "id": [item.id for item in manifest.items],
         "status": [status_of(r) for r in found],
@@ -79,6 +81,11 @@ def columns(manifest: Manifest, rows: dict[str, Row]) -> dict[str, list]:
         "finished_at": [_iso(r.finished_at) if r else None for r in found],
         "elapsed_s": [_elapsed(r) for r in found],
         "image_sha256": [r.image_sha256 if r else None for r in found],  # the source's bytes
+        **{name: [getattr(r, name) if ok else None for r, ok in zip(found, done)]
+           for name in ("fidelity", "fidelity_ssim", "fidelity_delta_e", "fidelity_iou", "fidelity_note")},
+        "review": [r.review if r else None for r in found],
+        "review_reason": [r.review_reason if r else None for r in found],
+        "reviewed_at": [_iso(r.reviewed_at) if r else None for r in found],
     }
     for name in manifest.columns:
         if name not in cols:
@@ -184,7 +191,7 @@ def _write_parquet(names: list[str], table_rows: int, csv_path: Path, path: str)
     # one CRLF per line, so that count tells.
     plain = data.count(b"\n") == data.count(b"\r") == table_rows + 1
     types = {name: pa.string() for name in names}
-    types.update({name: pa.int64() for name in INT_COLUMNS}, elapsed_s=pa.float64())
+    types.update({name: pa.int64() for name in INT_COLUMNS}, **{name: pa.float64() for name in FLOAT_COLUMNS})
     table = pacsv.read_csv(
         pa.BufferReader(data),
         read_options=pacsv.ReadOptions(block_size=1 << 24),

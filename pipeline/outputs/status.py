@@ -32,7 +32,8 @@ def read_status(config_path: str, runs: int = RUNS_SHOWN) -> dict:
     doc: dict = {"checkpoint": shown, "exists": bool(paths),
                  "counts": dict.fromkeys(("items", *COUNTED), 0),
                  "credits": {"spent": 0, "last_run": None, "all_time": 0},
-                 "in_flight": 0, "failures": [], "notes": [], "runs": [], "total_runs": 0}
+                 "in_flight": 0, "failures": [], "notes": [], "runs": [], "total_runs": 0, "review": [],
+                 "decisions": []}
     if not paths:
         return doc
     try:
@@ -53,6 +54,11 @@ def read_status(config_path: str, runs: int = RUNS_SHOWN) -> dict:
     doc["notes"] = [{"id": r.id, "state": str(r.state), "error": r.error}
                     for r in sorted(rows.values(), key=lambda r: r.id)
                     if r.state not in ("done", "failed") and r.error]
+    doc["review"] = [{"id": r.id, "fidelity": r.fidelity, "last_decision": r.review}
+                     for r in sorted(rows.values(), key=lambda r: r.id) if r.state == "review"]
+    doc["decisions"] = [{"id": r.id, "decision": r.review, "reason": r.review_reason, "at": r.reviewed_at,
+                         "state": str(r.state)}
+                        for r in sorted(rows.values(), key=lambda r: -(r.reviewed_at or 0)) if r.review]
     if cfg.variants:
         from pipeline.inputs.variants import step_id
         names = [(v.name, len(v.steps)) for v in cfg.variants]
@@ -89,6 +95,13 @@ def format_status(doc: dict) -> str:
                   for s in steps[:MAX_FAILURES_SHOWN]]
         if len(steps) > MAX_FAILURES_SHOWN:
             lines.append(f"  ... and {len(steps) - MAX_FAILURES_SHOWN} more (in the checkpoint's items table)")
+    if doc["review"]:
+        lines.append(f"held for review ({len(doc['review'])}; `pipeline review` lists them with their commands):")
+        lines += [f"  {h['id']}: fidelity {h['fidelity']:.2f}" for h in doc["review"][:MAX_FAILURES_SHOWN]]
+    if doc["decisions"]:
+        lines.append("review decisions (the newest first):")
+        lines += [f"  {d['id']}: {d['decision']} {_when(d['at'])}" + (f" ({d['reason']})" if d["reason"] else "")
+                  + f", now {d['state']}" for d in doc["decisions"][:MAX_FAILURES_SHOWN]]
     notes = doc["notes"]
     if notes:
         lines.append("pending with a note:")
@@ -101,8 +114,20 @@ def format_status(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def _when(at: float | None) -> str:
+    return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if at else "-"
+
+
+def review_summary(options: dict) -> str:
+    """A review's history entry in words: ``review: approved a, b · rejected c ("logo changed")``."""
+    parts = [f"{word} {', '.join(options.get(word) or [])}" for word in ("approved", "rejected") if options.get(word)]
+    return "review: " + " · ".join(parts) + (f' ("{options["reason"]}")' if options.get("reason") else "")
+
+
 def _run_line(run: dict) -> str:
     """``#4 2026-12-01 23:50 UTC · exit 0 · 10 credits · 10 orders · 4.2 s · 0.1.0 · --force``"""
+    if run["options"].get("command") == "review":
+        return f"#{run['id']} {_when(run['started_at'])} · {review_summary(run['options'])}"
     if run["note"]:
         return f"before history · {run['credits']} credits · {run['submits']} orders ({run['note']})"
     when = datetime.fromtimestamp(run["started_at"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")

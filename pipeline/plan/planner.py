@@ -28,7 +28,7 @@ def fingerprint(image_sha256: str, prompt: str, api_kind: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-KINDS = ("new", "changed", "unchanged", "resumable", "retry", "repair", "forced")
+KINDS = ("new", "changed", "unchanged", "resumable", "retry", "repair", "forced", "held", "rebuy")
 
 
 @dataclass
@@ -80,7 +80,7 @@ def plan(items: list[Item], rows: dict[str, Row], shas: dict[str, str], *, outpu
         result.counts[kind] += 1
         if adopted or row is not old or kind == "repair":  # a row made anew, or one moved back
             result.writes.append(row)
-        if kind != "unchanged":
+        if kind not in ("unchanged", "held"):
             result.jobs.append((item, row))
         if row.state in (State.SUBMITTED, State.GENERATED):
             result.in_flight += 1
@@ -109,7 +109,11 @@ def _decide(item: Item, row: Row | None, sha: str, fp: str, output_dir: str, api
                                                                           State.GENERATED):
         # That sandbox is gone with its process, and its orders and output links with it; they cost nothing.
         return "restart", _reset(row)
-    if row.state == State.DONE:
+    if row.state == State.REVIEW and _output_intact(row, item, output_dir):
+        return "held", row  # waits for `pipeline review`; costs nothing
+    if row.state == State.PENDING and row.review == "rejected":
+        return "rebuy", row  # rejected in `pipeline review`: one order again
+    if row.state in (State.DONE, State.REVIEW):
         if _output_intact(row, item, output_dir):
             return "unchanged", row
         if row.output_url and row.api_id == api_id:

@@ -35,7 +35,7 @@ from pipeline.outputs import bucket, publish, results
 from pipeline.plan.adopt import adopt_outputs
 from pipeline.plan.planner import Plan, failed_rows, plan
 from pipeline.plan.sources import hash_sources
-from pipeline.run import chains
+from pipeline.run import chains, qa
 from pipeline.run.budget import Budget
 from pipeline.run.drive import drive_all
 from pipeline.run.stages import Context, Job
@@ -291,14 +291,15 @@ async def execute(prepared: Prepared) -> Executed:
     """Drive every planned item on one event loop and one HTTP session; run-level faults are returned."""
     cfg, options = prepared.cfg, prepared.options
     connector = aiohttp.TCPConnector(limit=max(100, cfg.limits.workers * 2), ttl_dns_cache=300)
-    async with aiohttp.ClientSession(connector=connector) as session, _serving(prepared):
+    async with aiohttp.ClientSession(connector=connector) as session, _serving(prepared), \
+            qa.Scorer(cfg, wanted=bool(prepared.plan.jobs)) as scorer:
         endpoint = prepared.endpoint
         client = Client(session, endpoint.base_url, endpoint.key, retries=cfg.retries,
                         pacer=Pacer(cfg.limits.requests_per_second), timeout_s=cfg.api.timeout_s)
         ckpt = prepared.ckpt
         ckpt.trim_order_times()
         ctx = Context(cfg=cfg, client=client, ckpt=ckpt, api_id=endpoint.id, api_kind=endpoint.kind,
-                      source_dir=cfg.state_dir / "sources", outputs=prepared.outputs,
+                      source_dir=cfg.state_dir / "sources", outputs=prepared.outputs, qa=scorer,
                       order_slots=asyncio.Semaphore(cfg.limits.concurrency),
                       budget=Budget(cfg.budget.max_credits),
                       times=OrderTimes(concurrency=cfg.limits.concurrency,
@@ -348,7 +349,8 @@ def finish(prepared: Prepared, executed: Executed) -> RunResult:
     if executed.fatal is not None:
         raise executed.fatal
     interrupted = executed.interrupted
-    exit_code = 130 if interrupted else (0 if counts["done"] == sum(counts.values()) else 1)
+    # Outputs held for review are not failures: cron sees them counted apart, not a red run.
+    exit_code = 130 if interrupted else (0 if counts["done"] + counts["review"] == sum(counts.values()) else 1)
     message = "interrupted: stopped new work, progress saved" if interrupted else executed.stop_reason
     return RunResult(exit_code=exit_code, counts=counts, credits=executed.credits, submits=executed.submits,
                      elapsed_s=time.monotonic() - prepared.started, message=message, plan=prepared.plan,

@@ -6,6 +6,8 @@
        ^                     +-------- output link gone -------------+
        +----------------- output link gone, no imageUrl -------------+
     any state but done --item error--> failed
+    generated --download, fidelity below qa.min_fidelity--> review --approve--> done
+                                                              +----reject--> pending (bought again)
     done --repair: output file gone, link still valid--> generated   (the planner)
 
 `Checkpoint.save` refuses a move that is not in TRANSITIONS, at once, as a programming error: a
@@ -27,6 +29,7 @@ class State(StrEnum):
     GENERATED = "generated"  # order active, output URL known, not yet on disk
     DONE = "done"            # output written and hashed
     FAILED = "failed"        # cannot go further without a change or a rerun
+    REVIEW = "review"        # output written, held: its fidelity is below qa.min_fidelity (pipeline review)
 
 
 # (from, to) -> why an item makes that move.
@@ -40,6 +43,10 @@ TRANSITIONS: dict[tuple[State, State], str] = {
     (State.GENERATED, State.UPLOADED): "output link gone: only a new order brings the picture back",
     (State.GENERATED, State.PENDING): "output link gone, and no imageUrl to order with: upload again",
     (State.DONE, State.GENERATED): "planner's repair: output file gone or changed, its link still valid",
+    (State.GENERATED, State.REVIEW): "output written and hashed, its fidelity below qa.min_fidelity: held",
+    (State.REVIEW, State.DONE): "approved in `pipeline review`",
+    (State.REVIEW, State.PENDING): "rejected in `pipeline review`: the next run buys it again",
+    (State.REVIEW, State.GENERATED): "planner's repair: a held output's file gone or changed, its link still valid",
     **{(state, State.FAILED): "the API or the image refused the item, or a bug at the item boundary"
        for state in (State.PENDING, State.UPLOADED, State.SUBMITTED, State.GENERATED)},
 }

@@ -34,6 +34,7 @@ class OrderRecord:
     fields: dict[str, Any] = field(default_factory=dict)  # the body's other values, as LightX names them
     images: dict[str, str] = field(default_factory=dict)  # body field -> sha256 of an uploaded picture
     output_sha256: str | None = None                      # set once the output is made
+    alteration: str | None = None                         # how its product was altered on purpose (alter.py)
 
     @property
     def key(self) -> str:
@@ -47,7 +48,7 @@ class OrderRecord:
 
     def to_dict(self, now: float) -> dict[str, Any]:
         return {"tool": self.tool, "sha256": self.sha256, "prompt": self.prompt, "fields": dict(self.fields),
-                "images": dict(self.images), "output_sha256": self.output_sha256, "status": self.status(now),
+                "images": dict(self.images), "output_sha256": self.output_sha256, "alteration": self.alteration, "status": self.status(now),
                 "created": self.created, "done_at": self.done_at, "polls": self.polls}
 
 

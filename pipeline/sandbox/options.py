@@ -12,7 +12,7 @@ SANDBOX_KEY = "sandbox-key"
 ROOT = "/external/api"  # where LightX serves its API, and so the sandbox too
 
 _RATES = ("rate_429", "rate_5xx", "rate_reset", "rate_garbage", "rate_bad_status",
-          "rate_failed", "slow_order_rate", "rate_truncated")
+          "rate_failed", "slow_order_rate", "rate_truncated", "rate_altered")
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -38,6 +38,13 @@ class SandboxOptions:
     rate_failed: float = _opt(0.0, "share of orders that end 'failed' (free)")
     rate_truncated: float = _opt(0.0, "share of output downloads answered 200 with only the first half "
                                       "of the JPEG (right Content-Length, does not decode)")
+    rate_altered: float = _opt(0.0, "share of first background-generator orders (of an image and prompt) whose "
+                                    "product is altered: recolour, mirror, paint-over, squash (the ledger's "
+                                    "orders say which, as `alteration`)")
+    output_scale: float = _opt(1.0, "background-generator outputs this many times the input's size "
+                                    "(an independent server's are 1.25x)")
+    output_shift: float = _opt(0.0, "and moved by up to this share of their size, per order")
+    output_quality: int = _opt(90, "JPEG quality of background-generator outputs")
     fast: bool = _opt(False, "skip rendering: every output is one small fixed JPEG")
     seed: int = _opt(0, "seed of every random choice (faults, timings, textures are per image)")
     max_upload_bytes: int = _opt(5_242_880, "largest upload accepted, in bytes")
@@ -68,6 +75,8 @@ class SandboxOptions:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.processing_jitter > 1:
             problems.append(f"processing_jitter must be <= 1, got {self.processing_jitter}")
+        if not 0.1 <= self.output_scale <= 4 or not 0 <= self.output_shift <= 0.2 or not 1 <= self.output_quality <= 100:
+            problems.append("output_scale must be in 0.1..4, output_shift in 0..0.2, output_quality in 1..100")
         if self.max_upload_bytes <= 0:
             problems.append(f"max_upload_bytes must be > 0, got {self.max_upload_bytes}")
         if self.avg_response_time_s is not None and self.avg_response_time_s <= 0:

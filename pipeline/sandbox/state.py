@@ -12,12 +12,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from pipeline.lightx.tools import TOOLS, Tool
-from pipeline.sandbox import painter
+from pipeline.sandbox import alter, painter
 from pipeline.sandbox.handlers import HANDLERS, Output
-from pipeline.sandbox.ledger import BACKGROUND_GENERATOR, Ledger, OrderRecord
+from pipeline.sandbox.ledger import BACKGROUND_GENERATOR, Ledger, OrderRecord, submit_key
 from pipeline.sandbox.options import SandboxOptions
 from pipeline.sandbox.presign import EXTENSIONS, PutGrant, amz_date
 
@@ -119,13 +119,17 @@ class SandboxState:
         took = opts.slow_order_s if slow else opts.processing_s
         took *= 1 + opts.processing_jitter * (2 * rng.random() - 1)
         failed = failed or not decodes
+        first = self.ledger.submits[submit_key(sha256, prompt)] == 0
+        altered = (opts.rate_altered > 0 and tool.name == BACKGROUND_GENERATOR and first
+                   and rng.random() < opts.rate_altered)
         now = self.clock()
         api = {f.name: f.api for f in tool.fields}
         record = OrderRecord(order_id=secrets.token_hex(13)[:25], sha256=sha256, prompt=prompt,
                              created=now, done_at=now + max(0.0, took),
                              outcome="failed" if failed else "active", tool=tool.name,
                              fields={api[k]: v for k, v in values.items() if k not in images and k != "prompt"},
-                             images={api[k]: slot.sha256 for k, slot in images.items()})
+                             images={api[k]: slot.sha256 for k, slot in images.items()},
+                             alteration=rng.choice(alter.ALTERATIONS) if altered else None)
         self.orders[record.order_id] = Order(record=record, data=data, values=values,
                                              images={k: slot.data for k, slot in images.items()})
         self.ledger.record_order(record)
@@ -144,12 +148,19 @@ class SandboxState:
         if self.options.fast:
             output = Output(painter.fast_jpeg())
         else:
-            key = order.record.key
+            record, opts = order.record, self.options
+            realistic = record.tool == BACKGROUND_GENERATOR and (
+                record.alteration or opts.output_scale != 1 or opts.output_shift or opts.output_quality != 90)
+            key = (f"{record.key}|{record.alteration}|{opts.output_scale}|{opts.output_shift}|{opts.output_quality}"
+                   if realistic else record.key)
             future = self._renders.get(key)
             if future is None:
                 loop = asyncio.get_running_loop()
-                handler = HANDLERS[order.record.tool]
-                future = loop.run_in_executor(None, handler, order.data, order.values, order.images)
+                if realistic:
+                    future = loop.run_in_executor(None, _realistic, order, opts)
+                else:
+                    handler = HANDLERS[order.record.tool]
+                    future = loop.run_in_executor(None, handler, order.data, order.values, order.images)
                 self._renders[key] = future
                 while len(self._renders) > RENDER_CACHE_SIZE:
                     self._renders.popitem(last=False)
@@ -158,6 +169,20 @@ class SandboxState:
             output = await asyncio.shield(future)
         order.record.output_sha256 = hashlib.sha256(output.data).hexdigest()
         return output
+
+
+def _realistic(order: Order, opts: SandboxOptions) -> Output:
+    """A background generator's output as another server makes it: larger, moved, altered if drawn so."""
+    size = _size(order.data)
+    scaled = (round(size[0] * opts.output_scale), round(size[1] * opts.output_scale))
+    shift = alter.draw_shift(f"{opts.seed}:{order.record.sha256}", scaled, opts.output_shift)
+    return Output(alter.render(order.data, order.values.get("prompt", ""), alteration=order.record.alteration,
+                               scale=opts.output_scale, shift=shift, quality=opts.output_quality))
+
+
+def _size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as img:
+        return ImageOps.exif_transpose(img).size
 
 
 def _decodes(data: bytes, full: bool) -> bool:

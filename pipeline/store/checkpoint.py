@@ -21,7 +21,8 @@ from pipeline.store import history
 from pipeline.run.states import State, check_move
 
 APPLICATION_ID = 0x4C58504C  # "LXPL": marks the file as ours, so a foreign SQLite file is refused
-SCHEMA_VERSION = 3  # 2: status checks per order (polls, checked_at, seen_init_s) and order_times; 3: runs
+SCHEMA_VERSION = 4  # 2: status checks per order (polls, checked_at, seen_init_s) and order_times; 3: runs;
+# 4: fidelity and review (state `review`, the fidelity_* and review_* columns, added in place below)
 
 STATES = tuple(State)
 
@@ -55,6 +56,15 @@ class Row:
     created_at: float | None = None
     updated_at: float | None = None
     finished_at: float | None = None
+    fidelity: float | None = None      # 0..1, of the output now on disk (media/fidelity.py)
+    fidelity_ssim: float | None = None
+    fidelity_delta_e: float | None = None
+    fidelity_iou: float | None = None
+    fidelity_note: str | None = None   # why there is no score (a busy source), or none
+    review: str | None = None          # the last decision in `pipeline review`: approved or rejected
+    review_reason: str | None = None
+    reviewed_at: float | None = None
+    rebuys: int = 0                    # orders bought again after a rejection
 
     @property
     def never_ordered(self) -> bool:
@@ -68,7 +78,9 @@ _TYPES = {"attempts": "INTEGER NOT NULL DEFAULT 0", "polls": "INTEGER NOT NULL D
           "checked_at": "REAL", "seen_init_s": "REAL", "failed_orders": "INTEGER NOT NULL DEFAULT 0",
           "credits": "INTEGER NOT NULL DEFAULT 0", "max_polls": "INTEGER", "output_size": "INTEGER",
           "output_mtime_ns": "INTEGER", "uploaded_at": "REAL", "submitted_at": "REAL",
-          "created_at": "REAL", "updated_at": "REAL", "finished_at": "REAL"}
+          "created_at": "REAL", "updated_at": "REAL", "finished_at": "REAL", "fidelity": "REAL",
+          "fidelity_ssim": "REAL", "fidelity_delta_e": "REAL", "fidelity_iou": "REAL", "reviewed_at": "REAL",
+          "rebuys": "INTEGER NOT NULL DEFAULT 0"}
 _DDL = [
     "CREATE TABLE IF NOT EXISTS items (id TEXT PRIMARY KEY, "
     + ", ".join(f"{c} {_TYPES.get(c, 'TEXT')}" for c in COLUMNS[1:]) + ")",

@@ -56,8 +56,9 @@ async def run(ctx: Context, job: Job) -> None:
             name = job.item.output_name
             if ctx.outputs is not None:
                 size, sha256 = await asyncio.to_thread(_check_and_put, ctx, data, name, row.fingerprint)
-                ctx.ckpt.save(row, state=State.DONE, output_path=name, output_sha256=sha256, output_size=size,
-                              output_mtime_ns=None, finished_at=time.time(), error=None)
+                ctx.ckpt.save(row, output_path=name, output_sha256=sha256, output_size=size,
+                              output_mtime_ns=None, finished_at=time.time(), error=None,
+                              **await _verdict(ctx, job, data, sha256))
                 return
             if len(data) <= INLINE_BYTES:
                 stat, sha256 = _check_and_write(data, target)
@@ -69,9 +70,19 @@ async def run(ctx: Context, job: Job) -> None:
                 raise Parked(f"{exc} after {attempt} downloads; kept for the next run") from None
             # A cut or garbled transfer: a fresh GET usually brings the whole picture.
             await ctx.client.pause(ctx.cfg.retries.backoff_base_s * 2 ** (attempt - 1))
-    ctx.ckpt.save(row, state=State.DONE, output_path=name, output_sha256=sha256,
+    ctx.ckpt.save(row, output_path=name, output_sha256=sha256,
                   output_size=stat.st_size, output_mtime_ns=stat.st_mtime_ns, finished_at=time.time(),
-                  error=None)
+                  error=None, **(await _verdict(ctx, job, target, sha256) if target else {"state": State.DONE}))
+
+
+async def _verdict(ctx: Context, job: Job, output: Path | bytes, sha256: str) -> dict:
+    """done, or review when its fidelity is below qa.min_fidelity (run/qa.py); a variant's steps are
+    not scored (their pictures are not the source's product on a new background)."""
+    if ctx.qa is None or job.spec is not None:
+        return {"state": State.DONE}
+    item = job.item
+    source = item.image_path if item.image_path is not None else ctx.source_dir / str(job.row.image_sha256)
+    return await ctx.qa.verdict(source, output, sha256)
 
 
 def _check_and_write(data: bytes, target: Path,

@@ -1,0 +1,67 @@
+"""The fidelity gate of a run: every delivered picture scored in a process pool beside the event loop.
+
+    async with Scorer(cfg) as scorer:                 # workers start now, while the first orders run
+        fields = await scorer.verdict(source, target)  # state done or review, and the score's fields
+
+The score (media/fidelity.py) takes ~10-20 ms of CPU a picture: in a worker process it never holds
+the event loop or its GIL. Below `qa.min_fidelity` an output is kept on disk in state `review`, with
+a heat-map of its difference in `<output.dir>/review/`, until `pipeline review` decides.
+"""
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from pipeline.inputs.config import RunConfig
+from pipeline.media import fidelity
+from pipeline.run.states import State
+
+HEATMAPS = "review"  # under output.dir: the report's difference heat-maps of held outputs
+
+
+def heatmap_name(output_sha256: str) -> str:
+    """Where the report finds a held output's heat-map, relative to output.dir."""
+    return f"{HEATMAPS}/{output_sha256[:20]}.png"
+
+
+class Scorer:
+    """A pool of worker processes (spawned: the run's threads never fork) that score outputs."""
+
+    def __init__(self, cfg: RunConfig, *, wanted: bool = True, workers: int | None = None):
+        self.cfg = cfg
+        self._wanted = wanted  # a run with nothing to download starts no process
+        self._workers = workers or max(1, min(2, os.cpu_count() or 1))
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def __aenter__(self) -> "Scorer":
+        if self._wanted:
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"))
+            for _ in range(self._workers):  # their imports (numpy, scikit-image) while the first orders run
+                self._pool.submit(fidelity.warm)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await asyncio.get_running_loop().run_in_executor(None, lambda: pool.shutdown(cancel_futures=True))
+
+    async def verdict(self, source: Path, output: Path | bytes, output_sha256: str) -> dict:
+        """The row's fields for an output just delivered: its score, and state done or review."""
+        qa = self.cfg.qa
+        if self._pool is None:
+            return {"state": State.DONE}
+        heatmap = str(self.cfg.output.dir / heatmap_name(output_sha256)) if qa.min_fidelity > 0 else None
+        target = output if isinstance(output, bytes) else str(output)
+        try:
+            fields = await asyncio.get_running_loop().run_in_executor(
+                self._pool, fidelity.score_files, str(source), target, qa.min_fidelity, heatmap)
+        except BrokenProcessPool as exc:  # a worker killed (out of memory): this output is not judged
+            fields = fidelity.Score(None, note=f"fidelity not measured: worker process died ({exc})").as_row()
+        score = fields["fidelity"]
+        held = qa.min_fidelity > 0 and score is not None and score < qa.min_fidelity
+        return {**fields, "state": State.REVIEW if held else State.DONE, "review": None, "review_reason": None,
+                "reviewed_at": None}
