@@ -8,7 +8,7 @@
    score and a note: we do not guess.
 2. Alignment: the output may be larger or smaller and shifted. The source's product, its background
    filled with its own mean so that only the product correlates, is matched (normalised cross-
-   correlation, scikit-image) against the output at scales around the sizes' ratio, coarse then fine.
+   correlation, OpenCV) against the output at scales around the sizes' ratio, then finer.
 3. Inside the mask: SSIM of the luminance, the mean CIEDE2000 ΔE (both scikit-image's), and the IoU
    of the silhouettes (the output's taken inside the source's: see `_silhouette_iou`).
 
@@ -32,13 +32,13 @@ from skimage.transform import AffineTransform, warp
 from pipeline.store.atomic import write_atomically
 
 WORK_SIDE = 160          # the comparison's long side, in pixels
-COARSE_SIDE = 64         # the scale search's
 BORDER = 0.04            # the share of each side read as the source's background
 BUSY_SHARE = 0.12        # more border pixels than this far from its median colour: a busy source
 COVERAGE = (0.005, 0.85)  # a product covers this share of its photo, or the cut-out failed
-# The product's scale is searched near two guesses: the whole picture scaled (the sizes' ratio), or the
-# product kept at its size on a larger or smaller canvas; a product made shorter fits neither.
-SCALES = np.geomspace(0.9, 1.1, 5)
+# The product's scale is searched near the sizes' ratio (the whole picture scaled, as generators do);
+# a product kept at its size on a larger canvas is held, never passed. (A second guess at scale 1
+# won wrongly on round products: a smaller template correlates more easily.)
+SCALES = np.geomspace(0.88, 1.12, 7)
 AGREE_DE = 12.0          # a pixel this close (CIEDE2000) to the source's is the product's
 SIL_SSIM = 0.5           # so is one this alike in local structure (a recoloured product keeps its shape)
 # What each part must reach to count as faithful, fitted on the sandbox's labelled outputs (docs/fidelity.md).
@@ -140,6 +140,7 @@ def _best(grey: np.ndarray, template: np.ndarray, scales) -> tuple[float, float,
         t = _resized(template, s)
         if t.shape[0] > grey.shape[0] or t.shape[1] > grey.shape[1] or min(t.shape) < 4:
             continue
+        # zero-mean NCC; the template's background is at its mean, so only the product correlates
         _, peak, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(grey, t, cv2.TM_CCOEFF_NORMED))
         if peak > best[0]:
             best = (float(peak), float(s), int(x), int(y))
@@ -153,12 +154,8 @@ def align(src: np.ndarray, mask: np.ndarray, out: np.ndarray) -> tuple[float, fl
     template = _template(src, mask, box)
     grey = out @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     ratio = out.shape[1] / src.shape[1]     # the prior: the whole picture scaled
-    coarse = COARSE_SIDE / max(grey.shape)
-    guesses = (ratio, 1.0) if abs(ratio - 1.0) > 0.05 else (1.0,)
-    _, s, _, _ = _best(_resized(grey, coarse), template, [g * k * coarse for g in guesses for k in SCALES])
-    s /= coarse
-    fine = s * np.geomspace(0.97, 1.03, 3)
-    _, s, x, y = _best(grey, template, fine)
+    _, s, _, _ = _best(grey, template, [ratio * k for k in SCALES])
+    _, s, x, y = _best(grey, template, s * np.geomspace(0.975, 1.025, 3))
     return s, x - s * box[2], y - s * box[0]
 
 

@@ -47,7 +47,8 @@ def draw(path: Path, index: int, size: int = 512) -> Path:
     d.rectangle([x0 + w * 0.72, y0 + h * 0.35, x0 + w * 0.8, y1 - h * 0.1], fill=dark)
     # a label off centre, with a mark on it
     lx, ly = x0 + w * rng.uniform(0.1, 0.3), y0 + h * rng.uniform(0.4, 0.55)
-    label = (245, 245, 240) if sum(colour) < 450 else (30, 30, 35)
+    # never near the background's colour: the sandbox would cut a label like that out with the background
+    label = (245, 205, 70) if sum(colour) < 450 and colour[0] < 180 else (30, 30, 35)
     d.rectangle([lx, ly, lx + w * 0.4, ly + h * 0.22], fill=label)
     d.ellipse([lx + w * 0.04, ly + h * 0.04, lx + w * 0.16, ly + h * 0.16], fill=colour)
     d.rectangle([lx + w * 0.2, ly + h * 0.06, lx + w * 0.36, ly + h * 0.09], fill=dark)
