@@ -38,7 +38,7 @@ def main(n: int = 60) -> None:
     print("faithful fidelity, lowest 5:", sorted(round(f, 3) for f in faithful)[:5])
     for kind, values in altered.items():
         print(f"{kind:>10}: highest 5:", sorted(round(f, 3) for f in values)[-5:])
-    for threshold in (0.5, 0.6, 0.7, 0.75, 0.8, 0.85):
+    for threshold in (0.5, 0.6, 0.65, 0.7, 0.75, 0.8):
         held_bad = sum(f < threshold for f in bad) / len(bad)
         held_good = sum(f < threshold for f in faithful) / len(faithful)
         print(f"min_fidelity {threshold:.2f}: altered held {held_bad:.1%}, faithful held {held_good:.1%}")

@@ -72,7 +72,7 @@ def test_without_a_tty_there_is_no_progress_animation(sandbox, catalog_dir):
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "\r" not in done.stderr and "\x1b[" not in done.stderr
-    assert done.stdout.startswith("done 8 · failed 0 · pending 0")
+    assert done.stdout.startswith("done 8 · review 0 · failed 0 · pending 0")
 
 
 def test_json_summary_is_one_line_on_stdout(sandbox, catalog_dir):
@@ -83,7 +83,7 @@ def test_json_summary_is_one_line_on_stdout(sandbox, catalog_dir):
     assert len(lines) == 1
     summary = json.loads(lines[0])
     assert summary["exit_code"] == done.returncode == 0
-    assert summary["counts"] == {"done": 3, "failed": 0, "pending": 0}
+    assert summary["counts"] == {"done": 3, "failed": 0, "pending": 0, "review": 0}
     assert summary["credits"] == 3
 
 

@@ -60,7 +60,7 @@ def test_dry_run_json(sandbox, catalog_dir, capsys):
     doc = document(capsys, ["run", str(config), "--dry-run", "--json"], 0)
     assert doc == {"command": "run", "exit_code": 0, "counts": {"items": 3, "valid": 3, "invalid": 0},
                    "plan": {"new": 2, "changed": 0, "unchanged": 1, "resumable": 0, "retry": 0, "repair": 0,
-                            "forced": 0},
+                            "forced": 0, "held": 0, "rebuy": 0},
                    "credits": {"needed": 2, "in_flight": 0}, "problems": [], "dry_run": True}
     assert sum(sandbox.ledger_snapshot()["requests"].values()) == 0
 
@@ -68,13 +68,14 @@ def test_dry_run_json(sandbox, catalog_dir, capsys):
 def test_status_json(sandbox, catalog_dir, capsys):
     config = write_catalog(catalog_dir, 3, base_url=sandbox.base_url)
     doc = document(capsys, ["status", str(config), "--json"], 0)
-    assert list(doc) == [*KEYS, "checkpoint", "exists", "failures", "notes", "runs", "total_runs"]
+    assert list(doc) == [*KEYS, "checkpoint", "exists", "failures", "notes", "runs", "total_runs", "review",
+                         "decisions"]
     assert doc["exists"] is False and doc["credits"] == {"spent": 0, "last_run": None, "all_time": 0}
     assert main(["run", str(config), "--quiet"]) == 0
     capsys.readouterr()
     doc = document(capsys, ["status", str(config), "--json"], 0)
     assert doc["counts"] == {"items": 3, "new": 0, "pending": 0, "uploaded": 0, "submitted": 0, "generated": 0,
-                             "done": 3, "failed": 0}
+                             "done": 3, "failed": 0, "review": 0}
     assert (doc["plan"], doc["problems"], doc["failures"], doc["notes"]) == ({"in_flight": 0}, [], [], [])
     assert doc["credits"] == {"spent": 3, "last_run": 3, "all_time": 3} and doc["total_runs"] == 1
 
@@ -108,4 +109,4 @@ def test_skip_invalid_names_the_skipped_items_on_stderr(sandbox, catalog_dir, ca
                           f"(images/missing-{i}.jpg)" for i in range(5)] + [
         "  ... and 2 more (`pipeline validate` lists them all)"]
     summary = json.loads(captured.out)
-    assert summary["counts"] == {"done": 1, "failed": 7, "pending": 0} and len(summary["problems"]) == 7
+    assert summary["counts"] == {"done": 1, "failed": 7, "pending": 0, "review": 0} and len(summary["problems"]) == 7

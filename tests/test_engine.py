@@ -30,7 +30,7 @@ def test_happy_path_outputs_every_item_once(sandbox, catalog_dir, capsys):
     config = write_catalog(catalog_dir, 6, base_url=sandbox.base_url)
     assert main(["run", str(config), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "done 6 · failed 0 · pending 0" in out
+    assert "done 6 · review 0 · failed 0 · pending 0" in out
     table = results(config)
     assert len(table) == 6 and {r["status"] for r in table.values()} == {"done"}
     for row in table.values():

@@ -13,6 +13,7 @@ from conftest import write_catalog
 from pipeline.cli import main
 from pipeline.media.fidelity import measure
 from pipeline.sandbox import alter, products
+from pipeline.store.checkpoint import Checkpoint
 
 REALISTIC = {"output_scale": 1.25, "output_shift": 0.03, "output_quality": 85}
 
@@ -25,7 +26,7 @@ def photo(tmp_path_factory) -> bytes:
 def test_a_faithful_output_scores_high_though_larger_moved_and_on_a_new_background(photo):
     out = alter.render(photo, "a product on a wooden table", scale=1.25, shift=(14, -9), quality=85)
     score = measure(photo, out)
-    assert score.fidelity > 0.9 and score.note is None
+    assert score.fidelity > 0.8 and score.note is None  # well above qa.min_fidelity, 0.7
     assert score.scale == pytest.approx(1.25, abs=0.04)
     assert abs(score.offset[0] - 14) <= 6 and abs(score.offset[1] + 9) <= 6
 
@@ -86,11 +87,13 @@ def test_the_gate_holds_the_altered_and_a_rebuy_costs_one_credit_each(sandbox, c
     # the table and the report say so, with the commands a reviewer copies
     table = {r["id"]: r for r in csv.DictReader(open(cfg.parent / "out/results.csv", encoding="utf-8"))}
     some = sorted(held)[0]
-    assert table[some]["status"] == "review" and float(table[some]["fidelity"]) < 0.75
+    assert table[some]["status"] == "review" and float(table[some]["fidelity"]) < 0.7
     assert table[some]["output_path"] and (cfg.parent / "out" / table[some]["output_path"]).is_file()
     report = (cfg.parent / "out/report.html").read_text(encoding="utf-8")
     assert report.index('id="review"') < report.index('id="done"')
     assert f"pipeline review {cfg} --reject {some}" in report
+    heatmap = cfg.parent / "out/review" / f"{table[some]['output_sha256'][:20]}.png"
+    assert heatmap.is_file() and f'src="review/{heatmap.name}"' in report
 
     reject, approve = sorted(held & altered), sorted(held - altered)
     capsys.readouterr()
@@ -101,12 +104,41 @@ def test_the_gate_holds_the_altered_and_a_rebuy_costs_one_credit_each(sandbox, c
     capsys.readouterr()
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["held"] == []
+    status = _status(cfg, capsys)
+    assert {d["id"] for d in status["decisions"] if d["decision"] == "rejected"} == set(reject)
+    assert {d["reason"] for d in status["decisions"] if d["decision"] == "rejected"} == {"product changed"}
+    assert status["runs"][0]["options"]["command"] == "review" and status["runs"][0]["credits"] == 0
     before = sandbox.ledger_snapshot()["credits"]
     again = _run(cfg, capsys)
     assert sandbox.ledger_snapshot()["credits"] - before == again["credits"] == len(reject)
     assert set(_states(cfg).values()) == {"done"}
     # nothing more is bought after that
     assert _run(cfg, capsys)["credits"] == 0
+
+
+def _status(cfg: Path, capsys) -> dict:
+    capsys.readouterr()
+    assert main(["status", str(cfg), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_an_older_checkpoint_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "checkpoint.sqlite"
+    Checkpoint.open(path).close()
+    with sqlite3.connect(path) as conn:  # as schema 3 left it: no fidelity or review columns
+        for column in ("fidelity", "fidelity_ssim", "fidelity_delta_e", "fidelity_iou", "fidelity_note", "review",
+                       "review_reason", "reviewed_at", "rebuys"):
+            conn.execute(f"ALTER TABLE items DROP COLUMN {column}")
+        conn.execute("INSERT INTO items (id, fingerprint, state, credits) VALUES ('a', 'f', 'done', 1)")
+        conn.execute("PRAGMA user_version=3")
+    assert Checkpoint.read_rows(path)["a"].fidelity is None  # read-only, not upgraded: still readable
+    ckpt = Checkpoint.open(path)
+    row = ckpt.rows()["a"]
+    assert (row.state, row.credits, row.rebuys, row.review) == ("done", 1, 0, None)
+    ckpt.save(row, fidelity=0.9)
+    ckpt.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
 
 
 def test_review_refuses_what_is_not_held_and_beyond_max_rebuys(sandbox, catalog_dir, capsys):

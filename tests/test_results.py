@@ -49,7 +49,9 @@ def test_parquet_holds_the_same_table_as_the_csv_with_types(tmp_path, awkward):
     assert parquet.column_names == list(table[0])
     types = {f.name: str(f.type) for f in parquet.schema}
     assert types["attempts"] == types["credits"] == "int64" and types["elapsed_s"] == "double"
-    assert {types[name] for name in types if name not in ("attempts", "credits", "elapsed_s")} == {"string"}
+    floats = ("elapsed_s", "fidelity", "fidelity_ssim", "fidelity_delta_e", "fidelity_iou")
+    assert {types[name] for name in floats} == {"double"}
+    assert {types[name] for name in types if name not in ("attempts", "credits", *floats)} == {"string"}
     back = parquet.to_pylist()
     assert [r["id"] for r in back] == ["007", "NA", "bad"]  # ids stay strings, "NA" is not a null
     done, pending, bad = back
@@ -60,7 +62,7 @@ def test_parquet_holds_the_same_table_as_the_csv_with_types(tmp_path, awkward):
     assert (bad["status"], bad["error"], bad["prompt"]) == ("failed", "no image", None)
     for csv_row, pq_row in zip(table, back):  # every cell agrees, empty cells being nulls
         assert {k: (v if v != "" else None) for k, v in csv_row.items()} == \
-            {k: (None if v is None else str(v) if k != "elapsed_s" else f"{v}") for k, v in pq_row.items()}
+            {k: (None if v is None else str(v) if k not in floats else f"{v}") for k, v in pq_row.items()}
 
 
 def test_writing_results_does_not_import_pandas(tmp_path):

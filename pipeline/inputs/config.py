@@ -91,7 +91,7 @@ class BudgetSettings:
 
 @dataclass(frozen=True)
 class QaSettings:
-    min_fidelity: float = 0.75  # an output below it is held for review (docs/fidelity.md); 0: no gate
+    min_fidelity: float = 0.7   # an output below it is held for review (docs/fidelity.md); 0: no gate
     max_rebuys: int = 1         # orders a rejected item may get again, per item
 
 

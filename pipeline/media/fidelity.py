@@ -6,9 +6,9 @@
 1. The product's mask comes from the source, whose background is plain: pixels far (CIE76 ΔE) from
    the border's median colour, or its alpha. A busy border, or no product apart from it, gives no
    score and a note: we do not guess.
-2. Alignment: the output may be larger or smaller and shifted. The source's product, its background
-   filled with its own mean so that only the product correlates, is matched (normalised cross-
-   correlation, OpenCV) against the output at scales around the sizes' ratio, then finer.
+2. Alignment: the output may be larger or smaller and shifted. The edges (gradient magnitude) of the
+   source's product are matched (normalised cross-correlation, OpenCV) against the output's at scales
+   around the sizes' ratio, then finer.
 3. Inside the mask: SSIM of the luminance, the mean CIEDE2000 ΔE (both scikit-image's), and the IoU
    of the silhouettes (the output's taken inside the source's: see `_silhouette_iou`).
 
@@ -45,6 +45,7 @@ SIL_SSIM = 0.5           # so is one this alike in local structure (a recoloured
 SSIM_GOOD, SSIM_BAD = 0.80, 0.35
 DE_GOOD, DE_BAD = 6.0, 20.0
 IOU_GOOD, IOU_BAD = 0.90, 0.55
+CHANGED_GOOD, CHANGED_BAD = 0.05, 0.25
 
 
 @dataclass(frozen=True)
@@ -119,12 +120,11 @@ def product_mask(rgb: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray
     return mask
 
 
-def _template(rgb: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-    """The product's grey crop with its background at the product's mean: only the product correlates."""
-    y0, y1, x0, x1 = box
-    grey = rgb[y0:y1, x0:x1] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    inside = mask[y0:y1, x0:x1]
-    return np.where(inside, grey, grey[inside].mean()).astype(np.float32)
+def _edges(grey: np.ndarray) -> np.ndarray:
+    """Gradient magnitude, a little blurred: a silhouette's edge whatever the background's brightness."""
+    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+    return cv2.GaussianBlur(cv2.magnitude(gx, gy), (5, 5), 1.0)
 
 
 def _resized(a: np.ndarray, factor: float) -> np.ndarray:
@@ -140,7 +140,6 @@ def _best(grey: np.ndarray, template: np.ndarray, scales) -> tuple[float, float,
         t = _resized(template, s)
         if t.shape[0] > grey.shape[0] or t.shape[1] > grey.shape[1] or min(t.shape) < 4:
             continue
-        # zero-mean NCC; the template's background is at its mean, so only the product correlates
         _, peak, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(grey, t, cv2.TM_CCOEFF_NORMED))
         if peak > best[0]:
             best = (float(peak), float(s), int(x), int(y))
@@ -150,9 +149,14 @@ def _best(grey: np.ndarray, template: np.ndarray, scales) -> tuple[float, float,
 def align(src: np.ndarray, mask: np.ndarray, out: np.ndarray) -> tuple[float, float, float]:
     """(scale, tx, ty): the source's pixel (x, y) is the output's (scale*x + tx, scale*y + ty)."""
     ys, xs = np.nonzero(mask)
-    box = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
-    template = _template(src, mask, box)
-    grey = out @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    h, w = mask.shape
+    pad = 3  # the silhouette's outer edge belongs to the template
+    box = (max(0, int(ys.min()) - pad), min(h, int(ys.max()) + 1 + pad),
+           max(0, int(xs.min()) - pad), min(w, int(xs.max()) + 1 + pad))
+    # Edges, not brightness: a flat product's template is its outline, and a new background darker or
+    # lighter than the old one correlates the same.
+    template = _edges(_grey(src))[box[0]:box[1], box[2]:box[3]]
+    grey = _edges(_grey(out))
     ratio = out.shape[1] / src.shape[1]     # the prior: the whole picture scaled
     _, s, _, _ = _best(grey, template, [ratio * k for k in SCALES])
     _, s, x, y = _best(grey, template, s * np.geomspace(0.975, 1.025, 3))
@@ -183,7 +187,11 @@ def measure(source: bytes, output: bytes, *, heatmap: bool = False) -> Score:
     de_map = deltaE_ciede2000(lab_src, lab_out)
     delta_e = float(de_map[inner].mean())
     iou = _silhouette_iou(mask, ssim_map, de_map)
-    parts = (_part(ssim, SSIM_BAD, SSIM_GOOD), _part(delta_e, DE_BAD, DE_GOOD), _part(iou, IOU_BAD, IOU_GOOD))
+    # The colour part: the mean ΔE, and the share of the product changed by more than AGREE_DE (a
+    # mirrored logo is a small part of the product, but all of it changed).
+    changed = float(np.mean(de_map[inner] > AGREE_DE))
+    colour = min(_part(delta_e, DE_BAD, DE_GOOD), _part(changed, CHANGED_BAD, CHANGED_GOOD))
+    parts = (_part(ssim, SSIM_BAD, SSIM_GOOD), colour, _part(iou, IOU_BAD, IOU_GOOD))
     fidelity = float(min(parts))  # one part gone wrong is enough: a recoloured product has its shape
     offset = (round(tx / factor), round(ty / factor))
     return Score(fidelity, ssim, delta_e, iou, scale, offset, heatmap=_heatmap(src, de_map, mask) if heatmap else None)

@@ -89,7 +89,7 @@ def publish(cfg: RunConfig, files: list[str], stored: dict[str, int], *, whole: 
 
 
 PART_NAME = re.compile(r"results\.shard-[0-9]+-of-[0-9]+\.csv")
-_STATES = {"done": "done", "failed": "failed"}
+_STATES = {"done": "done", "failed": "failed", "review": "review"}
 
 
 def stored_rows(cfg: RunConfig, *, whole: bool = False) -> dict[str, Row]:
