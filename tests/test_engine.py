@@ -109,8 +109,9 @@ def test_failed_order_is_resubmitted_and_costs_nothing(sandbox, catalog_dir):
 def test_order_still_init_after_its_allowance_is_checked_once_by_each_later_run(sandbox, catalog_dir):
     from pipeline.store.checkpoint import Checkpoint
     sandbox.set_options(slow_order_rate=0.5, slow_order_s=3.0)
+    # No fidelity score: starting its worker processes could make this first run outlast the slow 3 s orders.
     config = write_catalog(catalog_dir, 8, base_url=sandbox.base_url,
-                           config={"poll": {"interval_s": 0.05, "max_attempts": 2}})
+                           config={"poll": {"interval_s": 0.05, "max_attempts": 2}, "qa": {"min_fidelity": 0}})
     # Earlier runs saw 0.1 s orders, so this run's two checks fall well before the slow ones' 3 s.
     state = config.parent / "out" / ".pipeline"
     state.mkdir(parents=True)

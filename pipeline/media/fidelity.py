@@ -12,7 +12,7 @@
 3. Inside the mask: SSIM of the luminance, the mean CIEDE2000 ΔE (both scikit-image's), and the IoU
    of the silhouettes (the output's taken inside the source's: see `_silhouette_iou`).
 
-Everything runs at WORK_SIDE px (JPEGs decoded at a reduced DCT scale): ~10 ms of CPU a picture.
+Everything runs at WORK_SIDE px (JPEGs decoded at a reduced DCT scale): ~20 ms of CPU a picture.
 """
 from __future__ import annotations
 

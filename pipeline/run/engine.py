@@ -292,7 +292,7 @@ async def execute(prepared: Prepared) -> Executed:
     cfg, options = prepared.cfg, prepared.options
     connector = aiohttp.TCPConnector(limit=max(100, cfg.limits.workers * 2), ttl_dns_cache=300)
     async with aiohttp.ClientSession(connector=connector) as session, _serving(prepared), \
-            qa.Scorer(cfg, wanted=bool(prepared.plan.jobs)) as scorer:
+            qa.Scorer(cfg, wanted=bool(prepared.plan.jobs) and cfg.qa.min_fidelity > 0) as scorer:
         endpoint = prepared.endpoint
         client = Client(session, endpoint.base_url, endpoint.key, retries=cfg.retries,
                         pacer=Pacer(cfg.limits.requests_per_second), timeout_s=cfg.api.timeout_s)

@@ -1,9 +1,9 @@
 """The fidelity gate of a run: every delivered picture scored in a process pool beside the event loop.
 
-    async with Scorer(cfg) as scorer:                 # workers start now, while the first orders run
+    async with Scorer(cfg) as scorer:                 # workers start at the first output
         fields = await scorer.verdict(source, target)  # state done or review, and the score's fields
 
-The score (media/fidelity.py) takes ~10-20 ms of CPU a picture: in a worker process it never holds
+The score (media/fidelity.py) takes ~20 ms of CPU a picture: in a worker process it never holds
 the event loop or its GIL. Below `qa.min_fidelity` an output is kept on disk in state `review`, with
 a heat-map of its difference in `<output.dir>/review/`, until `pipeline review` decides.
 """
@@ -38,27 +38,38 @@ class Scorer:
         self._pool: ProcessPoolExecutor | None = None
 
     async def __aenter__(self) -> "Scorer":
-        if self._wanted:
+        if self._wanted:  # the workers import numpy and scikit-image while the first orders run
             self._pool = ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"))
-            for _ in range(self._workers):  # their imports (numpy, scikit-image) while the first orders run
+            for _ in range(self._workers):
                 self._pool.submit(fidelity.warm)
         return self
 
+    def _started(self) -> ProcessPoolExecutor:
+        assert self._pool is not None
+        return self._pool
+
     async def __aexit__(self, *exc) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await asyncio.get_running_loop().run_in_executor(None, lambda: pool.shutdown(cancel_futures=True))
+        """Every verdict has been awaited by now: the workers are idle, or still importing when the run
+        was stopped early (Ctrl-C). Either way they are ended at once, not waited for."""
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        workers = list(getattr(pool, "_processes", {}).values())  # ours; the executor has no public list
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in workers:
+            process.terminate()
+        await asyncio.get_running_loop().run_in_executor(None, lambda: [p.join(5) for p in workers])
 
     async def verdict(self, source: Path, output: Path | bytes, output_sha256: str) -> dict:
         """The row's fields for an output just delivered: its score, and state done or review."""
         qa = self.cfg.qa
-        if self._pool is None:
+        if not self._wanted:
             return {"state": State.DONE}
         heatmap = str(self.cfg.output.dir / heatmap_name(output_sha256)) if qa.min_fidelity > 0 else None
         target = output if isinstance(output, bytes) else str(output)
         try:
             fields = await asyncio.get_running_loop().run_in_executor(
-                self._pool, fidelity.score_files, str(source), target, qa.min_fidelity, heatmap)
+                self._started(), fidelity.score_files, str(source), target, qa.min_fidelity, heatmap)
         except BrokenProcessPool as exc:  # a worker killed (out of memory): this output is not judged
             fields = fidelity.Score(None, note=f"fidelity not measured: worker process died ({exc})").as_row()
         score = fields["fidelity"]
