@@ -95,7 +95,7 @@ def test_cli_validates_variants_and_dry_runs_them_at_one_credit_per_step(capsys,
     assert main(["validate", path]) == 0
     assert "30 credits" in capsys.readouterr().out
     assert main(["run", path, "--sandbox", "--dry-run"]) == 0
-    assert capsys.readouterr().out.rstrip().endswith("forced 0 · credits needed 30")
+    assert capsys.readouterr().out.rstrip().endswith("forced 0 · held 0 · rebuy 0 · credits needed 30")
 
 
 def test_a_manifest_without_prompts_is_fine_with_variants(tmp_path):

@@ -230,10 +230,6 @@ def _heatmap(src: np.ndarray, de_map: np.ndarray, mask: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def warm() -> None:
-    """Nothing: a worker process that ran it has imported this module (and numpy, scikit-image, OpenCV)."""
-
-
 def score_files(source: str, output: str | bytes, min_fidelity: float, heatmap_path: str | None) -> dict:
     """In a worker process: the checkpoint's fields for one output; a held one's heat-map written to
     `heatmap_path` (PNG). A picture that cannot be read is a note, not a crash of the pool."""

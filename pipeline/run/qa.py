@@ -10,6 +10,7 @@ a heat-map of its difference in `<output.dir>/review/`, until `pipeline review` 
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -17,10 +18,26 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from pipeline.inputs.config import RunConfig
-from pipeline.media import fidelity
 from pipeline.run.states import State
 
+log = logging.getLogger(__name__)
 HEATMAPS = "review"  # under output.dir: the report's difference heat-maps of held outputs
+
+
+def _warm() -> None:
+    """In a worker: import the score's libraries (numpy, scikit-image, OpenCV) while the first orders run."""
+    from pipeline.media import fidelity  # noqa: F401 - imported here: `pipeline run` itself never needs them
+
+
+def _score(source: str, output: str | bytes, min_fidelity: float, heatmap: str | None) -> dict:
+    """In a worker: media.fidelity.score_files."""
+    from pipeline.media import fidelity
+    return fidelity.score_files(source, output, min_fidelity, heatmap)
+
+
+def _unmeasured(note: str) -> dict:
+    return {"fidelity": None, "fidelity_ssim": None, "fidelity_delta_e": None, "fidelity_iou": None,
+            "fidelity_note": note}
 
 
 def heatmap_name(output_sha256: str) -> str:
@@ -38,14 +55,15 @@ class Scorer:
         self._pool: ProcessPoolExecutor | None = None
 
     async def __aenter__(self) -> "Scorer":
-        if self._wanted:  # the workers import numpy and scikit-image while the first orders run
-            self._pool = ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"))
-            for _ in range(self._workers):
-                self._pool.submit(fidelity.warm)
         return self
 
     def _started(self) -> ProcessPoolExecutor:
-        assert self._pool is not None
+        """The pool, started at the first output: a run that downloads nothing (stopped early, all
+        unchanged) starts no process, and none competes for the CPU while the first orders run."""
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"))
+            for _ in range(self._workers):  # every worker imports the libraries, not only the first
+                self._pool.submit(_warm)
         return self._pool
 
     async def __aexit__(self, *exc) -> None:
@@ -69,9 +87,10 @@ class Scorer:
         target = output if isinstance(output, bytes) else str(output)
         try:
             fields = await asyncio.get_running_loop().run_in_executor(
-                self._started(), fidelity.score_files, str(source), target, qa.min_fidelity, heatmap)
+                self._started(), _score, str(source), target, qa.min_fidelity, heatmap)
         except BrokenProcessPool as exc:  # a worker killed (out of memory): this output is not judged
-            fields = fidelity.Score(None, note=f"fidelity not measured: worker process died ({exc})").as_row()
+            log.warning("fidelity of %s not measured: a worker process died (%s)", output_sha256[:12], exc)
+            fields = _unmeasured(f"fidelity not measured: worker process died ({exc})")
         score = fields["fidelity"]
         held = qa.min_fidelity > 0 and score is not None and score < qa.min_fidelity
         return {**fields, "state": State.REVIEW if held else State.DONE, "review": None, "review_reason": None,
