@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from pipeline.errors import ConfigError
+from pipeline.inputs import delivery
 from pipeline.inputs.schema import DEFAULT_KEY_ENV, schema_checker, schema_problems
 from pipeline.inputs.variants import Variant, config_problems, parse_variants, relabel
 from pipeline.store.remote import (Remote, describe, faults, is_missing_bucket, is_remote, local_path,
@@ -71,6 +72,9 @@ CHECKPOINT_NAME = "checkpoint.sqlite"  # in each state directory
 class OutputSettings:
     dir: Path = Path("outputs")
     filename: str = "{id}.jpg"
+    # As the schema checked them; inputs/delivery.py reads them (disclosure_of, renditions_of).
+    disclosure: dict = field(default_factory=lambda: dict(delivery.DEFAULT_DISCLOSURE))
+    renditions: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,7 @@ def check_config(path: str | Path, *, env: Mapping[str, str] | None = None
     problems += [f"{shown}: {line}" for line in _template_problems(data)]
     problems += [f"{shown}: {line}" for line in config_problems(data)]
     problems += [f"{shown}: {line}" for line in _storage_problems(data)]
+    problems += [f"{shown}: {line}" for line in delivery.problems(data)]
     if problems:
         return _manifest_reader(config_path, data), problems
 
@@ -204,7 +209,8 @@ def check_config(path: str | Path, *, env: Mapping[str, str] | None = None
     # turn s3://cat/out into s3:/cat/out
     output_url = output_dir.rstrip("/") if is_remote(output_dir) else None
     sections["output"] = dataclasses.replace(sections["output"], dir=sections["state"].dir / SITE_DIR
-                                             if output_url else _local(base, output_dir))
+                                             if output_url else _local(base, output_dir),
+                                             disclosure={**delivery.DEFAULT_DISCLOSURE, **sections["output"].disclosure})
     sections["api"] = dataclasses.replace(
         sections["api"], base_url=(base_url or sections["api"].base_url).rstrip("/"))
     return RunConfig(config_path=config_path, manifest_path=_manifest_location(base, data["manifest"]),

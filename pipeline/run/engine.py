@@ -35,7 +35,7 @@ from pipeline.outputs import bucket, publish, results
 from pipeline.plan.adopt import adopt_outputs
 from pipeline.plan.planner import Plan, failed_rows, plan
 from pipeline.plan.sources import hash_sources
-from pipeline.run import chains
+from pipeline.run import chains, disclose
 from pipeline.run.budget import Budget
 from pipeline.run.drive import drive_all
 from pipeline.run.stages import Context, Job
@@ -101,6 +101,7 @@ class Prepared:
     rows: dict[str, Row]                # the checkpoint's rows, kept current by save()
     started: float                      # time.monotonic() at the start, less the confirmation's wait
     outputs: Remote | None = None       # output.dir as a storage URL
+    discloser: disclose.Discloser | None = None
 
 
 @dataclass
@@ -178,6 +179,8 @@ def prepare(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str | 
         rows = _with_siblings(cfg, ckpt, items)
         if outputs is not None and not cfg.variants and not options.force:
             _adopt(cfg, ckpt, items, rows, shas, listing, outputs, endpoint, options)
+        if not options.dry_run:  # metadata only, for 0 credits: the planner then finds the files intact
+            disclose.refresh(cfg, ckpt, rows, items, outputs, listing)
         output_dir = cfg.output.dir if listing is None else listing
         if cfg.variants:
             where = chains.Where(output_dir, cfg.state_dir, endpoint.id, endpoint.kind, options.sandbox,
@@ -187,7 +190,8 @@ def prepare(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str | 
             the_plan = plan(items, rows, shas, output_dir=output_dir, api_kind=endpoint.kind,
                             api_id=endpoint.id, force=options.force, only=options.only, sandbox=options.sandbox,
                             legacy_kind=None if options.sandbox else cfg.api.base_url)
-        prepared = Prepared(cfg, manifest, options, ckpt, endpoint, the_plan, rows, started, outputs)
+        prepared = Prepared(cfg, manifest, options, ckpt, endpoint, the_plan, rows, started, outputs,
+                            disclose.Discloser(cfg, items))
         if options.dry_run:
             _close(endpoint)
             return prepared
@@ -298,7 +302,7 @@ async def execute(prepared: Prepared) -> Executed:
         ckpt = prepared.ckpt
         ckpt.trim_order_times()
         ctx = Context(cfg=cfg, client=client, ckpt=ckpt, api_id=endpoint.id, api_kind=endpoint.kind,
-                      source_dir=cfg.state_dir / "sources", outputs=prepared.outputs,
+                      source_dir=cfg.state_dir / "sources", outputs=prepared.outputs, discloser=prepared.discloser,
                       order_slots=asyncio.Semaphore(cfg.limits.concurrency),
                       budget=Budget(cfg.budget.max_credits),
                       times=OrderTimes(concurrency=cfg.limits.concurrency,
@@ -339,6 +343,8 @@ def finish(prepared: Prepared, executed: Executed) -> RunResult:
     cfg, manifest, rows = prepared.cfg, prepared.manifest, prepared.rows
     counts = results.status_counts(*results.by_variant(cfg, manifest, rows))
     try:
+        if prepared.discloser is not None:
+            prepared.discloser.record(cfg, rows, manifest.items)
         results_path = publish.write_outputs(cfg, manifest, rows, elapsed_s=time.monotonic() - prepared.started,
                                              history=prepared.ckpt.history())
     except (OutputError, CheckpointError):

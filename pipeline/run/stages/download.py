@@ -54,6 +54,8 @@ async def run(ctx: Context, job: Job) -> None:
                 stat, sha256 = await asyncio.to_thread(_check_and_write, data, ctx.cfg.state_dir / name, formats)
                 break
             name = job.item.output_name
+            if ctx.discloser is not None:  # only the delivered picture: a chain's steps stay as received
+                data = ctx.discloser.apply(name, data)
             if ctx.outputs is not None:
                 size, sha256 = await asyncio.to_thread(_check_and_put, ctx, data, name, row.fingerprint)
                 ctx.ckpt.save(row, state=State.DONE, output_path=name, output_sha256=sha256, output_size=size,
