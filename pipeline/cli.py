@@ -176,10 +176,13 @@ def _manifest_counts(manifest) -> dict:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from pipeline.inputs.delivery import warnings
     from pipeline.inputs.validate import format_plan, problem_lines, validate
     cfg, manifest, plan = validate(args.config)
     problems = problem_lines(manifest)
-    document = {"counts": _manifest_counts(manifest),
+    for line in warnings(cfg):
+        _err(f"warning: {line}")
+    document = {"counts": _manifest_counts(manifest), "warnings": warnings(cfg),
                 "plan": {"items": plan.items, "distinct_images": plan.distinct_images,
                          "variants": dict(plan.per_item)},  # variant -> credits per item
                 "credits": {"full_run": plan.credits}}

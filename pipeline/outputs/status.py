@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 from pipeline.errors import CheckpointError
 from pipeline.inputs.config import load_config
+from pipeline.outputs.disclosed import disclosure_status
 from pipeline.outputs.publish import checkpoint_paths, merged_history, merged_rows
 from pipeline.store.checkpoint import RUNS_SHOWN, STATES
 
@@ -48,6 +49,7 @@ def read_status(config_path: str, runs: int = RUNS_SHOWN) -> dict:
     doc["runs"] = [run.to_dict() for run in history.runs]
     doc["total_runs"] = history.total_runs
     doc["in_flight"] = counts["submitted"] + counts["generated"]
+    doc["disclosure"] = disclosure_status(cfg, rows, paths)
     doc["failures"] = [{"id": r.id, "error": r.error or "no reason recorded"}
                        for r in sorted(rows.values(), key=lambda r: r.id) if r.state == "failed"]
     doc["notes"] = [{"id": r.id, "state": str(r.state), "error": r.error}
@@ -74,6 +76,12 @@ def format_status(doc: dict) -> str:
              f"(over {doc['total_runs']} run{'' if doc['total_runs'] == 1 else 's'})"]
     lines += [f"  {state:<10} {counts[state]}" + ("  (never submitted)" if state == "new" else "")
               for state in COUNTED if counts[state]]
+    disclosure = doc.get("disclosure") or {}
+    if disclosure.get("lacking"):
+        lines.append(f"disclosure: {disclosure['lacking']} of {disclosure['outputs']} delivered pictures lack the "
+                     f"AI-disclosure metadata ({disclosure['source_type']}); "
+                     + ("output.disclosure is off" if disclosure["source_type"] == "off"
+                        else "the next run writes it, for 0 credits"))
     if doc["in_flight"]:
         lines.append(f"orders in flight (collected by the next run): {doc['in_flight']}")
     failed = doc["failures"]

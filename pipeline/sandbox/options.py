@@ -38,6 +38,9 @@ class SandboxOptions:
     rate_failed: float = _opt(0.0, "share of orders that end 'failed' (free)")
     rate_truncated: float = _opt(0.0, "share of output downloads answered 200 with only the first half "
                                       "of the JPEG (right Content-Length, does not decode)")
+    own_metadata: bool = _opt(False, "JPEG outputs carry their own EXIF, XMP packet and COM segment, "
+                                     "as a real service's may")
+    own_c2pa: bool = _opt(False, "with --own-metadata, also an APP11 C2PA (JUMBF) segment")
     fast: bool = _opt(False, "skip rendering: every output is one small fixed JPEG")
     seed: int = _opt(0, "seed of every random choice (faults, timings, textures are per image)")
     max_upload_bytes: int = _opt(5_242_880, "largest upload accepted, in bytes")
