@@ -77,6 +77,11 @@ def disclose(data: bytes, disclosure: Disclosure | None) -> bytes:
     raise ValueError("not a JPEG or PNG")
 
 
+def packet(disclosure: Disclosure) -> bytes:
+    """A packet of our properties alone, for a file made here (a WebP rendition, through Pillow)."""
+    return _fresh(_block(disclosure, set()))
+
+
 def packet_of(data: bytes) -> bytes | None:
     """The file's XMP packet (the first one, as readers take it), or None."""
     if data.startswith(JPEG_MAGIC):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pipeline.errors import CheckpointError
 from pipeline.inputs.config import CHECKPOINT_NAME, RunConfig
+from pipeline.inputs.delivery import renditions_of
 from pipeline.inputs.manifest import Manifest
 from pipeline.outputs import bucket, results
 from pipeline.outputs.report import make_previews, write_report
@@ -29,6 +30,9 @@ def written_dirs(cfg: RunConfig, manifest: Manifest) -> set[Path]:
                 if "/" in name)
     if cfg.variants:
         dirs.add(cfg.state_dir / "steps")
+    for rendition in renditions_of(cfg):  # their files are written atomically too
+        dirs.update((out / rendition.path_of(name)).parent for item in manifest.items
+                    for name in item.output_names or (item.output_name,))
     return dirs
 
 

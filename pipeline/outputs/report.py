@@ -30,6 +30,7 @@ from pipeline.store.checkpoint import Row
 from pipeline.inputs.config import RunConfig, output_name_problem
 from pipeline.errors import OutputError
 from pipeline.inputs.manifest import Manifest
+from pipeline.outputs.renditions import rendition_paths
 from pipeline.outputs.results import status_of
 from pipeline.media.previews import THUMB_SIZE, Previews
 from pipeline.store.atomic import write_atomically
@@ -103,6 +104,7 @@ class _Card:
     output_src: str | None = None
     output_href: str | None = None   # the output file, relative to output.dir, URL-quoted
     source_note: str = "Input unavailable"  # shown when there is no source_src
+    renditions: tuple = ()           # (name, href relative to output.dir) of each rendition made
 
     def source_preview(self, src: str, shown: str | None) -> None:
         """Previews.show's late answer for the input image."""
@@ -130,7 +132,8 @@ def _cards(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], out_names: 
     prefix = os.path.join(out_dir, "")
     sources = os.path.join(cfg.state_dir, "sources")
     groups: dict[str, list[_Card]] = {status: [] for status in ORDER}
-    for item in manifest.items:
+    made = rendition_paths(cfg, manifest, rows)
+    for number, item in enumerate(manifest.items):
         row = rows.get(item.id)
         status = status_of(row)
         if row is None:
@@ -140,6 +143,7 @@ def _cards(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], out_names: 
                          row.order_id, row.credits, row.attempts)
             sha = row.image_sha256
         groups[status].append(card)
+        card.renditions = tuple((name, quote(paths[number])) for name, paths in made.items() if paths[number])
         if item.image_path is not None:
             src = str(item.image_path)
         elif sha:
@@ -338,6 +342,9 @@ def _card(card: _Card) -> str:
     kind = "error" if status == "failed" else "note"
     error = f'<p class="{kind}">{escape(card.error)}</p>' if card.error else ""
     prompt = f'<p class="prompt">{escape(card.prompt)}</p>' if card.prompt else ""
+    if card.renditions:
+        prompt += ('<p class="renditions">Renditions: ' + " · ".join(
+            f'<a href="{href}">{escape(name)}</a>' for name, href in card.renditions) + "</p>")
     return (f'<article class="card {status}"><header><h3 class="mono" title="{item_id}">{item_id}</h3>'
             f'<span class="badge {status}">{status}</span></header>'
             f'<div class="pair"><figure>{source}<figcaption>Input</figcaption></figure>'

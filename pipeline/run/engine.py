@@ -36,6 +36,7 @@ from pipeline.plan.adopt import adopt_outputs
 from pipeline.plan.planner import Plan, failed_rows, plan
 from pipeline.plan.sources import hash_sources
 from pipeline.run import chains, disclose
+from pipeline.run.derive import derive
 from pipeline.run.budget import Budget
 from pipeline.run.drive import drive_all
 from pipeline.run.stages import Context, Job
@@ -345,6 +346,7 @@ def finish(prepared: Prepared, executed: Executed) -> RunResult:
     try:
         if prepared.discloser is not None:
             prepared.discloser.record(cfg, rows, manifest.items)
+        derive(cfg, manifest.items, rows, prepared.outputs)  # renditions: made here, 0 credits
         results_path = publish.write_outputs(cfg, manifest, rows, elapsed_s=time.monotonic() - prepared.started,
                                              history=prepared.ckpt.history())
     except (OutputError, CheckpointError):
