@@ -36,6 +36,7 @@ MAX_SEGMENT = 65533  # an APP1 payload; the length field counts itself too
 _PACKET_ID = "W5M0MpCehiHzreSzNTczkc9d"
 _OUR_BLOCK = re.compile(rb'<rdf:Description rdf:about="" xmlns:rdf="' + re.escape(RDF.encode()) +
                         rb'" xmlns:lxp="' + re.escape(OURS.encode()) + rb'".*?</rdf:Description>', re.S)
+_XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _RDF_END = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?RDF\s*>")
 
 
@@ -57,7 +58,9 @@ class Disclosure:
                  "AISystemVersionUsed": self.version}
         if self.prompt:
             props["AIPromptInformation"] = self.prompt
-        return props
+        # as an XML parser reads them back: line ends as LF, no characters XML 1.0 cannot hold
+        clean = {k: _XML_UNSAFE.sub("", v.replace("\r\n", "\n").replace("\r", "\n")) for k, v in props.items()}
+        return {k: v for k, v in clean.items() if v}
 
     @property
     def key(self) -> str:
@@ -152,7 +155,8 @@ def _read(packet: bytes) -> tuple[dict[str, str], dict[str, str], int]:
         others += not mine
         found = {name[len(IPTC_EXT) + 2:]: value for name, value in desc.attrib.items()
                  if name.startswith(f"{{{IPTC_EXT}}}")}
-        found.update((child.tag[len(IPTC_EXT) + 2:], "".join(child.itertext()).strip())
+        found.update((child.tag[len(IPTC_EXT) + 2:], "".join(child.itertext()) if mine
+                      else "".join(child.itertext()).strip())
                      for child in desc if child.tag.startswith(f"{{{IPTC_EXT}}}"))
         (ours if mine else every).update(found)
     return ours, {**ours, **every}, others
