@@ -215,3 +215,31 @@ def test_bucket_outputs_carry_it_and_a_change_rewrites_them_for_0_credits(own_me
     assert main(["run", str(config), "--quiet"]) == 0
     assert credits(own_metadata) == 0 and own_metadata.ledger_snapshot()["orders"] == {}
     fetched(COMPOSITE)
+
+
+def test_with_every_output_link_gone_a_stripped_file_is_still_repaired_for_0_credits(catalog_dir, exiftool):
+    """A private sandbox per run (`--sandbox`): the first run's output links die with it, so only
+    the metadata pass can mend a file; a re-download is impossible and a new order would cost."""
+    from pipeline.inputs.validate import validate
+    from pipeline.run.engine import RunOptions, run
+    from pipeline.sandbox import SandboxOptions
+    config = write_catalog(catalog_dir, 3, base_url="http://127.0.0.1:9")
+
+    def once() -> int:
+        cfg, manifest, _ = validate(config)
+        options = RunOptions(sandbox=True, quiet=True, sandbox_options=SandboxOptions(
+            processing_s=0.05, own_metadata=True, seed=3))
+        result = run(cfg, manifest, options, key=None)
+        assert result.exit_code == 0
+        return result.credits
+    assert once() == 3
+    out = catalog_dir / "out"
+    stripped = out / "sku-001.jpg"
+    stripped.write_bytes(xmp.disclose(stripped.read_bytes(), None))
+    assert "XMP-iptcExt:DigitalSourceType" not in exiftool(stripped)[0]
+    assert exiftool(stripped)[0]["XMP-xmp:CreatorTool"] == own.CREATOR_TOOL
+    assert once() == 0
+    tags = exiftool(stripped)[0]
+    assert tags["XMP-iptcExt:DigitalSourceType"] == TRAINED and tags["XMP-xmp:CreatorTool"] == own.CREATOR_TOOL
+    row = rows_of(config)["sku-001"]
+    assert row.output_sha256 == hashlib.sha256(stripped.read_bytes()).hexdigest()
