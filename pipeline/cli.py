@@ -180,9 +180,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from pipeline.inputs.validate import format_plan, problem_lines, validate
     cfg, manifest, plan = validate(args.config)
     problems = problem_lines(manifest)
-    for line in warnings(cfg):
+    found = warnings(cfg)
+    for line in found:
         _err(f"warning: {line}")
-    document = {"counts": _manifest_counts(manifest), "warnings": warnings(cfg),
+    document = {"counts": _manifest_counts(manifest), **({"warnings": found} if found else {}),
                 "plan": {"items": plan.items, "distinct_images": plan.distinct_images,
                          "variants": dict(plan.per_item)},  # variant -> credits per item
                 "credits": {"full_run": plan.credits}}
