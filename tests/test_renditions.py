@@ -180,3 +180,45 @@ def test_bucket_renditions_are_urls_in_the_table(sandbox, s3, tmp_path, exiftool
     with caplog.at_level("INFO", logger="pipeline.run.derive"):
         assert main(["run", str(config), "--quiet"]) == 0
     assert not [r for r in caplog.records if r.name == "pipeline.run.derive"]  # nothing made again
+
+
+def swapped_profile() -> bytes:
+    """An ICC v2 RGB profile with sRGB's red and green primaries swapped: its red is sRGB's green."""
+    import struct
+
+    def s15(v: float) -> bytes:
+        return struct.pack(">i", round(v * 65536))
+
+    def xyz(x, y, z) -> bytes:
+        return b"XYZ \0\0\0\0" + s15(x) + s15(y) + s15(z)
+    name = b"Swapped test RGB\0"
+    tags = [(b"desc", b"desc\0\0\0\0" + struct.pack(">I", len(name)) + name + b"\0" * 12 + b"\0" * 67),
+            (b"cprt", b"text\0\0\0\0no copyright\0"),
+            (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+            (b"rXYZ", xyz(0.3851, 0.7169, 0.0971)), (b"gXYZ", xyz(0.4361, 0.2225, 0.0139)),
+            (b"bXYZ", xyz(0.1431, 0.0606, 0.7141))]
+    tags += [(sig, b"curv\0\0\0\0" + struct.pack(">IH", 1, 0x0233) + b"\0\0") for sig in (b"rTRC", b"gTRC", b"bTRC")]
+    offset, table, data = 128 + 4 + 12 * len(tags), b"", b""
+    for sig, body in tags:
+        body += b"\0" * (-len(body) % 4)
+        table += sig + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    size = offset + len(data)
+    header = (struct.pack(">I", size) + b"\0" * 4 + bytes.fromhex("02100000") + b"mntrRGB XYZ " + b"\0" * 12
+              + b"acsp" + b"\0" * 24 + b"\0" * 4 + s15(0.9642) + s15(1.0) + s15(0.8249) + b"\0" * 48)
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+def test_a_picture_in_another_profile_is_converted_to_srgb():
+    import io
+    from PIL import ImageCms
+    from pipeline.inputs.delivery import Rendition
+    from pipeline.media.renditions import render
+    icc = swapped_profile()
+    assert "Swapped" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (255, 0, 0)).save(buffer, "PNG", icc_profile=icc)
+    out = Image.open(io.BytesIO(render(buffer.getvalue(), Rendition("s", "png", max_side=64), None)))
+    r, g, b = out.convert("RGB").getpixel((32, 32))
+    assert g > 200 and r < 60  # its red is sRGB's green
+    assert "sRGB" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(out.info["icc_profile"])))
