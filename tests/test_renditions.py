@@ -222,3 +222,18 @@ def test_a_picture_in_another_profile_is_converted_to_srgb():
     r, g, b = out.convert("RGB").getpixel((32, 32))
     assert g > 200 and r < 60  # its red is sRGB's green
     assert "sRGB" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(out.info["icc_profile"])))
+
+
+def test_each_variants_picture_gets_its_renditions(sandbox, catalog_dir, exiftool):
+    cut = {"name": "marketplace", "steps": [{"tool": "remove-background", "background": "#FFFFFF"}]}
+    shot = {"name": "lifestyle", "steps": [{"tool": "background-generator", "prompt": "{title}"}]}
+    config = write_catalog(catalog_dir, 2, base_url=sandbox.base_url,
+                           config={"variants": [shot, cut], "output": {"filename": "{variant}/{id}.jpg",
+                                                                        "renditions": [SMALL]}})
+    assert main(["run", str(config), "--quiet"]) == 0
+    rows = table(catalog_dir / "out")
+    assert [(r["id"], r["variant"], r["small_path"]) for r in rows] == [
+        (f"sku-{i:03d}", v, f"small/{v}/sku-{i:03d}.jpg") for i in range(2) for v in ("lifestyle", "marketplace")]
+    tags = {Path(t["SourceFile"]).parent.name: t for t in exiftool(*sorted((catalog_dir / "out" / "small").rglob("*.jpg")))}
+    assert tags["marketplace"]["XMP-iptcExt:AISystemUsed"] == "LightX AI Remove Background"
+    assert tags["lifestyle"]["XMP-iptcExt:AISystemUsed"] == "LightX AI Background Generator"
