@@ -346,7 +346,8 @@ def finish(prepared: Prepared, executed: Executed) -> RunResult:
     try:
         if prepared.discloser is not None:
             prepared.discloser.record(cfg, rows, manifest.items)
-        derive(cfg, manifest.items, rows, prepared.outputs)  # renditions: made here, 0 credits
+        if not executed.interrupted and executed.fatal is None:  # renditions: made here, 0 credits
+            derive(cfg, manifest.items, rows, prepared.outputs)
         results_path = publish.write_outputs(cfg, manifest, rows, elapsed_s=time.monotonic() - prepared.started,
                                              history=prepared.ckpt.history())
     except (OutputError, CheckpointError):
