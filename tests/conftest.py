@@ -186,3 +186,10 @@ def jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
         (length,) = struct.unpack_from(">H", data, pos + 2)
         found.append((marker, data[pos + 4:pos + 2 + length]))
         pos += 2 + length
+
+
+def received_sha256(path: Path) -> str:
+    """The sha256 of a delivered picture as the service sent it: without the disclosure XMP we add."""
+    import hashlib
+    from pipeline.media.xmp import disclose
+    return hashlib.sha256(disclose(path.read_bytes(), None)).hexdigest()
