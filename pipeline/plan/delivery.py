@@ -64,6 +64,18 @@ def settings_key(cfg: RunConfig, variant: Variant | None) -> str:
     return f"{settings.source_type}|{settings.prompt}|{system}|{version}"
 
 
+class SettingsKeys(dict):
+    """settings_key per variant, each computed once (100k outputs share a handful): ``keys[variant]``."""
+
+    def __init__(self, cfg: RunConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def __missing__(self, variant: Variant | None) -> str:
+        self[variant] = key = settings_key(self.cfg, variant)
+        return key
+
+
 def variant_of(cfg: RunConfig, row_id: str) -> Variant | None:
     """The variant of a final step's row id (``sku-1/lifestyle/2``); None without variants."""
     if not cfg.variants:

@@ -20,7 +20,7 @@ from pipeline.inputs.config import RunConfig
 from pipeline.inputs.delivery import Rendition, renditions_of
 from pipeline.inputs.manifest import Item
 from pipeline.media.renditions import Task, make
-from pipeline.plan.delivery import Delivered as Output, disclosure_for, final_outputs, settings_key
+from pipeline.plan.delivery import Delivered as Output, SettingsKeys, disclosure_for, final_outputs
 from pipeline.store.checkpoint import Row
 from pipeline.store.delivered import Delivered, Made
 from pipeline.store.remote import Remote, StorageError
@@ -40,9 +40,11 @@ def derive(cfg: RunConfig, items: list[Item], rows: dict[str, Row], outputs: Rem
         _drop(cfg, store, made, {r.name for r in wanted}, outputs)
         if not wanted:
             return 0
+        keys, out_dir = SettingsKeys(cfg), os.fspath(cfg.output.dir)
+        specs = {r.name: r.key for r in wanted}
         todo = [(out, r, spec) for out in final_outputs(cfg, items, rows) for r in wanted
-                if not _current(cfg, made.get((r.name, out.name)), out, r,
-                                spec := f"{r.key}|{settings_key(cfg, out.variant)}")]
+                if not _current(cfg, out_dir, made.get((r.name, out.name)), out, r,
+                                spec := f"{specs[r.name]}|{keys[out.variant]}")]
         if not todo:
             return 0
         moved = [record.path for out, r, _ in todo if (record := made.get((r.name, out.name)))
@@ -53,14 +55,14 @@ def derive(cfg: RunConfig, items: list[Item], rows: dict[str, Row], outputs: Rem
         store.close()
 
 
-def _current(cfg: RunConfig, record: Made | None, out: Output, r: Rendition, spec: str) -> bool:
+def _current(cfg: RunConfig, out_dir: str, record: Made | None, out: Output, r: Rendition, spec: str) -> bool:
     if record is None or record.source_sha256 != out.row.output_sha256 or record.spec != spec \
             or record.path != r.path_of(out.name):
         return False
     if cfg.output_url is not None:
         return True  # a bucket: its record is trusted, as the outputs' own are after a listing
     try:
-        st = os.stat(cfg.output.dir / record.path)
+        st = os.stat(os.path.join(out_dir, record.path))
     except OSError:
         return False
     return st.st_size == record.size and st.st_mtime_ns == record.mtime_ns

@@ -21,7 +21,7 @@ from pipeline.inputs.config import RunConfig
 from pipeline.inputs.manifest import Item
 from pipeline.media.xmp import XmpError, disclose, pixels_id
 from pipeline.plan.adopt import FINGERPRINT_META, SHA256_META
-from pipeline.plan.delivery import Delivered as Output, disclosure_for, final_outputs, settings_key
+from pipeline.plan.delivery import Delivered as Output, SettingsKeys, disclosure_for, final_outputs, settings_key
 from pipeline.store.atomic import write_atomically
 from pipeline.store.checkpoint import Checkpoint, Row
 from pipeline.store.delivered import Delivered, Disclosed
@@ -78,8 +78,10 @@ def refresh(cfg: RunConfig, ckpt: Checkpoint, rows: dict[str, Row], items: list[
     store = Delivered.open(cfg.state_dir)
     try:
         records = store.disclosed()
+        keys = SettingsKeys(cfg)
+        out_dir = os.fspath(cfg.output.dir)
         stale = [out for out in final_outputs(cfg, items, rows)
-                 if not _current(cfg, out, records.get(out.name), listing)]
+                 if not _current(out, records.get(out.name), keys[out.variant], out_dir, listing)]
         if not stale:
             return 0
         entries, rewritten = [], 0
@@ -96,15 +98,16 @@ def refresh(cfg: RunConfig, ckpt: Checkpoint, rows: dict[str, Row], items: list[
     return rewritten
 
 
-def _current(cfg: RunConfig, out: Output, record: Disclosed | None, listing: dict[str, int] | None) -> bool:
+def _current(out: Output, record: Disclosed | None, key: str, out_dir: str,
+             listing: dict[str, int] | None) -> bool:
     """Whether the record says the file is as written with today's settings: nothing to read."""
     row = out.row
-    if record is None or record.sha256 != row.output_sha256 or record.key != settings_key(cfg, out.variant):
+    if record is None or record.sha256 != row.output_sha256 or record.key != key:
         return False
     if listing is not None:
         return listing.get(out.name) == row.output_size
     try:
-        st = os.stat(cfg.output.dir / out.name)
+        st = os.stat(os.path.join(out_dir, out.name))
     except OSError:
         return True  # gone: the planner's repair
     return st.st_size == row.output_size and st.st_mtime_ns == row.output_mtime_ns

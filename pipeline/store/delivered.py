@@ -12,9 +12,8 @@ mtime). Kept apart from the checkpoint: losing it costs one read of every file, 
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from pipeline.errors import CheckpointError
 
@@ -26,15 +25,13 @@ _DDL = (
 )
 
 
-@dataclass(frozen=True)
-class Disclosed:
+class Disclosed(NamedTuple):  # NamedTuples: 100k of them are read on every rerun
     sha256: str    # of the file as written
     key: str       # the disclosure settings it carries (plan.delivery.settings_key)
     pixels: str    # media.xmp.pixels_id: its image data
 
 
-@dataclass(frozen=True)
-class Made:
+class Made(NamedTuple):
     source_sha256: str  # the output it was made from
     spec: str           # the rendition's settings and disclosure
     path: str           # relative to output.dir
@@ -77,7 +74,7 @@ class Delivered:
             conn.close()
 
     def disclosed(self) -> dict[str, Disclosed]:
-        return {name: Disclosed(*rest) for name, *rest in
+        return {name: Disclosed(sha, key, pixels) for name, sha, key, pixels in
                 self._conn.execute("SELECT name, sha256, key, pixels FROM disclosed")}
 
     def save_disclosed(self, entries: Iterable[tuple[str, Disclosed]]) -> None:
@@ -85,8 +82,8 @@ class Delivered:
                    [(name, d.sha256, d.key, d.pixels) for name, d in entries])
 
     def made(self) -> dict[tuple[str, str], Made]:
-        return {(rendition, name): Made(*rest) for rendition, name, *rest in self._conn.execute(
-            "SELECT rendition, name, source_sha256, spec, path, size, mtime_ns FROM renditions")}
+        return {(rendition, name): Made(sha, spec, path, size, mtime) for rendition, name, sha, spec, path, size, mtime
+                in self._conn.execute("SELECT rendition, name, source_sha256, spec, path, size, mtime_ns FROM renditions")}
 
     def save_made(self, entries: Iterable[tuple[str, str, Made]]) -> None:
         self._many("INSERT OR REPLACE INTO renditions VALUES (?, ?, ?, ?, ?, ?, ?)",
