@@ -6,8 +6,8 @@ stage, the metadata pass of a rerun (`run/disclose.py`), renditions and `pipelin
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from pipeline.inputs.config import RunConfig, Template
 from pipeline.inputs.delivery import disclosure_of
@@ -20,8 +20,7 @@ from pipeline.store.checkpoint import Row
 OFF_KEY = "off"
 
 
-@dataclass(frozen=True)
-class Delivered:
+class Delivered(NamedTuple):
     """One delivered file: its name under output.dir, the checkpoint row that made it, its origin."""
 
     name: str

@@ -56,8 +56,8 @@ def derive(cfg: RunConfig, items: list[Item], rows: dict[str, Row], outputs: Rem
 
 
 def _current(cfg: RunConfig, out_dir: str, record: Made | None, out: Output, r: Rendition, spec: str) -> bool:
-    if record is None or record.source_sha256 != out.row.output_sha256 or record.spec != spec \
-            or record.path != r.path_of(out.name):
+    # the spec names the format, so the same spec means the same path (<name>/<output stem>.<ext>)
+    if record is None or record.source_sha256 != out.row.output_sha256 or record.spec != spec:
         return False
     if cfg.output_url is not None:
         return True  # a bucket: its record is trusted, as the outputs' own are after a listing
