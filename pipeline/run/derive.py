@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from pipeline.errors import OutputError
 from pipeline.inputs.config import RunConfig
@@ -72,31 +74,38 @@ def _make_all(cfg: RunConfig, store: Delivered, todo: list, outputs: Remote | No
     workers = min(os.cpu_count() or 1, max(1, len(todo) // 8))
     pool = None
     if len(todo) >= POOL_FROM and workers > 1:
-        # spawn: this process has threads (a sandbox, a prewarm), which fork would copy half-way
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    count = 0
+        # fork when this process runs no other thread (the CLI by now): quick, and nothing re-imported;
+        # else spawn, as fork would copy other threads' locks half-held
+        method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+    made: list[int] = []
     try:
         for start in range(0, len(todo), BATCH):
-            batch = todo[start:start + BATCH]
-            tasks = _tasks(cfg, batch, outputs)
-            done = pool.map(make, tasks, chunksize=4) if pool else map(make, tasks)
-            entries = []
-            for (out, r, spec), task, result in zip(batch, tasks, done):
-                if isinstance(result, str):
-                    log.warning("rendition %s of %s not made: %s", r.name, out.name, result)
-                    continue
-                size, mtime_ns, data = result
-                if outputs is not None:
-                    _put(outputs, r, r.path_of(out.name), data)
-                entries.append((r.name, out.name, Made(out.row.output_sha256, spec, r.path_of(out.name),
-                                                       size, mtime_ns)))
-            store.save_made(entries)
-            count += len(entries)
+            made.append(_round(cfg, store, todo[start:start + BATCH], outputs, pool))
+    except BrokenProcessPool as exc:  # a worker killed (out of memory?): the rest waits for the next run
+        log.error("renditions: a worker process died (%s); those not made are made at the next run", exc)
     finally:
         if pool is not None:
             pool.shutdown()
-    log.info("renditions: %d made (no credits)", count)
-    return count
+    log.info("renditions: %d made (no credits)", sum(made))
+    return sum(made)
+
+
+def _round(cfg: RunConfig, store: Delivered, batch: list, outputs: Remote | None, pool) -> int:
+    """One batch: sources read, renditions made (in the pool, if any), written, recorded."""
+    tasks = _tasks(cfg, batch, outputs)
+    done = pool.map(make, tasks, chunksize=4) if pool else map(make, tasks)
+    entries = []
+    for (out, r, spec), result in zip(batch, done):
+        if isinstance(result, str):
+            log.warning("rendition %s of %s not made: %s", r.name, out.name, result)
+            continue
+        size, mtime_ns, data = result
+        if outputs is not None:
+            _put(outputs, r, r.path_of(out.name), data)
+        entries.append((r.name, out.name, Made(out.row.output_sha256, spec, r.path_of(out.name), size, mtime_ns)))
+    store.save_made(entries)
+    return len(entries)
 
 
 def _tasks(cfg: RunConfig, batch: list, outputs: Remote | None) -> list[Task]:
