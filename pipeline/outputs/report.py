@@ -292,7 +292,7 @@ padding:2px 8px;border-radius:999px}
 .badge.pending{color:var(--pending);background:var(--pending-bg)}
 .pair{display:grid;grid-template-columns:1fr 1fr;gap:8px}
 .card.row{grid-column:1/-1;contain-intrinsic-size:auto 420px}
-.strip{display:grid;grid-template-columns:repeat(var(--n),minmax(150px,1fr));gap:10px;overflow-x:auto}
+.strip{display:grid;grid-template-columns:repeat(var(--n),minmax(150px,240px));gap:10px;overflow-x:auto}
 .variant{display:flex;flex-direction:column;gap:6px}
 .variant figcaption{display:flex;align-items:center;justify-content:space-between;gap:6px;text-transform:none;
 letter-spacing:0;font-size:12px;color:var(--text)}
