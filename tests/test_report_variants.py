@@ -40,6 +40,7 @@ def test_each_item_is_one_row_of_its_variants_in_the_configs_order(sandbox, cata
     stats = dict((label, value) for value, label in re.findall(
         r'<span class="value">([^<]+)</span><span class="label">([^<]+)</span>', page))
     assert (stats["Done"], stats["Failed"], stats["Pending"]) == ("8", "1", "0")
+    assert "</span> · 3 items · 9 variants · generated" in page
     assert re.search(r'<h2>Failed <span class="count">1</span>', page)
     assert re.search(r'<h2>Done <span class="count">2</span>', page)
 

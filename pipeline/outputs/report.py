@@ -122,6 +122,8 @@ class _Book:
             f"<title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<header class=\"top\">\n",
         ]
         items = f'{total:,} item{"" if total == 1 else "s"}'
+        if (units := sum(self.tally.values())) != total:  # with variants, the summary counts these
+            items += f" · {units:,} variants"
         if number == 1:
             generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
             parts.append(f'<div class="head"><h1>Batch report</h1><p class="muted"><span class="mono">'
