@@ -20,6 +20,7 @@ from pipeline.errors import (ApiUnreachable, AuthError, CheckpointError, ConfigE
 
 # The subpackage pipeline.run (the engine) is loaded first, so that the function below keeps the name:
 # the import system sets a package's attribute when it first loads a subpackage of that name.
+# `from pipeline.run import engine` still reaches the subpackage; `pipeline.run` is the function.
 importlib.import_module("pipeline.run")
 from pipeline.library import report, run, status, validate  # noqa: E402
 from pipeline.version import DISTRIBUTION
