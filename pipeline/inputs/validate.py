@@ -26,7 +26,7 @@ from pipeline.store.checkpoint import Checkpoint
 from pipeline.store.remote import is_remote
 
 
-@dataclass
+@dataclass(frozen=True)
 class Overview:
     """What a full run of the manifest would do, from the manifest alone (the planner, in plan/,
     compares it with the checkpoint)."""
@@ -36,6 +36,8 @@ class Overview:
     distinct_images: int  # distinct local paths and URLs among the valid items
     credits: int          # credits a full run from scratch would spend: 1 per step of each variant of a valid item
     per_item: tuple[tuple[str, int], ...] = ()  # with variants: (name, credits per item) of each
+    problems: tuple[str, ...] = ()  # one line per problem of the invalid rows (`pipeline.validate` fills it)
+    warnings: tuple[str, ...] = ()  # what is allowed but unwise, e.g. output.disclosure off (the same)
 
 
 def validate(config_path: str | Path, *, env: Mapping[str, str] | None = None,
