@@ -114,6 +114,15 @@ def test_a_packet_too_big_for_one_segment_is_an_xmp_error():
         xmp.disclose(jpeg(), big)
 
 
+def test_a_packet_near_the_limit_gives_up_its_padding_to_take_ours():
+    padded = theirs().replace(b'<?xpacket end="w"?>', b" " * 65_000 + b'<?xpacket end="w"?>')
+    data = jpeg(xmp=padded)
+    out = xmp.disclose(data, D)
+    assert xmp.carried(out)["AISystemUsed"] == D.system
+    assert b'xmp:CreatorTool="their tool"' in xmp.packet_of(out)
+    assert jpeg_segments(out)[-1] == jpeg_segments(data)[-1]
+
+
 def test_a_cut_jpeg_is_a_value_error():
     with pytest.raises(ValueError):
         xmp.disclose(jpeg()[:40], D)

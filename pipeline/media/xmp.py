@@ -37,6 +37,7 @@ _PACKET_ID = "W5M0MpCehiHzreSzNTczkc9d"
 _OUR_BLOCK = re.compile(rb'<rdf:Description rdf:about="" xmlns:rdf="' + re.escape(RDF.encode()) +
                         rb'" xmlns:lxp="' + re.escape(OURS.encode()) + rb'".*?</rdf:Description>', re.S)
 _SAMPLE = 32 * 1024
+_PADDING = re.compile(rb"\s{2,}(<\?xpacket end)")
 _XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _RDF_END = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?RDF\s*>")
 
@@ -235,6 +236,8 @@ def _jpeg(data: bytes, disclosure: Disclosure | None) -> bytes:
     if new is None:
         return b"".join((view[:found[0]], view[found[1]:]))
     payload = JPEG_XMP + new
+    if len(payload) > MAX_SEGMENT:  # the packet's padding (room left for editing in place) goes first
+        payload = JPEG_XMP + _PADDING.sub(rb"\1", new)
     if len(payload) > MAX_SEGMENT:
         raise XmpError(f"the XMP packet would be {len(payload)} bytes, over one JPEG segment's {MAX_SEGMENT}")
     segment = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
