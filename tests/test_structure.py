@@ -32,7 +32,16 @@ def imports_of(source: str, name: str, modules: set[str], *, package: bool = Fal
                 base = ".".join(anchor + ([base] if base else []))
             for alias in node.names:
                 found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
+    # Importing a.b.c runs a/b/__init__.py first: an edge to each package above it, but for the root
+    # package and those above the importing module itself (Python is already running those).
+    found |= {parent for m in found for parent in _parents(m)
+              if parent.count(".") and not (name == parent or name.startswith(parent + "."))}
     return {m for m in found if m in modules and m != name}
+
+
+def _parents(module: str) -> list[str]:
+    parts = module.split(".")
+    return [".".join(parts[:n]) for n in range(1, len(parts))]
 
 
 def graph() -> dict[str, set[str]]:
@@ -82,6 +91,15 @@ def test_the_cycle_finder_finds_a_cycle_through_a_function_level_import():
     assert edges == {"p.a": {"p.b"}, "p.b": {"p.c"}, "p.c": {"p.a"}, "p.d": {"p.a"}, "p": set()}
     assert cycles(edges) == [["p.a", "p.b", "p.c"]]
     assert cycles({**edges, "p.c": set()}) == []
+
+
+def test_a_cycle_through_a_package_init_counts():
+    modules = {"p", "p.q", "p.q.r", "p.q.s", "p.t"}
+    sources = {"p.q": "from p.q import r\n", "p.q.r": "from p.t import X\n", "p.t": "from p.q.s import Y\n",
+               "p.q.s": "from p.q.r import Z\n"}
+    edges = {name: imports_of(text, name, modules, package=name == "p.q") for name, text in sources.items()}
+    assert edges["p.t"] == {"p.q.s", "p.q"} and edges["p.q.s"] == {"p.q.r"}  # its own package: no edge
+    assert cycles(edges) == [["p.q", "p.q.r", "p.q.s", "p.t"]]
 
 
 def test_function_level_and_relative_imports_are_edges():
