@@ -170,7 +170,10 @@ def _build(table: Table, prompt_t: Template | None, name_t: Template, path: Path
         for error in checker.errors(record):
             # A missing field was reported above; a field the reader complained about, by the reader.
             image_ok = image_ok and next(iter(error.absolute_path), None) != "image"
-            if error.validator != "required" and next(iter(error.absolute_path), None) not in reported:
+            if error.validator == "pattern" and "/" in item_id and list(error.absolute_path) == ["id"]:
+                problems.append(f"id {item_id!r} must not contain '/': the checkpoint keeps a variant's steps as "
+                                f"{item_id}/{{variant}}/{{n}}, which another item's id could then be")
+            elif error.validator != "required" and next(iter(error.absolute_path), None) not in reported:
                 problems.extend(describe(error, {}))
         if image_ok and remote.is_remote(image) and (problem := remote.scheme_problem(image)):
             problems.append(f"image {image!r}: {problem}")

@@ -6,7 +6,8 @@
 - prepare, before any event loop: the lock, the checkpoint, the plan (`plan/make.py`: sources,
   siblings, adoption, decisions), its rows written, the confirmation question;
 - execute, on one event loop: every unit of the plan through the stages (`run/drive.py`);
-- finish: results table and report, however the run ended (`pipeline.outputs.publish`).
+- finish: steps/ files no row names removed; results table and report, however the run ended
+  (`pipeline.outputs.publish`).
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from pipeline.run.drive import drive_all
 from pipeline.run.stages import Context
 from pipeline.run.timing import WINDOW, OrderTimes
 from pipeline.store.atomic import remove_stale_temps
+from pipeline.store import steps_dir
 from pipeline.store.checkpoint import Checkpoint, Row
 from pipeline.store.lock import RunLock
 from pipeline.store.remote import Remote
@@ -280,6 +282,10 @@ def finish(prepared: Prepared, executed: Executed) -> RunResult:
     """Write the results table and report whatever happened, then raise a run-level fault if any."""
     cfg, manifest, rows = prepared.cfg, prepared.manifest, prepared.rows
     counts = results.status_counts(*results.by_variant(cfg, manifest, rows))
+    removed, freed = steps_dir.remove_unreferenced(cfg.state_dir, rows.values())
+    if removed:
+        log.info("removed %d intermediate outputs (%d bytes) from %s: no checkpoint row names them any more",
+                 removed, freed, cfg.state_dir / "steps")
     try:
         results_path = publish.write_outputs(cfg, manifest, rows, elapsed_s=time.monotonic() - prepared.started,
                                              history=prepared.ckpt.history())
