@@ -57,7 +57,7 @@ class Where:
     legacy_kind: str | None = None  # the base URL schema-1 checkpoints made real-API fingerprints with
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Unit:
     """One (item, variant) still to drive: its resolved steps and the job of the step it is at.
     ``specs`` is ``(None,)`` for the implicit variant: one step, the item's own row."""
