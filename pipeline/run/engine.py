@@ -168,7 +168,7 @@ def _recorded(prepared: Prepared, started_at: float):
 
 def prepare(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str | None,
             ckpt: Checkpoint) -> Prepared:
-    """Plan against the checkpoint (plan/make.py), write what the plan says to, ask to confirm."""
+    """Make the plan (plan/make.py), write the rows it holds, ask before a spend over budget.confirm_over."""
     started = time.monotonic()
     outputs, listing = _output_store(cfg, options)
     endpoint = _endpoint(cfg, options, key)
