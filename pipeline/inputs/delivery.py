@@ -11,12 +11,11 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import Any
 
 from PIL import ImageColor
 
-if TYPE_CHECKING:
-    from pipeline.inputs.config import RunConfig
+RunConfig = Any  # inputs.settings.RunConfig, which holds these settings: not imported, it imports this
 
 DEFAULT_DISCLOSURE = {"source_type": "trainedAlgorithmicMedia", "prompt": False}
 OFF = "off"

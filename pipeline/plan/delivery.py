@@ -9,7 +9,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import NamedTuple
 
-from pipeline.inputs.config import RunConfig, Template
+from pipeline.inputs.settings import RunConfig
+from pipeline.inputs.template import Template
 from pipeline.inputs.delivery import disclosure_of
 from pipeline.inputs.manifest import Item
 from pipeline.inputs.variants import IMPLICIT, Variant, step_id

@@ -20,7 +20,7 @@ from pipeline.errors import OutputError
 from pipeline.inputs.config import RunConfig
 from pipeline.inputs.manifest import Item
 from pipeline.media.xmp import XmpError, disclose, pixels_id
-from pipeline.plan.adopt import FINGERPRINT_META, SHA256_META
+from pipeline.store.names import FINGERPRINT_META, SHA256_META
 from pipeline.plan.delivery import Delivered as Output, SettingsKeys, disclosure_for, final_outputs, settings_key
 from pipeline.store.atomic import write_atomically
 from pipeline.store.checkpoint import Checkpoint, Row
