@@ -60,9 +60,10 @@ class ApiSettings:
 @dataclass(frozen=True)
 class RetrySettings:
     failed_orders: int = 2      # resubmits of an order that ended `failed` (free)
-    transient: int = 8          # attempts per request on transient errors
+    transient: int | None = None  # attempts per request on transient errors; None: budget_s decides
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
+    budget_s: float = 300.0     # seconds one request (API or storage) keeps retrying transient faults
 
 CHECKPOINT_NAME = "checkpoint.sqlite"  # in each state directory
 
@@ -419,7 +420,7 @@ def _read_local(path: Path, shown: str, kind: str) -> bytes:
 def _read_stored(url: str, shown: str, kind: str, options: Mapping[str, Any] | None) -> bytes:
     store = Remote.open(url, options)
     try:
-        return store.fs.cat_file(store.root)
+        return store.backoff.call(lambda: store.fs.cat_file(store.root), faults())
     except FileNotFoundError as exc:
         if is_missing_bucket(exc):
             raise ConfigError(describe(exc, url)) from None

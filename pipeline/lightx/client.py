@@ -12,19 +12,20 @@ import asyncio
 import json
 import logging
 import random
+import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
 
 import aiohttp
 from yarl import URL
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_before_delay
 
 from pipeline.inputs.config import BASE_URL_ENV, DEFAULT_BASE_URL, RetrySettings
 from pipeline.errors import (ApiError, ApiUnreachable, AuthError, CreditsError, FatalApiError, ForeignAnswer,
                              ItemError, Refused, Stopped, TransientError, WrongApi)
 from pipeline.inputs.locations import is_http_url
 from pipeline.lightx.answers import (answer_message, detail, fatal_from_message, lightx_error, parse_retry_after,
-                                     s3_message, snippet)
+                                     s3_message, server_fault, snippet)
 from pipeline.lightx.pacing import Pacer
 from pipeline.media.formats import sniff_format
 
@@ -198,6 +199,8 @@ class Client:
         code = doc.get("statusCode")
         if code != SUCCESS:
             message = answer_message(doc)
+            if server_fault(code):  # LightX's own 5xx, even in an HTTP 200: retried like one
+                raise TransientError(f"{path}: statusCode {code}: {message}", status_code=code)
             fatal = fatal_from_message(code, message)
             if fatal:
                 raise self._note_fatal(fatal)
@@ -267,6 +270,9 @@ class Client:
         if status >= 500 or status in (408, 425):
             return TransientError(f"{name}: HTTP {status}", http_status=status, retry_after=wait)
         code, message = lightx_error(text)
+        if api and server_fault(code):
+            return TransientError(f"{name}: HTTP {status}{detail(code, message)}", http_status=status,
+                                  status_code=code, retry_after=wait)
         if api and status in (401, 403):
             return self._note_fatal(AuthError(f"API key rejected (HTTP {status}{detail(code, message)})"))
         if api and status == 402:
@@ -289,32 +295,41 @@ class Client:
         return exc
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Run `call`, retrying TransientError with exponential backoff, jitter and Retry-After.
+        """Run `call`, retrying TransientError with exponential backoff, full jitter and Retry-After,
+        for up to retries.budget_s seconds (and retries.transient attempts, when set).
 
         The first attempt runs bare: it nearly always succeeds, and building tenacity's retry state
         for every request cost a fifth of the client's CPU. Retries are tenacity's.
         """
         settings = self._retries
+        attempts = settings.transient
+        started = time.monotonic()
         try:
             return await call()
         except TransientError as exc:
-            if settings.transient <= 1:
-                raise _gave_up(exc, 1) from None
+            if attempts is not None and attempts <= 1:
+                raise _gave_up(exc, 1, started) from None
             first = exc
         log.debug("retrying after %s", first)
-        await self.pause(_delay(1, first, settings.backoff_base_s, settings.backoff_max_s))
+        delay = _delay(1, first, settings.backoff_base_s, settings.backoff_max_s)
+        if time.monotonic() - started + delay > settings.budget_s:
+            raise _gave_up(first, 1, started) from None
+        await self.pause(delay)
+        stop = stop_before_delay(max(0.0, settings.budget_s - (time.monotonic() - started)))
+        if attempts is not None:
+            stop = stop | stop_after_attempt(attempts - 1)
+        tried = 1
         try:
             async for attempt in AsyncRetrying(
-                    retry=retry_if_exception_type(TransientError),
-                    stop=stop_after_attempt(settings.transient - 1),
+                    retry=retry_if_exception_type(TransientError), stop=stop,
                     wait=_backoff(settings.backoff_base_s, settings.backoff_max_s, done=1),
                     sleep=self.pause, reraise=True):
                 with attempt:
+                    tried = 1 + attempt.retry_state.attempt_number
                     return await call()
         except TransientError as exc:
-            raise _gave_up(exc, settings.transient) from None
+            raise _gave_up(exc, tried, started) from None
         raise AssertionError("unreachable")  # pragma: no cover
-
 
     async def pause(self, seconds: float) -> None:
         """A backoff sleep; Stopped if the run is stopping, before or after it."""
@@ -325,9 +340,9 @@ class Client:
             raise Stopped("stopping: no further attempt")
 
 
-def _gave_up(exc: TransientError, attempts: int) -> ItemError:
-    return ItemError(f"gave up after {attempts} attempts: {exc}", http_status=exc.http_status,
-                     status_code=exc.status_code)
+def _gave_up(exc: TransientError, attempts: int, started: float) -> ItemError:
+    return ItemError(f"gave up after {attempts} attempts: {exc} (retried for {time.monotonic() - started:.0f} s)",
+                     http_status=exc.http_status, status_code=exc.status_code)
 
 
 def _parse_slot(body: dict[str, Any]) -> UploadSlot:
@@ -367,26 +382,12 @@ def _backoff(base: float, cap: float, done: int = 0) -> Callable[[RetryCallState
 
 
 def _delay(attempt: int, exc: BaseException | None, base: float, cap: float) -> float:
-    """Full-jitter exponential backoff (AWS architecture blog), floored by Retry-After."""
+    """Full-jitter exponential backoff (the AWS architecture blog's "full jitter"), floored by Retry-After."""
     exp = min(cap, base * 2 ** (attempt - 1))
-    delay = random.uniform(exp / 2, exp)
+    delay = random.uniform(0, exp)
     if isinstance(exc, ApiError) and exc.retry_after:
         delay = max(delay, min(exc.retry_after, cap))
     return delay
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def _describe(exc: BaseException) -> str:

@@ -11,6 +11,7 @@ successful answer (it is counted only when there was one to corrupt).
     429         rate_429          upload_url submit status
     garbage     rate_garbage      upload_url submit status output (HTML page on output)
     bad_status  rate_bad_status   upload_url submit status
+    5000        rate_5000         upload_url submit status (HTTP 200, statusCode 5000 INTERNAL_SERVER_ERROR)
     truncated   rate_truncated    output (200, first half of the JPEG, its own Content-Length/ETag)
 
 The cdn (imageUrl) GET and the ``__`` admin routes never fault.
@@ -91,6 +92,12 @@ def _bad_status(request: web.Request, rng: random.Random, options: SandboxOption
     return lightx_json(200, 5001, "INTERNAL_ERROR")
 
 
+def _internal_error(request: web.Request, rng: random.Random, options: SandboxOptions) -> web.Response:
+    # As the issue's incident showed it: LightX's own server fault in an HTTP 200. Drawn before the
+    # handler, so a submit answered so created no order (see docs/resilience.md on what that assumes).
+    return lightx_json(200, 5000, "INTERNAL_SERVER_ERROR")
+
+
 def _truncate(response: web.StreamResponse) -> web.Response | None:
     """The first half of a served JPEG, as a cut object in storage would be served: it starts like
     a JPEG and its headers match its bytes, but it does not decode."""
@@ -119,6 +126,7 @@ FAULTS: tuple[FaultKind, ...] = (
     FaultKind("429", "rate_429", API, _too_many),
     FaultKind("garbage", "rate_garbage", API | {"output"}, _garbage),
     FaultKind("bad_status", "rate_bad_status", API, _bad_status),
+    FaultKind("5000", "rate_5000", API, _internal_error),
     FaultKind("truncated", "rate_truncated", frozenset({"output"}), spoil=_truncate),
 )
 

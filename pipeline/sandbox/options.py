@@ -11,7 +11,7 @@ from pipeline.errors import ConfigError
 SANDBOX_KEY = "sandbox-key"
 ROOT = "/external/api"  # where LightX serves its API, and so the sandbox too
 
-_RATES = ("rate_429", "rate_5xx", "rate_reset", "rate_garbage", "rate_bad_status",
+_RATES = ("rate_429", "rate_5xx", "rate_reset", "rate_garbage", "rate_bad_status", "rate_5000",
           "rate_failed", "slow_order_rate", "rate_truncated")
 
 
@@ -35,6 +35,8 @@ class SandboxOptions:
     rate_reset: float = _opt(0.0, "share of requests whose connection is reset")
     rate_garbage: float = _opt(0.0, "share of requests answered 200 with HTML/garbage")
     rate_bad_status: float = _opt(0.0, "share of API requests answered 200 with statusCode 5001")
+    rate_5000: float = _opt(0.0, "share of API requests (upload-url, submit, status) answered HTTP 200 with "
+                                 "statusCode 5000 INTERNAL_SERVER_ERROR, before anything is done")
     rate_failed: float = _opt(0.0, "share of orders that end 'failed' (free)")
     rate_truncated: float = _opt(0.0, "share of output downloads answered 200 with only the first half "
                                       "of the JPEG (right Content-Length, does not decode)")
