@@ -14,6 +14,9 @@ successful answer (it is counted only when there was one to corrupt).
     5000        rate_5000         upload_url submit status (HTTP 200, statusCode 5000 INTERNAL_SERVER_ERROR)
     truncated   rate_truncated    output (200, first half of the JPEG, its own Content-Length/ETag)
 
+An incident (``outage_s`` after ``outage_after`` API requests) answers every API request with
+statusCode 5000 in an HTTP 200 for that long, before the handler, like ``rate_5000``.
+
 The cdn (imageUrl) GET and the ``__`` admin routes never fault.
 """
 from __future__ import annotations
@@ -22,6 +25,7 @@ import hashlib
 import random
 import socket
 import struct
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -129,6 +133,17 @@ FAULTS: tuple[FaultKind, ...] = (
     FaultKind("5000", "rate_5000", API, _internal_error),
     FaultKind("truncated", "rate_truncated", frozenset({"output"}), spoil=_truncate),
 )
+
+
+def in_outage(endpoint: str, options: SandboxOptions, ledger) -> bool:
+    """Whether an API request falls in the --outage-s incident (which begins after --outage-after of them)."""
+    if options.outage_s <= 0 or endpoint not in API:
+        return False
+    if ledger.outage_started is None:
+        if sum(ledger.requests[e] for e in API) <= options.outage_after:
+            return False
+        ledger.outage_started = time.monotonic()
+    return time.monotonic() - ledger.outage_started < options.outage_s
 
 
 def draw_fault(endpoint: str, options: SandboxOptions, rng: random.Random) -> FaultKind | None:
