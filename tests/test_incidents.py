@@ -33,3 +33,16 @@ def test_an_incident_answering_5000_to_everything_slows_the_run_and_fails_nothin
     assert ledger["faults"]["outage"] > 12  # more refusals than items: every item met it at least once
     assert ledger["credits"] == 12 and ledger["max_polls_per_order"] <= 5
     assert {r["status"] for r in results(config).values()} == {"done"}
+
+
+def test_an_api_that_never_answers_the_first_call_ends_the_run_after_a_few_tries_not_the_budget(
+        catalog_dir, capsys, monkeypatch):
+    import socket
+    monkeypatch.setenv("LIGHTX_API_KEY", "some-key")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once we leave: connections are refused
+    config = write_catalog(catalog_dir, 3, base_url=f"http://127.0.0.1:{port}/external/api")
+    assert main(["run", str(config), "--quiet"]) == 1  # retries.budget_s is 300 s: not spent on this
+    err = capsys.readouterr().err
+    assert "cannot reach the API" in err and "gave up after 8 attempts" in err, err

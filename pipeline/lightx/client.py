@@ -31,6 +31,7 @@ from pipeline.media.formats import sniff_format
 
 T = TypeVar("T")
 SUCCESS = 2000
+PROBE_ATTEMPTS = 8  # the run's first API call, unanswered (connection refused, timeouts): then ApiUnreachable
 
 # Classified once: these are the failures of a busy network, worth another try.
 _TRANSIENT_EXC = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError,
@@ -145,13 +146,13 @@ class Client:
             except ForeignAnswer as exc:
                 raise self._wrong_api(path, str(exc)) from None
 
-        async def twice(attempt: Callable[[], Awaitable[T]]) -> T:
+        async def twice(attempt: Callable[[], Awaitable[T]], probe: bool = False) -> T:
             try:
-                return await self._retrying(attempt)
+                return await self._retrying(attempt, probe)
             except Refused as exc:
                 if exc.http_status is not None:  # an HTTP 4xx says so plainly: not asked again
                     raise
-            return await self._retrying(attempt)
+            return await self._retrying(attempt, probe)
 
         if self._fatal:
             raise self._fatal
@@ -162,7 +163,7 @@ class Client:
                 raise self._fatal
             if not self._verified.is_set():
                 try:
-                    result = await twice(first_call)
+                    result = await twice(first_call, probe=True)
                 except ItemError as exc:
                     if exc.status_code is not None:  # LightX answered, and said no: key and URL work
                         self._verified.set()
@@ -294,9 +295,11 @@ class Client:
             self._fatal = exc
         return exc
 
-    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def _retrying(self, call: Callable[[], Awaitable[T]], probe: bool = False) -> T:
         """Run `call`, retrying TransientError with exponential backoff, full jitter and Retry-After,
-        for up to retries.budget_s seconds (and retries.transient attempts, when set).
+        for up to retries.budget_s seconds (and retries.transient attempts, when set). A `probe` (the
+        run's first API call) that gets no HTTP answer at all gives up after PROBE_ATTEMPTS: a wrong
+        URL is likelier than an outage then, and should not cost minutes.
 
         The first attempt runs bare: it nearly always succeeds, and building tenacity's retry state
         for every request cost a fifth of the client's CPU. Retries are tenacity's.
@@ -318,6 +321,8 @@ class Client:
         stop = stop_before_delay(max(0.0, settings.budget_s - (time.monotonic() - started)))
         if attempts is not None:
             stop = stop | stop_after_attempt(attempts - 1)
+        if probe:
+            stop = stop | _unanswered_after(PROBE_ATTEMPTS - 1)
         tried = 1
         try:
             async for attempt in AsyncRetrying(
@@ -338,6 +343,15 @@ class Client:
         await asyncio.sleep(seconds)
         if self._stopping:
             raise Stopped("stopping: no further attempt")
+
+
+def _unanswered_after(attempts: int) -> Callable[[RetryCallState], bool]:
+    """tenacity stop: `attempts` tries made and the last got no HTTP answer (refused, reset, timed out)."""
+    def stop(state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        return state.attempt_number >= attempts and isinstance(exc, ApiError) and exc.http_status is None \
+            and exc.status_code is None
+    return stop
 
 
 def _gave_up(exc: TransientError, attempts: int, started: float) -> ItemError:
