@@ -44,8 +44,8 @@ EXPLORE_LEAST = 0.03        # share of orders checked early on purpose, however 
 PLAN_POINTS = 16            # candidate times per plan of a next check
 REPLAN = 0.03               # plans are made again when a quantile of the estimate moves by 3 %
 PARKED_COST = 10.0          # an order left for the next run weighs as a wait of 10x the planned span
-CHECK_PRICE = 0.5           # a check that finds an order still running weighs as a wait of poll.interval_s:
-                            # status checks are client CPU and API load, not free (#21)
+CHECK_PRICE = 0.5           # a check that finds an order still running weighs as a wait of half a
+                            # poll.interval_s: status checks are client CPU and API load, not free (#21)
 
 _LOG_MIN = math.log(GRID_MIN_S)
 _STEP = (math.log(GRID_MAX_S) - _LOG_MIN) / BINS
