@@ -24,9 +24,10 @@ from pipeline.inputs.variants import item_problems, variants_of
 from pipeline.media.images import image_header
 from pipeline.store.checkpoint import Checkpoint
 from pipeline.store.remote import is_remote
+from pipeline.store.state_dirs import checkpoint_paths
 
 
-@dataclass
+@dataclass(frozen=True)
 class Overview:
     """What a full run of the manifest would do, from the manifest alone (the planner, in plan/,
     compares it with the checkpoint)."""
@@ -36,6 +37,7 @@ class Overview:
     distinct_images: int  # distinct local paths and URLs among the valid items
     credits: int          # credits a full run from scratch would spend: 1 per step of each variant of a valid item
     per_item: tuple[tuple[str, int], ...] = ()  # with variants: (name, credits per item) of each
+    problems: tuple[str, ...] = ()  # one line per problem of the invalid rows (`pipeline.validate` fills it)
 
 
 def validate(config_path: str | Path, *, env: Mapping[str, str] | None = None,
@@ -83,9 +85,8 @@ def _seen(cfg: RunConfig, manifest: Manifest) -> dict[str, tuple[int, int, str]]
     """The stat caches of every checkpoint under state.dir (read-only): stored images earlier runs read."""
     if not any(item.image_url and is_remote(item.image_url) for item in manifest.items):
         return {}
-    from pipeline.outputs.publish import checkpoint_paths
     seen: dict[str, tuple[int, int, str]] = {}
-    for path in checkpoint_paths(cfg):
+    for path in checkpoint_paths(cfg.state_root):
         with contextlib.suppress(CheckpointError):  # a damaged checkpoint only costs the reads it would save
             seen.update(Checkpoint.read_file_hashes(path))
     return seen

@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
 
 import aiohttp
 from yarl import URL
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_before_delay
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_before_delay
 
 from pipeline.inputs.config import BASE_URL_ENV, DEFAULT_BASE_URL, RetrySettings
 from pipeline.errors import (ApiError, ApiUnreachable, AuthError, CreditsError, FatalApiError, ForeignAnswer,
@@ -26,6 +25,7 @@ from pipeline.errors import (ApiError, ApiUnreachable, AuthError, CreditsError, 
 from pipeline.inputs.locations import is_http_url
 from pipeline.lightx.answers import (answer_message, detail, fatal_from_message, lightx_error, parse_retry_after,
                                      s3_message, server_fault, snippet)
+from pipeline.lightx.backoff import backoff, delay_for, gave_up, unanswered_after
 from pipeline.lightx.pacing import Pacer
 from pipeline.media.formats import sniff_format
 
@@ -311,29 +311,29 @@ class Client:
             return await call()
         except TransientError as exc:
             if attempts is not None and attempts <= 1:
-                raise _gave_up(exc, 1, started) from None
+                raise gave_up(exc, 1, started) from None
             first = exc
         log.debug("retrying after %s", first)
-        delay = _delay(1, first, settings.backoff_base_s, settings.backoff_max_s)
+        delay = delay_for(1, first, settings.backoff_base_s, settings.backoff_max_s)
         if time.monotonic() - started + delay > settings.budget_s:
-            raise _gave_up(first, 1, started) from None
+            raise gave_up(first, 1, started) from None
         await self.pause(delay)
         stop = stop_before_delay(max(0.0, settings.budget_s - (time.monotonic() - started)))
         if attempts is not None:
             stop = stop | stop_after_attempt(attempts - 1)
         if probe:
-            stop = stop | _unanswered_after(PROBE_ATTEMPTS - 1)
+            stop = stop | unanswered_after(PROBE_ATTEMPTS - 1)
         tried = 1
         try:
             async for attempt in AsyncRetrying(
                     retry=retry_if_exception_type(TransientError), stop=stop,
-                    wait=_backoff(settings.backoff_base_s, settings.backoff_max_s, done=1),
+                    wait=backoff(settings.backoff_base_s, settings.backoff_max_s, done=1),
                     sleep=self.pause, reraise=True):
                 with attempt:
                     tried = 1 + attempt.retry_state.attempt_number
                     return await call()
         except TransientError as exc:
-            raise _gave_up(exc, tried, started) from None
+            raise gave_up(exc, tried, started) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def pause(self, seconds: float) -> None:
@@ -343,20 +343,6 @@ class Client:
         await asyncio.sleep(seconds)
         if self._stopping:
             raise Stopped("stopping: no further attempt")
-
-
-def _unanswered_after(attempts: int) -> Callable[[RetryCallState], bool]:
-    """tenacity stop: `attempts` tries made and the last got no HTTP answer (refused, reset, timed out)."""
-    def stop(state: RetryCallState) -> bool:
-        exc = state.outcome.exception() if state.outcome else None
-        return state.attempt_number >= attempts and isinstance(exc, ApiError) and exc.http_status is None \
-            and exc.status_code is None
-    return stop
-
-
-def _gave_up(exc: TransientError, attempts: int, started: float) -> ItemError:
-    return ItemError(f"gave up after {attempts} attempts: {exc} (retried for {time.monotonic() - started:.0f} s)",
-                     http_status=exc.http_status, status_code=exc.status_code)
 
 
 def _parse_slot(body: dict[str, Any]) -> UploadSlot:
@@ -385,23 +371,6 @@ def _parse_status(body: dict[str, Any]) -> OrderStatus:
     if status == "active" and not output:
         raise TransientError("order is active but has no output URL")
     return OrderStatus(status=status, output=str(output) if output else None)
-
-
-def _backoff(base: float, cap: float, done: int = 0) -> Callable[[RetryCallState], float]:
-    """tenacity wait: `_delay` for its attempt number, counting `done` attempts made before it."""
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        return _delay(state.attempt_number + done, exc, base, cap)
-    return wait
-
-
-def _delay(attempt: int, exc: BaseException | None, base: float, cap: float) -> float:
-    """Full-jitter exponential backoff (the AWS architecture blog's "full jitter"), floored by Retry-After."""
-    exp = min(cap, base * 2 ** (attempt - 1))
-    delay = random.uniform(0, exp)
-    if isinstance(exc, ApiError) and exc.retry_after:
-        delay = max(delay, min(exc.retry_after, cap))
-    return delay
 
 
 def _describe(exc: BaseException) -> str:

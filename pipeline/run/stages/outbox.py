@@ -19,7 +19,7 @@ import os
 import time
 
 from pipeline.media.previews import THUMBS, output_preview
-from pipeline.plan.adopt import FINGERPRINT_META, SHA256_META
+from pipeline.store.names import FINGERPRINT_META, SHA256_META
 from pipeline.run.stages.context import Context, Job, Parked
 from pipeline.store.atomic import write_atomically
 from pipeline.store.remote import StorageBusy
