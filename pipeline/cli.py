@@ -183,6 +183,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 "plan": {"items": plan.items, "distinct_images": plan.distinct_images,
                          "variants": dict(plan.per_item)},  # variant -> credits per item
                 "credits": {"full_run": plan.credits}}
+    if manifest.store is not None:
+        document["store"] = manifest.store.as_dict()
     if problems:
         return _refuse(args, problems, **document)
     print(json.dumps(_document("validate", 0, **document)) if args.json else format_plan(plan))

@@ -71,6 +71,7 @@ CHECKPOINT_NAME = "checkpoint.sqlite"  # in each state directory
 class OutputSettings:
     dir: Path = Path("outputs")
     filename: str = "{id}.jpg"
+    public_url: str | None = None   # where output.dir is served: the store import files link there
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,15 @@ class StateSettings:
 @dataclass(frozen=True)
 class StorageSettings:
     options: dict = field(default_factory=dict)  # passed to fsspec for every storage URL
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """How a store export is read and written back (inputs/stores, outputs/storefiles)."""
+    format: str = "auto"             # auto | shopify | woocommerce | merchant-center | plain
+    images: str = "first"            # first | all
+    position: str = "after"          # after | first: where generated pictures go in the import files
+    merchant_attribute: str = "lifestyle_image_link"
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,8 @@ class RunConfig:
     output_url: str | None = None
     prompt: str | None = None
     variants: tuple[Variant, ...] = ()  # empty: the one implicit variant (inputs/variants.variants_of)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    columns: dict = field(default_factory=dict)  # a plain table's id/image/... columns, e.g. {id: sku}
 
     shard: Any = None  # plan.shards.Shard when run with --shard K/N; set by the caller, not the YAML
 
@@ -149,7 +161,7 @@ class RunConfig:
 SECTIONS: dict[str, type] = {
     "output": OutputSettings, "limits": Limits, "poll": PollSettings, "api": ApiSettings,
     "retries": RetrySettings, "budget": BudgetSettings, "images": ImageSettings, "state": StateSettings,
-    "storage": StorageSettings,
+    "storage": StorageSettings, "store": StoreSettings,
 }
 SITE_DIR = "site"  # under state.dir, when output.dir is a URL: the table and report before their upload
 
@@ -209,7 +221,7 @@ def check_config(path: str | Path, *, env: Mapping[str, str] | None = None
         sections["api"], base_url=(base_url or sections["api"].base_url).rstrip("/"))
     return RunConfig(config_path=config_path, manifest_path=_manifest_location(base, data["manifest"]),
                      output_url=output_url, prompt=data.get("prompt"), variants=parse_variants(data.get("variants")),
-                     **sections), []
+                     columns=dict(data.get("columns") or {}), **sections), []
 
 
 def _local(base: Path, text: str) -> Path:
@@ -267,9 +279,16 @@ def _manifest_reader(config_path: Path, data: dict) -> RunConfig | None:
     options = storage.get("options") if isinstance(storage.get("options"), dict) else {}
     if is_remote(manifest) and (scheme_problem(manifest) or options_problems(options)):
         return None
+    store = data.get("store") if isinstance(data.get("store"), dict) else {}
+    if schema_checker("config", "/properties/store").errors(store):
+        store = {}
+    columns = data.get("columns") if isinstance(data.get("columns"), dict) else {}
+    if schema_checker("config", "/properties/columns").errors(columns):
+        columns = {}
     return RunConfig(config_path=config_path, manifest_path=_manifest_location(config_path.parent, manifest),
                      storage=StorageSettings(options=options), output=OutputSettings(filename=filename),
-                     prompt=prompt, variants=parse_variants(variants))
+                     prompt=prompt, variants=parse_variants(variants), store=_section(StoreSettings, store),
+                     columns=dict(columns))
 
 
 def api_key(cfg: RunConfig, env: Mapping[str, str] | None = None) -> str | None:

@@ -36,6 +36,7 @@ from pipeline.inputs.config import RunConfig, Template, display_path, load_yaml,
 from pipeline.inputs.schema import SchemaChecker, describe, load_schema, schema_checker, schema_problems
 from pipeline.errors import ConfigError
 from pipeline.inputs.locations import is_http_url
+from pipeline.inputs import stores
 from pipeline.store import remote
 from pipeline.media.images import image_header
 
@@ -70,6 +71,7 @@ class Manifest:
     columns: list[str]
     path: Path | str | None = None  # a str is a storage URL
     sha256: str | None = None       # of the manifest text these items were read from
+    store: stores.StoreSummary | None = None  # a store export: its format, products, products without a picture
 
     def where(self, row: int, item_id: str | None) -> str:
         """``catalog.csv row 7 (id sku-777)``: how messages name one row."""
@@ -93,14 +95,22 @@ def load_manifest(cfg: RunConfig) -> Manifest:
     """Read the manifest named by ``cfg``; file-level faults raise ConfigError, bad rows go to ``invalid``."""
     path = cfg.manifest_path
     shown = display_path(path)
+    export = stores.open_store(path, shown, cfg.store.format, cfg.columns, cfg.storage.options)
     reader = _READERS.get(suffix(path))
-    if reader is None:
+    if reader is None and export is None:
         raise ConfigError(f"{shown}: unknown manifest type {suffix(path)!r}; use .csv, .yaml or .yml")
     try:
         prompt = Template.parse(cfg.prompt) if cfg.prompt is not None else None
         name = Template.parse(cfg.output.filename)
     except ValueError as exc:
         raise ConfigError(f"{display_path(cfg.config_path)}: {exc}") from None
+    if export is not None:  # a store's own export, or a table `columns` maps (inputs/stores)
+        summary, rows = stores.read_rows(export, cfg.store.images)
+        table = _Table(["id", "image", *export.columns, *stores.STORE_COLUMNS],
+                       [(row, cells, problems, _NONE) for row, cells, problems in rows])
+        _check_columns(table.columns, prompt, name, path, cfg)
+        manifest = _build(table, prompt, name, path, shown, tuple(v.name for v in cfg.variants))
+        return dataclasses.replace(manifest, sha256=stores.digest(path, cfg.storage.options), store=summary)
     text = read_text(path, shown, "manifest", cfg.storage.options)
     table = reader(text, shown)
     _check_columns(table.columns, prompt, name, path, cfg)
@@ -113,7 +123,7 @@ def _check_columns(columns: list[str], prompt: Template | None, name: Template, 
     """Columns every row needs (CSV only: a YAML item lacking one is reported on its own)."""
     problems = []
     shown = display_path(path)
-    if _UNITS[suffix(path)] == "row":
+    if _UNITS.get(suffix(path), "row") == "row":
         problems += [f"{shown}: has no {col!r} column" for col in ("id", "image") if col not in columns]
         if prompt is None and "prompt" not in columns and not cfg.variants:
             problems.append(f"{shown}: has no 'prompt' column, and the config sets no prompt")
@@ -158,7 +168,7 @@ def resolve_image(base: Path | str, image: str) -> tuple[Path | None, str | None
 
 def _build(table: _Table, prompt_t: Template | None, name_t: Template, path: Path | str, shown: str,
            variants: tuple[str, ...] = ()) -> Manifest:
-    unit = _UNITS[suffix(path)]
+    unit = _UNITS.get(suffix(path), "row")
     checker = schema_checker("manifest", "/$defs/item")
     base = manifest_base(path)
     paths: dict[str, tuple[Path | None, str | None]] = {}
@@ -328,7 +338,7 @@ def _text(value: Any) -> str:
 
 
 _READERS = {".csv": _read_csv, ".yaml": _read_yaml, ".yml": _read_yaml}
-_UNITS = {".csv": "row", ".yaml": "item", ".yml": "item"}
+_UNITS = {".csv": "row", ".yaml": "item", ".yml": "item", ".xml": "item", ".jsonl": "line", ".ndjson": "line"}
 
 
 # -- images -------------------------------------------------------------------------------------

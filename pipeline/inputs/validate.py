@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from pipeline.errors import CheckpointError, ConfigError
-from pipeline.inputs.config import RunConfig, check_config
+from pipeline.inputs.config import RunConfig, check_config, display_path
 from pipeline.inputs.manifest import InvalidItem, Manifest, load_manifest
 from pipeline.inputs.manifest import check_images as _check_images
 from pipeline.inputs.stored import check_stored_images
@@ -36,6 +36,7 @@ class Overview:
     distinct_images: int  # distinct local paths and URLs among the valid items
     credits: int          # credits a full run from scratch would spend: 1 per step of each variant of a valid item
     per_item: tuple[tuple[str, int], ...] = ()  # with variants: (name, credits per item) of each
+    store: list[str] | None = None  # a store export: what was read (inputs/stores.StoreSummary.lines)
 
 
 def validate(config_path: str | Path, *, env: Mapping[str, str] | None = None,
@@ -123,8 +124,9 @@ def plan_of(manifest: Manifest, cfg: RunConfig | None = None) -> Overview:
     per_item = tuple((v.name, v.credits()) for v in cfg.variants) if cfg is not None else ()
     credits = len(manifest.items) * sum(v.credits() for v in variants_of(cfg)) if cfg is not None \
         else len(manifest.items)
+    store = manifest.store.lines(display_path(manifest.path)) if manifest.store and manifest.path else None
     return Overview(items=len(manifest.items), invalid=len(manifest.invalid), distinct_images=len(images),
-                credits=credits, per_item=per_item)
+                credits=credits, per_item=per_item, store=store)
 
 
 def problem_lines(manifest: Manifest) -> list[str]:
@@ -140,6 +142,6 @@ def format_plan(plan: Overview) -> str:
     if plan.per_item:
         why = "per item: " + ", ".join(f"{name} {n(credits, 'step')}" for name, credits in plan.per_item) \
             + "; 1 credit per step"
-    return (f"{n(plan.items, 'item')}, {n(plan.distinct_images, 'distinct image')}, {plan.invalid} invalid\n"
+    return "".join(line + "\n" for line in plan.store or ()) + (f"{n(plan.items, 'item')}, {n(plan.distinct_images, 'distinct image')}, {plan.invalid} invalid\n"
             f"a full run would spend {n(plan.credits, 'credit')} "
             f"({why}; failed orders are free)")
