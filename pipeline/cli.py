@@ -227,9 +227,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps({"command": "run", "exit_code": result.exit_code, "counts": dict(counts),
                           "credits": result.credits, "submits": result.submits,
                           "elapsed_s": round(result.elapsed_s, 3), "stopped": result.message,
-                          "results": str(result.results_path), "problems": problems}))
+                          "results": str(result.results_path), "problems": problems,
+                          "store_files": {f.name: f.products for f in result.extra.get("store_files", ())}}))
     else:
         print(line)
+        for written in result.extra.get("store_files", ()):
+            print(f"{written.name}: {written.products} product{'' if written.products == 1 else 's'} "
+                  f"with new pictures, beside {result.results_path}")
     return result.exit_code
 
 

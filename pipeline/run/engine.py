@@ -338,9 +338,10 @@ def finish(prepared: Prepared, executed: Executed) -> RunResult:
     """Write the results table and report whatever happened, then raise a run-level fault if any."""
     cfg, manifest, rows = prepared.cfg, prepared.manifest, prepared.rows
     counts = results.status_counts(*results.by_variant(cfg, manifest, rows))
+    store_files: list = []  # outputs/storefiles.StoreFile: the store import file, when one is written
     try:
         results_path = publish.write_outputs(cfg, manifest, rows, elapsed_s=time.monotonic() - prepared.started,
-                                             history=prepared.ckpt.history())
+                                             history=prepared.ckpt.history(), store_files=store_files)
     except (OutputError, CheckpointError):
         if executed.fatal is None:
             raise
@@ -352,4 +353,4 @@ def finish(prepared: Prepared, executed: Executed) -> RunResult:
     message = "interrupted: stopped new work, progress saved" if interrupted else executed.stop_reason
     return RunResult(exit_code=exit_code, counts=counts, credits=executed.credits, submits=executed.submits,
                      elapsed_s=time.monotonic() - prepared.started, message=message, plan=prepared.plan,
-                     results_path=results_path, extra={"requests": executed.requests})
+                     results_path=results_path, extra={"requests": executed.requests, "store_files": store_files})
