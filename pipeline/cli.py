@@ -43,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="path to the YAML config")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
 
+    p = sub.add_parser("init", parents=[common], help="write a first catalog.yaml for a store export",
+                       description="Read a Shopify, WooCommerce or Merchant Center export, say what it holds "
+                                   "(format, products, pictures, products without a picture) and write a "
+                                   "commented config beside it that `pipeline validate` accepts as it is.")
+    p.add_argument("export", help="the store's export (products_export.csv, a feed .tsv/.xml, ...)")
+    p.add_argument("--output", metavar="PATH", help="where to write the config (default: catalog.yaml beside the export)")
+    p.add_argument("--force", action="store_true", help="overwrite the config if it exists")
+
     p = sub.add_parser("run", parents=[common], help="run the catalog: upload, submit, poll, download",
                        description="Validate, plan against the checkpoint, then upload, submit, poll and "
                                    "download every new or changed item. Unchanged done items cost nothing; "
@@ -191,6 +199,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from pipeline.inputs.config import display_path
+    from pipeline.inputs.starter import init_config
+    written = init_config(args.export, args.output, force=args.force)
+    for line in written.summary:
+        print(line)
+    print(f"wrote {display_path(written.path)}; check it with `pipeline validate {display_path(written.path)}`")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.inputs.config import api_key
     from pipeline.run.engine import RunOptions, run
@@ -298,7 +316,7 @@ def _confirmer():
     return confirm
 
 
-COMMANDS = {"validate": cmd_validate, "run": cmd_run, "status": cmd_status, "report": cmd_report,
+COMMANDS = {"init": cmd_init, "validate": cmd_validate, "run": cmd_run, "status": cmd_status, "report": cmd_report,
             "sandbox": cmd_sandbox}
 
 if __name__ == "__main__":
