@@ -137,3 +137,37 @@ def _write_csv(path: Path, header: list[str], rows: list[dict], delimiter: str =
 def read_csv(path: Path, delimiter: str = ",") -> list[dict]:
     with open(path, newline="", encoding="utf-8-sig") as fh:
         return list(csv.DictReader(fh, delimiter=delimiter))
+
+
+class PictureServer:
+    """A static HTTP server on 127.0.0.1 for a folder of pictures (a store's CDN); 404 for what is absent."""
+
+    def __init__(self, root: Path):
+        import functools
+        import threading
+        from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+        class Quiet(SimpleHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "PictureServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def draw_pictures(root: Path) -> Path:
+    """The pictures the fixtures name, under root/img."""
+    from conftest import draw_product
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    for name, colour, shape in (("mug-blue.jpg", "blue", 0), ("mug-green.jpg", "green", 1),
+                                ("vase.png", "teal", 1), ("lamp.jpg", "gold", 0)):
+        draw_product(root / "img" / name, colour, shape=shape)
+    return root / "img"
