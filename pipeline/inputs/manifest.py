@@ -98,7 +98,8 @@ def load_manifest(cfg: RunConfig) -> Manifest:
     export = stores.open_store(path, shown, cfg.store.format, cfg.columns, cfg.storage.options)
     reader = _READERS.get(suffix(path))
     if reader is None and export is None:
-        raise ConfigError(f"{shown}: unknown manifest type {suffix(path)!r}; use .csv, .yaml or .yml")
+        raise ConfigError(f"{shown}: unknown manifest type {suffix(path)!r}; use .csv, .tsv, .xml, "
+                          f".parquet, .jsonl, .yaml or .yml")
     try:
         prompt = Template.parse(cfg.prompt) if cfg.prompt is not None else None
         name = Template.parse(cfg.output.filename)

@@ -18,6 +18,7 @@ from pipeline.inputs.stores.model import Export
 from pipeline.inputs.stores.tables import delimiter, open_text
 
 SNIFF_CHARS = 64 * 1024
+SUFFIXES = (".csv", ".tsv", ".xml", ".parquet", ".jsonl", ".ndjson")
 FORMATS = ("auto", "shopify", "woocommerce", "merchant-center", "plain")
 _Opener = Callable[[Path | str, str, Any, list[str]], Export]
 # The store formats that read a header row, in the order auto-detection tries them.
@@ -32,11 +33,13 @@ def open_store(path: Path | str, shown: str, fmt: str = "auto", columns: Mapping
                options: Mapping[str, Any] | None = None) -> Export | None:
     """The export at `path`, or None when it is a manifest of today's kind (id,image,prompt CSV or YAML)."""
     ext = os.path.splitext(os.fspath(path))[1].lower()
-    if ext in (".yaml", ".yml"):
-        return None
+    if ext not in SUFFIXES:
+        return None  # .yaml, or a type the manifest reader refuses by name
     if ext == ".parquet":
         return _plain(path, shown, options, plain.header_of_parquet(path, shown, options), columns, "parquet", fmt)
     head = _head(path, shown, options)
+    if head is None:
+        return None  # not UTF-8 text: the manifest reader says why, and where
     if head.lstrip().startswith("<"):
         if fmt not in ("auto", "merchant-center"):
             raise ConfigError(f"{shown}: is an XML file, not a {fmt} export; set store.format: merchant-center "
@@ -53,7 +56,7 @@ def open_store(path: Path | str, shown: str, fmt: str = "auto", columns: Mapping
                 return opener(path, shown, options, header)
     if columns or delimiter(head.split("\n", 1)[0]) == "\t":
         return _plain(path, shown, options, header, columns, "csv", fmt)
-    if fmt == "auto" and not {"id", "image"} <= set(header):
+    if fmt == "auto" and not {"id", "image"} & set(header):
         raise ConfigError(f"{shown}: cannot tell which store exported it (columns: {', '.join(header[:12])}"
                           f"{', ...' if len(header) > 12 else ''}); it is neither a Shopify, WooCommerce nor "
                           f"Merchant Center export: name its id and picture columns in the config, e.g. "
@@ -67,12 +70,13 @@ def _plain(path, shown, options, header, columns, kind, fmt) -> Export:
     return plain.open_export(path, shown, options, header, columns or {}, kind)
 
 
-def _head(path: Path | str, shown: str, options) -> str:
+def _head(path: Path | str, shown: str, options) -> str | None:
     with open_text(path, shown, options) as handle:
         try:
-            return handle.read(SNIFF_CHARS)
+            head = handle.read(SNIFF_CHARS)
         except UnicodeDecodeError:
-            return ""  # the reader says where, with its row number
+            return None
+    return None if "\0" in head else head
 
 
 def _xml_root(head: str, shown: str) -> str:
