@@ -79,13 +79,14 @@ def _shopify(cfg: RunConfig, generation: str, planned_all: Iterator[Planned], ur
             continue
         product = planned.product
         title = product.store.get("title", "")
+        alt = " ".join(title.split())  # the generated pictures' alt text
         existing = [(p.url, p.position, p.alt) for p in product.pictures]
         if cfg.store.position == "first":
-            pictures = [(url, n, title) for n, url in enumerate(new, start=1)]
+            pictures = [(url, n, alt) for n, url in enumerate(new, start=1)]
             pictures += [(url, len(new) + n, alt) for n, (url, _, alt) in enumerate(existing, start=1)]
         else:
             last = max((position for _, position, _ in existing), default=0)
-            pictures = existing + [(url, last + n, title) for n, url in enumerate(new, start=1)]
+            pictures = existing + [(url, last + n, alt) for n, url in enumerate(new, start=1)]
         for i, (url, position, alt) in enumerate(pictures):
             writer.writerow([product.key, title if i == 0 else "", url, position, alt])
         count += 1

@@ -10,11 +10,12 @@ skipped: listed, never an item. The import files walk the same plan, so they nam
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from pipeline.inputs.stores.model import Picture, Product
+from pipeline.inputs.stores.model import TEMPLATE_FIELDS, Picture, Product
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -52,8 +53,12 @@ class StoreSummary:
 
 
 def item_id(key: str) -> str:
-    """A store id as an item id (it becomes a file name): other characters than A-Z a-z 0-9 . _ - become _."""
-    return key if not _UNSAFE.search(key) else _UNSAFE.sub("_", key).strip("_") or "_"
+    """A store id as an item id (it becomes a file name): accents dropped (café -> cafe), any other
+    character than A-Z a-z 0-9 . _ - becomes _. Two ids that become one are reported as a duplicate."""
+    if not _UNSAFE.search(key):
+        return key
+    ascii_key = unicodedata.normalize("NFKD", key).encode("ascii", "ignore").decode()
+    return _UNSAFE.sub("_", ascii_key).strip("_") or "_"
 
 
 def plan(products: Iterable[Product], images: str = "first") -> Iterator[Planned]:
@@ -95,7 +100,8 @@ def rows(export_products: Iterable[Product], images: str, summary: StoreSummary
         if not product.pictures and product.owned:
             summary.skipped.append((product.key, product.row))
             continue
+        fields = {**product.fields, **{k: " ".join(product.fields.get(k, "").split()) for k in TEMPLATE_FIELDS}}
         for name, picture in planned.own:
-            yield product.row, {**product.fields, "id": name, "image": picture.url, "product_id": product.key,
+            yield product.row, {**fields, "id": name, "image": picture.url, "product_id": product.key,
                                 "position": str(picture.position),
-                                "image_alt": picture.alt or product.fields.get("image_alt", "")}, []
+                                "image_alt": " ".join(picture.alt.split()) or fields["image_alt"]}, []
