@@ -139,7 +139,7 @@ def _bad(tmp_path: Path, kind: str) -> str:
                                         '<channel><item><g:id>A</g:id>\n  <g:title>x</g:titel></item></channel></rss>\n')
         return "e.xml"
     elif kind == "prompt over the limit":
-        _write_csv(tmp_path / "e.csv", SHOPIFY_CURRENT, _shopify_rows({(2, "Title"): "Lamp " * 120}))
+        _write_csv(tmp_path / "e.csv", SHOPIFY_CURRENT, _shopify_rows({(2, "Title"): "Lamp " * 100 + "x" * 101}))
     return "e.csv"
 
 
@@ -152,7 +152,7 @@ BAD = {
                          "URL such as s3://bucket/key (got 'javascript:void(0)')",
     "xml does not parse": "error: e.xml: line 4, column 15: the XML feed does not parse (mismatched tag)",
     "prompt over the limit": "error: e.csv row 4 (id lamp): prompt is longer than 500 characters, LightX's limit "
-                             "(got 600 characters)",
+                             "(got 601 characters)",
 }
 
 
