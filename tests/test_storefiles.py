@@ -159,3 +159,16 @@ def test_no_public_url_no_import_file(tmp_path, sandbox, pictures):
     assert run(config)["store_files"] == {}
     assert not (root / "out" / "shopify-import.csv").exists()
 
+
+
+def test_a_refreshed_export_rebuys_only_what_changed(tmp_path, sandbox, pictures):
+    root = tmp_path / "shop"
+    config = setup(root, sandbox.base_url, "products_export.csv", lambda p: write_shopify(p, f"{pictures.base}/img"))
+    assert run(config)["credits"] == 3
+    export = (root / "products_export.csv").read_text()
+    changed = export.replace("Desk Lamp", "Brass Desk Lamp").replace("/img/vase.png", "/img/mug-green.jpg")
+    (root / "products_export.csv").write_text(changed)  # the lamp's title, the vase's picture
+    again = run(config)
+    assert (again["credits"], again["counts"]["done"]) == (2, 3)
+    rows = {row["URL handle"]: row for row in read_csv(root / "out" / "shopify-import.csv") if row["Title"]}
+    assert rows["desk-lamp"]["Title"] == "Brass Desk Lamp"
