@@ -206,6 +206,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     for line in written.summary:
         print(line)
     print(f"wrote {display_path(written.path)}; check it with `pipeline validate {display_path(written.path)}`")
+    for line in written.problems[:SKIPPED_SHOWN]:
+        _err(f"warning: {line}")
+    if len(written.problems) > SKIPPED_SHOWN:
+        _err(f"warning: ... and {len(written.problems) - SKIPPED_SHOWN} more (`pipeline validate` lists them all)")
     return 0
 
 

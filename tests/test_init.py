@@ -5,7 +5,8 @@ import pytest
 import yaml
 
 from pipeline.cli import main
-from store_exports import write_merchant_xml, write_shopify, write_woocommerce
+from store_exports import (SHOPIFY_CURRENT, _write_csv, read_csv, write_merchant_xml, write_shopify,
+                           write_woocommerce)
 
 BASE = "https://cdn.example.com/files"
 
@@ -52,3 +53,14 @@ def test_init_refuses_to_overwrite_unless_forced(tmp_path, capsys):
     assert (tmp_path / "catalog.yaml").read_text() == "# mine\n"
     assert main(["init", str(tmp_path / "e.csv"), "--force"]) == 0
     assert yaml.safe_load((tmp_path / "catalog.yaml").read_text())["store"]["format"] == "shopify"
+
+
+def test_init_warns_about_rows_validate_will_refuse(tmp_path, capsys):
+    write_shopify(tmp_path / "e.csv", BASE)
+    rows = read_csv(tmp_path / "e.csv")
+    _write_csv(tmp_path / "e.csv", SHOPIFY_CURRENT, rows + rows[:1])  # the mug's first row again, after the lamp
+    assert main(["init", str(tmp_path / "e.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: " in err and "row 9: duplicate id 'ceramic-mug': a product with this id begins on row 2" in err
+    assert (tmp_path / "catalog.yaml").exists()
+    assert main(["validate", str(tmp_path / "catalog.yaml")]) == 2

@@ -147,7 +147,8 @@ BAD = {
     "no picture column": "error: e.csv: a Shopify export without a picture column ('Product image URL'); "
                          "export the products again with their images",
     "blank handle": "error: e.csv row 3: the handle ('URL handle') is blank: every row of a product repeats its handle",
-    "two products, one id": "error: e.csv row 4 (id mug): duplicate id: first used on row 2",
+    "two products, one id": "error: e.csv row 4: duplicate id 'mug': a product with this id begins on row 2 (a "
+                            "product's rows must be together, and ids unique)",
     "picture not a URL": "error: e.csv row 4 (id lamp): image must be a local path, an http(s):// URL or a storage "
                          "URL such as s3://bucket/key (got 'javascript:void(0)')",
     "xml does not parse": "error: e.xml: line 4, column 15: the XML feed does not parse (mismatched tag)",

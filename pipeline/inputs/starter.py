@@ -28,6 +28,7 @@ class Written:
     path: Path
     summary: list[str]   # what was found, as validate says it
     prompt: str
+    problems: list[str]  # what `pipeline validate` will refuse in the export (the file is written anyway)
 
 
 def init_config(export: str | Path, output: str | Path | None = None, *, force: bool = False) -> Written:
@@ -67,7 +68,17 @@ def init_config(export: str | Path, output: str | Path | None = None, *, force: 
     manifest = os.path.relpath(export, target.parent)
     target.write_text(_document(found.format, found.label, summary.lines(shown), manifest, prompt, items),
                       encoding="utf-8")
-    return Written(target, summary.lines(shown), prompt)
+    return Written(target, summary.lines(shown), prompt, _problems(target))
+
+
+def _problems(config: Path) -> list[str]:
+    """The export's rows that validate refuses (duplicates, blank handles, bad picture cells), as it words them."""
+    from pipeline.inputs.validate import problem_lines, validate
+    try:
+        _, manifest, _ = validate(config, check_images=False)
+    except ConfigError as exc:
+        return exc.problems
+    return problem_lines(manifest)
 
 
 def _document(fmt: str, label: str, summary: list[str], manifest: str, prompt: str, items: int) -> str:

@@ -85,11 +85,16 @@ def rows(export_products: Iterable[Product], images: str, summary: StoreSummary
          ) -> Iterator[tuple[int, dict[str, str] | None, list[str]]]:
     """Manifest rows (row, cells or None, problems) of every item; counts go to `summary`."""
     seen: set[tuple[str, str]] = set()
+    first_rows: dict[str, int] = {}  # product id -> its row: a second product with that id is refused
     for planned in plan(export_products, images):
         product = planned.product
         if product.problems:
             named = f"product {product.key!r}: " if product.key else ""
             yield product.row, None, [named + problem for problem in product.problems]
+            continue
+        if (first := first_rows.setdefault(product.key, product.row)) != product.row:
+            yield product.row, None, [f"duplicate id {product.key!r}: a product with this id begins on row {first}"
+                                      f" (a product's rows must be together, and ids unique)"]
             continue
         if product.owned or planned.own:
             summary.products += 1

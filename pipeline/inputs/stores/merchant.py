@@ -51,7 +51,7 @@ def _product(values: dict[str, list[str]], number: int) -> Product:
     urls = [one.get("image_link", "").strip()] + [
         url for cell in values.get("additional_image_link", []) for url in split_urls(cell)]
     urls = [u for u in dict.fromkeys(urls) if u]
-    fields = {**{k: v for k, v in one.items()}, "title": one.get("title", ""),
+    fields = {**one, "title": one.get("title", ""),
               "description": plain_text(one.get("description", "")), "brand": one.get("brand", ""),
               "product_type": one.get("product_type", ""), "tags": "", "image_alt": ""}
     extra = [url for cell in values.get("additional_image_link", []) for url in split_urls(cell)]

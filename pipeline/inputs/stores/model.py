@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 from pipeline.errors import ConfigError
 
@@ -69,7 +69,3 @@ def snake_columns(header: list[str], shown: str) -> list[str]:
         raise ConfigError(problems)
     return names
 
-
-def first_line(handle: IO[str]) -> str:
-    """Peek without consuming: the caller reopens the file for the real read."""
-    return handle.readline()

@@ -68,7 +68,6 @@ def _jsonl_rows(path, shown, options) -> Iterator[tuple[int, dict[str, str]]]:
 
 
 def _parquet_rows(path, shown, options) -> Iterator[tuple[int, dict[str, str]]]:
-    import pyarrow.parquet as pq  # only Parquet exports pay for it
     number = 0
     for batch in _parquet_file(path, shown, options).iter_batches(batch_size=PARQUET_BATCH):
         for record in batch.to_pylist():
@@ -77,7 +76,7 @@ def _parquet_rows(path, shown, options) -> Iterator[tuple[int, dict[str, str]]]:
 
 
 def _parquet_file(path, shown, options):
-    import pyarrow
+    import pyarrow  # only Parquet exports pay for it
     import pyarrow.parquet as pq
     try:
         if isinstance(path, str):

@@ -47,8 +47,7 @@ def open_export(path: Path | str, shown: str, options: Mapping[str, Any] | None,
         raise ConfigError(f"{shown}: a Shopify export without a picture column ({cols['image']!r}); "
                           f"export the products again with their images")
     names = snake_columns(header, shown)
-    label = f"Shopify product CSV ({'older' if gen == 'older' else 'current'} headers)"
-    return Export("shopify", label, _columns(names), lambda: _products(path, shown, options, cols), gen)
+    return Export("shopify", f"Shopify product CSV ({gen} headers)", _columns(names), lambda: _products(path, shown, options, cols), gen)
 
 
 def _columns(names: list[str]) -> list[str]:
