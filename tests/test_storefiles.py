@@ -172,3 +172,20 @@ def test_a_refreshed_export_rebuys_only_what_changed(tmp_path, sandbox, pictures
     assert (again["credits"], again["counts"]["done"]) == (2, 3)
     rows = {row["URL handle"]: row for row in read_csv(root / "out" / "shopify-import.csv") if row["Title"]}
     assert rows["desk-lamp"]["Title"] == "Brass Desk Lamp"
+
+
+def test_import_file_beside_results_in_a_bucket(tmp_path, sandbox, pictures, s3):
+    s3.client.create_bucket(Bucket="shop")
+    root = tmp_path / "shop"
+    config = setup(root, sandbox.base_url, "products_export.csv", lambda p: write_shopify(p, f"{pictures.base}/img"))
+    doc = yaml.safe_load(config.read_text())
+    doc["output"]["dir"] = "s3://shop/generated"
+    doc["state"] = {"dir": "state"}
+    config.write_text(yaml.safe_dump(doc))
+    done = subprocess.run(pipeline_cmd("run", str(config), "--json"), env=child_env(**s3.env), capture_output=True,
+                          text=True, timeout=120)
+    summary = json.loads(done.stdout.splitlines()[-1])
+    assert (summary["exit_code"], summary["store_files"]) == (0, {"shopify-import.csv": 3}), done.stderr
+    assert "generated/shopify-import.csv" in s3.keys("shop")
+    body = s3.get("shop", "generated/shopify-import.csv")["Body"].read().decode()
+    assert f"{PUBLIC_ENCODED}/desk-lamp.jpg" in body
