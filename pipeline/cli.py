@@ -13,7 +13,7 @@ import sys
 import time
 
 import pipeline
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.errors import ConfigError, InvalidItems, PipelineError
 from pipeline.sandbox.options import ROOT, SANDBOX_KEY, add_sandbox_arguments
 
 EXIT_USAGE = 2
@@ -178,24 +178,22 @@ def _document(command: str, exit_code: int, *, counts: dict | None = None, plan:
             "problems": list(problems), **extra}
 
 
-def _manifest_counts(manifest) -> dict:
-    return {"items": len(manifest.items) + len(manifest.invalid), "valid": len(manifest.items),
-            "invalid": len(manifest.invalid)}
+def _manifest_counts(overview) -> dict:
+    return {"items": overview.items + overview.invalid, "valid": overview.items, "invalid": overview.invalid}
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from pipeline.inputs.validate import format_plan, problem_lines, validate
-    cfg, manifest, plan = validate(args.config)
-    problems = problem_lines(manifest)
-    document = {"counts": _manifest_counts(manifest),
-                "plan": {"items": plan.items, "distinct_images": plan.distinct_images,
-                         "variants": dict(plan.per_item)},  # variant -> credits per item
-                "credits": {"full_run": plan.credits}}
-    if manifest.store is not None:
-        document["store"] = manifest.store.as_dict()
-    if problems:
-        return _refuse(args, problems, **document)
-    print(json.dumps(_document("validate", 0, **document)) if args.json else format_plan(plan))
+    from pipeline.inputs.validate import format_plan
+    overview = pipeline.validate(args.config)
+    document = {"counts": _manifest_counts(overview),
+                "plan": {"items": overview.items, "distinct_images": overview.distinct_images,
+                         "variants": dict(overview.per_item)},  # variant -> credits per item
+                "credits": {"full_run": overview.credits}}
+    if overview.store is not None:
+        document["store"] = overview.store.as_dict()
+    if overview.problems:
+        return _refuse(args, list(overview.problems), **document)
+    print(json.dumps(_document("validate", 0, **document)) if args.json else format_plan(overview))
     return 0
 
 
@@ -214,28 +212,16 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.inputs.config import api_key
-    from pipeline.run.engine import RunOptions, run
-    from pipeline.inputs.validate import problem_lines, validate
-
-    cfg, manifest, _ = validate(args.config)
-    if args.shard:
-        from pipeline.plan.shards import Shard
-        shard = Shard.parse(args.shard)
-        cfg, manifest = cfg.with_shard(shard), shard.select(manifest)
-    problems = problem_lines(manifest)
-    if manifest.invalid and not args.skip_invalid:
-        return _refuse(args, problems + ["nothing was sent; fix these or pass --skip-invalid"],
-                       counts=_manifest_counts(manifest))
-    if manifest.invalid:
-        _skipped(manifest)
-    options = RunOptions(sandbox=args.sandbox, skip_invalid=args.skip_invalid, force=args.force,
-                         only=frozenset(args.only), dry_run=args.dry_run, quiet=args.quiet or args.json,
-                         confirm=None if args.yes else _confirmer())
-    result = run(cfg, manifest, options, key=api_key(cfg))
+    try:
+        result = pipeline.run(args.config, sandbox=args.sandbox, shard=args.shard, only=args.only, force=args.force,
+                              dry_run=args.dry_run, quiet=args.quiet or args.json, skip_invalid=args.skip_invalid,
+                              confirm=None if args.yes else _confirmer(), on_skipped=_skipped)
+    except InvalidItems as exc:
+        return _refuse(args, exc.problems, counts=_manifest_counts(exc))
+    problems = list(result.overview.problems)
     if args.dry_run:
         the_plan = result.plan
-        print(json.dumps(_document("run", 0, counts=_manifest_counts(manifest), plan=the_plan.kinds(),
+        print(json.dumps(_document("run", 0, counts=_manifest_counts(result.overview), plan=the_plan.kinds(),
                                    credits={"needed": the_plan.credits_needed, "in_flight": the_plan.in_flight},
                                    problems=problems, dry_run=True))
               if args.json else _plan_line(the_plan))
@@ -260,8 +246,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from pipeline.outputs.status import format_status, read_status
-    doc = read_status(args.config, runs=max(1, args.runs))
+    from pipeline.outputs.status import format_status
+    doc = pipeline.status(args.config, runs=max(1, args.runs))
     if args.json:
         counts, credits = doc.pop("counts"), doc.pop("credits")
         print(json.dumps(_document("status", 0, counts=counts, plan={"in_flight": doc.pop("in_flight")},
@@ -272,8 +258,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pipeline.outputs.publish import rebuild
-    print(f"report: {rebuild(args.config)}")
+    print(f"report: {pipeline.report(args.config)}")
     return 0
 
 
@@ -291,9 +276,8 @@ def _err(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def _skipped(manifest) -> None:
+def _skipped(invalid) -> None:
     """--skip-invalid: say which items are recorded as failed, and why (the first few)."""
-    invalid = manifest.invalid
     _err(f"skipping {len(invalid)} invalid item{'' if len(invalid) == 1 else 's'} (recorded as failed):")
     for bad in invalid[:SKIPPED_SHOWN]:
         for line in bad.problems:

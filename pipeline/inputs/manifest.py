@@ -106,7 +106,7 @@ def load_manifest(cfg: RunConfig) -> Manifest:
     except ValueError as exc:
         raise ConfigError(f"{display_path(cfg.config_path)}: {exc}") from None
     if export is not None:  # a store's own export, or a table `columns` maps (inputs/stores)
-        summary, rows = stores.read_rows(export, cfg.store.images)
+        summary, rows = stores.read_rows(export, cfg.store.images, shown)
         table = _Table(["id", "image", *export.columns, *stores.STORE_COLUMNS],
                        [(row, cells, problems, _NONE) for row, cells, problems in rows])
         _check_columns(table.columns, prompt, name, path, cfg)

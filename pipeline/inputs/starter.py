@@ -45,7 +45,7 @@ def init_config(export: str | Path, output: str | Path | None = None, *, force: 
     if found is None:
         raise ConfigError(f"{shown}: is already an id,image manifest; write `manifest: {export.name}` and a "
                           f"prompt in a config (see README), or pass a store's own export")
-    summary, rows = read_rows(found, "first")
+    summary, rows = read_rows(found, "first", shown)
     filled = {name: 0 for name, _ in OPTIONAL}
     lengths = {name: 0 for name in ("title", *filled)}
     items = 0
@@ -66,9 +66,9 @@ def init_config(export: str | Path, output: str | Path | None = None, *, force: 
     prompt += f", {SCENE}"
     target.parent.mkdir(parents=True, exist_ok=True)
     manifest = os.path.relpath(export, target.parent)
-    target.write_text(_document(found.format, found.label, summary.lines(shown), manifest, prompt, items),
+    target.write_text(_document(found.format, found.label, summary.lines(), manifest, prompt, items),
                       encoding="utf-8")
-    return Written(target, summary.lines(shown), prompt, _problems(target))
+    return Written(target, summary.lines(), prompt, _problems(target))
 
 
 def _problems(config: Path) -> list[str]:

@@ -16,8 +16,9 @@ from pathlib import Path
 from PIL import Image
 
 from pipeline.errors import CheckpointError, ConfigError
-from pipeline.inputs.config import RunConfig, check_config, display_path
+from pipeline.inputs.config import RunConfig, check_config
 from pipeline.inputs.manifest import InvalidItem, Manifest, load_manifest
+from pipeline.inputs.stores import StoreSummary
 from pipeline.inputs.manifest import check_images as _check_images
 from pipeline.inputs.stored import check_stored_images
 from pipeline.inputs.variants import item_problems, variants_of
@@ -26,7 +27,7 @@ from pipeline.store.checkpoint import Checkpoint
 from pipeline.store.remote import is_remote
 
 
-@dataclass
+@dataclass(frozen=True)
 class Overview:
     """What a full run of the manifest would do, from the manifest alone (the planner, in plan/,
     compares it with the checkpoint)."""
@@ -36,7 +37,8 @@ class Overview:
     distinct_images: int  # distinct local paths and URLs among the valid items
     credits: int          # credits a full run from scratch would spend: 1 per step of each variant of a valid item
     per_item: tuple[tuple[str, int], ...] = ()  # with variants: (name, credits per item) of each
-    store: list[str] | None = None  # a store export: what was read (inputs/stores.StoreSummary.lines)
+    problems: tuple[str, ...] = ()  # one line per problem of the invalid rows (`pipeline.validate` fills it)
+    store: StoreSummary | None = None  # a store export: format, products, pictures, products without a picture
 
 
 def validate(config_path: str | Path, *, env: Mapping[str, str] | None = None,
@@ -124,9 +126,8 @@ def plan_of(manifest: Manifest, cfg: RunConfig | None = None) -> Overview:
     per_item = tuple((v.name, v.credits()) for v in cfg.variants) if cfg is not None else ()
     credits = len(manifest.items) * sum(v.credits() for v in variants_of(cfg)) if cfg is not None \
         else len(manifest.items)
-    store = manifest.store.lines(display_path(manifest.path)) if manifest.store and manifest.path else None
     return Overview(items=len(manifest.items), invalid=len(manifest.invalid), distinct_images=len(images),
-                credits=credits, per_item=per_item, store=store)
+                credits=credits, per_item=per_item, store=manifest.store)
 
 
 def problem_lines(manifest: Manifest) -> list[str]:
@@ -142,6 +143,7 @@ def format_plan(plan: Overview) -> str:
     if plan.per_item:
         why = "per item: " + ", ".join(f"{name} {n(credits, 'step')}" for name, credits in plan.per_item) \
             + "; 1 credit per step"
-    return "".join(line + "\n" for line in plan.store or ()) + (f"{n(plan.items, 'item')}, {n(plan.distinct_images, 'distinct image')}, {plan.invalid} invalid\n"
+    store = plan.store.lines() if plan.store is not None else []
+    return "".join(line + "\n" for line in store) + (f"{n(plan.items, 'item')}, {n(plan.distinct_images, 'distinct image')}, {plan.invalid} invalid\n"
             f"a full run would spend {n(plan.credits, 'credit')} "
             f"({why}; failed orders are free)")

@@ -24,11 +24,10 @@ from typing import AsyncIterator, Callable
 
 import aiohttp
 
-import pipeline
-
 from pipeline.errors import CheckpointError, ConfigError, OutputError, PipelineError
 from pipeline.inputs.config import RunConfig
 from pipeline.inputs.manifest import Manifest
+from pipeline.inputs.validate import Overview
 from pipeline.lightx.client import Client
 from pipeline.lightx.pacing import Pacer
 from pipeline.outputs import bucket, publish, results
@@ -45,6 +44,7 @@ from pipeline.store.checkpoint import Checkpoint, Row
 from pipeline.store.lock import RunLock
 from pipeline.store.remote import Remote
 from pipeline.store.runlog import run_log
+from pipeline.version import installed_version
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ class RunResult:
     plan: Plan | None = None
     results_path: Path | str | None = None  # a str: its storage URL
     extra: dict = field(default_factory=dict)
+    overview: Overview | None = None    # the manifest as validated (counts, problems); `pipeline.run` sets it
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def _recorded(prepared: Prepared, started_at: float):
     """This run's row in the checkpoint's history (store/history.py), ended with its exit code however
     the run ends. Yields `record(result)`, which ends it with the result's code and returns the result."""
     options = prepared.options
-    prepared.ckpt.begin_run(started_at=started_at, version=pipeline.__version__, options={
+    prepared.ckpt.begin_run(started_at=started_at, version=installed_version(), options={
         "api": prepared.endpoint.kind, "force": options.force, "skip_invalid": options.skip_invalid,
         "only": sorted(options.only)[:20], "only_count": len(options.only),
         "shard": f"{prepared.cfg.shard.index}/{prepared.cfg.shard.count}" if prepared.cfg.shard else None})

@@ -28,7 +28,7 @@ def digest(path: Path | str, options: Mapping[str, Any] | None = None) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def read_rows(export: Export, images: str) -> tuple[StoreSummary, Iterator[tuple[int, dict[str, str] | None, list[str]]]]:
+def read_rows(export: Export, images: str, shown: str = "") -> tuple[StoreSummary, Iterator[tuple[int, dict[str, str] | None, list[str]]]]:
     """The summary (filled as the rows are read) and the rows of every item."""
-    summary = StoreSummary(export.format, export.label, export.generation)
+    summary = StoreSummary(export.format, export.label, shown, export.generation)
     return summary, rows(export.products(), images, summary)

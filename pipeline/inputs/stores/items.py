@@ -31,15 +31,16 @@ class StoreSummary:
     """What validate says it read: the format, products, pictures, products without a picture."""
     format: str
     label: str
+    shown: str = ""                   # the export as messages name it
     generation: str = ""
     products: int = 0
     pictures: int = 0
     skipped: list[tuple[str, int]] = field(default_factory=list)  # (product id, row) without a picture
 
-    def lines(self, shown: str) -> list[str]:
+    def lines(self) -> list[str]:
         def n(count: int, word: str) -> str:
             return f"{count} {word}{'' if count == 1 else 's'}"
-        head = (f"{shown}: {self.label} · {n(self.products, 'product')} · {n(self.pictures, 'picture')} · "
+        head = (f"{self.shown}: {self.label} · {n(self.products, 'product')} · {n(self.pictures, 'picture')} · "
                 f"{len(self.skipped)} without a picture")
         if not self.skipped:
             return [head]
