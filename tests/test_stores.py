@@ -83,6 +83,15 @@ def test_plain_text():
     assert plain_text("a < b &lt;c&gt; <!-- note -->d") == "a < b <c> d"
 
 
+def test_a_spreadsheets_semicolons(tmp_path):
+    write_shopify(tmp_path / "products_export.csv", BASE)
+    rows = read_csv(tmp_path / "products_export.csv")
+    _write_csv(tmp_path / "products_export.csv", list(rows[0]), rows, delimiter=";")
+    _, manifest, _ = validate(config(tmp_path, "products_export.csv"), check_images=False)
+    assert [item.id for item in manifest.items] == EXPECTED["shopify"][0]
+    assert manifest.items[0].prompt == 'Ceramic Mug, "Classic" by Acme, Mugs'
+
+
 def test_store_format_overrides_detection(tmp_path):
     write_merchant_tsv(tmp_path / "feed.tsv", BASE)
     assert main(["validate", str(config(tmp_path, "feed.tsv", store={"format": "shopify"}))]) == 2

@@ -54,7 +54,7 @@ def open_store(path: Path | str, shown: str, fmt: str = "auto", columns: Mapping
         for matches, opener in REGISTRY.values():
             if matches(header):
                 return opener(path, shown, options, header)
-    if columns or delimiter(head.split("\n", 1)[0]) == "\t":
+    if columns or delimiter(head.split("\n", 1)[0]) != ",":
         return _plain(path, shown, options, header, columns, "csv", fmt)
     if fmt == "auto" and not {"id", "image"} & set(header):
         raise ConfigError(f"{shown}: cannot tell which store exported it (columns: {', '.join(header[:12])}"

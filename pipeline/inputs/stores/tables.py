@@ -38,8 +38,9 @@ def open_text(path: Path | str, shown: str, options: Mapping[str, Any] | None = 
 
 
 def delimiter(first_line: str) -> str:
-    """Tab when the header has more tabs than commas (Merchant Center's usual TSV), else comma."""
-    return "\t" if first_line.count("\t") > first_line.count(",") else ","
+    """Whichever of comma, tab (Merchant Center's usual TSV) and semicolon (a spreadsheet saved in a
+    locale whose decimal mark is a comma) the header holds most; comma on a tie."""
+    return max((",", "\t", ";"), key=first_line.count)
 
 
 def records(handle: IO[str], shown: str) -> Iterator[tuple[int, list[str]]]:
