@@ -198,7 +198,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from pipeline.inputs.config import display_path
+    from pipeline.inputs.files import display_path
     from pipeline.inputs.starter import init_config
     written = init_config(args.export, args.output, force=args.force)
     for line in written.summary:

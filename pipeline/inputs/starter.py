@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pipeline.errors import ConfigError
-from pipeline.inputs.config import display_path
+from pipeline.inputs.files import display_path
 from pipeline.inputs.stores import open_store, read_rows
 
 CONFIG_NAME = "catalog.yaml"

@@ -25,6 +25,7 @@ from pipeline.inputs.variants import item_problems, variants_of
 from pipeline.media.images import image_header
 from pipeline.store.checkpoint import Checkpoint
 from pipeline.store.remote import is_remote
+from pipeline.store.state_dirs import checkpoint_paths
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,8 @@ def _seen(cfg: RunConfig, manifest: Manifest) -> dict[str, tuple[int, int, str]]
     """The stat caches of every checkpoint under state.dir (read-only): stored images earlier runs read."""
     if not any(item.image_url and is_remote(item.image_url) for item in manifest.items):
         return {}
-    from pipeline.outputs.publish import checkpoint_paths
     seen: dict[str, tuple[int, int, str]] = {}
-    for path in checkpoint_paths(cfg):
+    for path in checkpoint_paths(cfg.state_root):
         with contextlib.suppress(CheckpointError):  # a damaged checkpoint only costs the reads it would save
             seen.update(Checkpoint.read_file_hashes(path))
     return seen

@@ -15,11 +15,12 @@ from pipeline.inputs.config import CHECKPOINT_NAME, RunConfig
 from pipeline.inputs.manifest import Manifest
 from pipeline.outputs import bucket, results, storefiles
 from pipeline.outputs.report import make_previews, write_report
-from pipeline.plan.shards import NAME
 from pipeline.store import history as run_history
 from pipeline.store.checkpoint import RUNS_SHOWN, Checkpoint, Row
 from pipeline.store.history import History
 from pipeline.store.lock import RunLock
+from pipeline.store import state_dirs
+from pipeline.store.state_dirs import merged_rows  # noqa: F401 - named here too, where callers found it
 
 
 def written_dirs(cfg: RunConfig, manifest: Manifest) -> set[Path]:
@@ -97,24 +98,7 @@ def rebuild(config_path: str | Path) -> Path | str:
 
 def checkpoint_paths(cfg: RunConfig) -> list[Path]:
     """The unsharded checkpoint and every shard's, those that exist, unsharded first."""
-    root = cfg.state_root
-    found = [root / CHECKPOINT_NAME] if (root / CHECKPOINT_NAME).exists() else []
-    with contextlib.suppress(OSError):
-        found += sorted(p / CHECKPOINT_NAME for p in root.iterdir()
-                        if NAME.fullmatch(p.name) and (p / CHECKPOINT_NAME).exists())
-    return found
-
-
-def merged_rows(paths: list[Path]) -> dict[str, Row]:
-    """Rows of several checkpoints (read-only: shards may be running); for an item in several, the
-    most recently updated row."""
-    rows: dict[str, Row] = {}
-    for path in paths:
-        for item_id, row in Checkpoint.read_rows(path).items():
-            old = rows.get(item_id)
-            if old is None or (row.updated_at or 0) > (old.updated_at or 0):
-                rows[item_id] = row
-    return rows
+    return state_dirs.checkpoint_paths(cfg.state_root)
 
 
 def merged_history(paths: list[Path], limit: int = RUNS_SHOWN) -> History:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from pipeline.inputs.config import RunConfig, display_path
+from pipeline.inputs.files import display_path
+from pipeline.inputs.settings import RunConfig
 from pipeline.inputs.manifest import Manifest
 from pipeline.inputs.stores import open_store
 from pipeline.inputs.stores.items import Planned, plan

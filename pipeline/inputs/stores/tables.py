@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any, Mapping
 
 from pipeline.errors import ConfigError
-from pipeline.inputs.config import read_text
+from pipeline.inputs.files import read_text
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # Shopify descriptions can pass csv's 128 KiB default
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from pipeline.media.previews import THUMBS, output_preview
-from pipeline.plan.adopt import FINGERPRINT_META, SHA256_META
+from pipeline.store.names import FINGERPRINT_META, SHA256_META, STEPS_DIR
 from pipeline.store.atomic import write_atomically
 from pipeline.errors import ItemError
 from pipeline.run.stages.context import Context, Job, Parked
@@ -26,9 +26,6 @@ _GONE = (403, 404, 410)
 # worker thread makes the event loop wait for the GIL after every socket call.
 INLINE_BYTES = 64 * 1024
 DECODE_ATTEMPTS = 4  # downloads of an output that does not decode, before it waits for the next run
-
-
-STEPS_DIR = "steps"  # under state_dir: a chain's intermediate outputs, named by their sha256, bytes as received
 
 
 async def run(ctx: Context, job: Job) -> None:
