@@ -207,8 +207,8 @@ def test_config_schema_closes_every_object_and_documents_every_property() -> Non
 
 def test_config_schema_matches_the_dataclasses() -> None:
     props = load_schema("config")["properties"]
-    assert set(props) == {"manifest", "prompt", "variants", *SECTIONS}
-    assert set(RunConfig.__dataclass_fields__) == {"config_path", "manifest_path", "prompt", "variants", "shard",
+    assert set(props) == {"manifest", "prompt", "variants", "columns", *SECTIONS}
+    assert set(RunConfig.__dataclass_fields__) == {"config_path", "manifest_path", "prompt", "variants", "shard", "columns",
                                                    "output_url", *SECTIONS}
     for section, cls in SECTIONS.items():
         fields = {f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()

@@ -287,9 +287,10 @@ def finish(prepared: Prepared, executed: Executed) -> RunResult:
     if removed:
         log.info("removed %d intermediate outputs (%d bytes) from %s: no checkpoint row names them any more",
                  removed, freed, cfg.state_dir / "steps")
+    store_files: list = []  # outputs/storefiles.StoreFile: the store import file, when one is written
     try:
         results_path = publish.write_outputs(cfg, manifest, rows, elapsed_s=time.monotonic() - prepared.started,
-                                             history=prepared.ckpt.history())
+                                             history=prepared.ckpt.history(), store_files=store_files)
     except StorageBusy as exc:  # the table's and report's PUTs were retried for the whole budget
         if executed.fatal is not None:
             raise executed.fatal from None
@@ -311,4 +312,4 @@ def finish(prepared: Prepared, executed: Executed) -> RunResult:
             f"{cfg.output_url} would not take them; the next run uploads them for 0 credits"))))
     return RunResult(exit_code=exit_code, counts=counts, credits=executed.credits, submits=executed.submits,
                      elapsed_s=time.monotonic() - prepared.started, message=message, plan=prepared.plan,
-                     results_path=results_path, extra={"requests": executed.requests})
+                     results_path=results_path, extra={"requests": executed.requests, "store_files": store_files})
