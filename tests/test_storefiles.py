@@ -189,3 +189,22 @@ def test_import_file_beside_results_in_a_bucket(tmp_path, sandbox, pictures, s3)
     assert "generated/shopify-import.csv" in s3.keys("shop")
     body = s3.get("shop", "generated/shopify-import.csv")["Body"].read().decode()
     assert f"{PUBLIC_ENCODED}/desk-lamp.jpg" in body
+
+
+def test_store_rendition_links_that_rendition_of_each_picture(tmp_path, sandbox, pictures):
+    root = tmp_path / "shop"
+    config = setup(root, sandbox.base_url, "products_export.csv",
+                   lambda p: write_shopify(p, f"{pictures.base}/img", "current"), rendition="square")
+    doc = yaml.safe_load(config.read_text())
+    doc["output"]["renditions"] = [{"name": "square", "format": "webp", "size": 64}]
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    summary = run(config)
+    assert (summary["exit_code"], summary["counts"]["done"]) == (0, 3)
+    after = shopify_pictures(read_csv(root / "out" / "shopify-import.csv"), "current")
+    for handle, existing in after.items():
+        assert existing[-1][0] == f"{PUBLIC_ENCODED}/square/{handle}.webp"
+        assert (root / "out" / "square" / f"{handle}.webp").is_file()
+    doc["store"]["rendition"] = "grid"
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    done = subprocess.run(pipeline_cmd("validate", str(config)), env=child_env(), capture_output=True, text=True)
+    assert done.returncode == 2 and "store.rendition: 'grid' is not one of output.renditions (square)" in done.stderr

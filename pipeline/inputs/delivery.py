@@ -85,9 +85,16 @@ def problems(data: dict) -> list[str]:
     """What the schema cannot say about output.renditions: one of size or max_side, unique names."""
     output = data.get("output") if isinstance(data.get("output"), dict) else {}
     given = output.get("renditions")
+    store = data.get("store") if isinstance(data.get("store"), dict) else {}
+    picked = store.get("rendition")
+    names = {r.get("name") for r in given if isinstance(r, dict)} if isinstance(given, list) else set()
+    found: list[str] = []
+    if isinstance(picked, str) and picked not in names:
+        found.append(f"store.rendition: {picked!r} is not one of output.renditions"
+                     + (f" ({', '.join(sorted(map(str, names)))})" if names else " (there are none)"))
     if not isinstance(given, list):
-        return []
-    found, seen = [], set()
+        return found
+    seen: set[str] = set()
     for k, r in enumerate(given):
         if not isinstance(r, dict):
             continue

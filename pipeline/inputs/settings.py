@@ -82,6 +82,7 @@ class StoreSettings:
     images: str = "first"            # first | all
     position: str = "after"          # after | first: where generated pictures go in the import files
     merchant_attribute: str = "lifestyle_image_link"
+    rendition: str | None = None     # one of output.renditions: the import files link it instead (#23)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from pipeline.inputs.delivery import renditions_of
 from pipeline.inputs.files import display_path
 from pipeline.inputs.settings import RunConfig
 from pipeline.inputs.manifest import Manifest
@@ -47,6 +48,9 @@ def write(cfg: RunConfig, manifest: Manifest, done: dict[str, list[str]]) -> Sto
                         cfg.storage.options)
     assert export is not None
     base = quote(cfg.output.public_url.rstrip("/"), safe=":/%@!$&'()*+,;=~")  # a space in it: %20
+    if cfg.store.rendition:  # that rendition of each picture (#23), made at the end of the run
+        rendition = next(r for r in renditions_of(cfg) if r.name == cfg.store.rendition)
+        done = {item: [rendition.path_of(name) for name in names] for item, names in done.items()}
     urls = {item: [f"{base}/{quote(name, safe='/')}" for name in names] for item, names in done.items()}
     writer = {"shopify": _shopify, "woocommerce": _woocommerce, "merchant-center": _merchant}[export.format]
     buffer = io.StringIO(newline="")
