@@ -149,3 +149,47 @@ def s3(s3_server, monkeypatch):
             return self.client.get_object(Bucket=bucket, Key=key)
     yield S3()
     remote.forget_filesystems()
+
+
+# -- exiftool: the metadata reader we did not write ------------------------------------------------
+
+@pytest.fixture(scope="session")
+def exiftool():
+    """`exiftool(*paths)`: exiftool -G1 -a -n -j of each file, as dicts. Missing, it skips a test on a
+    workstation and fails it in CI (.ci/run installs Debian's libimage-exiftool-perl)."""
+    import json
+    import shutil
+    import subprocess
+    found = shutil.which("exiftool")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("exiftool is not installed; .ci/run installs libimage-exiftool-perl")
+        pytest.skip("exiftool is not installed (apt-get install libimage-exiftool-perl)")
+
+    def read(*paths) -> list[dict]:
+        done = subprocess.run([found, "-G1", "-a", "-n", "-j", *map(str, paths)], capture_output=True,
+                              text=True, check=False)
+        return json.loads(done.stdout)
+    return read
+
+
+def jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
+    """(marker, payload) of every JPEG segment from SOI to SOS; SOS's payload is the rest of the file."""
+    import struct
+    assert data[:2] == b"\xff\xd8"
+    pos, found = 2, []
+    while True:
+        marker = data[pos + 1]
+        if marker == 0xDA:
+            found.append((marker, data[pos:]))
+            return found
+        (length,) = struct.unpack_from(">H", data, pos + 2)
+        found.append((marker, data[pos + 4:pos + 2 + length]))
+        pos += 2 + length
+
+
+def received_sha256(path: Path) -> str:
+    """The sha256 of a delivered picture as the service sent it: without the disclosure XMP we add."""
+    import hashlib
+    from pipeline.media.xmp import disclose
+    return hashlib.sha256(disclose(path.read_bytes(), None)).hexdigest()

@@ -10,7 +10,7 @@ import time
 
 import yaml
 
-from conftest import child_env, draw_product, pipeline_cmd, write_catalog
+from conftest import child_env, draw_product, pipeline_cmd, received_sha256, write_catalog
 from test_resume import order_ids as checkpoint_orders
 from pipeline.cli import main
 
@@ -56,14 +56,16 @@ def test_every_unit_is_done_each_step_on_that_items_own_output(sandbox, catalog_
     assert all(r["status"] == "done" for r in table)
     assert list(table[0])[:3] == ["id", "variant", "status"]
     report = (catalog_dir / "out" / "report.html").read_text()
-    first, second = report.index(">sku-000/lifestyle<"), report.index(">sku-000/marketplace<")
-    assert first < second and report.count('alt="input"') == n * 2  # each variant beside its source
+    # One row per item: its source once, then its variants side by side (tests/test_report_variants.py)
+    assert report.count('<article class="card row done"') == n and report.count('alt="input"') == n
+    first, second = report.index('data-id="sku-000/lifestyle"'), report.index('data-id="sku-000/marketplace"')
+    assert first < second < report.index('data-id="sku-001"')
     assert 'href="lifestyle/sku-000.jpg"' in report and 'href="marketplace/sku-000.jpg"' in report
     by_output = {o["output_sha256"]: (oid, o) for oid, o in orders(sandbox).items()}
     source = sources(catalog_dir)
     out = catalog_dir / "out"
     for row in table:
-        final_id, final = by_output[sha(out / row["output_path"])]
+        final_id, final = by_output[received_sha256(out / row["output_path"])]
         assert row["order_id"] == final_id and row["output_path"] == f"{row['variant']}/{row['id']}.jpg"
         if row["variant"] == "lifestyle":
             assert (final["tool"], final["fields"]) == ("upscale", {"quality": 2})
@@ -167,7 +169,7 @@ def test_kill_9_mid_chain_then_a_rerun_finishes_without_buying_a_step_twice(sand
     assert len(table) == n * 2 and all(r["status"] == "done" for r in table)
     by_output = {o["output_sha256"]: o for o in orders(sandbox).values()}
     for row in table:  # whatever was killed, each picture is still that item's own chain
-        final_order = by_output[sha(catalog_dir / "out" / row["output_path"])]
+        final_order = by_output[received_sha256(catalog_dir / "out" / row["output_path"])]
         first = by_output[final_order["sha256"]] if row["variant"] == "lifestyle" else final_order
         assert first["sha256"] == sources(catalog_dir)[row["id"]]
 

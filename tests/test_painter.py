@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageStat
 
 from pipeline.inputs.validate import validate
-from pipeline.sandbox import painter, scene as scenes
+from pipeline.sandbox import canvas, painter, scene as scenes
 from pipeline.sandbox.scene import COLOURS, MIN_CONTRAST, parse_prompt, scene_text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,7 +55,7 @@ def _rendered(image: bytes, prompt: str) -> tuple[Image.Image, Image.Image, Imag
 def _contrast(original: Image.Image, output: Image.Image, mask: Image.Image) -> float:
     """Colour difference between the product and the wall around it (a band above the horizon), in the output."""
     band = ImageChops.subtract(mask.filter(ImageFilter.MaxFilter(31)), mask.filter(ImageFilter.MaxFilter(9)))
-    band.paste(0, (0, scenes.horizon_for(mask.getbbox(), mask.height) - 4, band.width, band.height))
+    band.paste(0, (0, canvas.horizon_for(mask.getbbox(), mask.height) - 4, band.width, band.height))
     product = tuple(round(v) for v in ImageStat.Stat(original, mask).mean)
     around = tuple(round(v) for v in ImageStat.Stat(output, band).mean)
     return scenes._delta_e(product, around)
@@ -64,7 +64,7 @@ def _contrast(original: Image.Image, output: Image.Image, mask: Image.Image) -> 
 def _floor_step(output: Image.Image, mask: Image.Image) -> float:
     """How much lightness changes across the horizon, beside the product (0: no floor line)."""
     bbox = mask.getbbox()
-    horizon = scenes.horizon_for(bbox, output.height)
+    horizon = canvas.horizon_for(bbox, output.height)
     grey = output.convert("L")
     strips = [(0, max(1, bbox[0] - 8)), (min(output.width - 1, bbox[2] + 8), output.width)]
     steps = []

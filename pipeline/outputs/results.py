@@ -13,12 +13,13 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
-from pipeline import __version__
+from pipeline.version import installed_version
 from pipeline.store.atomic import write_atomically, write_with
 from pipeline.store.checkpoint import Row
 from pipeline.inputs.config import RunConfig
 from pipeline.errors import OutputError
 from pipeline.inputs.manifest import Manifest
+from pipeline.outputs.renditions import rendition_columns
 
 COLUMNS = ["id", "status", "image", "prompt", "order_id", "output_url", "output_path",
            "output_sha256", "error", "attempts", "credits", "submitted_at", "finished_at", "elapsed_s",
@@ -114,12 +115,16 @@ def write(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], *, force: bo
     csv_path = cfg.output.dir / cfg.results_name
     parquet_path = csv_path.with_suffix(".parquet")
     stamp = cfg.state_dir / "results.stamp.json"
-    digest = _inputs_digest(cfg, manifest, rows)
+    extra = rendition_columns(cfg, manifest, rows)  # <name>_path per rendition
+    digest = _inputs_digest(cfg, manifest, rows, extra)
     if not force and _touch_if_current(stamp, digest, (csv_path, parquet_path)):
         return csv_path
     with contextlib.suppress(OSError):
         stamp.unlink()  # gone until both files are whole again
     cols = columns(manifest, rows)
+    if extra:
+        at = list(cols).index("output_path") + 1
+        cols = dict([*list(cols.items())[:at], *extra.items(), *list(cols.items())[at:]])
     if cfg.variants:  # "sku-1/lifestyle" -> id sku-1, variant lifestyle
         ids, variants = zip(*(unit.rsplit("/", 1) for unit in cols["id"][:len(manifest.items)])) \
             if manifest.items else ((), ())
@@ -132,16 +137,18 @@ def write(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], *, force: bo
     return csv_path
 
 
-def _inputs_digest(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row]) -> str:
+def _inputs_digest(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], extra: dict | None = None) -> str:
     """Everything the table is made of: the code version, the config, the manifest text the items
     were read from, the invalid items and when each current item's checkpoint row last changed."""
-    digest = hashlib.sha256(f"{__version__}\n{cfg!r}\n{manifest.columns!r}\n{manifest.invalid!r}\n".encode())
+    digest = hashlib.sha256(f"{installed_version()}\n{cfg!r}\n{manifest.columns!r}\n{manifest.invalid!r}\n".encode())
     if manifest.sha256:
         digest.update(manifest.sha256.encode())
     else:  # built in code, not read from a file
         digest.update(repr([(i.id, i.image, i.prompt, i.extra) for i in manifest.items]).encode())
     get = rows.get
     digest.update(repr([(r.updated_at, r.state) if (r := get(i.id)) else None for i in manifest.items]).encode())
+    if extra:
+        digest.update(repr(extra).encode())
     return digest.hexdigest()
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import pipeline
 from pipeline.errors import ConfigError
 from pipeline.inputs.config import RunConfig
 from pipeline.outputs.publish import checkpoint_paths, merged_rows
@@ -23,6 +22,7 @@ from pipeline.run.states import State
 from pipeline.store import history
 from pipeline.store.checkpoint import Checkpoint, Row
 from pipeline.store.lock import RunLock
+from pipeline.version import installed_version
 
 APPROVED, REJECTED = "approved", "rejected"
 
@@ -108,6 +108,6 @@ def _record(ckpt: Checkpoint, rows: dict[str, Row], wanted: dict[str, str], reas
     options = {"command": "review", "reason": reason,
                "approved": sorted(i for i in rows if wanted[i] == APPROVED),
                "rejected": sorted(i for i in rows if wanted[i] == REJECTED)}
-    run_id = ckpt.begin_run(started_at=now, version=pipeline.__version__, options=options)
+    run_id = ckpt.begin_run(started_at=now, version=installed_version(), options=options)
     assert run_id
     ckpt.end_run(exit_code=0, elapsed_s=0.0)

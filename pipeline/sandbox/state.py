@@ -17,6 +17,7 @@ from PIL import Image, ImageOps
 from pipeline.lightx.tools import TOOLS, Tool
 from pipeline.sandbox import alter, painter
 from pipeline.sandbox.handlers import HANDLERS, Output
+from pipeline.sandbox.metadata import with_own_metadata
 from pipeline.sandbox.ledger import BACKGROUND_GENERATOR, Ledger, OrderRecord, submit_key
 from pipeline.sandbox.options import SandboxOptions
 from pipeline.sandbox.presign import EXTENSIONS, PutGrant, amz_date
@@ -167,6 +168,8 @@ class SandboxState:
             else:
                 self._renders.move_to_end(key)
             output = await asyncio.shield(future)
+        if self.options.own_metadata and output.content_type == "image/jpeg":
+            output = dataclasses.replace(output, data=with_own_metadata(output.data, c2pa=self.options.own_c2pa))
         order.record.output_sha256 = hashlib.sha256(output.data).hexdigest()
         return output
 

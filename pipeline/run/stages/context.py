@@ -59,6 +59,7 @@ class Context:
     uploads: dict[str, asyncio.Future] = field(default_factory=dict)  # uploads under way, by upload_key
     critical: set[asyncio.Task] = field(default_factory=set)  # submits that must finish even on Ctrl-C
     outputs: Any = None            # store.remote.Remote when output.dir is a storage URL, else None
+    discloser: Any = None          # run.disclose.Discloser: the disclosure XMP of delivered pictures
     qa: Any = None                 # run.qa.Scorer: every delivered picture's fidelity, else None
 
     def upload_key(self, image_sha256: str | None) -> str:

@@ -1,0 +1,42 @@
+"""How many delivered pictures lack the disclosure they must carry: `pipeline status`'s count.
+
+The records of what each file carries (store/delivered.py) answer without reading a file; a local
+file changed since it was written (by size or mtime) is read and its XMP checked.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pipeline.inputs.config import RunConfig
+from pipeline.media.xmp import carried
+from pipeline.plan.delivery import OFF_KEY, final_rows, settings_key, variant_of
+from pipeline.store.checkpoint import Row
+from pipeline.store.delivered import Delivered
+
+
+def disclosure_status(cfg: RunConfig, rows: dict[str, Row], checkpoints: list[Path]) -> dict:
+    """{"outputs": delivered pictures, "lacking": those without the disclosure they must carry}."""
+    records = {}
+    for path in checkpoints:  # each shard's state directory keeps its own records
+        records.update(Delivered.read(path.parent)[0])
+    outputs = final_rows(cfg, rows)
+    lacking = 0
+    for row in outputs:
+        key = settings_key(cfg, variant_of(cfg, row.id))
+        record = records.get(row.output_path)
+        ok = key != OFF_KEY and record is not None and record.key == key and record.sha256 == row.output_sha256
+        if ok and cfg.output_url is None:
+            ok = _unchanged_or_disclosed(cfg.output.dir / row.output_path, row)
+        lacking += not ok
+    return {"outputs": len(outputs), "lacking": lacking, "source_type": cfg.output.disclosure["source_type"]}
+
+
+def _unchanged_or_disclosed(path: Path, row: Row) -> bool:
+    try:
+        st = os.stat(path)
+        if st.st_size == row.output_size and st.st_mtime_ns == row.output_mtime_ns:
+            return True
+        return "DigitalSourceType" in carried(path.read_bytes())
+    except OSError:
+        return False

@@ -1,0 +1,173 @@
+"""The disclosure XMP of delivered pictures: added as each is downloaded, kept right on every rerun.
+
+    discloser = Discloser(cfg, items)          # the download stage: data = discloser.apply(name, data)
+    mended = refresh(cfg, ckpt, rows, items, outputs, listing)   # prepare, before the plan: 0 credits
+    discloser.record(cfg, rows, items)         # finish: what this run wrote, so a rerun reads nothing
+
+A rerun reads a done output only when its record (store/delivered.py) does not match: the settings
+changed (`output.disclosure`, a variant's tools), the file changed since it was written, or it was
+made before this code. The file is then rewritten with the disclosure it must carry (metadata only,
+image data untouched) and its row gets the new sha256, size and mtime, so the planner finds it
+intact. A file whose image data is not the one delivered is left to the planner (a repair).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+
+from pipeline.errors import OutputError
+from pipeline.inputs.config import RunConfig
+from pipeline.inputs.manifest import Item
+from pipeline.media.xmp import XmpError, disclose, pixels_id
+from pipeline.store.names import FINGERPRINT_META, SHA256_META
+from pipeline.plan.delivery import Delivered as Output, SettingsKeys, disclosure_for, final_outputs, settings_key
+from pipeline.store.atomic import write_atomically
+from pipeline.store.checkpoint import Checkpoint, Row
+from pipeline.store.delivered import Delivered, Disclosed
+from pipeline.store.remote import Remote, StorageError
+
+log = logging.getLogger(__name__)
+READ_BATCH = 64  # objects fetched at once from a bucket
+
+
+class Discloser:
+    """The download stage's hook: the delivered picture with its disclosure, by output name."""
+
+    def __init__(self, cfg: RunConfig, items: list[Item]):
+        self.cfg = cfg
+        self._origin = {}
+        for item in items:
+            if cfg.variants:
+                self._origin.update(zip(item.output_names, ((item, v) for v in cfg.variants)))
+            else:
+                self._origin[item.output_name] = (item, None)
+        self.written: dict[str, tuple[str, str]] = {}  # name -> (settings key, pixels id), this run
+
+    def apply(self, name: str, data: bytes) -> bytes:
+        """`data` with the disclosure it must carry; as received when it cannot take one (logged)."""
+        item, variant = self._origin.get(name, (None, None))
+        if item is None:
+            return data
+        try:
+            out = disclose(data, disclosure_for(self.cfg, item, variant))
+        except XmpError as exc:
+            log.warning("%s: no disclosure written: %s", name, exc)
+            return data
+        except ValueError:
+            return data  # not a whole JPEG or PNG: the decode check says so
+        self.written[name] = (settings_key(self.cfg, variant), pixels_id(out))
+        return out
+
+    def record(self, cfg: RunConfig, rows: dict[str, Row], items: list[Item]) -> None:
+        """Remember what this run's downloads carry (by the sha256 the checkpoint took of them)."""
+        if not self.written:
+            return
+        entries = [(out.name, Disclosed(out.row.output_sha256, *self.written[out.name]))
+                   for out in final_outputs(cfg, items, rows) if out.name in self.written]
+        store = Delivered.open(cfg.state_dir)
+        try:
+            store.save_disclosed(entries)
+        finally:
+            store.close()
+
+
+def refresh(cfg: RunConfig, ckpt: Checkpoint, rows: dict[str, Row], items: list[Item],
+            outputs: Remote | None = None, listing: dict[str, int] | None = None) -> int:
+    """Bring every done output's disclosure up to date for 0 credits; returns how many files were rewritten."""
+    store = Delivered.open(cfg.state_dir)
+    try:
+        records = store.disclosed()
+        keys = SettingsKeys(cfg)
+        out_dir = os.fspath(cfg.output.dir)
+        stale = [out for out in final_outputs(cfg, items, rows)
+                 if not _current(out, records.get(out.name), keys[out.variant], out_dir, listing)]
+        if not stale:
+            return 0
+        entries, rewritten = [], 0
+        for out, data in _read(cfg, stale, outputs):
+            entry, changed = _mend(cfg, ckpt, out, data, records.get(out.name), outputs, listing)
+            if entry is not None:
+                entries.append((out.name, entry))
+            rewritten += changed
+        store.save_disclosed(entries)
+    finally:
+        store.close()
+    if rewritten:
+        log.info("disclosure metadata rewritten in %d delivered files (no credits)", rewritten)
+    return rewritten
+
+
+def _current(out: Output, record: Disclosed | None, key: str, out_dir: str,
+             listing: dict[str, int] | None) -> bool:
+    """Whether the record says the file is as written with today's settings: nothing to read."""
+    row = out.row
+    if record is None or record.sha256 != row.output_sha256 or record.key != key:
+        return False
+    if listing is not None:
+        return listing.get(out.name) == row.output_size
+    try:
+        st = os.stat(os.path.join(out_dir, out.name))
+    except OSError:
+        return True  # gone: the planner's repair
+    return st.st_size == row.output_size and st.st_mtime_ns == row.output_mtime_ns
+
+
+def _read(cfg: RunConfig, stale: list[Output], outputs: Remote | None):
+    """(output, bytes) of each stale file that can be read; a missing one is the planner's."""
+    if outputs is None:
+        for out in stale:
+            try:
+                yield out, (cfg.output.dir / out.name).read_bytes()
+            except OSError:
+                continue
+        return
+    for start in range(0, len(stale), READ_BATCH):
+        batch = stale[start:start + READ_BATCH]
+        got = outputs.read_many([out.name for out in batch])
+        for out in batch:
+            data = got.get(out.name)
+            if isinstance(data, bytes):
+                yield out, data
+
+
+def _mend(cfg: RunConfig, ckpt: Checkpoint, out: Output, data: bytes, record: Disclosed | None,
+          outputs: Remote | None, listing: dict[str, int] | None) -> tuple[Disclosed | None, bool]:
+    """Rewrite one file's disclosure if it needs it; (its new record, whether it was rewritten)."""
+    row = out.row
+    sha = hashlib.sha256(data).hexdigest()
+    try:
+        pixels = pixels_id(data)
+    except ValueError:
+        return None, False  # not a whole picture: the planner's repair
+    if sha != row.output_sha256 and (record is None or record.pixels != pixels):
+        return None, False  # other image data than was delivered: the planner repairs it
+    try:
+        new = disclose(data, disclosure_for(cfg, out.item, out.variant))
+    except XmpError as exc:
+        log.warning("%s: disclosure not written: %s", out.name, exc)
+        return None, False
+    key = settings_key(cfg, out.variant)
+    if new is data and sha == row.output_sha256:
+        return Disclosed(sha, key, pixels), False
+    new_sha = hashlib.sha256(new).hexdigest()
+    if outputs is None:
+        st = write_atomically(cfg.output.dir / out.name, new) if new is not data else \
+            os.stat(cfg.output.dir / out.name)
+        mtime = st.st_mtime_ns
+    else:
+        if new is not data:
+            _put(outputs, out, new, new_sha)
+            listing[out.name] = len(new)  # what the planner compares the row with
+        mtime = None
+    ckpt.save(row, output_sha256=new_sha, output_size=len(new), output_mtime_ns=mtime)
+    return Disclosed(new_sha, key, pixels), new is not data
+
+
+def _put(outputs: Remote, out: Output, data: bytes, sha: str) -> None:
+    try:
+        outputs.put(out.name, data, content_type="image/jpeg" if out.name.lower().endswith((".jpg", ".jpeg"))
+                    else "image/png", metadata={FINGERPRINT_META: out.row.fingerprint, SHA256_META: sha})
+    except (OutputError, StorageError) as exc:
+        raise OutputError(f"cannot rewrite the disclosure of {out.name}: {exc}") from None
+
