@@ -10,8 +10,8 @@ import time
 
 import yaml
 
-from conftest import child_env, draw_product, pipeline_cmd, write_catalog
-from test_resume import order_ids as checkpoint_orders
+from helpers import child_env, draw_product, order_ids as checkpoint_orders, pipeline_cmd, write_catalog
+from helpers import result_rows as results
 from pipeline.cli import main
 
 LIFESTYLE = {"name": "lifestyle", "steps": [{"tool": "background-generator", "prompt": "{title} on {scene}"},
@@ -22,11 +22,6 @@ TWO_VARIANTS = {"variants": [LIFESTYLE, MARKETPLACE], "output": {"filename": "{v
 
 def sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def results(config) -> list[dict]:
-    with open(config.parent / "out" / "results.csv", newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
 
 
 def orders(sandbox, tool=None) -> dict[str, dict]:

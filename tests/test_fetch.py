@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import json
 
 import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from PIL import Image
 
+from helpers import jpeg_bytes
 from pipeline.plan.fetch import FetchError, Fetched, fetch_image
 
 ETAG = '"v1"'
@@ -20,13 +19,7 @@ SEEN = web.AppKey("seen", list)  # (path, headers) of every request, to check wh
 RELEASE = web.AppKey("release", asyncio.Event)  # lets /slow answer, so teardown is quick
 
 
-def jpeg_bytes() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8), (200, 10, 10)).save(buffer, "JPEG")
-    return buffer.getvalue()
-
-
-JPEG = jpeg_bytes()
+JPEG = jpeg_bytes((8, 8), (200, 10, 10), product=False)
 
 
 def make_app() -> web.Application:
