@@ -473,13 +473,14 @@ def test_ledger_counts_submits_per_key():
         return OrderRecord(order_id=oid, sha256=sha, prompt=prompt, created=now[0], done_at=now[0] + 1,
                            outcome=outcome)
     ledger.record_order(order("o1", "aa", "on sand"))
-    ledger.record_order(order("o2", "aa", "on sand", "failed"))  # the same purchase again
-    ledger.record_order(order("o3", "aa", "on grass"))             # another prompt: another key
-    assert ledger.submits_for("aa", "on sand") == 2 and ledger.submits_for("aa", "on grass") == 1
-    assert ledger.max_submits_per_key() == 2 and ledger.to_dict()["submits"] == {"aa|on sand": 2, "aa|on grass": 1}
-    assert (ledger.credits, ledger.pending) == (0, 3)  # none done yet
+    ledger.record_order(order("o2", "aa", "on sand", "failed"))  # the same purchase again, twice
+    ledger.record_order(order("o3", "aa", "on sand"))
+    ledger.record_order(order("o4", "aa", "on grass"))             # another prompt: another key
+    assert ledger.submits_for("aa", "on sand") == 3 and ledger.submits_for("aa", "on grass") == 1
+    assert ledger.max_submits_per_key() == 3 and ledger.to_dict()["submits"] == {"aa|on sand": 3, "aa|on grass": 1}
+    assert (ledger.credits, ledger.pending) == (0, 4)  # none done yet
     now[0] += 1
-    assert (ledger.credits, ledger.pending) == (2, 0)  # the failed order is free
+    assert (ledger.credits, ledger.pending) == (3, 0)  # the failed order is free
 
 
 def test_create_app_exposes_the_ledger():
