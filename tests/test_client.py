@@ -260,8 +260,11 @@ async def test_stop_ends_backoff_at_once_and_sends_nothing_more(serve):
     client, _ = await serve({"POST /api/v1/order-status": script},
                             retries=RetrySettings(transient=8, backoff_base_s=5, backoff_max_s=30))
     task = asyncio.ensure_future(client.order_status("o"))
-    await asyncio.sleep(0.2)  # first attempt answered; now in a 2.5-5 s backoff
-    assert not client.sending(task)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while not (script.seen and not client.sending(task)):  # first attempt answered; now in its backoff
+        assert loop.time() < deadline, "the first attempt was never answered"
+        await asyncio.sleep(0.01)
     client.stop()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
