@@ -13,7 +13,7 @@ import sys
 import time
 
 import pipeline
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.errors import ConfigError, InvalidItems, PipelineError
 from pipeline.sandbox.options import ROOT, SANDBOX_KEY, add_sandbox_arguments
 
 EXIT_USAGE = 2
@@ -42,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "spend. Makes no API call.")
     p.add_argument("config", help="path to the YAML config")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
+
+    p = sub.add_parser("init", parents=[common], help="write a first catalog.yaml for a store export",
+                       description="Read a Shopify, WooCommerce or Merchant Center export, say what it holds "
+                                   "(format, products, pictures, products without a picture) and write a "
+                                   "commented config beside it that `pipeline validate` accepts as it is.")
+    p.add_argument("export", help="the store's export (products_export.csv, a feed .tsv/.xml, ...)")
+    p.add_argument("--output", metavar="PATH", help="where to write the config (default: catalog.yaml beside the export)")
+    p.add_argument("--force", action="store_true", help="overwrite the config if it exists")
 
     p = sub.add_parser("run", parents=[common], help="run the catalog: upload, submit, poll, download",
                        description="Validate, plan against the checkpoint, then upload, submit, poll and "
@@ -170,48 +178,50 @@ def _document(command: str, exit_code: int, *, counts: dict | None = None, plan:
             "problems": list(problems), **extra}
 
 
-def _manifest_counts(manifest) -> dict:
-    return {"items": len(manifest.items) + len(manifest.invalid), "valid": len(manifest.items),
-            "invalid": len(manifest.invalid)}
+def _manifest_counts(overview) -> dict:
+    return {"items": overview.items + overview.invalid, "valid": overview.items, "invalid": overview.invalid}
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from pipeline.inputs.validate import format_plan, problem_lines, validate
-    cfg, manifest, plan = validate(args.config)
-    problems = problem_lines(manifest)
-    document = {"counts": _manifest_counts(manifest),
-                "plan": {"items": plan.items, "distinct_images": plan.distinct_images,
-                         "variants": dict(plan.per_item)},  # variant -> credits per item
-                "credits": {"full_run": plan.credits}}
-    if problems:
-        return _refuse(args, problems, **document)
-    print(json.dumps(_document("validate", 0, **document)) if args.json else format_plan(plan))
+    from pipeline.inputs.validate import format_plan
+    overview = pipeline.validate(args.config)
+    document = {"counts": _manifest_counts(overview),
+                "plan": {"items": overview.items, "distinct_images": overview.distinct_images,
+                         "variants": dict(overview.per_item)},  # variant -> credits per item
+                "credits": {"full_run": overview.credits}}
+    if overview.store is not None:
+        document["store"] = overview.store.as_dict()
+    if overview.problems:
+        return _refuse(args, list(overview.problems), **document)
+    print(json.dumps(_document("validate", 0, **document)) if args.json else format_plan(overview))
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from pipeline.inputs.files import display_path
+    from pipeline.inputs.starter import init_config
+    written = init_config(args.export, args.output, force=args.force)
+    for line in written.summary:
+        print(line)
+    print(f"wrote {display_path(written.path)}; check it with `pipeline validate {display_path(written.path)}`")
+    for line in written.problems[:SKIPPED_SHOWN]:
+        _err(f"warning: {line}")
+    if len(written.problems) > SKIPPED_SHOWN:
+        _err(f"warning: ... and {len(written.problems) - SKIPPED_SHOWN} more (`pipeline validate` lists them all)")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.inputs.config import api_key
-    from pipeline.run.engine import RunOptions, run
-    from pipeline.inputs.validate import problem_lines, validate
-
-    cfg, manifest, _ = validate(args.config)
-    if args.shard:
-        from pipeline.plan.shards import Shard
-        shard = Shard.parse(args.shard)
-        cfg, manifest = cfg.with_shard(shard), shard.select(manifest)
-    problems = problem_lines(manifest)
-    if manifest.invalid and not args.skip_invalid:
-        return _refuse(args, problems + ["nothing was sent; fix these or pass --skip-invalid"],
-                       counts=_manifest_counts(manifest))
-    if manifest.invalid:
-        _skipped(manifest)
-    options = RunOptions(sandbox=args.sandbox, skip_invalid=args.skip_invalid, force=args.force,
-                         only=frozenset(args.only), dry_run=args.dry_run, quiet=args.quiet or args.json,
-                         confirm=None if args.yes else _confirmer())
-    result = run(cfg, manifest, options, key=api_key(cfg))
+    try:
+        result = pipeline.run(args.config, sandbox=args.sandbox, shard=args.shard, only=args.only, force=args.force,
+                              dry_run=args.dry_run, quiet=args.quiet or args.json, skip_invalid=args.skip_invalid,
+                              confirm=None if args.yes else _confirmer(), on_skipped=_skipped)
+    except InvalidItems as exc:
+        return _refuse(args, exc.problems, counts=_manifest_counts(exc))
+    problems = list(result.overview.problems)
     if args.dry_run:
         the_plan = result.plan
-        print(json.dumps(_document("run", 0, counts=_manifest_counts(manifest), plan=the_plan.kinds(),
+        print(json.dumps(_document("run", 0, counts=_manifest_counts(result.overview), plan=the_plan.kinds(),
                                    credits={"needed": the_plan.credits_needed, "in_flight": the_plan.in_flight},
                                    problems=problems, dry_run=True))
               if args.json else _plan_line(the_plan))
@@ -225,15 +235,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps({"command": "run", "exit_code": result.exit_code, "counts": dict(counts),
                           "credits": result.credits, "submits": result.submits,
                           "elapsed_s": round(result.elapsed_s, 3), "stopped": result.message,
-                          "results": str(result.results_path), "problems": problems}))
+                          "results": str(result.results_path), "problems": problems,
+                          "store_files": {f.name: f.products for f in result.extra.get("store_files", ())}}))
     else:
         print(line)
+        for written in result.extra.get("store_files", ()):
+            print(f"{written.name}: {written.products} product{'' if written.products == 1 else 's'} "
+                  f"with new pictures, beside {result.results_path}")
     return result.exit_code
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from pipeline.outputs.status import format_status, read_status
-    doc = read_status(args.config, runs=max(1, args.runs))
+    from pipeline.outputs.status import format_status
+    doc = pipeline.status(args.config, runs=max(1, args.runs))
     if args.json:
         counts, credits = doc.pop("counts"), doc.pop("credits")
         print(json.dumps(_document("status", 0, counts=counts, plan={"in_flight": doc.pop("in_flight")},
@@ -244,8 +258,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pipeline.outputs.publish import rebuild
-    print(f"report: {rebuild(args.config)}")
+    print(f"report: {pipeline.report(args.config)}")
     return 0
 
 
@@ -263,9 +276,8 @@ def _err(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def _skipped(manifest) -> None:
+def _skipped(invalid) -> None:
     """--skip-invalid: say which items are recorded as failed, and why (the first few)."""
-    invalid = manifest.invalid
     _err(f"skipping {len(invalid)} invalid item{'' if len(invalid) == 1 else 's'} (recorded as failed):")
     for bad in invalid[:SKIPPED_SHOWN]:
         for line in bad.problems:
@@ -292,7 +304,7 @@ def _confirmer():
     return confirm
 
 
-COMMANDS = {"validate": cmd_validate, "run": cmd_run, "status": cmd_status, "report": cmd_report,
+COMMANDS = {"init": cmd_init, "validate": cmd_validate, "run": cmd_run, "status": cmd_status, "report": cmd_report,
             "sandbox": cmd_sandbox}
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     PipelineError                 run-level; carries the process exit code
     ├── ConfigError        (2)    bad config, manifest, image or command line; nothing was sent
+    │   └── InvalidItems          items that cannot run, and no skip_invalid (--skip-invalid)
     ├── LockError         (75)    another run holds this checkpoint
     ├── CheckpointError    (1)    the checkpoint is corrupt, foreign or unwritable
     ├── OutputError        (1)    the output directory cannot be written (read-only, disk full)
@@ -42,6 +43,14 @@ class ConfigError(PipelineError):
     def __init__(self, problems: list[str] | str):
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("\n".join(self.problems))
+
+
+class InvalidItems(ConfigError):
+    """Some items cannot run and skipping them was not asked for; ``items`` and ``invalid`` count them."""
+
+    def __init__(self, problems: list[str], *, items: int, invalid: int):
+        self.items, self.invalid = items, invalid  # valid items, and rows that cannot run
+        super().__init__(problems)
 
 
 class LockError(PipelineError):

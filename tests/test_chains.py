@@ -50,8 +50,10 @@ def test_every_unit_is_done_each_step_on_that_items_own_output(sandbox, catalog_
     assert all(r["status"] == "done" for r in table)
     assert list(table[0])[:3] == ["id", "variant", "status"]
     report = (catalog_dir / "out" / "report.html").read_text()
-    first, second = report.index(">sku-000/lifestyle<"), report.index(">sku-000/marketplace<")
-    assert first < second and report.count('alt="input"') == n * 2  # each variant beside its source
+    # One row per item: its source once, then its variants side by side (tests/test_report_variants.py)
+    assert report.count('<article class="card row done"') == n and report.count('alt="input"') == n
+    first, second = report.index('data-id="sku-000/lifestyle"'), report.index('data-id="sku-000/marketplace"')
+    assert first < second < report.index('data-id="sku-001"')
     assert 'href="lifestyle/sku-000.jpg"' in report and 'href="marketplace/sku-000.jpg"' in report
     by_output = {o["output_sha256"]: (oid, o) for oid, o in orders(sandbox).items()}
     source = sources(catalog_dir)

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pipeline.inputs import manifest as manifest_module
+from pipeline.inputs import local_images
 from pipeline.inputs.config import OutputSettings, RunConfig
 from pipeline.errors import ConfigError
 from pipeline.inputs.manifest import Item, check_images, load_manifest
@@ -168,8 +168,9 @@ def test_yaml_duplicate_key_names_its_line(mug_folder: Path) -> None:
 
 
 def test_unknown_extension(mug_folder: Path) -> None:
-    with pytest.raises(ConfigError, match=r"items.tsv: unknown manifest type '.tsv'; use .csv, .yaml or .yml"):
-        load(mug_folder / "items.tsv", "id\timage\n")
+    with pytest.raises(ConfigError, match=r"items.txt: unknown manifest type '.txt'; use .csv, .tsv, .xml, "
+                                          r".parquet, .jsonl, .yaml or .yml"):
+        load(mug_folder / "items.txt", "id\timage\n")
 
 
 def test_image_paths_are_relative_to_the_manifest(tmp_path: Path) -> None:
@@ -187,9 +188,9 @@ def test_check_images_reads_each_path_once(mug_folder: Path, monkeypatch: pytest
     rows += "b1,images/broken.jpg,p\nb2,images/broken.jpg,p\nn1,images/none.png,p\nu1,https://x.test/a.png,p\n"
     m = load(mug_folder / "items.csv", "id,image,prompt\n" + rows)
     opened, headers = [], []
-    real_open, real_header = manifest_module.Image.open, manifest_module.image_header
-    monkeypatch.setattr(manifest_module.Image, "open", lambda path: opened.append(path) or real_open(path))
-    monkeypatch.setattr(manifest_module, "image_header", lambda path: headers.append(path) or real_header(path))
+    real_open, real_header = local_images.Image.open, local_images.image_header
+    monkeypatch.setattr(local_images.Image, "open", lambda path: opened.append(path) or real_open(path))
+    monkeypatch.setattr(local_images, "image_header", lambda path: headers.append(path) or real_header(path))
     problems = check_images(m.items)
     assert len(headers) == 3  # each distinct path once; the plain PNG needs no more
     assert sorted(p.name for p in opened) == ["broken.jpg", "none.png"]  # Pillow words the problems

@@ -8,6 +8,7 @@ import pytest
 from pipeline.inputs.manifest import Item
 from pipeline.plan.planner import failed_rows, fingerprint, plan
 from pipeline.plan.sources import file_sha256
+from pipeline.plan.steps import Where
 from pipeline.run.states import State
 from pipeline.store.checkpoint import Row
 
@@ -23,7 +24,7 @@ def decide(tmp_path, row: Row | None, *, it: Item | None = None, **kw):
     it = it or item()
     rows = {row.id: row} if row else {}
     kw = {"api_kind": "lightx", "api_id": "https://api", **kw}
-    return plan([it], rows, {it.id: SHA}, output_dir=tmp_path, **kw)
+    return plan([it], rows, {it.id: SHA}, Where(output_dir=tmp_path, **kw))
 
 
 def done_row(tmp_path, fp: str, name: str = "a.jpg", **kw) -> Row:
@@ -123,8 +124,8 @@ def test_a_schema_1_fingerprint_made_with_the_base_url_is_adopted(tmp_path):
 
 def test_only_narrows_the_plan(tmp_path):
     items = [item("a"), item("b")]
-    p = plan(items, {}, {"a": SHA, "b": SHA}, output_dir=tmp_path, api_kind="lightx", api_id="x",
-             only=frozenset({"b"}))
+    p = plan(items, {}, {"a": SHA, "b": SHA}, Where(output_dir=tmp_path, api_kind="lightx", api_id="x",
+                                                   only=frozenset({"b"})))
     assert [it.id for it, _ in p.jobs] == ["b"]
 
 
@@ -134,7 +135,7 @@ def test_what_is_paid_for_is_collected_first(tmp_path):
             "b": Row(id="b", fingerprint=fingerprint(SHA, items[1].prompt, "lightx"), state=State.GENERATED,
                      output_url="u"),
             "c": Row(id="c", fingerprint=fingerprint(SHA, items[2].prompt, "lightx"), state=State.SUBMITTED)}
-    p = plan(items, rows, dict.fromkeys("abc", SHA), output_dir=tmp_path, api_kind="lightx", api_id="x")
+    p = plan(items, rows, dict.fromkeys("abc", SHA), Where(output_dir=tmp_path, api_kind="lightx", api_id="x"))
     assert [it.id for it, _ in p.jobs] == ["b", "c", "a"]
 
 

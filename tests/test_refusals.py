@@ -52,7 +52,7 @@ def test_sigterm_ends_a_run_whose_submits_back_off_without_waiting_for_them(sand
     # Backoffs of up to an hour: a run that waited for them would outlive the test's deadline.
     config = write_catalog(catalog_dir, 8, base_url=sandbox.base_url,
                            config={"budget": {"max_credits": 0},
-                                   "retries": {"backoff_base_s": 3600, "backoff_max_s": 3600}})
+                                   "retries": {"backoff_base_s": 3600, "backoff_max_s": 3600, "budget_s": 7200}})
     assert main(["run", str(config), "--quiet"]) == 1  # uploads only: the budget stops every submit
     sandbox.set_options(rate_5xx=1.0)
     config.write_text(config.read_text().replace("max_credits: 0", "max_credits: 100"))

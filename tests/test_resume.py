@@ -87,7 +87,7 @@ def test_second_run_of_same_config_exits_75_naming_the_holder_at_once(sandbox, c
     # The first run holds the lock for an hour: every request is answered 5xx and its backoff is 3600 s.
     sandbox.set_options(rate_5xx=1.0)
     config = write_catalog(catalog_dir, 4, base_url=sandbox.base_url,
-                           config={"retries": {"backoff_base_s": 3600, "backoff_max_s": 3600}})
+                           config={"retries": {"backoff_base_s": 3600, "backoff_max_s": 3600, "budget_s": 7200}})
     first = subprocess.Popen(pipeline_cmd("run", str(config), "--quiet"), env=child_env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

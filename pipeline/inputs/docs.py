@@ -1,4 +1,9 @@
-"""The README's config reference, generated from schemas/config.schema.json (a meta-test keeps them equal)."""
+"""docs/configuration.md's config reference, generated from schemas/config.schema.json and the tool registry
+(a meta-test keeps them equal).
+
+    python -m pipeline.inputs.docs docs/configuration.md   # rewrite the section between the markers in place
+    python -m pipeline.inputs.docs                         # print it
+"""
 from __future__ import annotations
 
 import json
@@ -64,7 +69,25 @@ def _walk(node: dict[str, Any], prefix: str = ""):
             yield from _walk(child["items"], f"{prefix}{name}[].")
 
 
+def section() -> str:
+    """The generated section, markers included."""
+    return f"{BEGIN}\n{config_reference()}\n{END}"
+
+
+def rewrite(path: str) -> None:
+    """Replace the section between BEGIN and END in the file at `path` with the current reference."""
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{path}: no {BEGIN} ... {END} section to rewrite")
+    head, rest = text.split(BEGIN, 1)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(head + section() + rest.split(END, 1)[1])
+
+
 if __name__ == "__main__":
-    print(BEGIN)
-    print(config_reference())
-    print(END)
+    import sys
+    if len(sys.argv) > 1:
+        rewrite(sys.argv[1])
+    else:
+        print(section())

@@ -18,26 +18,24 @@ Prompt precedence, per item:
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import io
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
-from typing import Any, NamedTuple
 
-from jsonschema import Draft202012Validator
-from PIL import Image, UnidentifiedImageError
-
-from pipeline.inputs.config import RunConfig, Template, display_path, load_yaml, output_name_problem, read_text
-from pipeline.inputs.schema import SchemaChecker, describe, load_schema, schema_checker, schema_problems
 from pipeline.errors import ConfigError
+from pipeline.inputs.files import display_path, read_text
+# Checks of local images live in inputs/local_images.py; they are named here too, where callers found them.
+from pipeline.inputs.local_images import JPEG_EOI, image_problem, jpeg_end_problem  # noqa: F401
 from pipeline.inputs.locations import is_http_url
+from pipeline.inputs import stores
+from pipeline.inputs.readers import READERS, UNITS, Table, suffix
+from pipeline.inputs.schema import describe, schema_checker
+from pipeline.inputs.settings import RunConfig
+from pipeline.inputs.template import Template, output_name_problem
 from pipeline.store import remote
-from pipeline.media.images import image_header
 
 RESERVED = ("id", "image", "prompt")
 
@@ -70,37 +68,36 @@ class Manifest:
     columns: list[str]
     path: Path | str | None = None  # a str is a storage URL
     sha256: str | None = None       # of the manifest text these items were read from
+    store: stores.StoreSummary | None = None  # a store export: its format, products, products without a picture
 
     def where(self, row: int, item_id: str | None) -> str:
         """``catalog.csv row 7 (id sku-777)``: how messages name one row."""
         if self.path is None:
             return _where("manifest", "row", row, item_id)
-        return _where(display_path(self.path), _UNITS.get(suffix(self.path), "row"), row, item_id)
-
-
-# (row number, cells or None if unusable, problems found, fields those problems already cover)
-_Row = tuple[int, "dict[str, str] | None", list[str], frozenset[str]]
-_NONE: frozenset[str] = frozenset()
-
-
-class _Table(NamedTuple):
-    """What a reader hands on: columns in order, and its rows."""
-    columns: list[str]
-    rows: list[_Row]
+        return _where(display_path(self.path), UNITS.get(suffix(self.path), "row"), row, item_id)
 
 
 def load_manifest(cfg: RunConfig) -> Manifest:
     """Read the manifest named by ``cfg``; file-level faults raise ConfigError, bad rows go to ``invalid``."""
     path = cfg.manifest_path
     shown = display_path(path)
-    reader = _READERS.get(suffix(path))
-    if reader is None:
-        raise ConfigError(f"{shown}: unknown manifest type {suffix(path)!r}; use .csv, .yaml or .yml")
+    export = stores.open_store(path, shown, cfg.store.format, cfg.columns, cfg.storage.options)
+    reader = READERS.get(suffix(path))
+    if reader is None and export is None:
+        raise ConfigError(f"{shown}: unknown manifest type {suffix(path)!r}; use .csv, .tsv, .xml, "
+                          f".parquet, .jsonl, .yaml or .yml")
     try:
         prompt = Template.parse(cfg.prompt) if cfg.prompt is not None else None
         name = Template.parse(cfg.output.filename)
     except ValueError as exc:
         raise ConfigError(f"{display_path(cfg.config_path)}: {exc}") from None
+    if export is not None:  # a store's own export, or a table `columns` maps (inputs/stores)
+        summary, rows = stores.read_rows(export, cfg.store.images, shown)
+        table = Table(["id", "image", *export.columns, *stores.STORE_COLUMNS],
+                      [(row, cells, problems, frozenset()) for row, cells, problems in rows])
+        _check_columns(table.columns, prompt, name, path, cfg)
+        manifest = _build(table, prompt, name, path, shown, tuple(v.name for v in cfg.variants))
+        return dataclasses.replace(manifest, sha256=stores.digest(path, cfg.storage.options), store=summary)
     text = read_text(path, shown, "manifest", cfg.storage.options)
     table = reader(text, shown)
     _check_columns(table.columns, prompt, name, path, cfg)
@@ -113,7 +110,7 @@ def _check_columns(columns: list[str], prompt: Template | None, name: Template, 
     """Columns every row needs (CSV only: a YAML item lacking one is reported on its own)."""
     problems = []
     shown = display_path(path)
-    if _UNITS[suffix(path)] == "row":
+    if UNITS.get(suffix(path), "row") == "row":
         problems += [f"{shown}: has no {col!r} column" for col in ("id", "image") if col not in columns]
         if prompt is None and "prompt" not in columns and not cfg.variants:
             problems.append(f"{shown}: has no 'prompt' column, and the config sets no prompt")
@@ -131,11 +128,6 @@ def _check_columns(columns: list[str], prompt: Template | None, name: Template, 
                             f"(columns: {', '.join(columns)})")
     if problems:
         raise ConfigError(problems)
-
-
-def suffix(path: Path | str) -> str:
-    """`.csv`, `.yaml` or `.yml` (lower case) of a manifest path or URL."""
-    return os.path.splitext(os.fspath(path))[1].lower()
 
 
 def manifest_base(path: Path | str | None) -> Path | str:
@@ -156,9 +148,9 @@ def resolve_image(base: Path | str, image: str) -> tuple[Path | None, str | None
     return Path(os.path.normpath(os.path.join(base, image))), None
 
 
-def _build(table: _Table, prompt_t: Template | None, name_t: Template, path: Path | str, shown: str,
+def _build(table: Table, prompt_t: Template | None, name_t: Template, path: Path | str, shown: str,
            variants: tuple[str, ...] = ()) -> Manifest:
-    unit = _UNITS[suffix(path)]
+    unit = UNITS.get(suffix(path), "row")
     checker = schema_checker("manifest", "/$defs/item")
     base = manifest_base(path)
     paths: dict[str, tuple[Path | None, str | None]] = {}
@@ -189,7 +181,10 @@ def _build(table: _Table, prompt_t: Template | None, name_t: Template, path: Pat
         for error in checker.errors(record):
             # A missing field was reported above; a field the reader complained about, by the reader.
             image_ok = image_ok and next(iter(error.absolute_path), None) != "image"
-            if error.validator != "required" and next(iter(error.absolute_path), None) not in reported:
+            if error.validator == "pattern" and "/" in item_id and list(error.absolute_path) == ["id"]:
+                problems.append(f"id {item_id!r} must not contain '/': the checkpoint keeps a variant's steps as "
+                                f"{item_id}/{{variant}}/{{n}}, which another item's id could then be")
+            elif error.validator != "required" and next(iter(error.absolute_path), None) not in reported:
                 problems.extend(describe(error, {}))
         if image_ok and remote.is_remote(image) and (problem := remote.scheme_problem(image)):
             problems.append(f"image {image!r}: {problem}")
@@ -245,94 +240,6 @@ def _where(shown: str, unit: str, row: int, item_id: str | None) -> str:
     return f"{shown} {unit} {row} (id {item_id})"
 
 
-# -- readers --------------------------------------------------------------------------------------
-
-def _read_csv(text: str, shown: str) -> _Table:
-    header: list[str] | None = None
-    rows: list[_Row] = []
-    number = 0
-    try:
-        for number, record in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
-            if not any(record):
-                continue  # blank line, or a row of empty cells as spreadsheets export them
-            if header is None:
-                header = _header(record, shown, number)
-                width = len(header)
-                continue
-            problems = []
-            if len(record) > width and any(cell.strip() for cell in record[width:]):
-                problems.append(f"has {len(record)} cells but the header names {width} columns")
-            cells = dict(zip(header, record))
-            if len(record) < width:
-                cells.update(dict.fromkeys(header[len(record):], ""))
-            rows.append((number, cells, problems, _NONE))
-    except csv.Error as exc:
-        raise ConfigError(f"{shown}: row {number + 1}: {exc}") from None
-    if header is None:
-        raise ConfigError(f"{shown}: the manifest is empty; it needs a header row (id,image,...) and items")
-    if not rows:
-        raise ConfigError(f"{shown}: the manifest has a header but no items")
-    return _Table(header, rows)
-
-
-def _header(record: list[str], shown: str, number: int) -> list[str]:
-    names = [cell.strip() for cell in record]
-    while names and not names[-1]:
-        names.pop()  # trailing commas
-    problems = [f"{shown}: row {number}: column {i} of the header has no name"
-                for i, name in enumerate(names, start=1) if not name]
-    problems += [f"{shown}: row {number}: column {name!r} appears more than once in the header"
-                 for name in dict.fromkeys(n for n in names if n and names.count(n) > 1)]
-    if problems:
-        raise ConfigError(problems)
-    return names
-
-
-def _read_yaml(text: str, shown: str) -> _Table:
-    doc = load_yaml(text, shown)
-    if doc is None:
-        raise ConfigError(f"{shown}: the manifest is empty; it needs `items:`, a list of id/image/... mappings")
-    if not isinstance(doc, dict):
-        kind = "list" if isinstance(doc, list) else type(doc).__name__
-        raise ConfigError(f"{shown}: a YAML manifest must be a mapping with `items:`, not a {kind}")
-    if lines := schema_problems(_document_checker(), doc):
-        raise ConfigError([f"{shown}: {line}" for line in lines])
-    row_checker = schema_checker("manifest", "/$defs/row")
-    columns: dict[str, None] = {}
-    rows: list[_Row] = []
-    for number, raw in enumerate(doc["items"], start=1):
-        errors = row_checker.errors(raw)
-        problems = [line for error in errors for line in describe(error, {})]
-        if not isinstance(raw, dict):
-            rows.append((number, None, problems, _NONE))
-            continue
-        reported = {str(e.absolute_path[0]) for e in errors if e.absolute_path}
-        reported.update(k for e in errors if e.validator == "required" for k in e.validator_value if k not in raw)
-        cells = {str(k): _text(v) for k, v in raw.items()}
-        columns.update(dict.fromkeys(cells))
-        rows.append((number, cells, problems, frozenset(reported)))
-    return _Table(list(columns), rows)
-
-
-@cache
-def _document_checker() -> SchemaChecker:
-    """The manifest schema without its per-item rule: rows are checked one by one, cheaply."""
-    root = load_schema("manifest")
-    items = {k: v for k, v in root["properties"]["items"].items() if k != "items"}
-    return SchemaChecker(Draft202012Validator({**root, "properties": {**root["properties"], "items": items}}),
-                         None)
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else value if isinstance(value, str) else str(value)
-
-
-_READERS = {".csv": _read_csv, ".yaml": _read_yaml, ".yml": _read_yaml}
-_UNITS = {".csv": "row", ".yaml": "item", ".yml": "item"}
-
-
-# -- images -------------------------------------------------------------------------------------
-
 def check_images(items: Iterable[Item]) -> dict[str, str]:
     """Item id -> one-line problem for local images that are missing, unreadable or not images.
 
@@ -350,59 +257,3 @@ def check_images(items: Iterable[Item]) -> dict[str, str]:
         if seen[path] is not None:
             problems[item.id] = f"image {item.image!r} {seen[path]}"
     return problems
-
-
-def image_problem(path: Path) -> str | None:
-    """Why ``path`` cannot be used as an input image, or None if its header reads as an image.
-
-    A plain JPEG, PNG, GIF or WebP header is read by `image_header` (10x faster than Pillow's
-    open, which parses every JPEG table); anything else, and every problem, goes through Pillow
-    for its verdict and wording. A JPEG's last bytes are read too (see `jpeg_end_problem`)."""
-    header = image_header(path)
-    if header is not None:
-        return jpeg_end_problem(path) if header[0] == "JPEG" else None
-    try:
-        with Image.open(path) as im:
-            return jpeg_end_problem(path) if im.format == "JPEG" else None
-    except FileNotFoundError:
-        return f"not found ({display_path(path)})"
-    except IsADirectoryError:
-        return f"is a directory ({display_path(path)})"
-    except PermissionError:
-        return f"cannot be read: permission denied ({display_path(path)})"
-    except UnidentifiedImageError:
-        return f"is not an image Pillow can read ({display_path(path)})"
-    except Image.DecompressionBombError as exc:
-        return f"is too large to process: {exc}"
-    except Exception as exc:  # the per-item boundary: any decoder fault fails this image only
-        return f"cannot be read as an image: {exc}"
-
-
-JPEG_EOI = b"\xff\xd9"
-_TAIL_BYTES = 64
-
-
-def jpeg_end_problem(path: Path) -> str | None:
-    """Why a JPEG is cut short, or None: it ends with its end-of-image marker, or decodes without one.
-
-    Only the last bytes are read in the common case; a file without the marker at its end (cut short,
-    or with data after it, as some cameras write) is decoded to be sure, as a run would do.
-    """
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - _TAIL_BYTES))
-            if fh.read().rstrip(b"\0").endswith(JPEG_EOI):
-                return None
-            fh.seek(0)
-            with Image.open(fh, formats=["JPEG"]) as im:
-                im.load()
-    except OSError as exc:  # Pillow's "image file is truncated", or the file went away
-        return f"is truncated: no JPEG end-of-image marker, and it does not decode ({_one_line(exc)})"
-    except Exception as exc:  # the per-item boundary, as in image_problem
-        return f"cannot be read as an image: {exc}"
-    return None
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

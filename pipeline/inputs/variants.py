@@ -13,42 +13,23 @@ the item's prompt (``variants_of``), so nothing changes for it.
 """
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.inputs.files import display_path
+from pipeline.inputs.local_images import image_problem
 from pipeline.inputs.locations import is_http_url
+from pipeline.inputs.manifest import manifest_base, resolve_image
+from pipeline.inputs.settings import IMPLICIT, Step, Variant  # noqa: F401 - the config's dataclasses
+from pipeline.inputs.template import Template
 from pipeline.lightx.tools import TOOLS, Tool, field_problems, with_defaults
+from pipeline.store import remote
 
 if TYPE_CHECKING:
-    from pipeline.inputs.config import RunConfig
-    from pipeline.inputs.manifest import Item, Manifest
-
-
-
-@dataclass(frozen=True)
-class Step:
-    tool: str
-    fields: tuple[tuple[str, str | int], ...]  # (name, value as written), in config order
-
-    @property
-    def values(self) -> dict[str, str | int]:
-        return dict(self.fields)
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    steps: tuple[Step, ...]
-
-    def credits(self) -> int:
-        return sum(TOOLS[step.tool].credits for step in self.steps)
-
-
-IMPLICIT = Variant("default", (Step("background-generator", (("prompt", "{prompt}"),)),))
+    from pipeline.inputs.manifest import Manifest
+    from pipeline.inputs.settings import RunConfig
 
 
 def step_id(item_id: str, variant: str, index: int) -> str:
@@ -95,7 +76,6 @@ def relabel(line: str, data: Mapping[str, Any]) -> str:
 
 def config_problems(data: Mapping[str, Any]) -> list[str]:
     """What the schema cannot see: duplicate names, unknown tools and fields, bad literal values, templates."""
-    from pipeline.inputs.config import Template
     variants = data.get("variants")
     if not isinstance(variants, list):
         return []
@@ -163,16 +143,12 @@ def item_problems(cfg: RunConfig, manifest: Manifest,
     An http(s) source's size is unknown until it is fetched, and a source over the upload cap is
     shrunk before it is sent; both are checked at run time, not here.
     """
-    from pipeline.inputs.config import Template, display_path
-    from pipeline.inputs.manifest import image_problem
     config = display_path(cfg.config_path)
     shown = display_path(manifest.path) if manifest.path else "manifest"
     known = {*manifest.columns, "id", "image", "variant"}
     known.discard("prompt")
     if cfg.prompt is not None or "prompt" in manifest.columns:
         known.add("prompt")
-    from pipeline.inputs.manifest import manifest_base, resolve_image
-    from pipeline.store import remote
     base = manifest_base(manifest.path)
     checked: dict[Path, str | None] = {}
 

@@ -17,30 +17,22 @@ import contextlib
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from html import escape
 from itertools import chain, groupby
-from operator import attrgetter
 from pathlib import Path
-from urllib.parse import quote
 
-from pipeline.store.checkpoint import Row
-from pipeline.inputs.config import RunConfig, output_name_problem
 from pipeline.errors import OutputError
+from pipeline.inputs.config import RunConfig
 from pipeline.inputs.manifest import Manifest
-from pipeline.outputs.results import status_of
-from pipeline.media.previews import THUMB_SIZE, Previews
+from pipeline.media.previews import Previews
+from pipeline.outputs.cards import ORDER, Card, cards, current_ids, render
 from pipeline.store.atomic import write_atomically
+from pipeline.store.checkpoint import Row
 
 PAGE_SIZE = 500  # cards per page: about 0.5 MB of HTML
-ORDER = ("failed", "pending", "done")
 TITLES = {"failed": "Failed", "pending": "Pending", "done": "Done"}
 _PAGE_NAME = re.compile(r"report-([0-9]+)\.html")
-# Names made only of these need no quoting in an href (quote() leaves them as they are): most
-# output names are, and the check is 10x cheaper than quote() on 100k cards.
-_URL_SAFE = re.compile(r"[A-Za-z0-9_.~/-]+").fullmatch
 
 
 def write_report(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], *,
@@ -56,9 +48,9 @@ def write_report(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], *,
     except OSError as exc:
         raise OutputError(f"cannot list {out_dir}: {exc.strerror or exc}") from None
     previews = Previews(out_dir)
-    groups = _cards(cfg, manifest, rows, set(listing) if stored is None else stored, previews, stored is not None)
+    groups = cards(cfg, manifest, rows, set(listing) if stored is None else stored, previews, stored is not None)
     previews.finish()
-    credits = sum(rows[i].credits for i in _current_ids(manifest) if i in rows)
+    credits = sum(rows[i].credits for i in current_ids(manifest) if i in rows)
     book = _Book(cfg, groups, credits, summary or {})
     for number in range(book.pages, 0, -1):  # page 1 last: by then every page it links to exists
         _write_if_changed(out_dir / page_name(number), book.page(number).encode("utf-8"))
@@ -73,7 +65,7 @@ def make_previews(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], stor
     """The previews `write_report` would make, and no page: a shard's, when output.dir is a storage
     URL, uploaded for the report that `pipeline report` makes where the shard's disk is not."""
     previews = Previews(cfg.output.dir)
-    _cards(cfg, manifest, rows, stored, previews, True)
+    cards(cfg, manifest, rows, stored, previews, True)
     previews.finish()
 
 
@@ -88,103 +80,19 @@ def _write_if_changed(target: Path, data: bytes) -> None:
     write_atomically(target, data)
 
 
-# -- what each card shows ------------------------------------------------------------------------
-
-@dataclass(slots=True)
-class _Card:
-    id: str
-    status: str
-    prompt: str = ""
-    error: str | None = None
-    order_id: str | None = None
-    credits: int = 0
-    attempts: int = 0
-    source_src: str | None = None    # <img src>, relative to output.dir
-    output_src: str | None = None
-    output_href: str | None = None   # the output file, relative to output.dir, URL-quoted
-    source_note: str = "Input unavailable"  # shown when there is no source_src
-
-    def source_preview(self, src: str, shown: str | None) -> None:
-        """Previews.show's late answer for the input image."""
-        if shown:
-            self.source_src = shown
-        elif os.path.exists(src):
-            self.source_note = "Unreadable image"
-
-    def output_preview(self, shown: str | None) -> None:
-        self.output_src = shown
-
-
-def _current_ids(manifest: Manifest) -> list[str]:
-    return [i.id for i in manifest.items] + [b.id for b in manifest.invalid if b.id]
-
-
-def _cards(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], out_names: set[str],
-           previews: Previews, stored: bool = False) -> dict[str, list[_Card]]:
-    """Cards for every current item by status (as in results.status_counts), each list by id.
-
-    A file the checkpoint has a SHA-256 for is known by it, with no system call: every run checks
-    inputs and outputs against the checkpoint before trusting it. Any other file costs a stat.
-    """
-    out_dir = str(cfg.output.dir)
-    prefix = os.path.join(out_dir, "")
-    sources = os.path.join(cfg.state_dir, "sources")
-    groups: dict[str, list[_Card]] = {status: [] for status in ORDER}
-    for item in manifest.items:
-        row = rows.get(item.id)
-        status = status_of(row)
-        if row is None:
-            card, sha = _Card(item.id, status, item.prompt), None
-        else:
-            card = _Card(item.id, status, item.prompt, None if status == "done" else row.error,
-                         row.order_id, row.credits, row.attempts)
-            sha = row.image_sha256
-        groups[status].append(card)
-        if item.image_path is not None:
-            src = str(item.image_path)
-        elif sha:
-            src = os.path.join(sources, sha)  # the fetched copy of a URL
-        else:
-            card.source_note = "Remote image not fetched yet"
-            src = None
-        if src is not None and (key := previews.key("in", sha, src)) is not None:
-            card.source_src = previews.show(key, src, None, partial(card.source_preview, src))
-        if status != "done" or not (name := row.output_path):
-            continue
-        # The manifest's names were checked to stay inside output.dir when it was loaded; any other
-        # name comes from a file on disk and must prove it, symlinks resolved.
-        if stored:  # a bucket's listing names every output, those in folders too
-            found = name in out_names and (name == item.output_name or not output_name_problem(name))
-        else:
-            found = (name == item.output_name or _inside(out_dir, name)) and (
-                name in out_names if "/" not in name else os.path.isfile(prefix + name))
-        if found:
-            if key := previews.key("out", row.output_sha256, prefix + name):
-                card.output_href = href = name if _URL_SAFE(name) else quote(name)
-                card.output_src = previews.show(key, prefix + name, href, card.output_preview)
-    for bad in manifest.invalid:
-        groups["failed"].append(_Card(bad.id or f"row {bad.row}", "failed", error="; ".join(bad.problems),
-                                      source_note="Invalid manifest row"))
-    for group in groups.values():
-        group.sort(key=attrgetter("id"))
-    return groups
-
-
-def _inside(out_dir: str, name: str) -> bool:
-    root = os.path.realpath(out_dir)
-    return os.path.realpath(os.path.join(out_dir, name)).startswith(root + os.sep)
-
-
 # -- the pages -----------------------------------------------------------------------------------
 
 class _Book:
     """The report's pages: page 1 has the summary; every page has the counts and page links."""
 
-    def __init__(self, cfg: RunConfig, groups: dict[str, list[_Card]], credits: int, summary: dict):
+    def __init__(self, cfg: RunConfig, groups: dict[str, list[Card]], credits: int, summary: dict):
         self.cfg, self.credits, self.summary = cfg, credits, summary
         self.cards = list(chain.from_iterable(groups[status] for status in ORDER))  # failures first
         self.pages = max(1, -(-len(self.cards) // PAGE_SIZE))
-        self.counts = Counter({status: len(group) for status, group in groups.items()})
+        self.counts = Counter({status: len(group) for status, group in groups.items()})  # cards
+        # What the summary counts: items, or with variants each item's variants, as results.csv does.
+        self.tally = Counter({status: 0 for status in ORDER})
+        self.tally.update(unit.status for card in self.cards for unit in (card.variants or (card,)))
         self.first: dict[str, int] = {}  # status -> index of its first card
         start = 0
         for status in ORDER:
@@ -203,7 +111,7 @@ class _Book:
         start = (number - 1) * PAGE_SIZE
         chunk = self.cards[start:start + PAGE_SIZE]
         name = escape(self.cfg.config_path.name)
-        total = sum(self.counts.values())
+        total = sum(self.counts.values())  # items (rows of variants count once)
         title = f"Batch report · {name}" + (f" · page {number}" if number > 1 else "")
         parts = [
             '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -214,6 +122,8 @@ class _Book:
             f"<title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<header class=\"top\">\n",
         ]
         items = f'{total:,} item{"" if total == 1 else "s"}'
+        if (units := sum(self.tally.values())) != total:  # with variants, the summary counts these
+            items += f" · {units:,} variants"
         if number == 1:
             generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
             parts.append(f'<div class="head"><h1>Batch report</h1><p class="muted"><span class="mono">'
@@ -223,7 +133,7 @@ class _Book:
                 parts.append(self._runs(self.summary["history"]))
         else:
             # No clock and no elapsed time here: an unchanged page stays byte-identical, so is not rewritten.
-            line = " · ".join(f'{self.counts[kind]:,} {kind}' for kind in ("done", "failed", "pending"))
+            line = " · ".join(f'{self.tally[kind]:,} {kind}' for kind in ("done", "failed", "pending"))
             parts.append(f'<div class="head"><h1><a href="{page_name(1)}">Batch report</a></h1>'
                          f'<p class="muted"><span class="mono">{name}</span> · {items} · {line} · '
                          f'page {number} of {self.pages}</p></div>\n')
@@ -242,7 +152,7 @@ class _Book:
                 span = f' <span class="count">· {span}</span>'
             parts.append(f'<section{anchor}><h2>{TITLES[status]} <span class="count">'
                          f'{self.counts[status]:,}</span>{span}</h2>\n<div class="grid">\n')
-            parts.extend(_card(card) for card in group)
+            parts.extend(render(card) for card in group)
             parts.append("</div>\n</section>\n")
         if not self.cards:
             parts.append('<p class="muted empty">The manifest has no items.</p>\n')
@@ -251,8 +161,8 @@ class _Book:
 
     def _stats(self) -> str:
         stats: list[tuple[str, str, int | str]] = [
-            ("done", "Done", self.counts["done"]), ("failed", "Failed", self.counts["failed"]),
-            ("pending", "Pending", self.counts["pending"]), ("", "Credits spent", self.credits)]
+            ("done", "Done", self.tally["done"]), ("failed", "Failed", self.tally["failed"]),
+            ("pending", "Pending", self.tally["pending"]), ("", "Credits spent", self.credits)]
         if self.summary.get("elapsed_s") is not None:
             stats.append(("", "Elapsed", _duration(float(self.summary["elapsed_s"]))))
         if (history := self.summary.get("history")) is not None:
@@ -294,8 +204,8 @@ class _Book:
                 f'</table></details>\n')
 
     def _bar(self) -> str:
-        spans = "".join(f'<span class="{kind}" style="flex-grow:{self.counts[kind]}"></span>'
-                        for kind in ("done", "failed", "pending") if self.counts[kind])
+        spans = "".join(f'<span class="{kind}" style="flex-grow:{self.tally[kind]}"></span>'
+                        for kind in ("done", "failed", "pending") if self.tally[kind])
         return f'<div class="bar" aria-hidden="true">{spans}</div>\n'
 
     def _nav(self, number: int) -> str:
@@ -316,50 +226,6 @@ class _Book:
                      else '<span class="off">Next ›</span>')
         parts.append("</nav>\n")
         return "".join(parts)
-
-
-def _card(card: _Card) -> str:
-    status = card.status
-    if src := card.source_src:
-        source = f'<div class="frame"><img src="{src}" alt="input"{_IMG}></div>'
-    else:
-        source = _frame(_placeholder(card.source_note))
-    if src := card.output_src:
-        output = (f'<a class="frame" href="{card.output_href}" title="Open the full-size output">'
-                  f'<img src="{src}" alt="output"{_IMG}></a>')
-    elif card.output_href:
-        output = f'<a class="frame" href="{card.output_href}">{_placeholder("Preview unavailable")}</a>'
-    else:
-        output = _NO_OUTPUT[status]
-    order = f'<div><dt>Order</dt><dd class="mono">{escape(card.order_id)}</dd></div>' if card.order_id else ""
-    attempts = f"<div><dt>Attempts</dt><dd>{card.attempts}</dd></div>" if card.attempts else ""
-    item_id = escape(card.id)
-    # A pending item's message is a note (it will be retried), not a failure.
-    kind = "error" if status == "failed" else "note"
-    error = f'<p class="{kind}">{escape(card.error)}</p>' if card.error else ""
-    prompt = f'<p class="prompt">{escape(card.prompt)}</p>' if card.prompt else ""
-    return (f'<article class="card {status}"><header><h3 class="mono" title="{item_id}">{item_id}</h3>'
-            f'<span class="badge {status}">{status}</span></header>'
-            f'<div class="pair"><figure>{source}<figcaption>Input</figcaption></figure>'
-            f'<figure>{output}<figcaption>Output</figcaption></figure></div>{prompt}{error}'
-            f'<dl class="meta">{order}<div><dt>Credits</dt><dd>{int(card.credits or 0)}</dd></div>'
-            f'{attempts}</dl></article>\n')
-
-
-# The frame's size, for layout before loading; CSS keeps each image's own aspect ratio.
-_IMG = f' loading="lazy" decoding="async" width="{THUMB_SIZE}" height="{THUMB_SIZE}"'
-
-
-def _frame(inner: str) -> str:
-    return f'<div class="frame">{inner}</div>'
-
-
-def _placeholder(text: str) -> str:
-    return f'<span class="placeholder">{escape(text)}</span>'
-
-
-_NO_OUTPUT = {status: _frame(_placeholder(text)) for status, text in (
-    ("done", "Output file missing"), ("failed", "No output"), ("pending", "Not generated yet"))}
 
 
 def _options(options: dict) -> str:
@@ -427,6 +293,13 @@ padding:2px 8px;border-radius:999px}
 .badge.failed{color:var(--failed);background:var(--failed-bg)}
 .badge.pending{color:var(--pending);background:var(--pending-bg)}
 .pair{display:grid;grid-template-columns:1fr 1fr;gap:8px}
+.card.row{grid-column:1/-1;contain-intrinsic-size:auto 420px}
+.strip{display:grid;grid-template-columns:repeat(var(--n),minmax(150px,240px));gap:10px;overflow-x:auto}
+.variant{display:flex;flex-direction:column;gap:6px}
+.variant figcaption{display:flex;align-items:center;justify-content:space-between;gap:6px;text-transform:none;
+letter-spacing:0;font-size:12px;color:var(--text)}
+.variant figcaption .badge{font-size:10px;padding:1px 6px}.variant .prompt{font-size:12px;color:var(--muted)}
+.variant .meta{margin:0}
 figure{margin:0;min-width:0}
 .frame{display:flex;align-items:center;justify-content:center;aspect-ratio:1/1;background:var(--frame);
 border-radius:8px;overflow:hidden}

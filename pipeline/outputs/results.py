@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
-from pipeline import __version__
+from pipeline.version import installed_version
 from pipeline.store.atomic import write_atomically, write_with
 from pipeline.store.checkpoint import Row
 from pipeline.inputs.config import RunConfig
@@ -128,7 +128,7 @@ def write(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], *, force: bo
 def _inputs_digest(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row]) -> str:
     """Everything the table is made of: the code version, the config, the manifest text the items
     were read from, the invalid items and when each current item's checkpoint row last changed."""
-    digest = hashlib.sha256(f"{__version__}\n{cfg!r}\n{manifest.columns!r}\n{manifest.invalid!r}\n".encode())
+    digest = hashlib.sha256(f"{installed_version()}\n{cfg!r}\n{manifest.columns!r}\n{manifest.invalid!r}\n".encode())
     if manifest.sha256:
         digest.update(manifest.sha256.encode())
     else:  # built in code, not read from a file

@@ -11,7 +11,9 @@ from datetime import datetime, timezone
 
 from pipeline.errors import CheckpointError
 from pipeline.inputs.config import load_config
+from pipeline.outputs import bucket
 from pipeline.outputs.publish import checkpoint_paths, merged_history, merged_rows
+from pipeline.store import steps_dir
 from pipeline.store.checkpoint import RUNS_SHOWN, STATES
 
 MAX_FAILURES_SHOWN = 50
@@ -27,21 +29,37 @@ def read_status(config_path: str, runs: int = RUNS_SHOWN) -> dict:
     ``last_run`` what the newest run was charged, ``all_time`` what every recorded run was charged."""
     cfg = load_config(config_path)
     paths = checkpoint_paths(cfg)
+    # With output.dir in a bucket, the shards' parts of the table there stand in for the checkpoints
+    # this machine lacks (an Indexed Job's pods keep theirs on volumes of their own), as in `report`.
+    stored = bucket.stored_rows(cfg) if cfg.output_url else {}
     shown = str(paths[0]) if len(paths) == 1 else str(cfg.checkpoint_path) if not paths else \
         f"{len(paths)} under {cfg.state_root}"
-    doc: dict = {"checkpoint": shown, "exists": bool(paths),
+    if stored:
+        shown += f" and the shards' results in {cfg.output_url}"
+    doc: dict = {"checkpoint": shown, "exists": bool(paths or stored),
                  "counts": dict.fromkeys(("items", *COUNTED), 0),
                  "credits": {"spent": 0, "last_run": None, "all_time": 0},
                  "in_flight": 0, "failures": [], "notes": [], "runs": [], "total_runs": 0}
-    if not paths:
+    if not paths and not stored:
         return doc
     try:
-        rows = merged_rows(paths)
+        rows = {**stored, **merged_rows(paths)}
         history = merged_history(paths, runs)
     except sqlite3.Error as exc:
         raise CheckpointError(f"cannot read checkpoint {paths}: {exc}") from None
-    counts = Counter("new" if r.never_ordered else str(r.state) for r in rows.values())
+    counts = Counter(_state(r) for r in rows.values())
     doc["counts"] = {"items": len(rows), **{state: counts[state] for state in COUNTED}}
+    if cfg.variants:  # items, and their variants by the step each is at; the step rows apart
+        items, units = _units(rows.values(), {v.name: len(v.steps) for v in cfg.variants})
+        doc["counts"] = {"items": items, "variants": len(units),
+                         **{state: sum(1 for s in units.values() if s == state) for state in COUNTED}}
+        doc["step_rows"] = {"rows": len(rows), **{state: counts[state] for state in COUNTED}}
+    files, size = 0, 0
+    for path in paths:
+        more = steps_dir.usage(path.parent)
+        files, size = files + more[0], size + more[1]
+    if cfg.variants or files:
+        doc["steps_dir"] = {"files": files, "bytes": size}
     doc["credits"] = {"spent": sum(r.credits for r in rows.values()),
                       "last_run": history.runs[0].credits if history.runs else None,
                       "all_time": history.all_time_credits}
@@ -63,17 +81,60 @@ def read_status(config_path: str, runs: int = RUNS_SHOWN) -> dict:
     return doc
 
 
+def _state(row) -> str:
+    return "new" if row.never_ordered else str(row.state)
+
+
+def _units(rows, steps: dict[str, int]) -> tuple[int, dict[str, str]]:
+    """(items, {item/variant: state}) from step rows ``{id}/{variant}/{n}``: a variant is in the
+    state of its furthest step's row, and `pending` between steps (one done, the next not ordered
+    yet); a row of an item that could not run at all (``{id}``, failed) stands for the item."""
+    furthest: dict[str, tuple[int, int, object]] = {}  # key -> (step, steps, row)
+    items = set()
+    for row in rows:
+        parts = row.id.rsplit("/", 2)
+        if len(parts) == 3 and parts[1] in steps and parts[2].isdigit():
+            item_id, key, k, count = parts[0], f"{parts[0]}/{parts[1]}", int(parts[2]), steps[parts[1]]
+        else:
+            item_id, key, k, count = row.id, row.id, 1, 1
+        items.add(item_id)
+        if key not in furthest or k > furthest[key][0]:
+            furthest[key] = (k, count, row)
+    units = {}
+    for key, (k, count, row) in furthest.items():
+        between = k < count and str(row.state) == "done" or k > 1 and row.never_ordered
+        units[key] = "pending" if between else _state(row)
+    return len(items), units
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} bytes"
+
+
 def format_status(doc: dict) -> str:
     """The human form of `read_status`'s document."""
     path = doc["checkpoint"]
     if not doc["exists"]:
         return f"no checkpoint yet at {path}: nothing has run"
     counts, credits = doc["counts"], doc["credits"]
-    lines = [f"checkpoint: {path}", f"items: {counts['items']} · credits spent: {credits['spent']} "
+    variants = f" · variants: {counts['variants']}" if "variants" in counts else ""
+    lines = [f"checkpoint: {path}", f"items: {counts['items']}{variants} · credits spent: {credits['spent']} "
              f"(on the current items) · all-time credits: {credits['all_time']} "
              f"(over {doc['total_runs']} run{'' if doc['total_runs'] == 1 else 's'})"]
     lines += [f"  {state:<10} {counts[state]}" + ("  (never submitted)" if state == "new" else "")
               for state in COUNTED if counts[state]]
+    if "step_rows" in doc:  # with variants, the states above are the variants'; the steps' rows apart
+        rows = doc["step_rows"]
+        lines.append(f"step rows: {rows['rows']}" + "".join(f" · {state} {rows[state]}"
+                                                           for state in COUNTED if rows[state]))
+    if "steps_dir" in doc:
+        held = doc["steps_dir"]
+        lines.append(f"steps/: {held['files']} intermediate output{'s' * (held['files'] != 1)}, "
+                     f"{_size(held['bytes'])}")
     if doc["in_flight"]:
         lines.append(f"orders in flight (collected by the next run): {doc['in_flight']}")
     failed = doc["failures"]

@@ -1,6 +1,6 @@
 """Outputs in a bucket that the checkpoint does not know: adopted as done, never bought again.
 
-    rows = adopt_outputs(items, known, shas, listing, store, api_kind=endpoint.kind)
+    rows = adopted_rows(cfg, items, known, shas, listing, store, api_kind=endpoint.kind)
 
 A pod that lost its state directory (or a shard layout that changed) finds the catalog's outputs
 still in the bucket. Each output object carries the fingerprint of the order that made it in its
@@ -11,18 +11,20 @@ cannot be found this way: only the state directory knows their ids.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from pipeline.inputs.manifest import Item
+from pipeline.inputs.settings import RunConfig
+from pipeline.outputs import bucket
 from pipeline.plan.planner import fingerprint
 from pipeline.run.states import State
 from pipeline.store.checkpoint import Row
+from pipeline.store.names import FINGERPRINT_META, SHA256_META
 from pipeline.store.remote import Remote
 
-FINGERPRINT_META = "pipeline-fingerprint"  # user metadata of each output object: what made it
-SHA256_META = "pipeline-sha256"
 HEADS_AT_ONCE = 16
 
 
@@ -45,3 +47,18 @@ def adopt_outputs(items: list[Item], known: Mapping[str, Row], shas: Mapping[str
                                output_size=listing[item.output_name], finished_at=now,
                                error=None))
     return adopted
+
+
+def adopted_rows(cfg: RunConfig, items: list[Item], known: Mapping[str, Row], shas: Mapping[str, str],
+                 listing: Mapping[str, int], store: Remote, *, api_kind: str) -> list[Row]:
+    """`adopt_outputs`, with what the results table in the bucket says of them (their orders,
+    credits, times): it survived the state directory too."""
+    adopted = adopt_outputs(items, known, shas, listing, store, api_kind=api_kind)
+    if not adopted:
+        return []
+    table = bucket.stored_rows(cfg, whole=True)
+    return [dataclasses.replace(row, order_id=old.order_id, output_url=old.output_url, attempts=old.attempts,
+                                credits=old.credits, submitted_at=old.submitted_at,
+                                finished_at=old.finished_at or row.finished_at)
+            if (old := table.get(row.id)) and old.output_sha256 == row.output_sha256 else row
+            for row in adopted]

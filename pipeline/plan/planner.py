@@ -1,7 +1,13 @@
-"""Decide, before anything is sent, what each item needs: nothing, a resume, or a new order.
+"""Decide, before anything is sent, what every (item, variant) needs: nothing, a resume, or orders.
 
-An item's fingerprint is the hash of its image bytes, its final prompt and the generation
-parameters; a done item whose fingerprint and output file are unchanged costs nothing.
+    the_plan = plan(items, rows, shas, where, cfg=cfg, base=manifest_base(manifest.path))
+    the_plan.units           # what run/ drives, paid-for work first
+    the_plan.credits_needed  # what it spends if every order succeeds first time
+
+One planner for every config: a config without ``variants`` is the one implicit variant with one
+background-generator step, whose row keeps today's id (``{id}``) and fingerprint (the hash of the
+image bytes, the final prompt and the API kind below), so a catalog finished by an older release
+costs nothing. A variant's steps are chained (plan/steps.py). Nothing is written here.
 """
 from __future__ import annotations
 
@@ -10,137 +16,136 @@ import hashlib
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.plan.sources import file_sha256
-from pipeline.store.checkpoint import Row
+from pipeline.errors import ItemError
 from pipeline.inputs.manifest import Item
-from pipeline.run.states import State, check_move
+from pipeline.inputs.settings import RunConfig
+from pipeline.inputs.variants import step_id
+from pipeline.plan.decide import KINDS, decide  # noqa: F401 - KINDS: the plan's kinds, named here too
+from pipeline.plan.steps import IN_FLIGHT, WRITTEN, Unit, Where, decide_step, fingerprint as step_fingerprint
+from pipeline.plan.steps import resolve, step_item
+from pipeline.run.stages.context import Job
+from pipeline.run.states import State
+from pipeline.store.checkpoint import Row
 
 GENERATION = "lightx-bg-v1"  # bump when what we ask the API for changes
 INVALID_FINGERPRINT = "invalid"
+_FIRST = {State.GENERATED: 0, State.SUBMITTED: 1, State.UPLOADED: 2, State.PENDING: 3}  # paid-for work first
 
 
 def fingerprint(image_sha256: str, prompt: str, api_kind: str) -> str:
+    """An item's fingerprint without variants (its implicit variant's one step)."""
     raw = "\0".join((GENERATION, api_kind, image_sha256, prompt))
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-KINDS = ("new", "changed", "unchanged", "resumable", "retry", "repair", "forced")
-
-
 @dataclass
 class Plan:
-    """What a run will do; `counts` keys: KINDS, and restart (a gone sandbox's orders; shown as resumable)."""
+    """What a run will do; `counts` keys: KINDS, failed (a variant that cannot be resolved), and
+    restart (a gone sandbox's orders; shown as resumable)."""
 
-    jobs: list[tuple[Item, Row]] = field(default_factory=list)
+    units: list[Unit] = field(default_factory=list)       # every (item, variant) to drive, at its step
     writes: list[Row] = field(default_factory=list)       # rows to insert or replace before starting
     counts: Counter = field(default_factory=Counter)
     in_flight: int = 0                                    # orders already created that may charge
-    units: list = field(default_factory=list)             # with variants: run.chains.Unit, instead of jobs
-    chain_credits: int = 0                                # with variants: one per step still to buy
+    rows: dict[str, Row] = field(default_factory=dict)    # the checkpoint's rows it was made over
 
     @property
     def credits_needed(self) -> int:
         """Orders this run will create if every one succeeds first time."""
-        return self.chain_credits + sum(1 for _, row in self.jobs if row.state in (State.PENDING, State.UPLOADED))
+        return sum(unit.credits for unit in self.units)
+
+    @property
+    def jobs(self) -> list[tuple[Item, Row]]:
+        """(item, row) of each unit's current step."""
+        return [(unit.job.item, unit.job.row) for unit in self.units]
 
     def kinds(self) -> dict[str, int]:
-        """Items per kind of KINDS, every kind present: what `--dry-run` shows."""
+        """Units per kind of KINDS, every kind present: what `--dry-run` shows."""
         shown = {kind: self.counts[kind] for kind in KINDS}
         shown["resumable"] += self.counts["restart"]
         return shown
 
 
-def plan(items: list[Item], rows: dict[str, Row], shas: dict[str, str], *, output_dir: Path | Mapping[str, int],
-         api_kind: str, api_id: str, force: bool = False, only: frozenset[str] = frozenset(),
-         sandbox: bool = False, legacy_kind: str | None = None) -> Plan:
-    """Compare the manifest with the checkpoint; nothing is written here.
+def plan(items: list[Item], rows: Mapping[str, Row], shas: Mapping[str, str], where: Where, *,
+         cfg: RunConfig | None = None, base: Path | str = ".") -> Plan:
+    """Compare the manifest with the checkpoint, variant by variant and step by step.
 
-    `legacy_kind`: the base URL that older checkpoints (schema 1) made real-API fingerprints with; a
-    row that matches it is the same item and is adopted, not bought again. `output_dir` is a local
-    directory, or the listing {name: size} of a storage URL's outputs."""
+    Steps done and intact are kept; the first that is not is where the unit starts. `cfg` gives
+    the variants (none: the implicit one) and `base` the folder relative step images resolve in."""
     result = Plan()
     # plain strings: pathlib's joins cost more than the stat below
-    out_dir = output_dir if isinstance(output_dir, Mapping) else os.fspath(output_dir)
+    where = dataclasses.replace(where, output_dir=where.output_dir if isinstance(where.output_dir, Mapping)
+                                else os.fspath(where.output_dir))
+    variants = cfg.variants if cfg is not None else ()
+    image_shas: dict = {}
     for item in items:
-        if only and item.id not in only:
+        if where.only and item.id not in where.only:
             continue
-        sha = shas[item.id]
-        fp = fingerprint(sha, item.prompt, api_kind)
-        row = rows.get(item.id)
-        adopted = (row is not None and legacy_kind is not None and row.fingerprint != fp
-                   and row.fingerprint == fingerprint(sha, item.prompt, legacy_kind))
-        if adopted:
-            row = dataclasses.replace(row, fingerprint=fp)
-        old = row
-        kind, row = _decide(item, row, sha, fp, out_dir, api_id, force, sandbox)
-        result.counts[kind] += 1
-        if adopted or row is not old or kind == "repair":  # a row made anew, or one moved back
-            result.writes.append(row)
-        if kind != "unchanged":
-            result.jobs.append((item, row))
-        if row.state in (State.SUBMITTED, State.GENERATED):
-            result.in_flight += 1
-    order = {State.GENERATED: 0, State.SUBMITTED: 1, State.UPLOADED: 2, State.PENDING: 3}
-    result.jobs.sort(key=lambda pair: order.get(pair[1].state, 4))  # collect what is paid for first
+        if not variants:
+            _plan_item(result, item, rows, shas[item.id], where)
+            continue
+        for variant, output_name in zip(variants, item.output_names):
+            _plan_variant(result, item, variant, output_name, rows, shas[item.id], where, image_shas, cfg, base)
+    result.units.sort(key=lambda unit: _FIRST.get(unit.row.state, 4))
     return result
 
 
-def decide(item: Item, row: Row | None, sha: str, fp: str, output_dir: str, api_id: str,
-           force: bool, sandbox: bool) -> tuple[str, Row]:
-    """(kind, the row to run) for one checkpoint row; each step of a variant is decided so (run.chains)."""
-    return _decide(item, row, sha, fp, output_dir, api_id, force, sandbox)
+def _plan_item(result: Plan, item: Item, rows: Mapping[str, Row], sha: str, where: Where) -> None:
+    """The implicit variant: one step, the item's own row `{id}`, today's fingerprint."""
+    fp = fingerprint(sha, item.prompt, where.api_kind)
+    row = rows.get(item.id)
+    adopted = (row is not None and where.legacy_kind is not None and row.fingerprint != fp
+               and row.fingerprint == fingerprint(sha, item.prompt, where.legacy_kind))
+    if adopted:
+        row = dataclasses.replace(row, fingerprint=fp)
+    old = row
+    kind, row = decide(item, row, sha, fp, where.output_dir, where.api_id, where.force, where.sandbox)
+    result.counts[kind] += 1
+    if adopted or row is not old or kind == "repair":  # a row made anew, or one moved back
+        result.writes.append(row)
+    if kind != "unchanged":
+        _add(result, Unit(item, None, item.output_name, (None,), 0, Job(item, row), where))
 
 
-def _decide(item: Item, row: Row | None, sha: str, fp: str, output_dir: str, api_id: str,
-            force: bool, sandbox: bool) -> tuple[str, Row]:
-    if row is None:
-        return "new", Row(id=item.id, fingerprint=fp, image_sha256=sha)
-    if force:
-        return "forced", Row(id=item.id, fingerprint=fp, image_sha256=sha, created_at=row.created_at)
-    if row.fingerprint != fp:
-        return "changed", Row(id=item.id, fingerprint=fp, image_sha256=sha, created_at=row.created_at)
-    if row.state == State.FAILED:
-        return "retry", _reset(row)
-    if sandbox and row.api_id and row.api_id != api_id and row.state in (State.UPLOADED, State.SUBMITTED,
-                                                                          State.GENERATED):
-        # That sandbox is gone with its process, and its orders and output links with it; they cost nothing.
-        return "restart", _reset(row)
-    if row.state == State.DONE:
-        if _output_intact(row, item, output_dir):
-            return "unchanged", row
-        if row.output_url and row.api_id == api_id:
-            check_move(row.state, State.GENERATED)
-            return "repair", dataclasses.replace(row, state=State.GENERATED)
-        return "repair", _reset(row)
-    return ("new" if row.never_ordered else "resumable"), row
-
-
-def _reset(row: Row) -> Row:
-    return Row(id=row.id, fingerprint=row.fingerprint, image_sha256=row.image_sha256,
-               attempts=row.attempts, created_at=row.created_at)
-
-
-def _output_intact(row: Row, item: Item, output_dir: str | Mapping[str, int]) -> bool:
-    if row.output_path != item.output_name or not row.output_sha256:
-        return False
-    if not isinstance(output_dir, str):  # a bucket's listing: the object is there, at the size written
-        return output_dir.get(item.output_name) == row.output_size
-    path = os.path.join(output_dir, item.output_name)
+def _plan_variant(result: Plan, item: Item, variant, output_name: str, rows: Mapping[str, Row], sha: str,
+                  where: Where, image_shas: dict, cfg: RunConfig, base: Path | str) -> None:
+    """One variant of one item: its chain walked over the checkpoint to the first step to run."""
     try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    if st.st_size == row.output_size and st.st_mtime_ns == row.output_mtime_ns:
-        return True
-    return st.st_size == row.output_size and file_sha256(path) == row.output_sha256
+        specs = resolve(variant, item, base, image_shas, cfg)
+    except (ItemError, ValueError, KeyError) as exc:
+        result.counts["failed"] += 1
+        first = step_id(item.id, variant.name, 0)
+        if not (rows.get(first) and rows[first].state in IN_FLIGHT):  # an order that may charge stays
+            result.writes.append(Row(id=first, fingerprint=INVALID_FINGERPRINT, state=State.FAILED,
+                                     error=str(exc)))
+        return
+    previous, input_sha = where.api_kind, sha
+    for k, spec in enumerate(specs):
+        fp = step_fingerprint(previous, input_sha, spec)
+        old = rows.get(step_id(item.id, variant.name, k))
+        step = step_item(item, k, spec, input_sha, old, where, output_name, variant.name)
+        kind, row = decide_step(step, old, input_sha, fp, spec, where)
+        if kind != "unchanged" or spec.final:
+            break
+        previous, input_sha = fp, row.output_sha256
+    result.counts[kind] += 1
+    if kind in WRITTEN:
+        result.writes.append(row)
+    if kind != "unchanged":
+        _add(result, Unit(item, variant, output_name, specs, k, Job(step, row, spec), where))
+
+
+def _add(result: Plan, unit: Unit) -> None:
+    result.units.append(unit)
+    result.in_flight += unit.row.state in IN_FLIGHT
 
 
 def failed_rows(reasons: list[tuple[str | None, str]], valid_ids: set[str],
-                rows: dict[str, Row]) -> list[Row]:
+                rows: Mapping[str, Row]) -> list[Row]:
     """Rows recording items that cannot run (invalid, unreadable image) as failed, by (id, reason).
 
     Ids that cannot be stored (missing, repeated, or belonging to a valid item) are skipped; so is an

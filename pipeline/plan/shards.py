@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 from pipeline.errors import ConfigError
 from pipeline.inputs.manifest import Manifest
+from pipeline.store.state_dirs import SHARD_DIR
 
 _SPEC = re.compile(r"(\d+)/(\d+)")
-NAME = re.compile(r"shard-(\d+)-of-(\d+)")
+NAME = SHARD_DIR  # a shard's state directory, shard-K-of-N
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The drive loop: every job through its stages, limits.concurrency orders and limits.transfers more
 items at once, and the per-item boundary where failures become data on the row.
 
-    interrupted = await drive_all(ctx, jobs, rows)
+    interrupted = await drive_all(ctx, the_plan.units, rows)
 
 Ctrl-C or SIGTERM stops new work and drops requests not yet sent; submits already on the wire
 finish and their orderIds are written before it returns.
@@ -19,7 +19,7 @@ from pipeline.errors import (ApiUnreachable, AuthError, CheckpointError, FatalAp
                              PipelineError, Stopped, WrongApi)
 from pipeline.media.images import ImageError
 from pipeline.plan.fetch import FetchError
-from pipeline.run import chains
+from pipeline.plan.steps import Unit
 from pipeline.run.progress import Progress
 from pipeline.run.stages import ORDER_STAGES, STAGES, Context, Job, Parked
 from pipeline.run.states import State
@@ -31,31 +31,29 @@ RUN_ENDING = (AuthError, ApiUnreachable, WrongApi)
 log = logging.getLogger(__name__)
 
 
-async def drive_all(ctx: Context, jobs: list, rows: dict[str, Row], *, progress: bool | None = None,
+async def drive_all(ctx: Context, units: list[Unit], rows: dict[str, Row], *, progress: bool | None = None,
                     quiet: bool = False) -> bool:
-    """Run `jobs`, limits.concurrency orders and limits.transfers more items at once; True if interrupted."""
-    queue = iter(jobs)
-    ctx.counts.queued(len(jobs))
+    """Run the plan's `units`, limits.concurrency orders and limits.transfers more items at once;
+    True if interrupted."""
+    queue = iter(units)
+    ctx.counts.queued(len(units))
     fatal: list[PipelineError] = []
-    shown = Progress(total=len(jobs), counts=ctx.counts, enabled=progress, quiet=quiet)
+    shown = Progress(total=len(units), counts=ctx.counts, enabled=progress, quiet=quiet)
 
     async def worker() -> None:
-        for job in queue:
+        for unit in queue:
             ctx.counts.taken()
             if fatal:
                 return
-            if isinstance(job, chains.Unit):  # a variant: its steps one after another
-                await chains.drive(ctx, job, rows, lambda step: _drive(ctx, step, fatal))
-            else:
-                await _drive(ctx, job, fatal)
-            shown.finished(job.row.state)
+            await _drive_unit(ctx, unit, rows, fatal)
+            shown.finished(unit.row.state)
             if fatal:  # nothing more can be written or sent: stop the others (submits finish, shielded)
                 for other in workers:
                     if other is not asyncio.current_task():
                         other.cancel()
                 return
 
-    workers = [asyncio.ensure_future(worker()) for _ in range(min(ctx.cfg.limits.workers, len(jobs)) or 1)]
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(ctx.cfg.limits.workers, len(units)) or 1)]
     with _stop_on_signal(ctx, workers) as stopped:
         try:
             shown.start()
@@ -123,6 +121,19 @@ class _OrderSlot:
         if self.held:
             self._ctx.order_slots.release()
             self.held = False
+
+
+async def _drive_unit(ctx: Context, unit: Unit, rows: dict[str, Row], fatal: list[PipelineError]) -> None:
+    """One unit through its steps, one after another, as far as they go; each next step is the plan's
+    (`Unit.advance`), its row written before it is driven."""
+    while True:
+        await _drive(ctx, unit.job, fatal)
+        moved, write = unit.advance(rows)
+        if not moved:
+            return
+        if write is not None:
+            ctx.ckpt.insert([write])
+            rows[write.id] = write
 
 
 async def _drive(ctx: Context, job: Job, fatal: list[PipelineError]) -> None:

@@ -3,16 +3,16 @@
     result = run(cfg, manifest, RunOptions(sandbox=True), key=None)
     result.exit_code   # 0 all done, 1 failures or unfinished, 130 interrupted
 
-- prepare, before any event loop: the lock, the checkpoint, the sources' hashes, the plan, the
-  confirmation question;
-- execute, on one event loop: every item through the stages (`run/drive.py`);
-- finish: results table and report, however the run ended (`pipeline.outputs.publish`).
+- prepare, before any event loop: the lock, the checkpoint, the plan (`plan/make.py`: sources,
+  siblings, adoption, decisions), its rows written, the confirmation question;
+- execute, on one event loop: every unit of the plan through the stages (`run/drive.py`);
+- finish: steps/ files no row names removed; results table and report, however the run ended
+  (`pipeline.outputs.publish`).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import socket
 import threading
@@ -24,27 +24,27 @@ from typing import AsyncIterator, Callable
 
 import aiohttp
 
-import pipeline
-
 from pipeline.errors import CheckpointError, ConfigError, OutputError, PipelineError
 from pipeline.inputs.config import RunConfig
 from pipeline.inputs.manifest import Manifest
+from pipeline.inputs.validate import Overview
 from pipeline.lightx.client import Client
 from pipeline.lightx.pacing import Pacer
-from pipeline.outputs import bucket, publish, results
-from pipeline.plan.adopt import adopt_outputs
-from pipeline.plan.planner import Plan, failed_rows, plan
-from pipeline.plan.sources import hash_sources
-from pipeline.run import chains
+from pipeline.outputs import publish, results
+from pipeline.plan.make import make_plan
+from pipeline.plan.planner import Plan
+from pipeline.plan.steps import Where
 from pipeline.run.budget import Budget
 from pipeline.run.drive import drive_all
-from pipeline.run.stages import Context, Job
+from pipeline.run.stages import Context, outbox
 from pipeline.run.timing import WINDOW, OrderTimes
 from pipeline.store.atomic import remove_stale_temps
+from pipeline.store import steps_dir
 from pipeline.store.checkpoint import Checkpoint, Row
 from pipeline.store.lock import RunLock
-from pipeline.store.remote import Remote
+from pipeline.store.remote import Remote, StorageBusy
 from pipeline.store.runlog import run_log
+from pipeline.version import installed_version
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ class RunResult:
     plan: Plan | None = None
     results_path: Path | str | None = None  # a str: its storage URL
     extra: dict = field(default_factory=dict)
+    overview: Overview | None = None    # the manifest as validated (counts, problems); `pipeline.run` sets it
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def _recorded(prepared: Prepared, started_at: float):
     """This run's row in the checkpoint's history (store/history.py), ended with its exit code however
     the run ends. Yields `record(result)`, which ends it with the result's code and returns the result."""
     options = prepared.options
-    prepared.ckpt.begin_run(started_at=started_at, version=pipeline.__version__, options={
+    prepared.ckpt.begin_run(started_at=started_at, version=installed_version(), options={
         "api": prepared.endpoint.kind, "force": options.force, "skip_invalid": options.skip_invalid,
         "only": sorted(options.only)[:20], "only_count": len(options.only),
         "shard": f"{prepared.cfg.shard.index}/{prepared.cfg.shard.count}" if prepared.cfg.shard else None})
@@ -168,34 +169,20 @@ def _recorded(prepared: Prepared, started_at: float):
 
 def prepare(cfg: RunConfig, manifest: Manifest, options: RunOptions, key: str | None,
             ckpt: Checkpoint) -> Prepared:
-    """Hash the sources, plan against the checkpoint, record unrunnable items, ask to confirm."""
+    """Make the plan (plan/make.py), write the rows it holds, ask before a spend over budget.confirm_over."""
     started = time.monotonic()
     outputs, listing = _output_store(cfg, options)
     endpoint = _endpoint(cfg, options, key)
     try:
-        shas, problems = asyncio.run(hash_sources(cfg, manifest.items, ckpt))
-        items = [i for i in manifest.items if i.id not in problems]
-        rows = _with_siblings(cfg, ckpt, items)
-        if outputs is not None and not cfg.variants and not options.force:
-            _adopt(cfg, ckpt, items, rows, shas, listing, outputs, endpoint, options)
-        output_dir = cfg.output.dir if listing is None else listing
-        if cfg.variants:
-            where = chains.Where(output_dir, cfg.state_dir, endpoint.id, endpoint.kind, options.sandbox,
-                                 options.force)
-            the_plan = chains.plan_units(cfg, manifest, items, rows, shas, where, options.only)
-        else:
-            the_plan = plan(items, rows, shas, output_dir=output_dir, api_kind=endpoint.kind,
-                            api_id=endpoint.id, force=options.force, only=options.only, sandbox=options.sandbox,
-                            legacy_kind=None if options.sandbox else cfg.api.base_url)
-        prepared = Prepared(cfg, manifest, options, ckpt, endpoint, the_plan, rows, started, outputs)
+        where = Where(cfg.output.dir, endpoint.id, endpoint.kind, state_dir=cfg.state_dir, sandbox=options.sandbox,
+                      force=options.force, only=options.only,
+                      legacy_kind=None if options.sandbox else cfg.api.base_url)
+        the_plan = make_plan(cfg, manifest, ckpt, where, outputs=outputs, listing=listing)
+        prepared = Prepared(cfg, manifest, options, ckpt, endpoint, the_plan, the_plan.rows, started, outputs)
         if options.dry_run:
             _close(endpoint)
             return prepared
-        reasons = [(b.id, "; ".join(b.problems)) for b in manifest.invalid] + list(problems.items())
-        bad = failed_rows(reasons, {i.id for i in items}, rows)
-        ckpt.insert(the_plan.writes + bad)
-        # save() keeps these objects current: no need to read 100k rows back from SQLite at the end.
-        rows.update((row.id, row) for row in the_plan.writes + bad)
+        ckpt.insert(the_plan.writes)  # save() keeps these rows current: none is read back from SQLite
         prepared.started += _confirm(cfg, options, the_plan)
         return prepared
     except BaseException:
@@ -208,58 +195,16 @@ def _output_store(cfg: RunConfig, options: RunOptions) -> tuple[Remote | None, d
     test write, so a missing bucket, missing credentials or a read-only role stop the run here."""
     if cfg.output_url is None:
         return None, None
-    store = Remote.open(cfg.output_url, cfg.storage.options)
+    store = Remote.open(cfg.output_url, cfg.storage.options, cfg.retries)
     listing = store.sizes()
     if not options.dry_run:
         store.check_writable()
     return store, listing
 
 
-def _adopt(cfg: RunConfig, ckpt: Checkpoint, items: list, rows: dict[str, Row], shas: dict[str, str],
-           listing: dict[str, int], outputs: Remote, endpoint: Endpoint, options: RunOptions) -> None:
-    """Outputs in the bucket that this state directory does not know (it was lost, or is new) and
-    that their metadata says were made for the item as it is now: done rows, not new orders."""
-    adopted = adopt_outputs(items, rows, shas, listing, outputs, api_kind=endpoint.kind)
-    if not adopted:
-        return
-    # What the table in the bucket says of them (their orders, credits, times) survived too.
-    table = bucket.stored_rows(cfg, whole=True)
-    adopted = [dataclasses.replace(row, order_id=old.order_id, output_url=old.output_url, attempts=old.attempts,
-                                   credits=old.credits, submitted_at=old.submitted_at,
-                                   finished_at=old.finished_at or row.finished_at)
-               if (old := table.get(row.id)) and old.output_sha256 == row.output_sha256 else row
-               for row in adopted]
-    log.info("adopted %d outputs already in %s: the checkpoint did not know them, their fingerprints match",
-             len(adopted), cfg.output_url)
-    if not options.dry_run:
-        ckpt.insert(adopted)
-    rows.update((row.id, row) for row in adopted)
-
-
 def _close(endpoint: Endpoint) -> None:
     if endpoint.sandbox_socket is not None:
         endpoint.sandbox_socket.close()
-
-
-def _with_siblings(cfg: RunConfig, ckpt: Checkpoint, items: list) -> dict[str, Row]:
-    """This run's checkpoint rows, plus those of items that another shard layout (or an unsharded
-    run) under the same state.dir has already taken on: copied in, so nothing is bought twice and
-    orders in flight there are collected here."""
-    rows = ckpt.rows()
-    wanted = {i.id for i in items}
-    if cfg.variants:  # a variant's steps are rows of their own
-        from pipeline.inputs.variants import step_id
-        wanted |= {step_id(i.id, v.name, k) for i in items for v in cfg.variants for k in range(len(v.steps))}
-    wanted -= rows.keys()
-    # A rerun whose checkpoint knows every item reads no other checkpoint.
-    others = [p for p in publish.checkpoint_paths(cfg) if p != cfg.checkpoint_path] if wanted else []
-    if not others:
-        return rows
-    adopted = [row for item_id, row in publish.merged_rows(others).items() if item_id in wanted]
-    if adopted:
-        ckpt.insert(adopted)
-        rows.update((row.id, row) for row in adopted)
-    return rows
 
 
 def _confirm(cfg: RunConfig, options: RunOptions, the_plan: Plan) -> float:
@@ -307,8 +252,8 @@ async def execute(prepared: Prepared) -> Executed:
         threading.Thread(target=results.prewarm, name="prewarm", daemon=True).start()
         fatal: PipelineError | None = None
         try:
-            jobs = prepared.plan.units or [Job(item, row) for item, row in prepared.plan.jobs]
-            interrupted = await drive_all(ctx, jobs, prepared.rows, progress=options.progress, quiet=options.quiet)
+            interrupted = await drive_all(ctx, prepared.plan.units, prepared.rows, progress=options.progress,
+                                          quiet=options.quiet)
         except PipelineError as exc:  # key rejected, checkpoint or output dir unusable
             fatal, interrupted = exc, False
         with contextlib.suppress(CheckpointError):
@@ -338,9 +283,20 @@ def finish(prepared: Prepared, executed: Executed) -> RunResult:
     """Write the results table and report whatever happened, then raise a run-level fault if any."""
     cfg, manifest, rows = prepared.cfg, prepared.manifest, prepared.rows
     counts = results.status_counts(*results.by_variant(cfg, manifest, rows))
+    removed, freed = steps_dir.remove_unreferenced(cfg.state_dir, rows.values())
+    if removed:
+        log.info("removed %d intermediate outputs (%d bytes) from %s: no checkpoint row names them any more",
+                 removed, freed, cfg.state_dir / "steps")
+    store_files: list = []  # outputs/storefiles.StoreFile: the store import file, when one is written
     try:
         results_path = publish.write_outputs(cfg, manifest, rows, elapsed_s=time.monotonic() - prepared.started,
-                                             history=prepared.ckpt.history())
+                                             history=prepared.ckpt.history(), store_files=store_files)
+    except StorageBusy as exc:  # the table's and report's PUTs were retried for the whole budget
+        if executed.fatal is not None:
+            raise executed.fatal from None
+        kept = outbox.waiting(cfg.state_dir, rows.values())
+        raise StorageBusy(f"{exc}" + (f"; {kept} outputs paid for wait in {cfg.state_dir / outbox.OUTBOX}, the next "
+                                      f"run uploads them for 0 credits" if kept else "")) from None
     except (OutputError, CheckpointError):
         if executed.fatal is None:
             raise
@@ -350,6 +306,10 @@ def finish(prepared: Prepared, executed: Executed) -> RunResult:
     interrupted = executed.interrupted
     exit_code = 130 if interrupted else (0 if counts["done"] == sum(counts.values()) else 1)
     message = "interrupted: stopped new work, progress saved" if interrupted else executed.stop_reason
+    if cfg.output_url is not None and (kept := outbox.waiting(cfg.state_dir, rows.values())):
+        message = "; ".join(filter(None, (message, (
+            f"{kept} output{'s' if kept != 1 else ''} paid for wait in {cfg.state_dir / outbox.OUTBOX}: "
+            f"{cfg.output_url} would not take them; the next run uploads them for 0 credits"))))
     return RunResult(exit_code=exit_code, counts=counts, credits=executed.credits, submits=executed.submits,
                      elapsed_s=time.monotonic() - prepared.started, message=message, plan=prepared.plan,
-                     results_path=results_path, extra={"requests": executed.requests})
+                     results_path=results_path, extra={"requests": executed.requests, "store_files": store_files})

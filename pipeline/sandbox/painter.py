@@ -14,6 +14,7 @@ import random
 
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageOps, ImageStat
 
+from pipeline.sandbox import canvas
 from pipeline.sandbox import scene as scenes
 
 WORK_SIDE = 1024          # masks and backgrounds are computed at most this large, then upscaled
@@ -41,7 +42,7 @@ def render(image_bytes: bytes, prompt: str) -> bytes:
     bbox = mask.point(lambda v: 255 if v > 127 else 0).getbbox()
 
     scene = scenes.contrasting(scenes.parse_prompt(prompt), _product_colour(work, mask))
-    background = scenes.paint(work_size, scene, rng, scenes.horizon_for(bbox, work_size[1]))
+    background = canvas.paint(work_size, scene, rng, canvas.horizon_for(bbox, work_size[1]))
     background = _with_shadow(background, mask, bbox)
 
     if work_size != size:

@@ -1,0 +1,66 @@
+"""Local source images checked before anything is sent: missing, unreadable, not images, cut short."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from pipeline.inputs.files import display_path
+from pipeline.media.images import image_header
+
+
+def image_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be used as an input image, or None if its header reads as an image.
+
+    A plain JPEG, PNG, GIF or WebP header is read by `image_header` (10x faster than Pillow's
+    open, which parses every JPEG table); anything else, and every problem, goes through Pillow
+    for its verdict and wording. A JPEG's last bytes are read too (see `jpeg_end_problem`)."""
+    header = image_header(path)
+    if header is not None:
+        return jpeg_end_problem(path) if header[0] == "JPEG" else None
+    try:
+        with Image.open(path) as im:
+            return jpeg_end_problem(path) if im.format == "JPEG" else None
+    except FileNotFoundError:
+        return f"not found ({display_path(path)})"
+    except IsADirectoryError:
+        return f"is a directory ({display_path(path)})"
+    except PermissionError:
+        return f"cannot be read: permission denied ({display_path(path)})"
+    except UnidentifiedImageError:
+        return f"is not an image Pillow can read ({display_path(path)})"
+    except Image.DecompressionBombError as exc:
+        return f"is too large to process: {exc}"
+    except Exception as exc:  # the per-item boundary: any decoder fault fails this image only
+        return f"cannot be read as an image: {exc}"
+
+
+JPEG_EOI = b"\xff\xd9"
+_TAIL_BYTES = 64
+
+
+def jpeg_end_problem(path: Path) -> str | None:
+    """Why a JPEG is cut short, or None: it ends with its end-of-image marker, or decodes without one.
+
+    Only the last bytes are read in the common case; a file without the marker at its end (cut short,
+    or with data after it, as some cameras write) is decoded to be sure, as a run would do.
+    """
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - _TAIL_BYTES))
+            if fh.read().rstrip(b"\0").endswith(JPEG_EOI):
+                return None
+            fh.seek(0)
+            with Image.open(fh, formats=["JPEG"]) as im:
+                im.load()
+    except OSError as exc:  # Pillow's "image file is truncated", or the file went away
+        return f"is truncated: no JPEG end-of-image marker, and it does not decode ({_one_line(exc)})"
+    except Exception as exc:  # the per-item boundary, as in image_problem
+        return f"cannot be read as an image: {exc}"
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

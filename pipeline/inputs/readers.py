@@ -1,0 +1,120 @@
+"""The manifest's readers, one per file type: text in, columns and numbered rows of cells out.
+
+    table = READERS[suffix(path)](text, shown)    # Table(columns, rows)
+
+A reader finds what is wrong with the file as a whole (raised as one ConfigError) and with each row
+(kept on the row); building Items from the rows is `inputs/manifest.py`'s.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from jsonschema import Draft202012Validator
+
+from pipeline.errors import ConfigError
+from pipeline.inputs.files import load_yaml
+from pipeline.inputs.schema import SchemaChecker, describe, load_schema, schema_checker, schema_problems
+
+# (row number, cells or None if unusable, problems found, fields those problems already cover)
+Row = tuple[int, "dict[str, str] | None", list[str], frozenset[str]]
+NONE: frozenset[str] = frozenset()
+
+
+class Table(NamedTuple):
+    """What a reader hands on: columns in order, and its rows."""
+    columns: list[str]
+    rows: list[Row]
+
+
+def suffix(path: Path | str) -> str:
+    """`.csv`, `.yaml` or `.yml` (lower case) of a manifest path or URL."""
+    return os.path.splitext(os.fspath(path))[1].lower()
+
+
+def _read_csv(text: str, shown: str) -> Table:
+    header: list[str] | None = None
+    rows: list[Row] = []
+    number = 0
+    try:
+        for number, record in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+            if not any(record):
+                continue  # blank line, or a row of empty cells as spreadsheets export them
+            if header is None:
+                header = _header(record, shown, number)
+                width = len(header)
+                continue
+            problems = []
+            if len(record) > width and any(cell.strip() for cell in record[width:]):
+                problems.append(f"has {len(record)} cells but the header names {width} columns")
+            cells = dict(zip(header, record))
+            if len(record) < width:
+                cells.update(dict.fromkeys(header[len(record):], ""))
+            rows.append((number, cells, problems, NONE))
+    except csv.Error as exc:
+        raise ConfigError(f"{shown}: row {number + 1}: {exc}") from None
+    if header is None:
+        raise ConfigError(f"{shown}: the manifest is empty; it needs a header row (id,image,...) and items")
+    if not rows:
+        raise ConfigError(f"{shown}: the manifest has a header but no items")
+    return Table(header, rows)
+
+
+def _header(record: list[str], shown: str, number: int) -> list[str]:
+    names = [cell.strip() for cell in record]
+    while names and not names[-1]:
+        names.pop()  # trailing commas
+    problems = [f"{shown}: row {number}: column {i} of the header has no name"
+                for i, name in enumerate(names, start=1) if not name]
+    problems += [f"{shown}: row {number}: column {name!r} appears more than once in the header"
+                 for name in dict.fromkeys(n for n in names if n and names.count(n) > 1)]
+    if problems:
+        raise ConfigError(problems)
+    return names
+
+
+def _read_yaml(text: str, shown: str) -> Table:
+    doc = load_yaml(text, shown)
+    if doc is None:
+        raise ConfigError(f"{shown}: the manifest is empty; it needs `items:`, a list of id/image/... mappings")
+    if not isinstance(doc, dict):
+        kind = "list" if isinstance(doc, list) else type(doc).__name__
+        raise ConfigError(f"{shown}: a YAML manifest must be a mapping with `items:`, not a {kind}")
+    if lines := schema_problems(_document_checker(), doc):
+        raise ConfigError([f"{shown}: {line}" for line in lines])
+    row_checker = schema_checker("manifest", "/$defs/row")
+    columns: dict[str, None] = {}
+    rows: list[Row] = []
+    for number, raw in enumerate(doc["items"], start=1):
+        errors = row_checker.errors(raw)
+        problems = [line for error in errors for line in describe(error, {})]
+        if not isinstance(raw, dict):
+            rows.append((number, None, problems, NONE))
+            continue
+        reported = {str(e.absolute_path[0]) for e in errors if e.absolute_path}
+        reported.update(k for e in errors if e.validator == "required" for k in e.validator_value if k not in raw)
+        cells = {str(k): _text(v) for k, v in raw.items()}
+        columns.update(dict.fromkeys(cells))
+        rows.append((number, cells, problems, frozenset(reported)))
+    return Table(list(columns), rows)
+
+
+@cache
+def _document_checker() -> SchemaChecker:
+    """The manifest schema without its per-item rule: rows are checked one by one, cheaply."""
+    root = load_schema("manifest")
+    items = {k: v for k, v in root["properties"]["items"].items() if k != "items"}
+    return SchemaChecker(Draft202012Validator({**root, "properties": {**root["properties"], "items": items}}),
+                         None)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else value if isinstance(value, str) else str(value)
+
+
+READERS = {".csv": _read_csv, ".yaml": _read_yaml, ".yml": _read_yaml}
+UNITS = {".csv": "row", ".yaml": "item", ".yml": "item", ".xml": "item", ".jsonl": "line", ".ndjson": "line"}

@@ -1,0 +1,98 @@
+"""The library's front door: one function per command, each taking the config's path.
+
+    import pipeline
+    overview = pipeline.validate("configs/catalog.yaml")     # nothing is sent
+    result = pipeline.run("configs/catalog.yaml", sandbox=True)
+    result.exit_code, result.counts["done"], result.credits
+
+`cli.py` calls exactly these, one call per command, and only prints what they return. They sit on
+top of every other floor (like `cli.py`), so the modules they reach are imported when first called:
+`import pipeline` stays cheap for `pipeline --version` and the sandbox.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.errors import ConfigError, InvalidItems
+
+if TYPE_CHECKING:
+    from pipeline.inputs.manifest import InvalidItem
+    from pipeline.inputs.validate import Overview
+    from pipeline.plan.shards import Shard
+    from pipeline.run.engine import RunResult
+
+NOT_SENT = "nothing was sent; fix these or pass --skip-invalid"
+
+
+def validate(config_path: str | Path) -> Overview:
+    """Check the config, the manifest and every image; what a full run would do, and every problem.
+
+    An invalid config (or a manifest that cannot be read) raises ``ConfigError`` listing every
+    problem; items that cannot run are counted in ``invalid`` and worded in ``problems``.
+    """
+    from pipeline.inputs.validate import problem_lines, validate as check
+    _, manifest, overview = check(config_path)
+    return dataclasses.replace(overview, problems=tuple(problem_lines(manifest)))
+
+
+def run(config_path: str | Path, *, sandbox: bool = False, shard: str | Shard | None = None,
+        only: Collection[str] = (), force: bool = False, dry_run: bool = False, progress: bool | None = None,
+        quiet: bool = False, skip_invalid: bool = False, confirm: Callable[[int], bool] | None = None,
+        on_skipped: Callable[[Sequence[InvalidItem]], None] | None = None) -> RunResult:
+    """Validate, plan against the checkpoint, then run every new or changed item; `pipeline run`.
+
+    - ``sandbox``: against a private LightX-compatible sandbox on a free loopback port, started and
+      stopped by this call (no key, no network); otherwise the key is read from ``api.key_env``.
+    - ``shard``: ``"K/N"`` (or a ``Shard``): only the items whose SHA-256 of ``id`` is K mod N.
+    - ``only``: these item ids; ``force``: reprocess them even when unchanged (spends credits).
+    - ``dry_run``: plan only; ``result.plan`` says what a run would buy. No API call.
+    - ``progress``: a bar (True), plain lines on stderr (False), a bar only on a TTY (None);
+      ``quiet``: neither.
+    - ``skip_invalid``: record invalid items as failed and run the rest (``on_skipped`` is told
+      which, before anything is sent); otherwise they raise ``InvalidItems`` (exit code 2).
+    - ``confirm``: asked with the credits needed before a spend over ``budget.confirm_over``; None
+      never asks.
+
+    Raises a ``PipelineError`` for a run-level fault; failed items are data (``result.counts``).
+    """
+    from pipeline.inputs.config import api_key
+    from pipeline.inputs.validate import plan_of, problem_lines, validate as check
+    from pipeline.plan.shards import Shard
+    from pipeline.run import engine
+
+    cfg, manifest, _ = check(config_path)
+    if shard is not None:
+        shard = Shard.parse(shard) if isinstance(shard, str) else shard
+        cfg, manifest = cfg.with_shard(shard), shard.select(manifest)
+    overview = dataclasses.replace(plan_of(manifest, cfg), problems=tuple(problem_lines(manifest)))
+    if manifest.invalid and not skip_invalid:
+        raise InvalidItems([*overview.problems, NOT_SENT], items=overview.items, invalid=overview.invalid)
+    if manifest.invalid and on_skipped is not None:
+        on_skipped(manifest.invalid)
+    options = engine.RunOptions(sandbox=sandbox, skip_invalid=skip_invalid, force=force, only=frozenset(only),
+                                dry_run=dry_run, quiet=quiet, progress=progress, confirm=confirm)
+    result = engine.run(cfg, manifest, options, key=api_key(cfg))
+    return dataclasses.replace(result, overview=overview)
+
+
+def status(config_path: str | Path, *, runs: int = 5) -> dict[str, Any]:
+    """What the checkpoints know, every shard's summed; `pipeline status --json` is this document.
+
+    Keys: ``checkpoint``, ``exists``, ``counts`` (items and each state), ``in_flight``, ``credits``
+    (``spent``, ``last_run``, ``all_time``), ``failures``, ``notes``, ``runs`` (the newest ``runs``
+    first) and ``total_runs``. Makes no API call.
+    """
+    from pipeline.outputs.status import read_status
+    if runs < 1:
+        raise ConfigError(f"runs: expected at least 1, got {runs}")
+    return read_status(str(config_path), runs=runs)
+
+
+def report(config_path: str | Path) -> Path | str:
+    """Rewrite results.csv, results.parquet and report.html from the checkpoints alone (every shard's
+    merged); returns the report's path, or its URL when output.dir is a storage URL. No API call."""
+    from pipeline.outputs.publish import rebuild
+    return rebuild(config_path)

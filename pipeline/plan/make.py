@@ -1,0 +1,54 @@
+"""The plan of one run, made before anything is sent: the one way from a manifest to what is bought.
+
+    the_plan = make_plan(cfg, manifest, ckpt, where, outputs=store, listing=listing)
+    ckpt.insert(the_plan.writes)       # run/engine.py, unless --dry-run; then drive the_plan.units
+
+Down the floors: every source hashed (plan/sources), rows other state directories hold copied in
+(plan/siblings), outputs a bucket holds adopted (plan/adopt), every (item, variant) decided
+(plan/planner), unrunnable items recorded as failed. Nothing is written here.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+
+from pipeline.inputs.manifest import Manifest, manifest_base
+from pipeline.inputs.settings import RunConfig
+from pipeline.plan.adopt import adopted_rows
+from pipeline.plan.planner import Plan, failed_rows, plan
+from pipeline.plan.siblings import sibling_rows
+from pipeline.plan.sources import hash_sources
+from pipeline.plan.steps import Where
+from pipeline.store.checkpoint import Checkpoint
+from pipeline.store.remote import Remote
+
+log = logging.getLogger(__name__)
+
+
+def make_plan(cfg: RunConfig, manifest: Manifest, ckpt: Checkpoint, where: Where, *,
+              outputs: Remote | None = None, listing: dict[str, int] | None = None) -> Plan:
+    """Plan every runnable item against the checkpoint (and its siblings, and the bucket's outputs).
+    `Plan.writes` holds every row to insert before driving: copied, adopted, decided, failed; its
+    `rows` the checkpoint's rows with them applied."""
+    shas, problems = asyncio.run(hash_sources(cfg, manifest.items, ckpt))
+    items = [i for i in manifest.items if i.id not in problems]
+    rows = ckpt.rows()
+    copied = sibling_rows(cfg, rows, items)
+    rows.update((row.id, row) for row in copied)
+    if outputs is not None and not cfg.variants and not where.force:
+        adopted = adopted_rows(cfg, items, rows, shas, listing, outputs, api_kind=where.api_kind)
+        if adopted:
+            log.info("adopted %d outputs already in %s: the checkpoint did not know them, their fingerprints "
+                     "match", len(adopted), cfg.output_url)
+        copied += adopted
+        rows.update((row.id, row) for row in adopted)
+    if listing is not None:
+        where = dataclasses.replace(where, output_dir=listing)
+    the_plan = plan(items, rows, shas, where, cfg=cfg, base=manifest_base(manifest.path))
+    reasons = [(b.id, "; ".join(b.problems)) for b in manifest.invalid] + list(problems.items())
+    failed = failed_rows(reasons, {i.id for i in items}, rows)
+    the_plan.writes = copied + the_plan.writes + failed
+    rows.update((row.id, row) for row in the_plan.writes)
+    the_plan.rows = rows
+    return the_plan

@@ -1,0 +1,27 @@
+"""Rows that another shard layout (or an unsharded run) under the same state.dir holds for this
+run's items: copied in, so nothing is bought twice and orders in flight there are collected here.
+
+    copied = sibling_rows(cfg, rows, items)     # read-only; the caller inserts them
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pipeline.inputs.manifest import Item
+from pipeline.inputs.settings import RunConfig
+from pipeline.inputs.variants import step_id
+from pipeline.store.checkpoint import Row
+from pipeline.store.state_dirs import checkpoint_paths, merged_rows
+
+
+def sibling_rows(cfg: RunConfig, rows: Mapping[str, Row], items: list[Item]) -> list[Row]:
+    """Rows of other checkpoints under state.dir for items (and their variants' steps) this
+    checkpoint does not know; a rerun whose checkpoint knows every one reads no other checkpoint."""
+    wanted = {i.id for i in items}
+    if cfg.variants:  # a variant's steps are rows of their own
+        wanted |= {step_id(i.id, v.name, k) for i in items for v in cfg.variants for k in range(len(v.steps))}
+    wanted -= rows.keys()
+    others = [p for p in checkpoint_paths(cfg.state_root) if p != cfg.checkpoint_path] if wanted else []
+    if not others:
+        return []
+    return [row for item_id, row in merged_rows(others).items() if item_id in wanted]
