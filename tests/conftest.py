@@ -1,19 +1,14 @@
-"""Shared fixtures: one sandbox on 127.0.0.1 for the whole suite, and small catalogs on disk."""
+"""Shared fixtures: one sandbox on 127.0.0.1 for the whole suite (per xdist worker), fresh sandboxes for
+protocol tests, an S3 server, and a catalog folder. Plain helpers are in helpers.py."""
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
-import yaml
-from PIL import Image, ImageDraw
 
-from pipeline.sandbox import SANDBOX_KEY, SandboxOptions, SandboxThread
-
-# Fast sandbox defaults for tests: orders finish in 0.1 s, polls every 0.05 s.
-TEST_SANDBOX = SandboxOptions(processing_s=0.1, fast=False, seed=7, retry_after_s=0.05)
-COLOURS = ["red", "blue", "green", "orange", "purple", "teal", "navy", "gold", "brown", "pink"]
+from helpers import TEST_SANDBOX, Lx
+from pipeline.sandbox import SANDBOX_KEY, SandboxOptions, SandboxThread, start_sandbox
 
 
 @pytest.fixture(scope="session")
@@ -32,67 +27,9 @@ def sandbox(sandbox_server, monkeypatch):
     return sandbox_server
 
 
-def draw_product(path: Path, colour: str, size: int = 96, shape: int = 0) -> Path:
-    """A simple product on a plain white background, saved as JPEG or PNG by suffix."""
-    im = Image.new("RGB", (size, size), "white")
-    draw = ImageDraw.Draw(im)
-    box = (size // 4, size // 5, size * 3 // 4, size * 4 // 5)
-    [draw.rectangle, draw.ellipse][shape % 2](box, fill=colour)
-    im.save(path)
-    return path
-
-
-def write_catalog(root: Path, n: int = 6, *, base_url: str, config: dict | None = None,
-                  distinct: bool = True, rows: list[dict] | None = None) -> Path:
-    """Write images, catalog.csv and catalog.yaml under `root`; return the config path."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "images").mkdir(exist_ok=True)
-    if rows is None:
-        rows = []
-        for i in range(n):
-            k = i if distinct else 0
-            name = f"images/p{k}.{'png' if k % 2 else 'jpg'}"
-            if not (root / name).exists():
-                draw_product(root / name, COLOURS[k % len(COLOURS)], shape=k)
-            rows.append({"id": f"sku-{i:03d}", "image": name, "title": f"{COLOURS[k % 10]} product {i}",
-                         "scene": "a white marble counter"})
-    import csv
-    with open(root / "catalog.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    doc = {
-        "manifest": "catalog.csv",
-        "prompt": "{title} on {scene}",
-        "output": {"dir": "out"},
-        "limits": {"concurrency": 8},
-        "poll": {"interval_s": 0.05},
-        "api": {"base_url": base_url},
-        "retries": {"backoff_base_s": 0.01, "backoff_max_s": 0.2},
-    }
-    for section, values in (config or {}).items():
-        if isinstance(values, dict):
-            doc.setdefault(section, {}).update(values)
-        else:
-            doc[section] = values
-    path = root / "catalog.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
-
-
 @pytest.fixture
 def catalog_dir(tmp_path):
     return tmp_path / "catalog"
-
-
-def pipeline_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline", *args]
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("LIGHTX_BASE_URL",)}
-    env.update({"LIGHTX_API_KEY": SANDBOX_KEY, "PYTHONUNBUFFERED": "1"}, **extra)
-    return env
 
 
 # -- an S3 server on 127.0.0.1 -------------------------------------------------------------------
@@ -173,23 +110,28 @@ def exiftool():
     return read
 
 
-def jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
-    """(marker, payload) of every JPEG segment from SOI to SOS; SOS's payload is the rest of the file."""
-    import struct
-    assert data[:2] == b"\xff\xd8"
-    pos, found = 2, []
-    while True:
-        marker = data[pos + 1]
-        if marker == 0xDA:
-            found.append((marker, data[pos:]))
-            return found
-        (length,) = struct.unpack_from(">H", data, pos + 2)
-        found.append((marker, data[pos + 4:pos + 2 + length]))
-        pos += 2 + length
+
+# -- a fresh sandbox per test, and a tiny client for it --------------------------------------------
+
+@pytest.fixture
+async def make_lx():
+    """Factory: ``lx = await make_lx(clock=None, **SandboxOptions fields)``: a client on a fresh sandbox."""
+    running, sessions = [], []
+
+    async def make(clock=None, **options) -> Lx:
+        sandbox = await start_sandbox(SandboxOptions(**{"processing_s": 0.05, **options}), clock=clock)
+        session = aiohttp.ClientSession()
+        running.append(sandbox)
+        sessions.append(session)
+        return Lx(session, sandbox)
+
+    yield make
+    for session in sessions:
+        await session.close()
+    for sandbox in running:
+        await sandbox.close()
 
 
-def received_sha256(path: Path) -> str:
-    """The sha256 of a delivered picture as the service sent it: without the disclosure XMP we add."""
-    import hashlib
-    from pipeline.media.xmp import disclose
-    return hashlib.sha256(disclose(path.read_bytes(), None)).hexdigest()
+@pytest.fixture
+async def lx(make_lx) -> Lx:
+    return await make_lx()

@@ -165,7 +165,7 @@ class PictureServer:
 
 def draw_pictures(root: Path) -> Path:
     """The pictures the fixtures name, under root/img."""
-    from conftest import draw_product
+    from helpers import draw_product
     (root / "img").mkdir(parents=True, exist_ok=True)
     for name, colour, shape in (("mug-blue.jpg", "blue", 0), ("mug-green.jpg", "green", 1),
                                 ("vase.png", "teal", 1), ("lamp.jpg", "gold", 0)):

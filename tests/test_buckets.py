@@ -12,10 +12,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import draw_product, write_catalog
+from helpers import draw_product, problems_of, write_catalog
 from pipeline.cli import main
-from pipeline.errors import ConfigError
-from pipeline.inputs.validate import problem_lines, validate
+from pipeline.inputs.validate import validate
 
 
 def bucket_catalog(s3, root: Path, n: int = 6, *, base_url: str = "http://127.0.0.1:1", bucket: str = "cat",
@@ -33,15 +32,6 @@ def bucket_catalog(s3, root: Path, n: int = 6, *, base_url: str = "http://127.0.
     path = root / "catalog.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
-
-
-def problems_of(config: Path) -> list[str]:
-    """Every problem `pipeline validate` would print: the file's, else its rows'."""
-    try:
-        _, manifest, _ = validate(config)
-    except ConfigError as exc:
-        return exc.problems
-    return problem_lines(manifest)
 
 
 # -- reading a catalog from a bucket --------------------------------------------------------------
@@ -207,7 +197,7 @@ def test_an_output_bucket_that_does_not_exist_stops_the_run_before_anything_is_s
 
 def test_four_shards_at_once_into_one_bucket_then_report_merges_them(s3, sandbox, tmp_path):
     import subprocess
-    from conftest import child_env, pipeline_cmd
+    from helpers import child_env, pipeline_cmd
     n = 16
     config = bucket_catalog(s3, tmp_path, n, base_url=sandbox.base_url)
     children = [subprocess.Popen(pipeline_cmd("run", str(config), "--quiet", "--shard", f"{k}/4"),

@@ -6,12 +6,11 @@ import csv
 import hashlib
 import sqlite3
 import subprocess
-import time
 
 import yaml
 
-from conftest import child_env, draw_product, pipeline_cmd, received_sha256, write_catalog
-from test_resume import order_ids as checkpoint_orders
+from helpers import child_env, draw_product, order_ids as checkpoint_orders, pipeline_cmd, received_sha256, wait_for, write_catalog
+from helpers import result_rows as results
 from pipeline.cli import main
 
 LIFESTYLE = {"name": "lifestyle", "steps": [{"tool": "background-generator", "prompt": "{title} on {scene}"},
@@ -22,11 +21,6 @@ TWO_VARIANTS = {"variants": [LIFESTYLE, MARKETPLACE], "output": {"filename": "{v
 
 def sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def results(config) -> list[dict]:
-    with open(config.parent / "out" / "results.csv", newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
 
 
 def orders(sandbox, tool=None) -> dict[str, dict]:
@@ -151,12 +145,13 @@ def test_kill_9_mid_chain_then_a_rerun_finishes_without_buying_a_step_twice(sand
     for wanted in (2, 5, 9, 12):  # kill the moment the sandbox has taken that many orders
         child = subprocess.Popen(pipeline_cmd("run", str(config), "--quiet"), env=child_env(),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while child.poll() is None and len(orders(sandbox)) < wanted:
-            time.sleep(0.01)
-        if child.poll() is None:
+        try:
+            wait_for(lambda: len(orders(sandbox)) >= wanted or child.poll() is not None, f"{wanted} orders")
+            if child.poll() is None:
+                kills += 1
+        finally:
             child.kill()
-            kills += 1
-        child.wait()
+            child.wait()
         recorded.update(checkpoint_orders(config))
     final = subprocess.run(pipeline_cmd("run", str(config), "--quiet"), env=child_env(),
                            capture_output=True, text=True, timeout=180)

@@ -1,12 +1,14 @@
-"""SQLite checkpoint: durability of transitions, refusal of foreign or corrupt files."""
+"""SQLite checkpoint: durability of transitions, refusal of foreign or corrupt files, a sibling read mid-creation."""
 from __future__ import annotations
 
 import asyncio
 import os
 import sqlite3
+import threading
 
 import pytest
 
+from pipeline.store import history
 from pipeline.store.checkpoint import Checkpoint, Row
 from pipeline.errors import CheckpointError
 
@@ -115,3 +117,64 @@ def test_read_only_directory_is_a_clear_error(tmp_path):
             Checkpoint.open(ro / "checkpoint.sqlite")
     finally:
         ro.chmod(0o700)
+
+
+# -- a sibling's checkpoint read while its run is creating it (the race 161b32a fixed) -----------------
+
+class _HookedConnection(sqlite3.Connection):
+    """Runs `hook` once, right after the reader has fetched the checkpoint's application id."""
+    hook = staticmethod(lambda: None)
+
+    def execute(self, sql, *args):
+        cursor = super().execute(sql, *args)
+        return _FetchThenHook(cursor, type(self).hook) if sql == "PRAGMA application_id" else cursor
+
+
+class _FetchThenHook:
+    def __init__(self, cursor, hook):
+        self._cursor, self._hook = cursor, hook
+
+    def fetchone(self):
+        row = self._cursor.fetchone()  # the statement is done and reset: only a transaction holds a snapshot
+        self._hook()
+        return row
+
+
+@pytest.mark.parametrize("read, nothing", [
+    (Checkpoint.read_rows, {}),
+    (lambda path: Checkpoint.read_history(path).total_runs, 0),
+    (Checkpoint.read_file_hashes, {}),
+])
+def test_a_sibling_caught_half_created_reads_as_empty_not_foreign(tmp_path, monkeypatch, read, nothing):
+    path = tmp_path / "shard-1-of-2" / "checkpoint.sqlite"
+    half_created, release = threading.Event(), threading.Event()
+    real_migrate = history.migrate
+
+    def migrate_then_wait(conn, version):  # inside the creating run's transaction: tables there, no id yet
+        real_migrate(conn, version)
+        half_created.set()
+        assert release.wait(60), "the reader never let the sibling go on"
+
+    monkeypatch.setattr(history, "migrate", migrate_then_wait)
+    made: list[Checkpoint] = []
+    sibling = threading.Thread(target=lambda: made.append(Checkpoint.open(path)), daemon=True)
+    sibling.start()
+    assert half_created.wait(60), "the sibling never started creating its checkpoint"
+
+    def commit_the_sibling() -> None:  # between the reader's header and its tables
+        release.set()
+        sibling.join(60)
+        assert made, "the sibling did not finish creating its checkpoint"
+
+    real_connect = sqlite3.connect
+    _HookedConnection.hook = staticmethod(commit_the_sibling)
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **kw: real_connect(*a, factory=_HookedConnection, **kw))
+    try:
+        assert read(path) == nothing  # seen as it was before the sibling's commit: being created
+    finally:
+        release.set()
+        sibling.join(60)
+        monkeypatch.undo()
+        for ckpt in made:
+            ckpt.close()
+    assert made and read(path) == nothing  # and now as it is: a new, empty pipeline checkpoint

@@ -6,9 +6,9 @@ import subprocess
 
 import pytest
 
-from conftest import child_env, pipeline_cmd, write_catalog
+from helpers import child_env, pipeline_cmd, write_catalog
 from pipeline.cli import main
-from test_validate import BAD_CASES, write_case
+from bad_inputs import BAD_CASES, write_case
 
 
 @pytest.mark.parametrize("case", BAD_CASES, ids=lambda case: case.name)

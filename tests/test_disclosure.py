@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import jpeg_segments, write_catalog
+from helpers import jpeg_segments, write_catalog
 from pipeline.cli import main
 from pipeline.media import xmp
 from pipeline.sandbox import metadata as own

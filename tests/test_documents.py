@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import write_catalog
+from helpers import write_catalog
 from pipeline.cli import DOCUMENT_KEYS, main
 
 KEYS = ["command", "exit_code", "counts", "plan", "credits", "problems"]

@@ -2,21 +2,14 @@
 from __future__ import annotations
 
 import asyncio
-import io
 from types import SimpleNamespace
 
 from PIL import Image
 
-from conftest import write_catalog
+from helpers import jpeg_bytes, write_catalog
 from pipeline.store.checkpoint import Checkpoint, Row
 from pipeline.cli import main
 from pipeline.run.stages import Context, Job, Parked, download
-
-
-def jpeg() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 64), "teal").save(buffer, "JPEG")
-    return buffer.getvalue()
 
 
 class Downloads:
@@ -52,7 +45,7 @@ def run_download(tmp_path, client: Downloads) -> tuple[Row, Exception | None]:
 
 
 def test_a_truncated_output_is_fetched_again_with_backoff(tmp_path):
-    good = jpeg()
+    good = jpeg_bytes((64, 64), "teal", product=False)
     client = Downloads(good[: len(good) // 2], good[:-40], good)
     row, parked = run_download(tmp_path, client)
     assert parked is None and row.state == "done"
@@ -61,7 +54,7 @@ def test_a_truncated_output_is_fetched_again_with_backoff(tmp_path):
 
 
 def test_an_output_that_never_decodes_is_parked_after_a_few_downloads(tmp_path):
-    good = jpeg()
+    good = jpeg_bytes((64, 64), "teal", product=False)
     client = Downloads(good[: len(good) // 2])
     row, parked = run_download(tmp_path, client)
     assert row.state == "generated" and "does not decode" in str(parked) and "4 downloads" in str(parked)

@@ -1,21 +1,14 @@
 """The run engine end to end against the sandbox: happy path, faults, resume, credits."""
 from __future__ import annotations
 
-import csv
 import sqlite3
-import time
 import traceback
 
 import pytest
 from PIL import Image
 
+from helpers import results, write_catalog
 from pipeline.cli import main
-from conftest import write_catalog
-
-
-def results(config):
-    with open(config.parent / "out" / "results.csv", newline="", encoding="utf-8") as fh:
-        return {r["id"]: r for r in csv.DictReader(fh)}
 
 
 def checkpoint_rows(config):
@@ -139,13 +132,11 @@ def test_order_still_init_after_its_allowance_is_checked_once_by_each_later_run(
     assert max(o["polls"] for o in ledger["orders"].values()) <= 4  # 2 allowed, then 1 a run
 
 
-def test_wrong_key_stops_the_run_fast_without_leaking_it(sandbox, catalog_dir, monkeypatch, capsys):
+def test_wrong_key_stops_the_run_after_one_request_without_leaking_it(sandbox, catalog_dir, monkeypatch, capsys):
     secret = "wrong-key-5f2b9c0e7d1a4b3c8e6f0a9b2c4d6e8f"
     monkeypatch.setenv("LIGHTX_API_KEY", secret)
     config = write_catalog(catalog_dir, 20, base_url=sandbox.base_url)
-    started = time.monotonic()
-    code = main(["run", str(config)])
-    assert code == 1 and time.monotonic() - started < 10
+    assert main(["run", str(config)]) == 1
     err = capsys.readouterr().err
     assert "API key rejected" in err and secret not in err
     assert sandbox.ledger_snapshot()["requests"]["upload_url"] == 1
@@ -179,19 +170,17 @@ def test_expired_upload_is_redone_not_submitted(sandbox, catalog_dir):
     assert main(["run", str(config), "--quiet"]) == 0
     ledger = sandbox.ledger_snapshot()
     assert ledger["requests"]["put"] == 1 and ledger["credits"] == 1
-    assert not ledger["rejected_submits"] if "rejected_submits" in ledger else True
+    assert ledger["requests"]["submit"] == 1  # the expired imageUrl was never sent: no refused submit
 
 
-def test_unreachable_api_stops_the_run_after_the_first_call(sandbox, catalog_dir, capsys):
+def test_unreachable_api_stops_the_run_and_fails_no_item(sandbox, catalog_dir, capsys):
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once we leave: connections are refused
     config = write_catalog(catalog_dir, 10, base_url=f"http://127.0.0.1:{port}/external/api",
                            config={"retries": {"transient": 3}})
-    started = time.monotonic()
     assert main(["run", str(config), "--quiet"]) == 1
-    assert time.monotonic() - started < 10
     assert "cannot reach the API at http://127.0.0.1" in capsys.readouterr().err
     assert {r["status"] for r in results(config).values()} == {"pending"}
 

@@ -3,36 +3,31 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import json
 
 import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from PIL import Image
 
+from helpers import jpeg_bytes
 from pipeline.plan.fetch import FetchError, Fetched, fetch_image
 
 ETAG = '"v1"'
 CAP = 100_000
 SEEN = web.AppKey("seen", list)  # (path, headers) of every request, to check what the fetcher sent
 RELEASE = web.AppKey("release", asyncio.Event)  # lets /slow answer, so teardown is quick
+ANSWER = web.AppKey("answer", list)  # [an HTTP status /img.jpg answers with instead of the image, or None]
 
 
-def jpeg_bytes() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8), (200, 10, 10)).save(buffer, "JPEG")
-    return buffer.getvalue()
-
-
-JPEG = jpeg_bytes()
+JPEG = jpeg_bytes((8, 8), (200, 10, 10), product=False)
 
 
 def make_app() -> web.Application:
     app = web.Application()
     app[SEEN] = []
     app[RELEASE] = asyncio.Event()
+    app[ANSWER] = [None]
 
     @web.middleware
     async def record(request, handler):
@@ -40,6 +35,8 @@ def make_app() -> web.Application:
         return await handler(request)
 
     async def image(request):
+        if app[ANSWER][0] is not None:
+            return web.Response(status=app[ANSWER][0])
         if request.headers.get("If-None-Match") == ETAG:
             return web.Response(status=304, headers={"ETag": ETAG})
         return web.Response(body=JPEG, content_type="image/jpeg", headers={"ETag": ETAG})
@@ -226,8 +223,11 @@ async def test_a_corrupt_cache_entry_is_ignored(server, session, cache_dir):
     assert body.read_bytes() == JPEG
 
 
-async def test_http_errors_do_not_fall_back_to_the_cache(server, session, cache_dir):
+@pytest.mark.parametrize("status", [403, 404, 410, 500])
+async def test_http_errors_do_not_fall_back_to_the_cache(server, session, cache_dir, status):
     target = url(server, "/img.jpg")
-    await fetch_image(session, target, cache_dir)
-    with pytest.raises(FetchError, match="larger than 10 bytes"):
-        await fetch_image(session, url(server, "/no-etag"), cache_dir, max_bytes=10)
+    assert not (await fetch_image(session, target, cache_dir)).from_cache  # cached now
+    server.app[ANSWER][0] = status  # the host answers, and refuses: the item must fail, not use the copy
+    with pytest.raises(FetchError, match=f"^HTTP {status} "):
+        await fetch_image(session, target, cache_dir)
+    assert server.app[SEEN][-1][0] == "/img.jpg"

@@ -2,15 +2,8 @@
 incident during which every API call is answered so. The run slows down; no item fails."""
 from __future__ import annotations
 
-import csv
-
-from conftest import write_catalog
+from helpers import results, write_catalog
 from pipeline.cli import main
-
-
-def results(config) -> dict[str, dict]:
-    with open(config.parent / "out" / "results.csv", newline="", encoding="utf-8") as fh:
-        return {r["id"]: r for r in csv.DictReader(fh)}
 
 
 def test_a_fifth_of_answers_5000_on_upload_url_submit_and_status_still_end_in_one_run(sandbox, catalog_dir):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import draw_product, write_catalog
+from helpers import draw_product, write_catalog
 from pipeline.cli import main
 from pipeline.store.names import STEPS_DIR
 

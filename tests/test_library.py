@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import pipeline
-from conftest import write_catalog
+from helpers import write_catalog
 from pipeline.cli import main
 
 REPO = Path(__file__).resolve().parent.parent

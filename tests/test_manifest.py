@@ -30,7 +30,8 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def catalog_dir(tmp_path: Path) -> Path:
+def mug_folder(tmp_path: Path) -> Path:
+    """The test's folder, holding images/mug.png (conftest's catalog_dir is another thing)."""
     _png(tmp_path / "images" / "mug.png")
     return tmp_path
 
@@ -48,11 +49,11 @@ def load(path: Path, text: str | bytes, prompt: str | None = None, filename: str
     return load_manifest(config(path, prompt, filename))
 
 
-def test_csv_item_fields(catalog_dir: Path) -> None:
-    m = load(catalog_dir / "items.csv", "id,image,prompt,title\nmug-1,images/mug.png,a mug,Mug\n"
+def test_csv_item_fields(mug_folder: Path) -> None:
+    m = load(mug_folder / "items.csv", "id,image,prompt,title\nmug-1,images/mug.png,a mug,Mug\n"
                                        "mug-2,https://cdn.example.com/m.jpg?x=1,a mug,Mug\n")
     assert m.items == [
-        Item("mug-1", "images/mug.png", "a mug", 2, catalog_dir / "images" / "mug.png", None, "mug-1.jpg",
+        Item("mug-1", "images/mug.png", "a mug", 2, mug_folder / "images" / "mug.png", None, "mug-1.jpg",
              {"title": "Mug"}),
         Item("mug-2", "https://cdn.example.com/m.jpg?x=1", "a mug", 3, None, "https://cdn.example.com/m.jpg?x=1",
              "mug-2.jpg", {"title": "Mug"}),
@@ -62,39 +63,39 @@ def test_csv_item_fields(catalog_dir: Path) -> None:
     assert m.invalid == []
 
 
-def test_bom_crlf_and_quoted_fields(catalog_dir: Path) -> None:
+def test_bom_crlf_and_quoted_fields(mug_folder: Path) -> None:
     text = ('\ufeffid,image,prompt\r\n'
             'a,images/mug.png,"a mug, on marble"\r\n'
             'b,images/mug.png,"line one\r\nline ""two"""\r\n'
             '\r\n'
             'c,images/mug.png,plain\r\n')
-    m = load(catalog_dir / "items.csv", text.encode("utf-8"))
+    m = load(mug_folder / "items.csv", text.encode("utf-8"))
     assert [(i.id, i.prompt, i.row) for i in m.items] == [
         ("a", "a mug, on marble", 2), ("b", 'line one\r\nline "two"', 3), ("c", "plain", 5)]
     assert m.columns == ["id", "image", "prompt"]
 
 
-def test_rows_count_like_a_spreadsheet(catalog_dir: Path) -> None:
+def test_rows_count_like_a_spreadsheet(mug_folder: Path) -> None:
     text = 'id,image,prompt\n\na,images/mug.png,"two\nlines"\n,,\nb b,images/mug.png,x\n'
-    m = load(catalog_dir / "items.csv", text)
+    m = load(mug_folder / "items.csv", text)
     assert [(i.id, i.row) for i in m.items] == [("a", 3)]
     assert [(bad.id, bad.row) for bad in m.invalid] == [("b b", 5)]
     assert m.invalid[0].problems[0].startswith("items.csv row 5 (id 'b b'): id may contain only")
 
 
-def test_id_and_image_cells_are_stripped(catalog_dir: Path) -> None:
-    m = load(catalog_dir / "items.csv", "id , image,prompt\n sku-1 , images/mug.png , keep  spaces \n")
+def test_id_and_image_cells_are_stripped(mug_folder: Path) -> None:
+    m = load(mug_folder / "items.csv", "id , image,prompt\n sku-1 , images/mug.png , keep  spaces \n")
     assert (m.items[0].id, m.items[0].image, m.items[0].prompt) == ("sku-1", "images/mug.png", " keep  spaces ")
 
 
-def test_short_rows_and_trailing_commas(catalog_dir: Path) -> None:
-    m = load(catalog_dir / "items.csv", "id,image,prompt,note,\na,images/mug.png,x\nb,images/mug.png,y,n,,\n",
+def test_short_rows_and_trailing_commas(mug_folder: Path) -> None:
+    m = load(mug_folder / "items.csv", "id,image,prompt,note,\na,images/mug.png,x\nb,images/mug.png,y,n,,\n",
              prompt=None)
     assert [(i.id, i.extra) for i in m.items] == [("a", {"note": ""}), ("b", {"note": "n"})]
 
 
-def test_every_problem_of_a_row_is_listed(catalog_dir: Path) -> None:
-    m = load(catalog_dir / "items.csv", f"id,image,prompt\nbad id,data:x/y.png,{'p' * 501}\n")
+def test_every_problem_of_a_row_is_listed(mug_folder: Path) -> None:
+    m = load(mug_folder / "items.csv", f"id,image,prompt\nbad id,data:x/y.png,{'p' * 501}\n")
     assert m.items == []
     [bad] = m.invalid
     assert (bad.id, bad.row) == ("bad id", 2)
@@ -104,9 +105,9 @@ def test_every_problem_of_a_row_is_listed(catalog_dir: Path) -> None:
         "prompt is longer than 500 characters, LightX's limit"]
 
 
-def test_prompt_precedence(catalog_dir: Path) -> None:
+def test_prompt_precedence(mug_folder: Path) -> None:
     text = "id,image,prompt,title\na,images/mug.png,own prompt,Mug\nb,images/mug.png,,Cup\n"
-    path = catalog_dir / "items.csv"
+    path = mug_folder / "items.csv"
     # no config prompt: the cell is the prompt (and an empty one is a problem)
     m = load(path, text)
     assert [i.prompt for i in m.items] == ["own prompt"]
@@ -122,23 +123,23 @@ def test_prompt_precedence(catalog_dir: Path) -> None:
     assert [i.prompt for i in m.items] == ["on marble"]
 
 
-def test_prompt_placeholder_without_a_column_is_file_level(catalog_dir: Path) -> None:
+def test_prompt_placeholder_without_a_column_is_file_level(mug_folder: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        load(catalog_dir / "items.csv", "id,image\na,images/mug.png\n", prompt="{prompt}, {colour}")
+        load(mug_folder / "items.csv", "id,image\na,images/mug.png\n", prompt="{prompt}, {colour}")
     assert info.value.problems == [
         "run.yaml: prompt uses {prompt}, but items.csv has no 'prompt' column (columns: id, image)",
         "run.yaml: prompt uses {colour}, but items.csv has no 'colour' column (columns: id, image)"]
 
 
-def test_output_filename_template(catalog_dir: Path) -> None:
-    m = load(catalog_dir / "items.csv", "id,image,prompt,cat\na,images/mug.png,p,mugs\nb,images/mug.png,p,\n",
+def test_output_filename_template(mug_folder: Path) -> None:
+    m = load(mug_folder / "items.csv", "id,image,prompt,cat\na,images/mug.png,p,mugs\nb,images/mug.png,p,\n",
              filename="{cat}/{id}.jpg")
     assert [i.output_name for i in m.items] == ["mugs/a.jpg"]
     assert m.invalid[0].problems == [
         "items.csv row 3 (id b): output file name '/b.jpg' is an absolute path; it must be relative to output.dir"]
 
 
-def test_yaml_manifest(catalog_dir: Path) -> None:
+def test_yaml_manifest(mug_folder: Path) -> None:
     text = """\
 items:
   - id: mug-1
@@ -147,29 +148,29 @@ items:
     price: 9.5
   - {id: 42, image: images/mug.png, title: 7, price: ~}
 """
-    m = load(catalog_dir / "items.yml", text, prompt="{title} for {price}")
+    m = load(mug_folder / "items.yml", text, prompt="{title} for {price}")
     assert [(i.id, i.prompt, i.row, i.extra) for i in m.items] == [
         ("mug-1", "Mug for 9.5", 1, {"title": "Mug", "price": "9.5"}),
         ("42", "7 for ", 2, {"title": "7", "price": ""})]
     assert m.columns == ["id", "image", "title", "price"]
 
 
-def test_yaml_item_missing_a_template_column(catalog_dir: Path) -> None:
+def test_yaml_item_missing_a_template_column(mug_folder: Path) -> None:
     text = "items:\n  - {id: a, image: images/mug.png, title: Mug}\n  - {id: b, image: images/mug.png}\n"
-    m = load(catalog_dir / "items.yaml", text, prompt="{title} on marble")
+    m = load(mug_folder / "items.yaml", text, prompt="{title} on marble")
     assert [i.id for i in m.items] == ["a"]
     assert m.invalid[0].problems == ["items.yaml item 2 (id b): prompt uses {title}, which this item does not have"]
 
 
-def test_yaml_duplicate_key_names_its_line(catalog_dir: Path) -> None:
+def test_yaml_duplicate_key_names_its_line(mug_folder: Path) -> None:
     with pytest.raises(ConfigError, match=r"items.yaml: line 3, column 5: YAML syntax error: duplicate key 'id'"):
-        load(catalog_dir / "items.yaml", "items:\n  - id: a\n    id: b\n    image: x.png\n", prompt="p")
+        load(mug_folder / "items.yaml", "items:\n  - id: a\n    id: b\n    image: x.png\n", prompt="p")
 
 
-def test_unknown_extension(catalog_dir: Path) -> None:
+def test_unknown_extension(mug_folder: Path) -> None:
     with pytest.raises(ConfigError, match=r"items.txt: unknown manifest type '.txt'; use .csv, .tsv, .xml, "
                                           r".parquet, .jsonl, .yaml or .yml"):
-        load(catalog_dir / "items.txt", "id\timage\n")
+        load(mug_folder / "items.txt", "id\timage\n")
 
 
 def test_image_paths_are_relative_to_the_manifest(tmp_path: Path) -> None:
@@ -181,11 +182,11 @@ def test_image_paths_are_relative_to_the_manifest(tmp_path: Path) -> None:
 
 # -- check_images -----------------------------------------------------------------------------------
 
-def test_check_images_reads_each_path_once(catalog_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (catalog_dir / "images" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+def test_check_images_reads_each_path_once(mug_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (mug_folder / "images" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
     rows = "".join(f"m{i},images/mug.png,p\n" for i in range(1000))
     rows += "b1,images/broken.jpg,p\nb2,images/broken.jpg,p\nn1,images/none.png,p\nu1,https://x.test/a.png,p\n"
-    m = load(catalog_dir / "items.csv", "id,image,prompt\n" + rows)
+    m = load(mug_folder / "items.csv", "id,image,prompt\n" + rows)
     opened, headers = [], []
     real_open, real_header = local_images.Image.open, local_images.image_header
     monkeypatch.setattr(local_images.Image, "open", lambda path: opened.append(path) or real_open(path))
@@ -198,9 +199,9 @@ def test_check_images_reads_each_path_once(catalog_dir: Path, monkeypatch: pytes
     assert problems["n1"].startswith("image 'images/none.png' not found")
 
 
-def test_check_images_accepts_formats_that_upload_converts(catalog_dir: Path) -> None:
-    Image.new("RGB", (8, 8)).save(catalog_dir / "images" / "a.webp")
-    m = load(catalog_dir / "items.csv", "id,image,prompt\na,images/a.webp,p\n")
+def test_check_images_accepts_formats_that_upload_converts(mug_folder: Path) -> None:
+    Image.new("RGB", (8, 8)).save(mug_folder / "images" / "a.webp")
+    m = load(mug_folder / "items.csv", "id,image,prompt\na,images/a.webp,p\n")
     assert check_images(m.items) == {}
 
 

@@ -6,10 +6,10 @@ import io
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageStat
+from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageFilter, ImageStat
 
 from pipeline.inputs.validate import validate
-from pipeline.sandbox import canvas, painter, scene as scenes
+from pipeline.sandbox import painter, scene as scenes
 from pipeline.sandbox.scene import COLOURS, MIN_CONTRAST, parse_prompt, scene_text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,36 +45,56 @@ def test_scene_colour_words_still_colour_the_scene():
 
 
 def _rendered(image: bytes, prompt: str) -> tuple[Image.Image, Image.Image, Image.Image]:
-    """(input, output, product mask) at the input's size."""
+    """(input, output, product mask) at the input's size. The mask is the test's own: the input's pixels
+    far from its corner colour (every product here stands on a plain background)."""
     original = Image.open(io.BytesIO(image)).convert("RGB")
     output = Image.open(io.BytesIO(painter.render(image, prompt))).convert("RGB")
-    mask = painter.product_mask(original.convert("RGBA")).point(lambda v: 255 if v > 127 else 0)
+    plain = Image.new("RGB", original.size, original.getpixel((0, 0)))
+    mask = ImageChops.difference(original, plain).convert("L").point(lambda v: 255 if v > 40 else 0)
     return original, output, mask
+
+
+_LAB = ImageCms.buildTransform(ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB", colorTemp=6500),
+                               "RGB", "LAB")
+
+
+def _delta_e(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    """CIE76 colour difference, by LittleCMS (not the sandbox's own colour code)."""
+    def lab(rgb):
+        L, A, B = ImageCms.applyTransform(Image.new("RGB", (1, 1), rgb), _LAB).getpixel((0, 0))
+        return L * 100 / 255, A - 128, B - 128
+    return sum((x - y) ** 2 for x, y in zip(lab(a), lab(b))) ** 0.5
+
+
+def _horizon(output: Image.Image, mask: Image.Image) -> tuple[int, float]:
+    """The row beside the product where lightness changes most from above to below, and that change
+    (the floor line: 0 if there is none). Searched in the product's lower two thirds."""
+    bbox = mask.getbbox()
+    grey = output.convert("L")
+    strips = [(x0, x1) for x0, x1 in [(0, max(1, bbox[0] - 8)), (min(output.width - 1, bbox[2] + 8), output.width)]
+              if x1 - x0 >= 8]
+    best = (bbox[3], 0.0)
+    for y in range(bbox[1] + (bbox[3] - bbox[1]) // 3, min(bbox[3], output.height - 14)):
+        for x0, x1 in strips:
+            above = ImageStat.Stat(grey.crop((x0, y - 14, x1, y - 6))).mean[0]
+            below = ImageStat.Stat(grey.crop((x0, y + 6, x1, y + 14))).mean[0]
+            if abs(above - below) > best[1]:
+                best = (y, abs(above - below))
+    return best
 
 
 def _contrast(original: Image.Image, output: Image.Image, mask: Image.Image) -> float:
     """Colour difference between the product and the wall around it (a band above the horizon), in the output."""
     band = ImageChops.subtract(mask.filter(ImageFilter.MaxFilter(31)), mask.filter(ImageFilter.MaxFilter(9)))
-    band.paste(0, (0, canvas.horizon_for(mask.getbbox(), mask.height) - 4, band.width, band.height))
+    band.paste(0, (0, _horizon(output, mask)[0] - 4, band.width, band.height))
     product = tuple(round(v) for v in ImageStat.Stat(original, mask).mean)
     around = tuple(round(v) for v in ImageStat.Stat(output, band).mean)
-    return scenes._delta_e(product, around)
+    return _delta_e(product, around)
 
 
 def _floor_step(output: Image.Image, mask: Image.Image) -> float:
     """How much lightness changes across the horizon, beside the product (0: no floor line)."""
-    bbox = mask.getbbox()
-    horizon = canvas.horizon_for(bbox, output.height)
-    grey = output.convert("L")
-    strips = [(0, max(1, bbox[0] - 8)), (min(output.width - 1, bbox[2] + 8), output.width)]
-    steps = []
-    for x0, x1 in strips:
-        if x1 - x0 < 8:
-            continue
-        above = ImageStat.Stat(grey.crop((x0, horizon - 14, x1, horizon - 6))).mean[0]
-        below = ImageStat.Stat(grey.crop((x0, horizon + 6, x1, horizon + 14))).mean[0]
-        steps.append(abs(above - below))
-    return max(steps)
+    return _horizon(output, mask)[1]
 
 
 def quickstart() -> list[tuple[str, bytes, str]]:
@@ -115,4 +135,4 @@ def test_contrasting_keeps_a_scene_that_already_stands_apart():
     scene = parse_prompt("on a teal wall")
     assert scenes.contrasting(scene, COLOURS["white"]) == scene
     moved = scenes.contrasting(scene, COLOURS["teal"])
-    assert scenes._delta_e(moved.wall_colour, COLOURS["teal"]) >= MIN_CONTRAST
+    assert _delta_e(moved.wall_colour, COLOURS["teal"]) >= MIN_CONTRAST

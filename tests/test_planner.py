@@ -148,3 +148,11 @@ def test_an_invalid_item_with_an_order_that_may_charge_is_not_overwritten(state)
 def test_invalid_items_are_recorded_once_each_and_never_over_a_valid_one():
     out = failed_rows([("a", "bad"), ("a", "worse"), (None, "no id"), ("ok", "x")], {"ok"}, {})
     assert [(r.id, r.state, r.error) for r in out] == [("a", State.FAILED, "bad")]
+
+
+def test_fingerprints_are_pinned_so_that_a_finished_catalog_stays_finished():
+    """A change of the formula would buy every item of every finished catalog again."""
+    prompt = "a red mug on a white marble counter"
+    assert fingerprint("0" * 64, prompt, "lightx") == "0f9a65b17370b4ac315793a9297310561616e7d8726ba7b56148c320b866b64f"
+    assert fingerprint("0" * 64, prompt, "sandbox") == "9a5fcf889a07de7f722e2f9b6c0c64258ee2f69e178ee48db957c90dcc6a5fef"
+    assert fingerprint("f" * 64, prompt, "lightx") == "062a334f6b4595ada21131a38a8244357366a00ccf30ea3b91e62b6feb9da049"

@@ -1,9 +1,10 @@
 """When orders are checked: the learnt order times, driven through the real submit and poll stages
-against the sandbox, both on one scaled clock, so 10-30 s orders take well under a second each."""
+against the sandbox, both on the clock of an event loop that jumps to its next timer whenever every
+task waits (helpers.VirtualTimeLoop): 10-30 s orders take no real time, and every duration measured is
+the schedule's own, however busy the machine is."""
 from __future__ import annotations
 
 import asyncio
-import io
 import random
 import statistics
 from types import SimpleNamespace
@@ -11,27 +12,28 @@ from types import SimpleNamespace
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from PIL import Image
 
+from helpers import jpeg_bytes, run_on_virtual_time
 from pipeline.store.checkpoint import Checkpoint, Row
 from pipeline.lightx.client import Client
 from pipeline.inputs.config import RetrySettings
 from pipeline.sandbox import SANDBOX_KEY, SandboxOptions
 from pipeline.sandbox.app import create_app, state_of
 from pipeline.run.stages import Context, Job, poll, submit
-from pipeline.run.timing import COLLECT, LAST_MARGIN, OrderTimes, ScaledClock
+from pipeline.run.timing import COLLECT, LAST_MARGIN, Clock, OrderTimes
 
 
-def jpeg() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (16, 16), "red").save(buffer, "JPEG")
-    return buffer.getvalue()
+class LoopClock(Clock):
+    """The running event loop's clock (a VirtualTimeLoop's in these tests), for the sandbox and the stages."""
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
 
 
-async def drive(tmp_path, *, n: int, concurrency: int, interval: float, scale: float,
+async def drive(tmp_path, *, n: int, concurrency: int, interval: float,
                 history=(), max_attempts: int | None = None, **sandbox) -> SimpleNamespace:
     """Submit and poll `n` orders, `concurrency` at a time, through submit.run and poll.run."""
-    clock = ScaledClock(scale)
+    clock = LoopClock()
     app = create_app(SandboxOptions(fast=True, seed=3, **sandbox), clock=clock.now)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
@@ -43,7 +45,7 @@ async def drive(tmp_path, *, n: int, concurrency: int, interval: float, scale: f
         async with aiohttp.ClientSession() as session:
             client = Client(session, str(server.make_url("/external/api")), SANDBOX_KEY,
                             retries=RetrySettings(transient=3, backoff_base_s=0.01, backoff_max_s=0.05))
-            data = jpeg()
+            data = jpeg_bytes((16, 16), "red", product=False)
             slot = await client.upload_slot(len(data), "image/jpeg")
             await client.put_image(slot.put_url, data, "image/jpeg")
             ctx = Context(cfg=cfg, client=client, ckpt=ckpt, api_id="sb", api_kind="sandbox",
@@ -78,11 +80,11 @@ def median_error(times: OrderTimes, true_median: float) -> float:
     return times.quantile(0.5) / true_median
 
 
-@pytest.mark.parametrize("hint, scale", [(15.0, 1.0), (0.05, 1.0)], ids=["hint-30x-high", "hint-10x-low"])
-def test_converges_within_a_round_whichever_way_the_hint_is_wrong(tmp_path, hint, scale):
+@pytest.mark.parametrize("hint", [15.0, 0.05], ids=["hint-30x-high", "hint-10x-low"])
+def test_converges_within_a_round_whichever_way_the_hint_is_wrong(tmp_path, hint):
     # Orders take 0.35-0.65 s; checks at least 0.25 s apart; 4 rounds of 24 orders.
-    got = asyncio.run(drive(tmp_path, n=96, concurrency=24, interval=0.25, scale=scale,
-                            processing_s=0.5, processing_jitter=0.3, avg_response_time_s=hint))
+    got = run_on_virtual_time(drive(tmp_path, n=96, concurrency=24, interval=0.25,
+                                    processing_s=0.5, processing_jitter=0.3, avg_response_time_s=hint))
     bound = 96 / 24 * (0.5 + 0.25)
     assert got.collected == 96 and got.ledger.overpolls == 0
     assert 0.7 < median_error(got.times, 0.5) < 1.4
@@ -93,25 +95,24 @@ def test_converges_within_a_round_whichever_way_the_hint_is_wrong(tmp_path, hint
 
 def test_slow_orders_are_collected_in_the_run_without_overspending_checks(tmp_path):
     # LightX's own figures: orders 10-30 s, hint 15 s, 5 checks allowed at least 3 s apart.
-    got = asyncio.run(drive(tmp_path, n=128, concurrency=32, interval=3.0, scale=20.0,
-                            processing_s=20.0, processing_jitter=0.5, avg_response_time_s=15.0))
+    got = run_on_virtual_time(drive(tmp_path, n=128, concurrency=32, interval=3.0,
+                                    processing_s=20.0, processing_jitter=0.5, avg_response_time_s=15.0))
     assert got.collected >= 0.99 * 128, [r.error for r in got.rows if r.state != "generated"][:3]
     assert got.ledger.overpolls == 0 and max(got.checks) <= 5, got.checks
     assert 0.8 < median_error(got.times, 20.0) < 1.25, got.times.quantile(0.5)
 
 
 def test_a_hint_three_times_too_low_wastes_at_most_a_round(tmp_path):
-    # scale 4, not 10: a busy machine's hiccups are stretched by the scale, and failed this under load
-    got = asyncio.run(drive(tmp_path, n=64, concurrency=32, interval=0.3, scale=4.0,
-                            processing_s=3.0, processing_jitter=0.1, avg_response_time_s=1.0))
+    got = run_on_virtual_time(drive(tmp_path, n=64, concurrency=32, interval=0.3,
+                                    processing_s=3.0, processing_jitter=0.1, avg_response_time_s=1.0))
     assert got.collected == 64 and got.ledger.overpolls == 0
     assert got.wall < 1.6 * (64 / 32 * (3.0 + 0.3))
     assert 0.8 < median_error(got.times, 3.0) < 1.25
 
 
 def test_the_next_run_starts_from_the_last_runs_order_times_not_the_hint(tmp_path):
-    first = asyncio.run(drive(tmp_path, n=48, concurrency=24, interval=0.25, scale=1.0,
-                              processing_s=0.5, processing_jitter=0.3, avg_response_time_s=15.0))
+    first = run_on_virtual_time(drive(tmp_path, n=48, concurrency=24, interval=0.25,
+                                      processing_s=0.5, processing_jitter=0.3, avg_response_time_s=15.0))
     history = [(r.seen_init_s or 0.0, r.checked_at - r.submitted_at) for r in first.rows]
     second = OrderTimes(concurrency=24, history=history)
     second.expect(15.0)  # ignored: there is history

@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import csv
-import functools
 import http.server
 import os
-import threading
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from conftest import draw_product, write_catalog
+from helpers import draw_product, results, static_server, write_catalog
 from pipeline.cli import main
 
 
@@ -25,11 +23,6 @@ def rewrite(config: Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-
-
-def results(config: Path) -> dict[str, dict]:
-    with open(config.parent / "out" / "results.csv", newline="", encoding="utf-8") as fh:
-        return {r["id"]: r for r in csv.DictReader(fh)}
 
 
 def test_refresh_sends_exactly_the_changed_items(sandbox, catalog_dir):
@@ -153,12 +146,8 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 def image_server(tmp_path):
     root = tmp_path / "served"
     root.mkdir()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                             functools.partial(_Handler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with static_server(root, _Handler) as url:
+        yield root, url
 
 
 def test_odd_formats_and_a_remote_image_all_run_to_done(sandbox, catalog_dir, image_server):
@@ -218,6 +207,7 @@ def test_a_checkpoint_whose_fingerprints_name_the_url_is_adopted_not_bought_agai
     config = write_catalog(catalog_dir, 4, base_url=sandbox.base_url)
     assert main(["run", str(config), "--quiet"]) == 0
     db = catalog_dir / "out" / ".pipeline" / "checkpoint.sqlite"
+    written = dict(sqlite3.connect(db).execute("SELECT id, fingerprint FROM items"))
     prompts = {r["id"]: f"{r['title']} on {r['scene']}" for r in read_rows(config)}
     with sqlite3.connect(db) as conn:  # as schema 1 wrote them: the base URL was the API's kind
         for item_id, sha in conn.execute("SELECT id, image_sha256 FROM items").fetchall():
@@ -226,5 +216,5 @@ def test_a_checkpoint_whose_fingerprints_name_the_url_is_adopted_not_bought_agai
     sandbox.reset_ledger()
     assert main(["run", str(config), "--quiet"]) == 0
     assert sandbox.ledger_snapshot()["credits"] == 0
-    assert all(fp == fingerprint(sha, prompts[i], "lightx") for i, sha, fp in
-               sqlite3.connect(db).execute("SELECT id, image_sha256, fingerprint FROM items"))
+    adopted = dict(sqlite3.connect(db).execute("SELECT id, fingerprint FROM items"))
+    assert adopted == written and len(set(written.values())) == 4  # today's fingerprints, written back

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import child_env, pipeline_cmd, write_catalog
+from helpers import child_env, pipeline_cmd, write_catalog
 from pipeline.cli import main
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import write_catalog
+from helpers import write_catalog
 from pipeline.cli import main
 from pipeline.inputs.config import load_config
 from pipeline.inputs.delivery import rendition_location

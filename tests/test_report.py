@@ -15,7 +15,7 @@ from PIL import Image
 
 import pipeline.media.previews
 import pipeline.outputs.report
-from conftest import TEST_SANDBOX, draw_product, write_catalog
+from helpers import TEST_SANDBOX, draw_product, write_catalog
 from pipeline.store.checkpoint import Checkpoint, Row
 from pipeline.cli import main
 from pipeline.inputs.manifest import InvalidItem, Item

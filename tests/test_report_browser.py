@@ -7,20 +7,15 @@ CI (CI=true), where a missing browser is a failure: `.ci/run` installs it.
 """
 from __future__ import annotations
 
-import csv
-import functools
-import http.server
 import os
 import shutil
-import threading
-from pathlib import Path
 from urllib.parse import urldefrag, urljoin
 
 import pytest
 from PIL import Image
 
 import pipeline.outputs.report
-from conftest import TEST_SANDBOX, draw_product, write_catalog
+from helpers import TEST_SANDBOX, draw_product, read_csv, static_server, write_catalog
 from pipeline.cli import main
 from pipeline.sandbox import SANDBOX_KEY
 
@@ -103,20 +98,8 @@ def outputs(sandbox_server, tmp_path_factory):
 @pytest.fixture(scope="module")
 def served(outputs):
     """output.dir over HTTP on loopback, as a user's static file server would show it."""
-    handler = functools.partial(_QuietHandler, directory=str(outputs))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+    with static_server(outputs) as url:
+        yield url + "/"
 
 
 # Scroll each image into view (they load lazily, and cards outside the viewport are not rendered),
@@ -162,11 +145,6 @@ def pages(browser, served):
     return seen
 
 
-def results_csv(outputs: Path) -> list[dict]:
-    with open(outputs / "results.csv", newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
 def test_every_image_loads_and_decodes(pages):
     images = [image for page in pages.values() for image in page["images"]]
     assert len(images) >= 15  # inputs and outputs over three pages
@@ -175,7 +153,7 @@ def test_every_image_loads_and_decodes(pages):
 
 
 def test_summary_numbers_equal_results_csv(pages, outputs):
-    table = results_csv(outputs)
+    table = read_csv(outputs / "results.csv")
     stats = pages["report.html"]["stats"]
     for status in ("done", "failed", "pending"):
         assert stats[status.capitalize()] == str(sum(row["status"] == status for row in table)), status

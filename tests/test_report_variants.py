@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import write_catalog
+from helpers import write_catalog
 from pipeline.cli import main
 
 VARIANTS = {"variants": [{"name": "lifestyle", "steps": [{"tool": "background-generator", "prompt": "{title} on {scene}"}]},

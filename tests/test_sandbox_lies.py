@@ -10,11 +10,10 @@ import time
 import urllib.request
 from urllib.parse import parse_qsl, urlsplit
 
-import aiohttp
 import pytest
 from PIL import Image
-from test_sandbox import FAST, KEY, Lx, jpeg_bytes, make_lx  # noqa: F401 - make_lx is a fixture
 
+from helpers import KEY, Lx, jpeg_bytes
 from pipeline.cli import build_parser
 from pipeline.errors import ConfigError
 from pipeline.sandbox import SandboxOptions, SandboxThread, create_app

@@ -7,8 +7,8 @@ import io
 
 import pytest
 from PIL import Image, ImageDraw
-from test_sandbox import Lx, jpeg_bytes, lx, make_lx  # noqa: F401 - lx, make_lx are fixtures
 
+from helpers import Lx, jpeg_bytes
 from pipeline.lightx.tools import TOOLS, request_body
 from pipeline.sandbox.handlers import HANDLERS
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import child_env, pipeline_cmd, write_catalog
+from helpers import child_env, pipeline_cmd, write_catalog
 from pipeline.cli import main
 from pipeline.errors import ConfigError
 from pipeline.plan.shards import Shard, shard_of
@@ -19,8 +19,11 @@ def test_the_split_is_stable_and_covers_every_id_once():
     assert all(len(o) == 1 for o in owners)
     sizes = [sum(o == [k] for o in owners) for k in range(4)]
     assert min(sizes) > 400  # about a quarter each
-    # SHA-256 of the id, big-endian first 8 bytes, mod N: fixed values any reimplementation must match
-    assert shard_of("mug", 7) == int.from_bytes(__import__("hashlib").sha256(b"mug").digest()[:8], "big") % 7
+    # SHA-256 of the id, big-endian first 8 bytes (11645994551737956202 for "mug"), mod N: fixed values
+    # any reimplementation must match, pinned here so that a change of the formula cannot pass
+    assert [shard_of("mug", n) for n in (2, 3, 7)] == [11645994551737956202 % n for n in (2, 3, 7)] == [0, 1, 2]
+    assert [shard_of(f"sku-{i:05d}", 4) for i in range(16)] == [2, 2, 3, 2, 3, 3, 3, 2, 2, 1, 3, 3, 2, 2, 3, 1]
+    assert (shard_of("a/b", 3), shard_of("é", 5)) == (2, 1)
 
 
 def test_the_hash_does_not_depend_on_the_process():

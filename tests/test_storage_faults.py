@@ -8,7 +8,7 @@ import io
 import pytest
 from PIL import Image
 
-from conftest import write_catalog
+from helpers import write_catalog
 from fault_proxy import FaultProxy
 from pipeline.cli import main
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import child_env, pipeline_cmd
+from helpers import child_env, pipeline_cmd
 from store_exports import (PictureServer, draw_pictures, read_csv, write_merchant_tsv, write_merchant_xml,
                            write_shopify, write_woocommerce)
 

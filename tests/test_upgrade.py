@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import jpeg_segments
+from helpers import jpeg_segments
 from pipeline.cli import main
 from pipeline.media.xmp import carried, disclose
 

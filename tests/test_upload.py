@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 from types import SimpleNamespace
 
 import aiohttp
 from aiohttp.test_utils import TestServer
-from PIL import Image
 
+from helpers import jpeg_bytes
 from pipeline.inputs.config import RetrySettings
 from pipeline.lightx.client import Client
 from pipeline.run.stages import Context, Job, upload
@@ -17,12 +16,6 @@ from pipeline.run.states import State
 from pipeline.sandbox import SANDBOX_KEY, SandboxOptions
 from pipeline.sandbox.app import create_app, state_of
 from pipeline.store.checkpoint import Checkpoint, Row
-
-
-def jpeg(colour: str) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (32, 24), colour).save(buffer, "JPEG")
-    return buffer.getvalue()
 
 
 async def upload_all(tmp_path, images: dict[str, bytes], *, ckpt: Checkpoint, **sandbox):
@@ -54,7 +47,7 @@ async def upload_all(tmp_path, images: dict[str, bytes], *, ckpt: Checkpoint, **
 
 def test_identical_bytes_are_uploaded_once_and_exactly_as_given(tmp_path):
     ckpt = Checkpoint.open(tmp_path / "c.sqlite")
-    red, blue = jpeg("red"), jpeg("blue")
+    red, blue = jpeg_bytes((32, 24), "red", product=False), jpeg_bytes((32, 24), "blue", product=False)
     rows, ledger = asyncio.run(upload_all(tmp_path, {"a": red, "b": red, "c": blue}, ckpt=ckpt))
     assert all(r.state == State.UPLOADED and r.api_id == "sb" and r.image_url for r in rows)
     assert rows[0].image_url == rows[1].image_url != rows[2].image_url
@@ -63,7 +56,7 @@ def test_identical_bytes_are_uploaded_once_and_exactly_as_given(tmp_path):
 
 def test_a_later_run_reuses_the_upload_the_checkpoint_remembers(tmp_path):
     ckpt = Checkpoint.open(tmp_path / "c.sqlite")
-    red = jpeg("red")
+    red = jpeg_bytes((32, 24), "red", product=False)
     first, _ = asyncio.run(upload_all(tmp_path, {"a": red}, ckpt=ckpt))
     again, ledger = asyncio.run(upload_all(tmp_path, {"b": red}, ckpt=ckpt))
     assert again[0].image_url == first[0].image_url and ledger.requests["put"] == 0

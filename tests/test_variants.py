@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import pytest
 import yaml
 from PIL import Image
 
+import helpers
 from pipeline.cli import main
-from pipeline.errors import ConfigError
 from pipeline.inputs.config import load_config
-from pipeline.inputs.validate import format_plan, problem_lines, validate
+from pipeline.inputs.validate import format_plan, validate
 from pipeline.inputs.variants import IMPLICIT, Step, Variant, variants_of
 
 REPO = Path(__file__).parent.parent
@@ -41,13 +42,7 @@ def catalog(root: Path, variants=None, *, rows=None, columns=("id", "image", "ti
     return path
 
 
-def problems_of(path: Path) -> list[str]:
-    """Every problem validate finds, file-level or per row."""
-    try:
-        _, manifest, _ = validate(path, env={})
-    except ConfigError as exc:
-        return exc.problems
-    return problem_lines(manifest)
+problems_of = functools.partial(helpers.problems_of, env={})  # no LIGHTX_* in the environment
 
 
 # parsing

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from PIL import Image
 
-from conftest import jpeg_segments
+from helpers import jpeg_segments
 from pipeline.media import xmp
 from pipeline.sandbox.metadata import with_own_metadata
 
