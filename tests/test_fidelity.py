@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import write_catalog
+from helpers import write_catalog
 from pipeline.cli import main
 from pipeline.media.fidelity import measure
 from pipeline.sandbox import alter, products

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import pipeline
-from conftest import child_env, pipeline_cmd, write_catalog
+from helpers import child_env, pipeline_cmd, write_catalog
 from store_exports import PictureServer, draw_pictures, read_csv, write_shopify
 
 SMALL = {"name": "small", "format": "jpeg", "quality": 70, "max_side": 48}
