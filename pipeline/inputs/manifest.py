@@ -18,12 +18,12 @@ Prompt precedence, per item:
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from pipeline.errors import ConfigError
@@ -185,8 +185,10 @@ def _build(table: Table, prompt_t: Template | None, name_t: Template, path: Path
             # Duplicates of this id are not kept either (the same id, the same shard); only the output
             # file names it would take first are remembered, compactly.
             for v in variants or (None,):
-                with contextlib.suppress(KeyError):
-                    others.add(hash(_casefold(name_t.fill({**cells, "variant": v} if variants else cells))))
+                try:
+                    others.add(hash(name_t.fill({**cells, "variant": v} if variants else cells).casefold()))
+                except KeyError:
+                    pass  # this row is not ours: what it lacks is its shard's to say
             continue
         record = {"id": item_id, "image": image}
         own = cells.get("prompt")
@@ -209,7 +211,7 @@ def _build(table: Table, prompt_t: Template | None, name_t: Template, path: Path
                                 f"{item_id}/{{variant}}/{{n}}, which another item's id could then be")
             elif error.validator != "required" and next(iter(error.absolute_path), None) not in reported:
                 problems.extend(describe(error, {}))
-        if image_ok and remote.is_remote(image) and (problem := remote.scheme_problem(image)):
+        if image_ok and (problem := _scheme_problem(image)):
             problems.append(f"image {image!r}: {problem}")
         duplicate = item_id in ids
         if duplicate:
@@ -224,7 +226,7 @@ def _build(table: Table, prompt_t: Template | None, name_t: Template, path: Path
             if problem := output_name_problem(output_name):
                 problems.append(f"output file name {output_name!r} {problem}")
             elif not duplicate:
-                if others and hash(_casefold(output_name)) in others and output_name.casefold() not in names:
+                if others and hash(output_name.casefold()) in others and output_name.casefold() not in names:
                     return None  # perhaps first used by a row not kept: only the whole manifest can say
                 problems += _collision(names, output_name, row, item_id, unit)
         if problems:
@@ -248,6 +250,12 @@ def _shared(pool: dict[str, str], text: str) -> str:
     if len(pool) < 100_000:
         return pool.setdefault(text, text)
     return pool.get(text, text)
+
+
+@lru_cache(maxsize=4096)
+def _scheme_problem(image: str) -> str | None:
+    """Why a storage URL's scheme cannot be read, or None (and None for any other image)."""
+    return remote.scheme_problem(image) if remote.is_remote(image) else None
 
 
 def _casefold(name: str) -> str:

@@ -53,6 +53,22 @@ def _read_csv(text: str, shown: str) -> Table:
 
 # A line as io.StringIO(text, newline="") hands it to csv.reader: ended by \r\n, \r or \n, kept.
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+# What str.splitlines also breaks at, besides those three (it is twice as fast as the pattern above).
+_OTHER_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_CHUNK = 1 << 20
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text`` with their ends, a megabyte of them at a time."""
+    if _OTHER_BREAKS.search(text):
+        yield from (m.group() for m in _LINE.finditer(text))
+        return
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start + _CHUNK)  # a chunk ends after a \n: a \r\n is never cut in two
+        end = len(text) if end < 0 else end + 1
+        yield from text[start:end].splitlines(True)
+        start = end
 
 
 def _csv_rows(text: str, shown: str) -> Iterator:
@@ -61,7 +77,7 @@ def _csv_rows(text: str, shown: str) -> Iterator:
     header: list[str] | None = None
     number = 0
     try:
-        for number, record in enumerate(csv.reader(m.group() for m in _LINE.finditer(text)), start=1):
+        for number, record in enumerate(csv.reader(_lines(text)), start=1):
             if not any(record):
                 continue  # blank line, or a row of empty cells as spreadsheets export them
             if header is None:
