@@ -67,3 +67,26 @@ def test_the_streamed_reader_reads_what_csv_over_stringio_read(text):
     assert cells == [r + [""] * (len(header) - len(r)) for r in reference[1:] if any(r)]
     numbers = [n for n, r in enumerate(reference, start=1) if any(r)][1:]
     assert [row[0] for row in rows] == numbers
+
+
+def test_status_counted_by_sqlite_says_what_the_rows_said(tmp_path, monkeypatch):
+    from pipeline.outputs import status
+    from pipeline.store.checkpoint import Checkpoint, Row
+
+    config = write_catalog(tmp_path / "catalog", 2, base_url="http://127.0.0.1:9")
+    cfg = __import__("pipeline.inputs.config", fromlist=["load_config"]).load_config(config)
+    ckpt = Checkpoint.open(cfg.state_dir / "checkpoint.sqlite")
+    ckpt.insert([Row("c-failed", "f", "failed"),
+                 Row("b-done", "f", "done", attempts=1, credits=1, order_id="o1"),
+                 Row("a-failed", "f", "failed", attempts=2, credits=0, error="refused: 4002"),
+                 Row("d-new", "f", "pending"),
+                 Row("e-pending", "f", "pending", attempts=1, error="upload refused, retrying"),
+                 Row("f-in-flight", "f", "submitted", attempts=1, order_id="o2", credits=0, error=""),
+                 Row("g-uploaded", "f", "uploaded", order_id="o3", error="order lost")])
+    ckpt.close()
+    tallied = status.read_status(str(config))
+    monkeypatch.setattr(status, "read_tally", lambda path: None)
+    assert tallied == status.read_status(str(config))
+    assert tallied["counts"]["new"] == 1 and tallied["counts"]["pending"] == 1 and tallied["credits"]["spent"] == 1
+    assert [f["id"] for f in tallied["failures"]] == ["a-failed", "c-failed"]
+    assert [n["id"] for n in tallied["notes"]] == ["e-pending", "g-uploaded"]
