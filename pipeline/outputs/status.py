@@ -37,15 +37,18 @@ def read_status(config_path: str, runs: int = RUNS_SHOWN) -> dict:
                  "in_flight": 0, "failures": [], "notes": [], "runs": [], "total_runs": 0}
     if not paths:
         return doc
-    # One checkpoint without variants is counted by SQLite (store/tally): a million rows in seconds.
-    tally = read_tally(paths[0]) if len(paths) == 1 and not cfg.variants else None
+    # Without variants, one checkpoint holding rows (others empty, as a dry run's shard leaves one) is
+    # counted by SQLite (store/tally): a million rows in seconds. Several are merged row by row.
+    tallies = [] if cfg.variants else [read_tally(path) for path in paths]
+    held = [t for t in tallies if t is None or t.items]
+    tally = None if None in tallies or len(held) > 1 or not tallies else (held or tallies)[0]
     try:
         rows = merged_rows(paths) if tally is None else {}
         history = merged_history(paths, runs)
     except sqlite3.Error as exc:
         raise CheckpointError(f"cannot read checkpoint {paths}: {exc}") from None
     if tally is not None:
-        return _tallied(doc, tally, history, paths[0])
+        return _tallied(doc, tally, history, paths)
     counts = Counter(_state(r) for r in rows.values())
     doc["counts"] = {"items": len(rows), **{state: counts[state] for state in COUNTED}}
     if cfg.variants:  # items, and their variants by the step each is at; the step rows apart
@@ -80,10 +83,13 @@ def read_status(config_path: str, runs: int = RUNS_SHOWN) -> dict:
     return doc
 
 
-def _tallied(doc: dict, tally, history, path) -> dict:
+def _tallied(doc: dict, tally, history, paths) -> dict:
     """The document read_status makes from the rows, made from one checkpoint's tally."""
     doc["counts"] = {"items": tally.items, **{state: tally.counts.get(state, 0) for state in COUNTED}}
-    files, size = steps_dir.usage(path.parent)
+    files, size = 0, 0
+    for path in paths:
+        more = steps_dir.usage(path.parent)
+        files, size = files + more[0], size + more[1]
     if files:
         doc["steps_dir"] = {"files": files, "bytes": size}
     doc["credits"] = {"spent": tally.credits, "last_run": history.runs[0].credits if history.runs else None,

@@ -4,8 +4,8 @@
     tally.counts["done"], tally.credits, tally.failures, tally.notes
 
 On a million rows this answers in about a second, where reading every row as a `Row` took tens of
-seconds and gigabytes. Several checkpoints (shards, sibling layouts) may hold the same item, and the
-newest row wins there: `outputs/status` reads their rows then, as `pipeline report` does.
+seconds and gigabytes. Several checkpoints holding rows (shards, sibling layouts) may share an item, the
+newest row winning: `outputs/status` reads their rows then, as `pipeline report` does.
 """
 from __future__ import annotations
 
