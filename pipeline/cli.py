@@ -43,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="path to the YAML config")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
 
+    p = sub.add_parser("init", parents=[common], help="write a first catalog.yaml for a store export",
+                       description="Read a Shopify, WooCommerce or Merchant Center export, say what it holds "
+                                   "(format, products, pictures, products without a picture) and write a "
+                                   "commented config beside it that `pipeline validate` accepts as it is.")
+    p.add_argument("export", help="the store's export (products_export.csv, a feed .tsv/.xml, ...)")
+    p.add_argument("--output", metavar="PATH", help="where to write the config (default: catalog.yaml beside the export)")
+    p.add_argument("--force", action="store_true", help="overwrite the config if it exists")
+
     p = sub.add_parser("run", parents=[common], help="run the catalog: upload, submit, poll, download",
                        description="Validate, plan against the checkpoint, then upload, submit, poll and "
                                    "download every new or changed item. Unchanged done items cost nothing; "
@@ -181,9 +189,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 "plan": {"items": overview.items, "distinct_images": overview.distinct_images,
                          "variants": dict(overview.per_item)},  # variant -> credits per item
                 "credits": {"full_run": overview.credits}}
+    if overview.store is not None:
+        document["store"] = overview.store.as_dict()
     if overview.problems:
         return _refuse(args, list(overview.problems), **document)
     print(json.dumps(_document("validate", 0, **document)) if args.json else format_plan(overview))
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from pipeline.inputs.files import display_path
+    from pipeline.inputs.starter import init_config
+    written = init_config(args.export, args.output, force=args.force)
+    for line in written.summary:
+        print(line)
+    print(f"wrote {display_path(written.path)}; check it with `pipeline validate {display_path(written.path)}`")
+    for line in written.problems[:SKIPPED_SHOWN]:
+        _err(f"warning: {line}")
+    if len(written.problems) > SKIPPED_SHOWN:
+        _err(f"warning: ... and {len(written.problems) - SKIPPED_SHOWN} more (`pipeline validate` lists them all)")
     return 0
 
 
@@ -211,9 +235,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps({"command": "run", "exit_code": result.exit_code, "counts": dict(counts),
                           "credits": result.credits, "submits": result.submits,
                           "elapsed_s": round(result.elapsed_s, 3), "stopped": result.message,
-                          "results": str(result.results_path), "problems": problems}))
+                          "results": str(result.results_path), "problems": problems,
+                          "store_files": {f.name: f.products for f in result.extra.get("store_files", ())}}))
     else:
         print(line)
+        for written in result.extra.get("store_files", ()):
+            print(f"{written.name}: {written.products} product{'' if written.products == 1 else 's'} "
+                  f"with new pictures, beside {result.results_path}")
     return result.exit_code
 
 
@@ -276,7 +304,7 @@ def _confirmer():
     return confirm
 
 
-COMMANDS = {"validate": cmd_validate, "run": cmd_run, "status": cmd_status, "report": cmd_report,
+COMMANDS = {"init": cmd_init, "validate": cmd_validate, "run": cmd_run, "status": cmd_status, "report": cmd_report,
             "sandbox": cmd_sandbox}
 
 if __name__ == "__main__":

@@ -222,6 +222,10 @@ def test_four_shards_at_once_into_one_bucket_then_report_merges_them(s3, sandbox
     assert len(parts) == 8  # csv and parquet of each shard
     # The merge runs where no shard's state is: an Indexed Job's pods keep theirs on volumes of their own.
     shutil.move(tmp_path / "state", tmp_path / "elsewhere")
+    from pipeline.outputs.status import read_status
+    status = read_status(str(config))  # `pipeline status` reads the same parts
+    assert status["exists"] and status["counts"]["items"] == n and status["counts"]["done"] == n
+    assert status["credits"]["spent"] == n and "s3://cat/out" in status["checkpoint"]
     assert main(["report", str(config)]) == 0
     table = read_table(s3, "out/results.csv")
     assert sorted(r["id"] for r in table) == [f"sku-{i:03d}" for i in range(n)]

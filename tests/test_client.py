@@ -199,10 +199,31 @@ async def test_a_refusal_is_asked_once_more_not_retried_as_transient(serve):
 
 
 async def test_a_refusal_that_goes_away_when_asked_again_succeeds(serve):
-    script = Script(fail(5001, "INTERNAL"), lambda: ok({"orderId": "o3", "status": "init"}))
+    script = Script(fail(4010, "TRY_AGAIN"), lambda: ok({"orderId": "o3", "status": "init"}))
     client, _ = await serve({"POST /api/v1/background-generator": script})
     assert (await client.submit("http://img", "p")).order_id == "o3"
     assert len(script.seen) == 2
+
+
+@pytest.mark.parametrize("http_status", [200, 500])
+async def test_a_5xxx_status_code_is_a_server_fault_retried_past_two_answers(serve, http_status):
+    def internal():
+        return web.json_response({"statusCode": 5000, "message": "INTERNAL_SERVER_ERROR", "body": None},
+                                 status=http_status)
+    script = Script(*[internal] * 5, lambda: ok({"orderId": "o4", "status": "init"}))
+    client, _ = await serve({"POST /api/v1/background-generator": script}, retries=RetrySettings(
+        backoff_base_s=0.01, backoff_max_s=0.05))
+    assert (await client.submit("http://img", "p")).order_id == "o4"
+    assert len(script.seen) == 6
+
+
+async def test_transient_faults_are_retried_for_the_budget_then_the_item_fails(serve):
+    script = Script(lambda: web.json_response({"statusCode": 5000, "message": "INTERNAL_SERVER_ERROR"}))
+    client, _ = await serve({"POST /api/v1/order-status": script}, retries=RetrySettings(
+        backoff_base_s=0.01, backoff_max_s=0.02, budget_s=0.3))
+    with pytest.raises(ItemError, match="gave up after .* attempts: v1/order-status: statusCode 5000"):
+        await client.order_status("o1")
+    assert 5 < len(script.seen) < 1000
 
 
 async def test_a_refusal_proves_the_key_and_opens_the_first_call_gate(serve):

@@ -56,7 +56,7 @@ output: {dir: o, filename: "{category}/{id}.jpeg"}
 limits: {concurrency: 3, requests_per_second: 2}
 poll: {interval_s: 1, max_attempts: 9}
 api: {base_url: "http://localhost:8080/api/", key_env: MY_KEY, timeout_s: 5}
-retries: {failed_orders: 0, transient: 1, backoff_base_s: 0.1, backoff_max_s: 2}
+retries: {failed_orders: 0, transient: 1, backoff_base_s: 0.1, backoff_max_s: 2, budget_s: 60}
 budget: {max_credits: 0, confirm_over: 0}
 images: {max_upload_bytes: 1000, remote_timeout_s: 2.5, remote_max_bytes: 2000}
 """)
@@ -68,7 +68,7 @@ images: {max_upload_bytes: 1000, remote_timeout_s: 2.5, remote_max_bytes: 2000}
     assert cfg.poll.max_attempts == 9
     assert cfg.api.base_url == "http://localhost:8080/api"
     assert (cfg.api.key_env, cfg.api.timeout_s) == ("MY_KEY", 5.0)
-    assert dataclasses.astuple(cfg.retries) == (0, 1, 0.1, 2.0)
+    assert dataclasses.astuple(cfg.retries) == (0, 1, 0.1, 2.0, 60.0)
     assert dataclasses.astuple(cfg.budget) == (0, 0)
     assert dataclasses.astuple(cfg.images) == (1000, 2.5, 2000)
 
@@ -207,8 +207,8 @@ def test_config_schema_closes_every_object_and_documents_every_property() -> Non
 
 def test_config_schema_matches_the_dataclasses() -> None:
     props = load_schema("config")["properties"]
-    assert set(props) == {"manifest", "prompt", "variants", *SECTIONS}
-    assert set(RunConfig.__dataclass_fields__) == {"config_path", "manifest_path", "prompt", "variants", "shard",
+    assert set(props) == {"manifest", "prompt", "variants", "columns", *SECTIONS}
+    assert set(RunConfig.__dataclass_fields__) == {"config_path", "manifest_path", "prompt", "variants", "shard", "columns",
                                                    "output_url", *SECTIONS}
     for section, cls in SECTIONS.items():
         fields = {f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()

@@ -167,8 +167,9 @@ def test_yaml_duplicate_key_names_its_line(catalog_dir: Path) -> None:
 
 
 def test_unknown_extension(catalog_dir: Path) -> None:
-    with pytest.raises(ConfigError, match=r"items.tsv: unknown manifest type '.tsv'; use .csv, .yaml or .yml"):
-        load(catalog_dir / "items.tsv", "id\timage\n")
+    with pytest.raises(ConfigError, match=r"items.txt: unknown manifest type '.txt'; use .csv, .tsv, .xml, "
+                                          r".parquet, .jsonl, .yaml or .yml"):
+        load(catalog_dir / "items.txt", "id\timage\n")
 
 
 def test_image_paths_are_relative_to_the_manifest(tmp_path: Path) -> None:

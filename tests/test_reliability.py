@@ -24,10 +24,8 @@ def test_fault_soak_loses_nothing_and_charges_once_per_item(sandbox, catalog_dir
                            config={"limits": {"concurrency": 32},
                                    "poll": {"interval_s": 0.05, "max_attempts": 20},
                                    "retries": {"transient": 12, "failed_orders": 6}})
-    # A random non-2000 answer is a refusal, asked once more only: the few items refused twice in a
-    # row fail or wait, and the next run finishes them, still at one credit each.
-    codes = [main(["run", str(config), "--quiet"]) for _ in range(3)]
-    assert codes[-1] == 0
+    # statusCode 5001 is the server's own fault (5xxx), retried like an HTTP 5xx: one run does it all.
+    assert main(["run", str(config), "--quiet"]) == 0
     ledger = sandbox.ledger_snapshot()
     assert ledger["credits"] == n
     assert len(list((catalog_dir / "out").glob("*.jpg"))) == n

@@ -437,17 +437,19 @@ def _assert_fault(kind: str, status: int, headers, text: str) -> None:
             json.loads(text)
     elif kind == "bad_status":
         assert status == 200 and json.loads(text)["statusCode"] not in (2000, None)
+    elif kind == "5000":
+        assert status == 200 and json.loads(text)["statusCode"] == 5000
     elif kind == "truncated":
         assert status == 200 and headers["Content-Type"] == "image/jpeg"
 
 
 @pytest.mark.parametrize("endpoint", ["upload_url", "submit", "status", "put", "output"])
-@pytest.mark.parametrize("kind", ["reset", "5xx", "429", "garbage", "bad_status", "truncated"])
+@pytest.mark.parametrize("kind", ["reset", "5xx", "429", "garbage", "bad_status", "5000", "truncated"])
 async def test_injected_faults_happen_before_any_effect(make_lx, kind, endpoint):
     lx = await make_lx(retry_after_s=0.25)
     ctx = await _context(lx)
     rate_field = {"reset": "rate_reset", "5xx": "rate_5xx", "429": "rate_429", "garbage": "rate_garbage",
-                  "bad_status": "rate_bad_status", "truncated": "rate_truncated"}[kind]
+                  "bad_status": "rate_bad_status", "5000": "rate_5000", "truncated": "rate_truncated"}[kind]
     api = endpoint in {"upload_url", "submit", "status"}
     applies = (kind == "truncated" and endpoint == "output") or (kind != "truncated" and (
         api or kind in ("reset", "5xx") or (kind == "garbage" and endpoint == "output")))

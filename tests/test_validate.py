@@ -118,7 +118,7 @@ BAD_CASES: list[Case] = [
          env={"LIGHTX_BASE_URL": "ftp://x"}),
     Case("manifest-key-missing", catalog(config='prompt: "a mug"\n'), ("catalog.yaml: manifest is required",)),
     Case("manifest-extension", catalog(config="manifest: catalog.txt\n"),
-         ("catalog.yaml: manifest must name a .csv, .yaml or .yml file", "catalog.txt")),
+         ("catalog.yaml: manifest must name a .csv, .tsv, .xml, .parquet, .jsonl, .yaml or .yml file", "catalog.txt")),
     Case("template-syntax", catalog(config='manifest: catalog.csv\nprompt: "{title on marble"\n'),
          ("catalog.yaml: prompt:", "'{title on marble'")),
     Case("placeholder-without-column", catalog(config='manifest: catalog.csv\nprompt: "{title} in {color}"\n'),

@@ -22,7 +22,8 @@ from pipeline.inputs.schema import schema_checker, schema_problems
 # here too, where callers have always found them.
 from pipeline.inputs.settings import (BASE_URL_ENV, CHECKPOINT_NAME, DEFAULT_BASE_URL, SECTIONS, SITE_DIR,  # noqa: F401
                                       ApiSettings, BudgetSettings, ImageSettings, Limits, OutputSettings,
-                                      PollSettings, RetrySettings, RunConfig, StateSettings, StorageSettings)
+                                      PollSettings, RetrySettings, RunConfig, StateSettings, StorageSettings,
+                                      StoreSettings)
 from pipeline.inputs.template import Template, output_name_problem  # noqa: F401
 from pipeline.inputs.variants import config_problems, parse_variants, relabel
 from pipeline.store.remote import is_remote, local_path, options_problems, scheme_problem
@@ -83,7 +84,7 @@ def check_config(path: str | Path, *, env: Mapping[str, str] | None = None
         sections["api"], base_url=(base_url or sections["api"].base_url).rstrip("/"))
     return RunConfig(config_path=config_path, manifest_path=_manifest_location(base, data["manifest"]),
                      output_url=output_url, prompt=data.get("prompt"), variants=parse_variants(data.get("variants")),
-                     **sections), []
+                     columns=dict(data.get("columns") or {}), **sections), []
 
 
 def _local(base: Path, text: str) -> Path:
@@ -141,9 +142,16 @@ def _manifest_reader(config_path: Path, data: dict) -> RunConfig | None:
     options = storage.get("options") if isinstance(storage.get("options"), dict) else {}
     if is_remote(manifest) and (scheme_problem(manifest) or options_problems(options)):
         return None
+    store = data.get("store") if isinstance(data.get("store"), dict) else {}
+    if schema_checker("config", "/properties/store").errors(store):
+        store = {}
+    columns = data.get("columns") if isinstance(data.get("columns"), dict) else {}
+    if schema_checker("config", "/properties/columns").errors(columns):
+        columns = {}
     return RunConfig(config_path=config_path, manifest_path=_manifest_location(config_path.parent, manifest),
                      storage=StorageSettings(options=options), output=OutputSettings(filename=filename),
-                     prompt=prompt, variants=parse_variants(variants))
+                     prompt=prompt, variants=parse_variants(variants), store=_section(StoreSettings, store),
+                     columns=dict(columns))
 
 
 def api_key(cfg: RunConfig, env: Mapping[str, str] | None = None) -> str | None:

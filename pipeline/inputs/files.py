@@ -53,7 +53,7 @@ def _read_local(path: Path, shown: str, kind: str) -> bytes:
 def _read_stored(url: str, shown: str, kind: str, options: Mapping[str, Any] | None) -> bytes:
     store = Remote.open(url, options)
     try:
-        return store.fs.cat_file(store.root)
+        return store.backoff.call(lambda: store.fs.cat_file(store.root), faults())
     except FileNotFoundError as exc:
         if is_missing_bucket(exc):
             raise ConfigError(describe(exc, url)) from None

@@ -31,6 +31,7 @@ from pipeline.inputs.files import display_path, read_text
 # Checks of local images live in inputs/local_images.py; they are named here too, where callers found them.
 from pipeline.inputs.local_images import JPEG_EOI, image_problem, jpeg_end_problem  # noqa: F401
 from pipeline.inputs.locations import is_http_url
+from pipeline.inputs import stores
 from pipeline.inputs.readers import READERS, UNITS, Table, suffix
 from pipeline.inputs.schema import describe, schema_checker
 from pipeline.inputs.settings import RunConfig
@@ -68,6 +69,7 @@ class Manifest:
     columns: list[str]
     path: Path | str | None = None  # a str is a storage URL
     sha256: str | None = None       # of the manifest text these items were read from
+    store: stores.StoreSummary | None = None  # a store export: its format, products, products without a picture
 
     def where(self, row: int, item_id: str | None) -> str:
         """``catalog.csv row 7 (id sku-777)``: how messages name one row."""
@@ -84,14 +86,23 @@ def load_manifest(cfg: RunConfig, keep: Callable[[str | None], bool] | None = No
     they share with these (an output file name), and the result is the whole manifest's, selected."""
     path = cfg.manifest_path
     shown = display_path(path)
+    export = stores.open_store(path, shown, cfg.store.format, cfg.columns, cfg.storage.options)
     reader = READERS.get(suffix(path))
-    if reader is None:
-        raise ConfigError(f"{shown}: unknown manifest type {suffix(path)!r}; use .csv, .yaml or .yml")
+    if reader is None and export is None:
+        raise ConfigError(f"{shown}: unknown manifest type {suffix(path)!r}; use .csv, .tsv, .xml, "
+                          f".parquet, .jsonl, .yaml or .yml")
     try:
         prompt = Template.parse(cfg.prompt) if cfg.prompt is not None else None
         name = Template.parse(cfg.output.filename)
     except ValueError as exc:
         raise ConfigError(f"{display_path(cfg.config_path)}: {exc}") from None
+    if export is not None:  # a store's own export, or a table `columns` maps (inputs/stores)
+        summary, rows = stores.read_rows(export, cfg.store.images, shown)
+        table = Table(["id", "image", *export.columns, *stores.STORE_COLUMNS],
+                      [(row, cells, problems, frozenset()) for row, cells, problems in rows])
+        _check_columns(table.columns, prompt, name, path, cfg)
+        manifest = _build(table, prompt, name, path, shown, tuple(v.name for v in cfg.variants))
+        return dataclasses.replace(manifest, sha256=stores.digest(path, cfg.storage.options), store=summary)
     text = read_text(path, shown, "manifest", cfg.storage.options)
     table = reader(text, shown)
     try:
@@ -122,7 +133,7 @@ def _check_columns(columns: list[str], prompt: Template | None, name: Template, 
     """Columns every row needs (CSV only: a YAML item lacking one is reported on its own)."""
     problems = []
     shown = display_path(path)
-    if UNITS[suffix(path)] == "row":
+    if UNITS.get(suffix(path), "row") == "row":
         problems += [f"{shown}: has no {col!r} column" for col in ("id", "image") if col not in columns]
         if prompt is None and "prompt" not in columns and not cfg.variants:
             problems.append(f"{shown}: has no 'prompt' column, and the config sets no prompt")
@@ -164,7 +175,7 @@ def _build(table: Table, prompt_t: Template | None, name_t: Template, path: Path
            variants: tuple[str, ...] = (), keep: Callable[[str | None], bool] | None = None) -> Manifest | None:
     """Items and invalid rows of ``table`` (those ``keep`` keeps); None when a kept row's output file
     name may also be an earlier row's that was not kept: the caller then builds every row."""
-    unit = UNITS[suffix(path)]
+    unit = UNITS.get(suffix(path), "row")
     checker = schema_checker("manifest", "/$defs/item")
     base = manifest_base(path)
     paths: dict[str, tuple[Path | None, str | None]] = {}

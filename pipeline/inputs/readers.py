@@ -149,4 +149,4 @@ def _text(value: Any) -> str:
 
 
 READERS = {".csv": _read_csv, ".yaml": _read_yaml, ".yml": _read_yaml}
-UNITS = {".csv": "row", ".yaml": "item", ".yml": "item"}
+UNITS = {".csv": "row", ".yaml": "item", ".yml": "item", ".xml": "item", ".jsonl": "line", ".ndjson": "line"}

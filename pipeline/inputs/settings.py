@@ -47,9 +47,10 @@ class ApiSettings:
 @dataclass(frozen=True)
 class RetrySettings:
     failed_orders: int = 2      # resubmits of an order that ended `failed` (free)
-    transient: int = 8          # attempts per request on transient errors
+    transient: int | None = None  # attempts per request on transient errors; None: budget_s decides
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
+    budget_s: float = 300.0     # seconds one request (API or storage) keeps retrying transient faults
 
 
 
@@ -57,6 +58,7 @@ class RetrySettings:
 class OutputSettings:
     dir: Path = Path("outputs")
     filename: str = "{id}.jpg"
+    public_url: str | None = None   # where output.dir is served: the store import files link there
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,15 @@ class StateSettings:
 @dataclass(frozen=True)
 class StorageSettings:
     options: dict = field(default_factory=dict)  # passed to fsspec for every storage URL
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """How a store export is read and written back (inputs/stores, outputs/storefiles)."""
+    format: str = "auto"             # auto | shopify | woocommerce | merchant-center | plain
+    images: str = "first"            # first | all
+    position: str = "after"          # after | first: where generated pictures go in the import files
+    merchant_attribute: str = "lifestyle_image_link"
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,8 @@ class RunConfig:
     output_url: str | None = None
     prompt: str | None = None
     variants: tuple[Variant, ...] = ()  # empty: the one implicit variant (inputs/variants.variants_of)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    columns: dict = field(default_factory=dict)  # a plain table's id/image/... columns, e.g. {id: sku}
 
     shard: Any = None  # plan.shards.Shard when run with --shard K/N; set by the caller, not the YAML
 
@@ -135,7 +148,7 @@ class RunConfig:
 SECTIONS: dict[str, type] = {
     "output": OutputSettings, "limits": Limits, "poll": PollSettings, "api": ApiSettings,
     "retries": RetrySettings, "budget": BudgetSettings, "images": ImageSettings, "state": StateSettings,
-    "storage": StorageSettings,
+    "storage": StorageSettings, "store": StoreSettings,
 }
 SITE_DIR = "site"  # under state.dir, when output.dir is a URL: the table and report before their upload
 

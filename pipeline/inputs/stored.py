@@ -106,12 +106,7 @@ def _ranges(store: Remote, wanted: list[tuple[str, int, int]]) -> dict[str, byte
     """Byte ranges of several objects at once: {name: bytes, or the fault}."""
     if not wanted:
         return {}
-    paths = [store.path(name) for name, _, _ in wanted]
-    try:
-        got = store.fs.cat_ranges(paths, [s for _, s, _ in wanted], [e for _, _, e in wanted], on_error="return")
-    except Exception as exc:  # noqa: BLE001 - a backend fault on the whole batch: each image says so
-        got = [exc] * len(wanted)
-    return {name: data for (name, _, _), data in zip(wanted, got)}
+    return store.read_ranges(wanted)  # retried on transient faults; a fault on the batch: each image says so
 
 
 def _decoded_problem(data: bytes, url: str, sizes: dict[str, tuple[int, int]]) -> str | None:

@@ -18,6 +18,7 @@ from PIL import Image
 from pipeline.errors import CheckpointError, ConfigError
 from pipeline.inputs.config import RunConfig, check_config
 from pipeline.inputs.manifest import InvalidItem, Manifest, load_manifest
+from pipeline.inputs.stores import StoreSummary
 from pipeline.inputs.manifest import check_images as _check_images
 from pipeline.inputs.stored import check_stored_images
 from pipeline.inputs.variants import item_problems, variants_of
@@ -38,6 +39,7 @@ class Overview:
     credits: int          # credits a full run from scratch would spend: 1 per step of each variant of a valid item
     per_item: tuple[tuple[str, int], ...] = ()  # with variants: (name, credits per item) of each
     problems: tuple[str, ...] = ()  # one line per problem of the invalid rows (`pipeline.validate` fills it)
+    store: StoreSummary | None = None  # a store export: format, products, pictures, products without a picture
 
 
 def validate(config_path: str | Path, *, env: Mapping[str, str] | None = None, check_images: bool = True,
@@ -127,7 +129,7 @@ def plan_of(manifest: Manifest, cfg: RunConfig | None = None) -> Overview:
     credits = len(manifest.items) * sum(v.credits() for v in variants_of(cfg)) if cfg is not None \
         else len(manifest.items)
     return Overview(items=len(manifest.items), invalid=len(manifest.invalid), distinct_images=len(images),
-                credits=credits, per_item=per_item)
+                credits=credits, per_item=per_item, store=manifest.store)
 
 
 def problem_lines(manifest: Manifest) -> list[str]:
@@ -143,6 +145,7 @@ def format_plan(plan: Overview) -> str:
     if plan.per_item:
         why = "per item: " + ", ".join(f"{name} {n(credits, 'step')}" for name, credits in plan.per_item) \
             + "; 1 credit per step"
-    return (f"{n(plan.items, 'item')}, {n(plan.distinct_images, 'distinct image')}, {plan.invalid} invalid\n"
+    store = plan.store.lines() if plan.store is not None else []
+    return "".join(line + "\n" for line in store) + (f"{n(plan.items, 'item')}, {n(plan.distinct_images, 'distinct image')}, {plan.invalid} invalid\n"
             f"a full run would spend {n(plan.credits, 'credit')} "
             f"({why}; failed orders are free)")

@@ -20,6 +20,12 @@ def fatal_from_message(code: Any, message: str) -> Exception | None:
     return None
 
 
+def server_fault(code: Any) -> bool:
+    """A statusCode in LightX's 5xxx range (5000 INTERNAL_SERVER_ERROR and its kin): the server's own
+    fault, transient like an HTTP 5xx, not a refusal of the request."""
+    return isinstance(code, int) and not isinstance(code, bool) and 5000 <= code <= 5999
+
+
 def lightx_error(text: bytes) -> tuple[Any, str]:
     try:
         doc = json.loads(text)

@@ -11,25 +11,27 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
+import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
 
 import aiohttp
 from yarl import URL
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_before_delay
 
 from pipeline.inputs.config import BASE_URL_ENV, DEFAULT_BASE_URL, RetrySettings
 from pipeline.errors import (ApiError, ApiUnreachable, AuthError, CreditsError, FatalApiError, ForeignAnswer,
                              ItemError, Refused, Stopped, TransientError, WrongApi)
 from pipeline.inputs.locations import is_http_url
 from pipeline.lightx.answers import (answer_message, detail, fatal_from_message, lightx_error, parse_retry_after,
-                                     s3_message, snippet)
+                                     s3_message, server_fault, snippet)
+from pipeline.lightx.backoff import backoff, delay_for, gave_up, unanswered_after
 from pipeline.lightx.pacing import Pacer
 from pipeline.media.formats import sniff_format
 
 T = TypeVar("T")
 SUCCESS = 2000
+PROBE_ATTEMPTS = 8  # the run's first API call, unanswered (connection refused, timeouts): then ApiUnreachable
 
 # Classified once: these are the failures of a busy network, worth another try.
 _TRANSIENT_EXC = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError,
@@ -144,13 +146,13 @@ class Client:
             except ForeignAnswer as exc:
                 raise self._wrong_api(path, str(exc)) from None
 
-        async def twice(attempt: Callable[[], Awaitable[T]]) -> T:
+        async def twice(attempt: Callable[[], Awaitable[T]], probe: bool = False) -> T:
             try:
-                return await self._retrying(attempt)
+                return await self._retrying(attempt, probe)
             except Refused as exc:
                 if exc.http_status is not None:  # an HTTP 4xx says so plainly: not asked again
                     raise
-            return await self._retrying(attempt)
+            return await self._retrying(attempt, probe)
 
         if self._fatal:
             raise self._fatal
@@ -161,7 +163,7 @@ class Client:
                 raise self._fatal
             if not self._verified.is_set():
                 try:
-                    result = await twice(first_call)
+                    result = await twice(first_call, probe=True)
                 except ItemError as exc:
                     if exc.status_code is not None:  # LightX answered, and said no: key and URL work
                         self._verified.set()
@@ -198,6 +200,8 @@ class Client:
         code = doc.get("statusCode")
         if code != SUCCESS:
             message = answer_message(doc)
+            if server_fault(code):  # LightX's own 5xx, even in an HTTP 200: retried like one
+                raise TransientError(f"{path}: statusCode {code}: {message}", status_code=code)
             fatal = fatal_from_message(code, message)
             if fatal:
                 raise self._note_fatal(fatal)
@@ -267,6 +271,9 @@ class Client:
         if status >= 500 or status in (408, 425):
             return TransientError(f"{name}: HTTP {status}", http_status=status, retry_after=wait)
         code, message = lightx_error(text)
+        if api and server_fault(code):
+            return TransientError(f"{name}: HTTP {status}{detail(code, message)}", http_status=status,
+                                  status_code=code, retry_after=wait)
         if api and status in (401, 403):
             return self._note_fatal(AuthError(f"API key rejected (HTTP {status}{detail(code, message)})"))
         if api and status == 402:
@@ -288,33 +295,46 @@ class Client:
             self._fatal = exc
         return exc
 
-    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Run `call`, retrying TransientError with exponential backoff, jitter and Retry-After.
+    async def _retrying(self, call: Callable[[], Awaitable[T]], probe: bool = False) -> T:
+        """Run `call`, retrying TransientError with exponential backoff, full jitter and Retry-After,
+        for up to retries.budget_s seconds (and retries.transient attempts, when set). A `probe` (the
+        run's first API call) that gets no HTTP answer at all gives up after PROBE_ATTEMPTS: a wrong
+        URL is likelier than an outage then, and should not cost minutes.
 
         The first attempt runs bare: it nearly always succeeds, and building tenacity's retry state
         for every request cost a fifth of the client's CPU. Retries are tenacity's.
         """
         settings = self._retries
+        attempts = settings.transient
+        started = time.monotonic()
         try:
             return await call()
         except TransientError as exc:
-            if settings.transient <= 1:
-                raise _gave_up(exc, 1) from None
+            if attempts is not None and attempts <= 1:
+                raise gave_up(exc, 1, started) from None
             first = exc
         log.debug("retrying after %s", first)
-        await self.pause(_delay(1, first, settings.backoff_base_s, settings.backoff_max_s))
+        delay = delay_for(1, first, settings.backoff_base_s, settings.backoff_max_s)
+        if time.monotonic() - started + delay > settings.budget_s:
+            raise gave_up(first, 1, started) from None
+        await self.pause(delay)
+        stop = stop_before_delay(max(0.0, settings.budget_s - (time.monotonic() - started)))
+        if attempts is not None:
+            stop = stop | stop_after_attempt(attempts - 1)
+        if probe:
+            stop = stop | unanswered_after(PROBE_ATTEMPTS - 1)
+        tried = 1
         try:
             async for attempt in AsyncRetrying(
-                    retry=retry_if_exception_type(TransientError),
-                    stop=stop_after_attempt(settings.transient - 1),
-                    wait=_backoff(settings.backoff_base_s, settings.backoff_max_s, done=1),
+                    retry=retry_if_exception_type(TransientError), stop=stop,
+                    wait=backoff(settings.backoff_base_s, settings.backoff_max_s, done=1),
                     sleep=self.pause, reraise=True):
                 with attempt:
+                    tried = 1 + attempt.retry_state.attempt_number
                     return await call()
         except TransientError as exc:
-            raise _gave_up(exc, settings.transient) from None
+            raise gave_up(exc, tried, started) from None
         raise AssertionError("unreachable")  # pragma: no cover
-
 
     async def pause(self, seconds: float) -> None:
         """A backoff sleep; Stopped if the run is stopping, before or after it."""
@@ -323,11 +343,6 @@ class Client:
         await asyncio.sleep(seconds)
         if self._stopping:
             raise Stopped("stopping: no further attempt")
-
-
-def _gave_up(exc: TransientError, attempts: int) -> ItemError:
-    return ItemError(f"gave up after {attempts} attempts: {exc}", http_status=exc.http_status,
-                     status_code=exc.status_code)
 
 
 def _parse_slot(body: dict[str, Any]) -> UploadSlot:
@@ -356,37 +371,6 @@ def _parse_status(body: dict[str, Any]) -> OrderStatus:
     if status == "active" and not output:
         raise TransientError("order is active but has no output URL")
     return OrderStatus(status=status, output=str(output) if output else None)
-
-
-def _backoff(base: float, cap: float, done: int = 0) -> Callable[[RetryCallState], float]:
-    """tenacity wait: `_delay` for its attempt number, counting `done` attempts made before it."""
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        return _delay(state.attempt_number + done, exc, base, cap)
-    return wait
-
-
-def _delay(attempt: int, exc: BaseException | None, base: float, cap: float) -> float:
-    """Full-jitter exponential backoff (AWS architecture blog), floored by Retry-After."""
-    exp = min(cap, base * 2 ** (attempt - 1))
-    delay = random.uniform(exp / 2, exp)
-    if isinstance(exc, ApiError) and exc.retry_after:
-        delay = max(delay, min(exc.retry_after, cap))
-    return delay
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def _describe(exc: BaseException) -> str:

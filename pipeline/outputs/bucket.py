@@ -33,7 +33,7 @@ PAGE_NAME = re.compile(r"report(-[0-9]+)?\.html")  # outputs/report.page_name
 
 
 def _store(cfg: RunConfig) -> Remote:
-    return Remote.open(cfg.output_url, cfg.storage.options)
+    return Remote.open(cfg.output_url, cfg.storage.options, cfg.retries)
 
 
 def _previews_in(listing: dict[str, int]) -> set[str]:

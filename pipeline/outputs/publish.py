@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from pathlib import Path
 
 from pipeline.errors import CheckpointError
 from pipeline.inputs.config import CHECKPOINT_NAME, RunConfig
 from pipeline.inputs.manifest import Manifest
-from pipeline.outputs import bucket, results
+from pipeline.outputs import bucket, results, storefiles
 from pipeline.outputs.report import make_previews, write_report
 from pipeline.store import history as run_history
 from pipeline.store.checkpoint import RUNS_SHOWN, Checkpoint, Row
@@ -34,16 +35,25 @@ def written_dirs(cfg: RunConfig, manifest: Manifest) -> set[Path]:
 
 
 def write_outputs(cfg: RunConfig, manifest: Manifest, rows: dict, *, elapsed_s: float | None = None,
-                  force: bool = False, history: History | None = None) -> Path | str:
+                  force: bool = False, history: History | None = None,
+                  store_files: list | None = None) -> Path | str:
     """results.csv, results.parquet, then report.html (with the run history, if given); returns the CSV
     path (its URL when output.dir is a storage URL).
 
     A shard writes only its part of the table (results.shard-K-of-N.csv and .parquet): the report
     over the whole manifest is `pipeline report`'s, once every shard has run. `history` is the
-    unsharded checkpoint's (a run's own); the report adds every shard's under state.dir to it."""
+    unsharded checkpoint's (a run's own); the report adds every shard's under state.dir to it.
+    A store export's import file (outputs/storefiles) is written too, and appended to `store_files`."""
+    store = manifest.store
     manifest, rows = results.by_variant(cfg, manifest, rows)
     path = results.write(cfg, manifest, rows, force=force)
     tables = [path.name, path.with_suffix(".parquet").name]
+    if store is not None and cfg.shard is None:  # a shard's part would list only its own products
+        written = storefiles.write(cfg, dataclasses.replace(manifest, store=store), storefiles.done_pictures(manifest, rows))
+        if written is not None:
+            tables.append(written.name)
+            if store_files is not None:
+                store_files.append(written)
     if cfg.shard is not None:
         if cfg.output_url:
             stored = bucket.before_report(cfg, restore=False)

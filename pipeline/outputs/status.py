@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 from pipeline.errors import CheckpointError
 from pipeline.inputs.config import load_config
+from pipeline.outputs import bucket
 from pipeline.outputs.publish import checkpoint_paths, merged_history, merged_rows
 from pipeline.store import steps_dir
 from pipeline.store.checkpoint import RUNS_SHOWN, STATES
@@ -29,21 +30,26 @@ def read_status(config_path: str, runs: int = RUNS_SHOWN) -> dict:
     ``last_run`` what the newest run was charged, ``all_time`` what every recorded run was charged."""
     cfg = load_config(config_path)
     paths = checkpoint_paths(cfg)
+    # With output.dir in a bucket, the shards' parts of the table there stand in for the checkpoints
+    # this machine lacks (an Indexed Job's pods keep theirs on volumes of their own), as in `report`.
+    stored = bucket.stored_rows(cfg) if cfg.output_url else {}
     shown = str(paths[0]) if len(paths) == 1 else str(cfg.checkpoint_path) if not paths else \
         f"{len(paths)} under {cfg.state_root}"
-    doc: dict = {"checkpoint": shown, "exists": bool(paths),
+    if stored:
+        shown += f" and the shards' results in {cfg.output_url}"
+    doc: dict = {"checkpoint": shown, "exists": bool(paths or stored),
                  "counts": dict.fromkeys(("items", *COUNTED), 0),
                  "credits": {"spent": 0, "last_run": None, "all_time": 0},
                  "in_flight": 0, "failures": [], "notes": [], "runs": [], "total_runs": 0}
-    if not paths:
+    if not paths and not stored:
         return doc
     # Without variants, one checkpoint holding rows (others empty, as a dry run's shard leaves one) is
     # counted by SQLite (store/tally): a million rows in seconds. Several are merged row by row.
-    tallies = [] if cfg.variants else [read_tally(path) for path in paths]
+    tallies = [] if cfg.variants or stored else [read_tally(path) for path in paths]
     held = [t for t in tallies if t is None or t.items]
     tally = None if None in tallies or len(held) > 1 or not tallies else (held or tallies)[0]
     try:
-        rows = merged_rows(paths) if tally is None else {}
+        rows = {**stored, **merged_rows(paths)} if tally is None else {}
         history = merged_history(paths, runs)
     except sqlite3.Error as exc:
         raise CheckpointError(f"cannot read checkpoint {paths}: {exc}") from None

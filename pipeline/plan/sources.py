@@ -106,7 +106,7 @@ def hash_stored_images(cfg: RunConfig, items: list[Item], ckpt: Checkpoint | Non
     unknown: dict[str, str] = {}       # url -> why it has no hash
     for folder, names in wanted.items():
         try:
-            store = Remote.open(folder, cfg.storage.options)
+            store = Remote.open(folder, cfg.storage.options, cfg.retries)
             listed = store.children()
         except StorageError as exc:
             unknown.update((f"{folder}/{name}", str(exc)) for name in names)

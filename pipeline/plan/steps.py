@@ -149,7 +149,7 @@ def _stored_image(url: str, shas: dict, cfg: RunConfig | None) -> tuple[Path, st
         if cfg is None:
             raise ItemError(f"cannot read image {url}: no state directory to keep it in")
         try:
-            data = Remote.open(url, cfg.storage.options).read()
+            data = Remote.open(url, cfg.storage.options, cfg.retries).read()
         except StorageError as exc:
             raise ItemError(f"cannot read image {exc}") from None
         sha = hashlib.sha256(data).hexdigest()

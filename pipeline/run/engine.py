@@ -36,13 +36,13 @@ from pipeline.plan.planner import Plan
 from pipeline.plan.steps import Where
 from pipeline.run.budget import Budget
 from pipeline.run.drive import drive_all
-from pipeline.run.stages import Context
+from pipeline.run.stages import Context, outbox
 from pipeline.run.timing import WINDOW, OrderTimes
 from pipeline.store.atomic import remove_stale_temps
 from pipeline.store import steps_dir
 from pipeline.store.checkpoint import Checkpoint, Row
 from pipeline.store.lock import RunLock
-from pipeline.store.remote import Remote
+from pipeline.store.remote import Remote, StorageBusy
 from pipeline.store.runlog import run_log
 from pipeline.version import installed_version
 
@@ -195,7 +195,7 @@ def _output_store(cfg: RunConfig, options: RunOptions) -> tuple[Remote | None, d
     test write, so a missing bucket, missing credentials or a read-only role stop the run here."""
     if cfg.output_url is None:
         return None, None
-    store = Remote.open(cfg.output_url, cfg.storage.options)
+    store = Remote.open(cfg.output_url, cfg.storage.options, cfg.retries)
     listing = store.sizes()
     if not options.dry_run:
         store.check_writable()
@@ -287,9 +287,16 @@ def finish(prepared: Prepared, executed: Executed) -> RunResult:
     if removed:
         log.info("removed %d intermediate outputs (%d bytes) from %s: no checkpoint row names them any more",
                  removed, freed, cfg.state_dir / "steps")
+    store_files: list = []  # outputs/storefiles.StoreFile: the store import file, when one is written
     try:
         results_path = publish.write_outputs(cfg, manifest, rows, elapsed_s=time.monotonic() - prepared.started,
-                                             history=prepared.ckpt.history())
+                                             history=prepared.ckpt.history(), store_files=store_files)
+    except StorageBusy as exc:  # the table's and report's PUTs were retried for the whole budget
+        if executed.fatal is not None:
+            raise executed.fatal from None
+        kept = outbox.waiting(cfg.state_dir, rows.values())
+        raise StorageBusy(f"{exc}" + (f"; {kept} outputs paid for wait in {cfg.state_dir / outbox.OUTBOX}, the next "
+                                      f"run uploads them for 0 credits" if kept else "")) from None
     except (OutputError, CheckpointError):
         if executed.fatal is None:
             raise
@@ -299,6 +306,10 @@ def finish(prepared: Prepared, executed: Executed) -> RunResult:
     interrupted = executed.interrupted
     exit_code = 130 if interrupted else (0 if counts["done"] == sum(counts.values()) else 1)
     message = "interrupted: stopped new work, progress saved" if interrupted else executed.stop_reason
+    if cfg.output_url is not None and (kept := outbox.waiting(cfg.state_dir, rows.values())):
+        message = "; ".join(filter(None, (message, (
+            f"{kept} output{'s' if kept != 1 else ''} paid for wait in {cfg.state_dir / outbox.OUTBOX}: "
+            f"{cfg.output_url} would not take them; the next run uploads them for 0 credits"))))
     return RunResult(exit_code=exit_code, counts=counts, credits=executed.credits, submits=executed.submits,
                      elapsed_s=time.monotonic() - prepared.started, message=message, plan=prepared.plan,
-                     results_path=results_path, extra={"requests": executed.requests})
+                     results_path=results_path, extra={"requests": executed.requests, "store_files": store_files})

@@ -44,6 +44,8 @@ EXPLORE_LEAST = 0.03        # share of orders checked early on purpose, however 
 PLAN_POINTS = 16            # candidate times per plan of a next check
 REPLAN = 0.03               # plans are made again when a quantile of the estimate moves by 3 %
 PARKED_COST = 10.0          # an order left for the next run weighs as a wait of 10x the planned span
+CHECK_PRICE = 0.5           # a check that finds an order still running weighs as a wait of half a
+                            # poll.interval_s: status checks are client CPU and API load, not free (#21)
 
 _LOG_MIN = math.log(GRID_MIN_S)
 _STEP = (math.log(GRID_MAX_S) - _LOG_MIN) / BINS
@@ -214,6 +216,8 @@ class OrderTimes:
                 cost, mass, moment = 0.0, base_mass, base_moment
                 for i in range(checks_left):  # each check collects the orders done since the one before
                     at = t + i * step
+                    if i:  # a further check of the orders still running: a request, priced as a gap's wait
+                        cost += CHECK_PRICE * gap * (1.0 - mass)
                     f, m = self._cdf(at), self._moment(at)
                     cost += at * (f - mass) - (m - moment)
                     mass, moment = f, m

@@ -44,7 +44,7 @@ from PIL import Image
 from pipeline.errors import ConfigError
 from pipeline.lightx.tools import INPUT_FIELD, STATUS_PATHS, TOOLS, Tool
 from pipeline.sandbox.handlers import Output, output_extension
-from pipeline.sandbox.faults import API, STORAGE, ConnectionReset, draw_fault, lightx_json
+from pipeline.sandbox.faults import API, STORAGE, ConnectionReset, draw_fault, in_outage, lightx_json
 from pipeline.sandbox.ledger import Ledger
 from pipeline.sandbox.options import ROOT, SandboxOptions
 from pipeline.sandbox.presign import MAGIC, check_body, check_signature, query_for, s3_error
@@ -120,6 +120,9 @@ async def sandbox_middleware(request: web.Request, handler):
         state.ledger.keys_seen_on_non_api += 1
     if state.options.latency_s > 0:
         await asyncio.sleep(state.options.latency_s)
+    if in_outage(endpoint, state.options, state.ledger):
+        state.ledger.faults["outage"] += 1
+        return lightx_json(200, 5000, "INTERNAL_SERVER_ERROR")
     kind = draw_fault(endpoint, state.options, state.fault_rng)
     if kind is not None and kind.respond is not None:
         state.ledger.faults[kind.name] += 1

@@ -11,7 +11,11 @@ successful answer (it is counted only when there was one to corrupt).
     429         rate_429          upload_url submit status
     garbage     rate_garbage      upload_url submit status output (HTML page on output)
     bad_status  rate_bad_status   upload_url submit status
+    5000        rate_5000         upload_url submit status (HTTP 200, statusCode 5000 INTERNAL_SERVER_ERROR)
     truncated   rate_truncated    output (200, first half of the JPEG, its own Content-Length/ETag)
+
+An incident (``outage_s`` after ``outage_after`` API requests) answers every API request with
+statusCode 5000 in an HTTP 200 for that long, before the handler, like ``rate_5000``.
 
 The cdn (imageUrl) GET and the ``__`` admin routes never fault.
 """
@@ -21,6 +25,7 @@ import hashlib
 import random
 import socket
 import struct
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -91,6 +96,12 @@ def _bad_status(request: web.Request, rng: random.Random, options: SandboxOption
     return lightx_json(200, 5001, "INTERNAL_ERROR")
 
 
+def _internal_error(request: web.Request, rng: random.Random, options: SandboxOptions) -> web.Response:
+    # As the issue's incident showed it: LightX's own server fault in an HTTP 200. Drawn before the
+    # handler, so a submit answered so created no order (see docs/resilience.md on what that assumes).
+    return lightx_json(200, 5000, "INTERNAL_SERVER_ERROR")
+
+
 def _truncate(response: web.StreamResponse) -> web.Response | None:
     """The first half of a served JPEG, as a cut object in storage would be served: it starts like
     a JPEG and its headers match its bytes, but it does not decode."""
@@ -119,8 +130,20 @@ FAULTS: tuple[FaultKind, ...] = (
     FaultKind("429", "rate_429", API, _too_many),
     FaultKind("garbage", "rate_garbage", API | {"output"}, _garbage),
     FaultKind("bad_status", "rate_bad_status", API, _bad_status),
+    FaultKind("5000", "rate_5000", API, _internal_error),
     FaultKind("truncated", "rate_truncated", frozenset({"output"}), spoil=_truncate),
 )
+
+
+def in_outage(endpoint: str, options: SandboxOptions, ledger) -> bool:
+    """Whether an API request falls in the --outage-s incident (which begins after --outage-after of them)."""
+    if options.outage_s <= 0 or endpoint not in API:
+        return False
+    if ledger.outage_started is None:
+        if sum(ledger.requests[e] for e in API) <= options.outage_after:
+            return False
+        ledger.outage_started = time.monotonic()
+    return time.monotonic() - ledger.outage_started < options.outage_s
 
 
 def draw_fault(endpoint: str, options: SandboxOptions, rng: random.Random) -> FaultKind | None:

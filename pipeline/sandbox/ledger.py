@@ -69,6 +69,7 @@ class Ledger:
     faults: Counter = field(default_factory=Counter)
     keys_seen_on_non_api: int = 0
     uploads_completed: int = 0
+    outage_started: float | None = None  # time.monotonic() when the --outage-s incident began
 
     @property
     def credits(self) -> int:
@@ -121,6 +122,7 @@ class Ledger:
         self.faults.clear()
         self.keys_seen_on_non_api = 0
         self.uploads_completed = 0
+        self.outage_started = None
 
     def to_dict(self) -> dict[str, Any]:
         now = self.clock()

@@ -11,7 +11,7 @@ from pipeline.errors import ConfigError
 SANDBOX_KEY = "sandbox-key"
 ROOT = "/external/api"  # where LightX serves its API, and so the sandbox too
 
-_RATES = ("rate_429", "rate_5xx", "rate_reset", "rate_garbage", "rate_bad_status",
+_RATES = ("rate_429", "rate_5xx", "rate_reset", "rate_garbage", "rate_bad_status", "rate_5000",
           "rate_failed", "slow_order_rate", "rate_truncated")
 
 
@@ -35,6 +35,11 @@ class SandboxOptions:
     rate_reset: float = _opt(0.0, "share of requests whose connection is reset")
     rate_garbage: float = _opt(0.0, "share of requests answered 200 with HTML/garbage")
     rate_bad_status: float = _opt(0.0, "share of API requests answered 200 with statusCode 5001")
+    rate_5000: float = _opt(0.0, "share of API requests (upload-url, submit, status) answered HTTP 200 with "
+                                 "statusCode 5000 INTERNAL_SERVER_ERROR, before anything is done")
+    outage_s: float = _opt(0.0, "an incident: once --outage-after API requests were answered, every API "
+                                "request is answered HTTP 200 statusCode 5000 for this many seconds")
+    outage_after: int = _opt(0, "API requests answered before the --outage-s incident begins")
     rate_failed: float = _opt(0.0, "share of orders that end 'failed' (free)")
     rate_truncated: float = _opt(0.0, "share of output downloads answered 200 with only the first half "
                                       "of the JPEG (right Content-Length, does not decode)")
@@ -62,7 +67,7 @@ class SandboxOptions:
     def __post_init__(self) -> None:
         problems = [f"{name} must be between 0 and 1, got {getattr(self, name)}"
                     for name in _RATES if not 0.0 <= getattr(self, name) <= 1.0]
-        for name in ("processing_s", "processing_jitter", "latency_s", "slow_order_s",
+        for name in ("processing_s", "processing_jitter", "latency_s", "slow_order_s", "outage_s", "outage_after",
                      "retry_after_s", "upload_ttl_s", "put_ttl_s"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -16,11 +16,13 @@ import contextlib
 import hashlib
 import posixpath
 import re
+import time
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
 from pipeline.errors import ConfigError, OutputError
+from pipeline.store.retry import Backoff, transient
 
 DISTRIBUTION = "lightx-pipeline"
 # protocol -> (our extra, the package it installs)
@@ -42,6 +44,21 @@ SECRET_OPTIONS = re.compile(r"(?i)(secret|password|token|credential|account_key|
 
 class StorageError(ConfigError):
     """A URL that cannot be used: unknown scheme, backend missing, bucket or object missing, no access."""
+
+
+class StorageBusy(OutputError):
+    """The store answered with transient faults (503 SlowDown, 5xx, resets, timeouts) for the whole
+    retry budget: nothing is wrong with the URL, and a later run may well succeed."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+def busy_or(exc: BaseException, message: str, other: type[Exception]) -> Exception:
+    """StorageBusy for a transient fault, else `other` (StorageError, OutputError) with `message`."""
+    retry, after = transient(exc)
+    return StorageBusy(message, after) if retry else other(message)
 
 
 def scheme_of(text: str) -> str | None:
@@ -143,23 +160,32 @@ def describe(exc: BaseException, url: str) -> str:
 def faults() -> tuple[type[BaseException], ...]:
     """The exception types a backend raises for a storage fault (not a bug of ours). botocore is
     imported here, not at start-up: it costs a quarter of a second a run without a bucket never needs."""
-    found: tuple[type[BaseException], ...] = (OSError, ValueError, RuntimeError)
+    found: tuple[type[BaseException], ...] = (OSError, ValueError, RuntimeError, TimeoutError)
     with contextlib.suppress(ImportError):
         from botocore.exceptions import BotoCoreError, ClientError
         found += (BotoCoreError, ClientError)
+    with contextlib.suppress(ImportError):
+        import aiohttp  # gcsfs and adlfs may let its errors through
+        found += (aiohttp.ClientError,)
     return found
 
 
 class Remote:
-    """A directory in an object store: names relative to its root, one filesystem for all of them."""
+    """A directory in an object store: names relative to its root, one filesystem for all of them.
+    Every call is retried on transient faults (store/retry.py) for `backoff.budget_s` seconds."""
 
-    def __init__(self, fs: Any, url: str):
+    def __init__(self, fs: Any, url: str, backoff: Backoff | None = None):
         self.fs = fs
         self.url = url.rstrip("/")
         self.root = fs._strip_protocol(self.url).rstrip("/")
+        self.backoff = backoff or Backoff()
+
+    def _retried(self, action):
+        return self.backoff.call(action, faults())
 
     @classmethod
-    def open(cls, url: str, options: Mapping[str, Any] | None = None) -> Remote:
+    def open(cls, url: str, options: Mapping[str, Any] | None = None, retries: Any = None) -> Remote:
+        """`retries`: the config's retries section (budget and backoff); None for the defaults."""
         if problem := scheme_problem(url):
             raise StorageError(f"{url}: {problem}")
         from fsspec.core import url_to_fs
@@ -170,7 +196,7 @@ class Remote:
             raise StorageError(f"{url}: {exc}") from None
         except TypeError as exc:
             raise StorageError(f"{url}: storage.options: {exc}") from None
-        return cls(fs, url)
+        return cls(fs, url, Backoff.of(retries))
 
     def path(self, name: str) -> str:
         return f"{self.root}/{name}" if name else self.root
@@ -180,39 +206,43 @@ class Remote:
 
     def read(self, name: str = "") -> bytes:
         try:
-            return self.fs.cat_file(self.path(name))
+            return self._retried(lambda: self.fs.cat_file(self.path(name)))
         except faults() as exc:
-            raise StorageError(describe(exc, self.url_of(name) if name else self.url)) from None
+            raise busy_or(exc, describe(exc, self.url_of(name) if name else self.url), StorageError) from None
 
     def listing(self) -> dict[str, tuple[int, int]]:
         """{name relative to the root: (size, version)} of every object below it: one listing, paged by
         the backend; `version` is what changes when the object does (from its ETag, else its modification
         time), as the integer the checkpoint's stat cache keeps where a file's mtime goes.
         A root that does not exist yet is empty; a bucket that does not exist is a StorageError."""
-        self.fs.invalidate_cache()
+        def find() -> dict:
+            self.fs.invalidate_cache()
+            return self.fs.find(self.root, detail=True)
         try:
-            found = self.fs.find(self.root, detail=True)
+            found = self._retried(find)
         except FileNotFoundError as exc:
             if is_missing_bucket(exc):
                 raise StorageError(describe(exc, self.url)) from None
             found = {}
         except faults() as exc:
-            raise StorageError(describe(exc, self.url)) from None
+            raise busy_or(exc, describe(exc, self.url), StorageError) from None
         cut = len(self.root) + 1
         return {path[cut:]: (int(info.get("size") or 0), _version(info)) for path, info in found.items()
                 if info.get("type") != "directory" and path.startswith(self.root + "/")}
 
     def children(self) -> dict[str, tuple[int, int]]:
         """As `listing`, for the objects directly in the root only (one folder of a catalog's images)."""
-        self.fs.invalidate_cache(self.root)
+        def ls() -> list:
+            self.fs.invalidate_cache(self.root)
+            return self.fs.ls(self.root, detail=True)
         try:
-            found = self.fs.ls(self.root, detail=True)
+            found = self._retried(ls)
         except FileNotFoundError as exc:
             if is_missing_bucket(exc):
                 raise StorageError(describe(exc, self.url)) from None
             found = []
         except faults() as exc:
-            raise StorageError(describe(exc, self.url)) from None
+            raise busy_or(exc, describe(exc, self.url), StorageError) from None
         return {info["name"].rsplit("/", 1)[-1]: (int(info.get("size") or 0), _version(info)) for info in found
                 if info.get("type") != "directory"}
 
@@ -222,33 +252,67 @@ class Remote:
 
     def read_many(self, names: list[str]) -> dict[str, bytes | BaseException]:
         """Whole objects, fetched concurrently by the backend: {name: bytes, or the fault}."""
-        paths = [self.path(name) for name in names]
-        try:
-            got = self.fs.cat(paths, on_error="return") if paths else {}
-        except faults() as exc:
-            return dict.fromkeys(names, exc)
-        return {name: got.get(path, FileNotFoundError(path)) for name, path in zip(names, paths)}
+        def fetch(todo: list[str]) -> list[bytes | BaseException]:
+            paths = [self.path(name) for name in todo]
+            got = self.fs.cat(paths, on_error="return")
+            return [got.get(path, FileNotFoundError(path)) for path in paths]
+        return self._each(names, fetch)
+
+    def read_ranges(self, wanted: list[tuple[str, int, int]]) -> dict[str, bytes | BaseException]:
+        """Byte ranges [start, end) of several objects at once: {name: bytes, or the fault}."""
+        ranges = {name: (start, end) for name, start, end in wanted}
+
+        def fetch(todo: list[str]) -> list[bytes | BaseException]:
+            return self.fs.cat_ranges([self.path(n) for n in todo], [ranges[n][0] for n in todo],
+                                      [ranges[n][1] for n in todo], on_error="return")
+        return self._each([name for name, _, _ in wanted], fetch)
+
+    def _each(self, names: list[str], fetch) -> dict[str, bytes | BaseException]:
+        """`fetch(names)` -> one result per name, bytes or fault; the names that failed transiently
+        are fetched again, together, while the retry budget lasts."""
+        out: dict[str, bytes | BaseException] = {}
+        todo, started, tried = list(names), time.monotonic(), 0
+        while todo:
+            tried += 1
+            try:
+                got = fetch(todo)
+            except faults() as exc:
+                got = [exc] * len(todo)
+            again, delay = [], 0.0
+            for name, data in zip(todo, got):
+                out[name] = data
+                if isinstance(data, BaseException) and (wait := self.backoff.wait(data, tried, started)) is not None:
+                    again.append(name)
+                    delay = max(delay, wait)
+            if again:
+                time.sleep(delay)
+            todo = again
+        return out
 
     def put(self, name: str, data: bytes, *, content_type: str,
-            metadata: Mapping[str, str] | None = None) -> None:
-        """One whole object: an object store's PUT is atomic, so readers never see half of it."""
-        try:
+            metadata: Mapping[str, str] | None = None, once: bool = False) -> None:
+        """One whole object: an object store's PUT is atomic, so readers never see half of it.
+        Retried while the budget lasts (`once`: tried once), then StorageBusy if the faults were
+        transient, OutputError if not (no bucket, no credentials, access denied)."""
+        def pipe() -> None:
             self.fs.pipe_file(self.path(name), data, **_put_options(self.fs, content_type, metadata))
+        try:
+            pipe() if once else self._retried(pipe)
         except faults() as exc:
-            raise OutputError(f"cannot write {describe(exc, self.url_of(name))}") from None
+            raise busy_or(exc, f"cannot write {describe(exc, self.url_of(name))}", OutputError) from None
 
     def remove(self, names: Iterable[str]) -> None:
         paths = [self.path(name) for name in names]
         if paths:
             with contextlib.suppress(*faults()):  # a stale object left behind costs only storage
-                self.fs.rm(paths)
+                self._retried(lambda: self.fs.rm(paths))
 
     def metadata(self, name: str) -> dict[str, str]:
         """The object's user metadata (where the backend keeps it), {} if none or unknown."""
         try:
             if hasattr(self.fs, "metadata"):  # s3fs: a HEAD
-                return dict(self.fs.metadata(self.path(name)) or {})
-            info = self.fs.info(self.path(name))
+                return dict(self._retried(lambda: self.fs.metadata(self.path(name))) or {})
+            info = self._retried(lambda: self.fs.info(self.path(name)))
         except faults():
             return {}
         return dict(info.get("metadata") or {})
