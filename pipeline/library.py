@@ -11,6 +11,7 @@ top of every other floor (like `cli.py`), so the modules they reach are imported
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
@@ -64,7 +65,11 @@ def run(config_path: str | Path, *, sandbox: bool = False, shard: str | Shard | 
     from pipeline.plan.shards import Shard
     from pipeline.run import engine
 
-    cfg, manifest, _ = check(config_path)
+    owns = None  # a shard's items are kept as the manifest streams; a bad --shard is said after the config
+    if shard is not None:
+        with contextlib.suppress(ConfigError):
+            owns = (Shard.parse(shard) if isinstance(shard, str) else shard).owns
+    cfg, manifest, _ = check(config_path, keep=owns)
     if shard is not None:
         shard = Shard.parse(shard) if isinstance(shard, str) else shard
         cfg, manifest = cfg.with_shard(shard), shard.select(manifest)

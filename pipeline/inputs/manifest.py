@@ -21,8 +21,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from pipeline.errors import ConfigError
@@ -77,8 +78,12 @@ class Manifest:
         return _where(display_path(self.path), UNITS.get(suffix(self.path), "row"), row, item_id)
 
 
-def load_manifest(cfg: RunConfig) -> Manifest:
-    """Read the manifest named by ``cfg``; file-level faults raise ConfigError, bad rows go to ``invalid``."""
+def load_manifest(cfg: RunConfig, keep: Callable[[str | None], bool] | None = None) -> Manifest:
+    """Read the manifest named by ``cfg``; file-level faults raise ConfigError, bad rows go to ``invalid``.
+
+    ``keep`` (a shard's ``owns``) is applied while the rows stream: only the rows it keeps become
+    Items or InvalidItems, so a shard holds its own share. The other rows are still read for what
+    they share with these (an output file name), and the result is the whole manifest's, selected."""
     path = cfg.manifest_path
     shown = display_path(path)
     export = stores.open_store(path, shown, cfg.store.format, cfg.columns, cfg.storage.options)
@@ -100,9 +105,27 @@ def load_manifest(cfg: RunConfig) -> Manifest:
         return dataclasses.replace(manifest, sha256=stores.digest(path, cfg.storage.options), store=summary)
     text = read_text(path, shown, "manifest", cfg.storage.options)
     table = reader(text, shown)
-    _check_columns(table.columns, prompt, name, path, cfg)
-    manifest = _build(table, prompt, name, path, shown, tuple(v.name for v in cfg.variants))
-    return dataclasses.replace(manifest, sha256=hashlib.sha256(text.encode()).hexdigest())
+    try:
+        _check_columns(table.columns, prompt, name, path, cfg)
+    except ConfigError:
+        for _ in table.rows:
+            pass  # a fault further down the file is said instead, as when every row was read first
+        raise
+    variants = tuple(v.name for v in cfg.variants)
+    manifest = _build(table, prompt, name, path, shown, variants, keep)
+    if manifest is None:  # a kept row may share its output file name with an earlier row not kept
+        whole = _build(reader(text, shown), prompt, name, path, shown, variants)
+        manifest = dataclasses.replace(whole, items=[i for i in whole.items if keep(i.id)],
+                                       invalid=[b for b in whole.invalid if keep(b.id)])
+    return dataclasses.replace(manifest, sha256=text_sha256(text))
+
+
+def text_sha256(text: str) -> str:
+    """sha256 of the UTF-8 bytes of ``text``, encoded a megabyte at a time (not a second copy of it)."""
+    digest = hashlib.sha256()
+    for start in range(0, len(text), 1 << 20):
+        digest.update(text[start:start + (1 << 20)].encode())
+    return digest.hexdigest()
 
 
 def _check_columns(columns: list[str], prompt: Template | None, name: Template, path: Path,
@@ -149,13 +172,17 @@ def resolve_image(base: Path | str, image: str) -> tuple[Path | None, str | None
 
 
 def _build(table: Table, prompt_t: Template | None, name_t: Template, path: Path | str, shown: str,
-           variants: tuple[str, ...] = ()) -> Manifest:
+           variants: tuple[str, ...] = (), keep: Callable[[str | None], bool] | None = None) -> Manifest | None:
+    """Items and invalid rows of ``table`` (those ``keep`` keeps); None when a kept row's output file
+    name may also be an earlier row's that was not kept: the caller then builds every row."""
     unit = UNITS.get(suffix(path), "row")
     checker = schema_checker("manifest", "/$defs/item")
     base = manifest_base(path)
     paths: dict[str, tuple[Path | None, str | None]] = {}
     ids: dict[str, int] = {}
     names: dict[str, tuple[int, str, str]] = {}
+    others: set[int] = set()  # hashes of the casefolded output names of rows not kept
+    shared: dict[str, str] = {}  # one str object for each repeated prompt (and extra cell)
     row_prompt_wins = prompt_t is not None and "prompt" not in prompt_t.fields
     items: list[Item] = []
     invalid: list[InvalidItem] = []
@@ -165,6 +192,15 @@ def _build(table: Table, prompt_t: Template | None, name_t: Template, path: Path
             continue
         item_id = cells["id"] = (cells.get("id") or "").strip()
         image = cells["image"] = (cells.get("image") or "").strip()
+        if keep is not None and not keep(item_id or None):
+            # Duplicates of this id are not kept either (the same id, the same shard); only the output
+            # file names it would take first are remembered, compactly.
+            for v in variants or (None,):
+                try:
+                    others.add(hash(name_t.fill({**cells, "variant": v} if variants else cells).casefold()))
+                except KeyError:
+                    pass  # this row is not ours: what it lacks is its shard's to say
+            continue
         record = {"id": item_id, "image": image}
         own = cells.get("prompt")
         if prompt_t is None or (row_prompt_wins and own and own.strip()):
@@ -186,7 +222,7 @@ def _build(table: Table, prompt_t: Template | None, name_t: Template, path: Path
                                 f"{item_id}/{{variant}}/{{n}}, which another item's id could then be")
             elif error.validator != "required" and next(iter(error.absolute_path), None) not in reported:
                 problems.extend(describe(error, {}))
-        if image_ok and remote.is_remote(image) and (problem := remote.scheme_problem(image)):
+        if image_ok and (problem := _scheme_problem(image)):
             problems.append(f"image {image!r}: {problem}")
         duplicate = item_id in ids
         if duplicate:
@@ -201,23 +237,47 @@ def _build(table: Table, prompt_t: Template | None, name_t: Template, path: Path
             if problem := output_name_problem(output_name):
                 problems.append(f"output file name {output_name!r} {problem}")
             elif not duplicate:
+                if others and hash(output_name.casefold()) in others and output_name.casefold() not in names:
+                    return None  # perhaps first used by a row not kept: only the whole manifest can say
                 problems += _collision(names, output_name, row, item_id, unit)
         if problems:
             where = _where(shown, unit, row, item_id)
             invalid.append(InvalidItem(item_id or None, row, [f"{where}: {p}" for p in problems]))
             continue
         if (located := paths.get(image)) is None:
-            located = paths[image] = resolve_image(base, image)
-        image_path, image_url = located
-        extra = {k: v for k, v in cells.items() if k not in RESERVED}
-        items.append(Item(item_id, image, record.get("prompt", ""), row, image_path, image_url, output_names[0], extra,
-                          tuple(output_names) if variants else ()))
+            located = paths[image] = (image, *resolve_image(base, image))
+        image, image_path, image_url = located  # one str and Path per distinct image, shared by its rows
+        extra = {k: _shared(shared, v) for k, v in cells.items() if k not in RESERVED} or _NO_EXTRA
+        items.append(Item(item_id, image, _shared(shared, record.get("prompt", "")), row, image_path, image_url,
+                          output_names[0], extra, tuple(output_names) if variants else ()))
     return Manifest(items, invalid, table.columns, path)
+
+
+_NO_EXTRA: dict[str, str] = {}  # every item without extra columns shares it; nothing writes to an Item's extra
+
+
+def _shared(pool: dict[str, str], text: str) -> str:
+    """One object per distinct text while the pool is small (prompts repeat over a catalog's rows)."""
+    if len(pool) < 100_000:
+        return pool.setdefault(text, text)
+    return pool.get(text, text)
+
+
+@lru_cache(maxsize=4096)
+def _scheme_problem(image: str) -> str | None:
+    """Why a storage URL's scheme cannot be read, or None (and None for any other image)."""
+    return remote.scheme_problem(image) if remote.is_remote(image) else None
+
+
+def _casefold(name: str) -> str:
+    """The key names collide under; the name itself (no second string) when casefolding leaves it."""
+    folded = name.casefold()
+    return name if folded == name else folded
 
 
 def _collision(names: dict[str, tuple[int, str, str]], name: str, row: int, item_id: str, unit: str) -> list[str]:
     """A second item writing the same output file; names differing only in case count (macOS, Windows)."""
-    first_row, first_id, first_name = names.setdefault(name.casefold(), (row, item_id, name))
+    first_row, first_id, first_name = names.setdefault(_casefold(name), (row, item_id, name))
     if first_row == row:
         return []
     case = "" if first_name == name else f" as {first_name!r}; names differing only in case collide on macOS/Windows"

@@ -1,6 +1,6 @@
 """The manifest's readers, one per file type: text in, columns and numbered rows of cells out.
 
-    table = READERS[suffix(path)](text, shown)    # Table(columns, rows)
+    table = READERS[suffix(path)](text, shown)    # Table(columns, rows); a CSV's rows stream, read once
 
 A reader finds what is wrong with the file as a whole (raised as one ConfigError) and with each row
 (kept on the row); building Items from the rows is `inputs/manifest.py`'s.
@@ -8,8 +8,10 @@ A reader finds what is wrong with the file as a whole (raised as one ConfigError
 from __future__ import annotations
 
 import csv
-import io
+import itertools
 import os
+import re
+from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,7 +30,7 @@ NONE: frozenset[str] = frozenset()
 class Table(NamedTuple):
     """What a reader hands on: columns in order, and its rows."""
     columns: list[str]
-    rows: list[Row]
+    rows: Iterable[Row]  # a CSV's stream as it is read: iterate it once
 
 
 def suffix(path: Path | str) -> str:
@@ -37,16 +39,51 @@ def suffix(path: Path | str) -> str:
 
 
 def _read_csv(text: str, shown: str) -> Table:
+    """The header and the first item are read here (an empty manifest is a file-level fault, found
+    before the columns are checked); the other rows stream, one at a time, as `rows` is iterated."""
+    rows = _csv_rows(text, shown)
+    header = next(rows, None)
+    if header is None:
+        raise ConfigError(f"{shown}: the manifest is empty; it needs a header row (id,image,...) and items")
+    first = next(rows, None)
+    if first is None:
+        raise ConfigError(f"{shown}: the manifest has a header but no items")
+    return Table(header, itertools.chain((first,), rows))
+
+
+# A line as io.StringIO(text, newline="") hands it to csv.reader: ended by \r\n, \r or \n, kept.
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+# What str.splitlines also breaks at, besides those three (it is twice as fast as the pattern above).
+_OTHER_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_CHUNK = 1 << 20
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text`` with their ends, a megabyte of them at a time."""
+    if _OTHER_BREAKS.search(text):
+        yield from (m.group() for m in _LINE.finditer(text))
+        return
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start + _CHUNK)  # a chunk ends after a \n: a \r\n is never cut in two
+        end = len(text) if end < 0 else end + 1
+        yield from text[start:end].splitlines(True)
+        start = end
+
+
+def _csv_rows(text: str, shown: str) -> Iterator:
+    """The header's names, then each item's row; lines are cut from `text` as the reader asks for
+    them, so a million rows never exist at once (a StringIO copy would cost four bytes a character)."""
     header: list[str] | None = None
-    rows: list[Row] = []
     number = 0
     try:
-        for number, record in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+        for number, record in enumerate(csv.reader(_lines(text)), start=1):
             if not any(record):
                 continue  # blank line, or a row of empty cells as spreadsheets export them
             if header is None:
                 header = _header(record, shown, number)
                 width = len(header)
+                yield header
                 continue
             problems = []
             if len(record) > width and any(cell.strip() for cell in record[width:]):
@@ -54,14 +91,9 @@ def _read_csv(text: str, shown: str) -> Table:
             cells = dict(zip(header, record))
             if len(record) < width:
                 cells.update(dict.fromkeys(header[len(record):], ""))
-            rows.append((number, cells, problems, NONE))
+            yield number, cells, problems, NONE
     except csv.Error as exc:
         raise ConfigError(f"{shown}: row {number + 1}: {exc}") from None
-    if header is None:
-        raise ConfigError(f"{shown}: the manifest is empty; it needs a header row (id,image,...) and items")
-    if not rows:
-        raise ConfigError(f"{shown}: the manifest has a header but no items")
-    return Table(header, rows)
 
 
 def _header(record: list[str], shown: str, number: int) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,13 +43,14 @@ class Overview:
     store: StoreSummary | None = None  # a store export: format, products, pictures, products without a picture
 
 
-def validate(config_path: str | Path, *, env: Mapping[str, str] | None = None,
-             check_images: bool = True) -> tuple[RunConfig, Manifest, Overview]:
+def validate(config_path: str | Path, *, env: Mapping[str, str] | None = None, check_images: bool = True,
+             keep: Callable[[str | None], bool] | None = None) -> tuple[RunConfig, Manifest, Overview]:
     """Load config and manifest, check local images; file-level problems raise ConfigError.
 
     Items whose image is missing or unreadable, or whose variants cannot be made (a step's field,
     an image too large for upscale), move from ``manifest.items`` to ``manifest.invalid``.
     A config problem raises with the manifest's problems too, when the config says where it is.
+    ``keep`` (a shard's ``owns``): only the rows it keeps are held, and only their images checked.
     """
     cfg, problems = check_config(config_path, env=env)
     if problems:
@@ -59,14 +60,15 @@ def validate(config_path: str | Path, *, env: Mapping[str, str] | None = None,
             except ConfigError as exc:
                 problems += exc.problems
         raise ConfigError(problems)
-    manifest = load_checked(cfg, check_images)
+    manifest = load_checked(cfg, check_images, keep)
     return cfg, manifest, plan_of(manifest, cfg)
 
 
-def load_checked(cfg: RunConfig, check_images: bool = True) -> Manifest:
+def load_checked(cfg: RunConfig, check_images: bool = True,
+                 keep: Callable[[str | None], bool] | None = None) -> Manifest:
     """The manifest, with items whose local image is missing or unreadable, or whose variants cannot be
     made, moved to ``invalid``."""
-    manifest = load_manifest(cfg)
+    manifest = load_manifest(cfg, keep)
     stored_sizes: dict[str, tuple[int, int]] = {}
     if check_images:
         problems = _check_images(manifest.items)

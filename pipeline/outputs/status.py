@@ -16,6 +16,7 @@ from pipeline.outputs import bucket
 from pipeline.outputs.publish import checkpoint_paths, merged_history, merged_rows
 from pipeline.store import steps_dir
 from pipeline.store.checkpoint import RUNS_SHOWN, STATES
+from pipeline.store.tally import read_tally
 
 MAX_FAILURES_SHOWN = 50
 # "new" is a pending (or uploaded) row no order was ever created for: nothing of it was paid for.
@@ -44,11 +45,18 @@ def read_status(config_path: str, runs: int = RUNS_SHOWN) -> dict:
                  "decisions": []}
     if not paths and not stored:
         return doc
+    # Without variants, one checkpoint holding rows (others empty, as a dry run's shard leaves one) is
+    # counted by SQLite (store/tally): a million rows in seconds. Several are merged row by row.
+    tallies = [] if cfg.variants or stored else [read_tally(path) for path in paths]
+    held = [t for t in tallies if t is None or t.items]
+    tally = None if None in tallies or len(held) > 1 or not tallies else (held or tallies)[0]
     try:
-        rows = {**stored, **merged_rows(paths)}
+        rows = {**stored, **merged_rows(paths)} if tally is None else {}
         history = merged_history(paths, runs)
     except sqlite3.Error as exc:
         raise CheckpointError(f"cannot read checkpoint {paths}: {exc}") from None
+    if tally is not None:
+        return _tallied(doc, tally, history, paths)
     counts = Counter(_state(r) for r in rows.values())
     doc["counts"] = {"items": len(rows), **{state: counts[state] for state in COUNTED}}
     if cfg.variants:  # items, and their variants by the step each is at; the step rows apart
@@ -78,7 +86,7 @@ def read_status(config_path: str, runs: int = RUNS_SHOWN) -> dict:
                      for r in sorted(rows.values(), key=lambda r: r.id) if r.state == "review"]
     doc["decisions"] = [{"id": r.id, "decision": r.review, "reason": r.review_reason, "at": r.reviewed_at,
                          "state": str(r.state)}
-                        for r in sorted(rows.values(), key=lambda r: -(r.reviewed_at or 0)) if r.review]
+                        for r in sorted(rows.values(), key=lambda r: (-(r.reviewed_at or 0), r.id)) if r.review]
     if cfg.variants:
         from pipeline.inputs.variants import step_id
         names = [(v.name, len(v.steps)) for v in cfg.variants]
@@ -86,6 +94,28 @@ def read_status(config_path: str, runs: int = RUNS_SHOWN) -> dict:
                         for r in sorted(rows.values(), key=lambda r: r.id)
                         if r.id.count("/") >= 2 and any(r.id.endswith(step_id("", n, k))
                                                          for n, count in names for k in range(count))]
+    return doc
+
+
+def _tallied(doc: dict, tally, history, paths) -> dict:
+    """The document read_status makes from the rows, made from one checkpoint's tally."""
+    doc["counts"] = {"items": tally.items, **{state: tally.counts.get(state, 0) for state in COUNTED}}
+    files, size = 0, 0
+    for path in paths:
+        more = steps_dir.usage(path.parent)
+        files, size = files + more[0], size + more[1]
+    if files:
+        doc["steps_dir"] = {"files": files, "bytes": size}
+    doc["credits"] = {"spent": tally.credits, "last_run": history.runs[0].credits if history.runs else None,
+                      "all_time": history.all_time_credits}
+    doc["runs"] = [run.to_dict() for run in history.runs]
+    doc["total_runs"] = history.total_runs
+    doc["in_flight"] = doc["counts"]["submitted"] + doc["counts"]["generated"]
+    doc["failures"] = [{"id": i, "error": error or "no reason recorded"} for i, error in tally.failures]
+    doc["notes"] = [{"id": i, "state": state, "error": error} for i, state, error in tally.notes]
+    doc["review"] = [{"id": i, "fidelity": score, "last_decision": last} for i, score, last in tally.review]
+    doc["decisions"] = [{"id": i, "decision": decision, "reason": reason, "at": at, "state": state}
+                        for i, decision, reason, at, state in tally.decisions]
     return doc
 
 

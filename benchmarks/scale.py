@@ -1,0 +1,150 @@
+"""A million rows: wall time and peak RSS of `pipeline validate`, a dry run of shard 0/8, a no-op rerun
+and `pipeline status`, on an `id,image,prompt` CSV whose rows share a thousand local images.
+
+    python benchmarks/scale.py                       # 100k and 1M rows, validate and the dry run of 0/8
+    python benchmarks/scale.py --rows 100000 --rerun # also a no-op rerun and status of a finished catalog
+    python benchmarks/scale.py --keep /dev/shm/scale # keep (and reuse) the catalogs there
+
+Every figure is of the `pipeline` child alone, reaped with os.wait4: its wall time, CPU (user + sys) and
+peak RSS. The finished checkpoint of the rerun case is written directly (the library's fingerprint,
+Checkpoint.insert; one tiny output file per item), not bought from the sandbox. The load average at the
+start of each command is printed: the machine is shared, so RSS is the robust figure and wall time is
+read with the load beside it.
+
+Not part of the test suite: tests never assert timings. Needs only the project's own dependencies.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BARS = {"validate": (10.0, 600), "dry run 0/8": (8.0, 300), "no-op rerun": (60.0, 1024), "status": (10.0, None)}
+
+
+def make_catalog(root: Path, rows: int, images: int) -> Path:
+    """`images` distinct small JPEGs, a CSV of `rows` rows (id,image,prompt) and a config; reused if present."""
+    from PIL import Image
+
+    config = root / "config.yaml"
+    if config.exists():
+        return config
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    for i in range(images):
+        Image.new("RGB", (32, 32), ((i * 37) % 256, (i * 91) % 256, (i // 256) % 256)).save(
+            root / "images" / f"p{i:05d}.jpg", quality=80)
+    with open(root / "catalog.csv", "w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(["id", "image", "prompt"])
+        for i in range(rows):
+            k = i % images  # a product's photos share its prompt, as a catalog's variants do
+            out.writerow([f"sku-{i:07d}", f"images/p{k:05d}.jpg",
+                          f"product {k} on a white marble kitchen counter, soft natural light"])
+    doc = {"manifest": "catalog.csv", "output": {"dir": "out", "filename": "{id}.jpg"},
+           "api": {"base_url": "http://127.0.0.1:9/external/api"}, "budget": {"confirm_over": 100_000_000}}
+    config.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")  # JSON is YAML
+    return config
+
+
+def build_done(config: Path) -> None:
+    """Every item done, as a finished run leaves it: one output file each, then the checkpoint rows."""
+    sys.path.insert(0, str(REPO))
+    from pipeline.inputs.validate import validate
+    from pipeline.plan.planner import fingerprint
+    from pipeline.plan.sources import hash_local_images
+    from pipeline.sandbox.painter import fast_jpeg
+    from pipeline.store.checkpoint import Checkpoint, Row
+    from pipeline.store.lock import RunLock
+
+    cfg, manifest, _ = validate(config, env={})
+    jpeg = fast_jpeg()
+    digest = hashlib.sha256(jpeg).hexdigest()
+    api = cfg.api.base_url
+    root_url = api.rsplit("/external/api", 1)[0]
+    cfg.output.dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(cfg.state_dir):
+        ckpt = Checkpoint.open(cfg.state_dir / "checkpoint.sqlite")
+        try:
+            shas, problems = hash_local_images(manifest.items, ckpt)
+            if problems:
+                sys.exit(f"scale: unreadable images: {list(problems.values())[:3]}")
+            now = time.time()
+            batch: list[Row] = []
+            for n, item in enumerate(manifest.items):
+                target = cfg.output.dir / item.output_name
+                target.write_bytes(jpeg)
+                st = target.stat()
+                sha = shas[str(item.image_path)]
+                order = f"{n:032x}"
+                batch.append(Row(id=item.id, fingerprint=fingerprint(sha, item.prompt, "lightx"), state="done",
+                                 image_sha256=sha, api_id=api, image_url=f"{root_url}/cdn/apikey/{sha[:32]}.jpeg",
+                                 uploaded_at=now, order_id=order, max_polls=5,
+                                 output_url=f"{root_url}/output/{order}.jpg", output_path=item.output_name,
+                                 output_sha256=digest, output_size=st.st_size, output_mtime_ns=st.st_mtime_ns,
+                                 attempts=1, credits=1, submitted_at=now, finished_at=now))
+                if len(batch) == 50_000:
+                    ckpt.insert(batch)
+                    batch = []
+            ckpt.insert(batch)
+        finally:
+            ckpt.close()
+
+
+def measure_child(args: list[str], cwd: Path) -> dict:
+    load = os.getloadavg()[0]
+    start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO), "LIGHTX_API_KEY": "scale-bench-key"})
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return {"rc": proc.returncode, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "rss_mb": usage.ru_maxrss / 1024, "load": load, "stderr": err}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rows", type=int, action="append", help="catalog sizes (default 100000 and 1000000)")
+    p.add_argument("--images", type=int, default=1000)
+    p.add_argument("--rerun", action="store_true", help="also a no-op rerun and status of a finished catalog")
+    p.add_argument("--keep", type=Path, help="folder to keep the catalogs in (reused when present)")
+    p.add_argument("--repeat", type=int, default=1, help="runs of each command, one line each (a first rerun "
+                   "writes results and report; the next is the no-op)")
+    args = p.parse_args(argv)
+    work = args.keep or Path(tempfile.mkdtemp(prefix="scale-"))
+    print("| rows | command | exit | wall | CPU | peak RSS | load (1 min) | bar |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for rows in args.rows or [100_000, 1_000_000]:
+        root = work / f"rows-{rows}"
+        config = make_catalog(root, rows, args.images)
+        cases = [("validate", ["validate", str(config)]),
+                 ("dry run 0/8", ["run", str(config), "--dry-run", "--shard", "0/8", "--quiet"])]
+        if args.rerun:
+            if not (root / "state").exists():
+                print(f"[scale] writing {rows} done items", file=sys.stderr)
+                build_done(config)
+            cases += [("no-op rerun", ["run", str(config), "--quiet", "--json"]), ("status", ["status", str(config)])]
+        for name, cmd in cases:
+            for k in range(args.repeat):
+                r = measure_child(cmd, root)
+                wall_bar, rss_bar = BARS[name]
+                bar = f"<= {wall_bar:g} s" + (f", <= {rss_bar} MB" if rss_bar else "")
+                label = name if args.repeat == 1 else f"{name} ({k + 1} of {args.repeat})"
+                print(f"| {rows:,} | {label} | {r['rc']} | {r['wall_s']:.1f} s | {r['cpu_s']:.1f} s | "
+                      f"{r['rss_mb']:.0f} MB | {r['load']:.1f} | {bar} |", flush=True)
+                if r["rc"] != 0:
+                    print(r["stderr"][-2000:], file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

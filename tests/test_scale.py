@@ -1,0 +1,100 @@
+"""A catalog at scale, scaled down to 100k rows for correctness only (the timings are in benchmarks/scale.py):
+a shard that keeps its rows while the manifest streams holds exactly what the whole manifest, selected,
+held; the shards partition the catalog; the streamed CSV reader reads what csv over StringIO read."""
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from helpers import draw_product, write_catalog
+from pipeline.inputs.readers import _csv_rows
+from pipeline.inputs.validate import validate
+from pipeline.plan.shards import Shard
+
+ROWS = 100_000
+SHARDS = 4
+
+
+@pytest.fixture(scope="module")
+def big_catalog(tmp_path_factory):
+    rows = [{"id": f"sku-{i:06d}", "image": f"images/p{i % 3}.{'png' if i % 3 % 2 else 'jpg'}",
+             "title": f"product {i % 500}", "scene": "a white marble counter"} for i in range(ROWS)]
+    rows[10]["id"] = ""                                  # no id: shard 0 reports it
+    rows[20]["id"] = rows[19]["id"]                      # a duplicate: the same shard as its first
+    rows[30]["image"] = "images/missing.jpg"             # an image problem, found for its own shard only
+    # Output names that differ only in case: ids on different shards, the later one reported
+    upper = next(i for i in range(40, ROWS) if Shard(0, SHARDS).owns(rows[i]["id"].upper())
+                 and not Shard(0, SHARDS).owns(rows[i]["id"]))
+    rows.append({**rows[upper], "id": rows[upper]["id"].upper()})
+    root = tmp_path_factory.mktemp("scale") / "catalog"
+    (root / "images").mkdir(parents=True)
+    for k in range(3):
+        draw_product(root / f"images/p{k}.{'png' if k % 2 else 'jpg'}", "red", shape=k)
+    config = write_catalog(root, base_url="http://127.0.0.1:9", rows=rows)
+    _, whole, _ = validate(config, env={})
+    return config, whole
+
+
+def test_each_shard_streamed_holds_what_the_whole_manifest_selected_held(big_catalog):
+    config, whole = big_catalog
+    assert len(whole.items) > ROWS - 10 and len(whole.invalid) == 4
+    assert any("also used by" in line for bad in whole.invalid for line in bad.problems)
+    seen: list[str] = []
+    for k in range(SHARDS):
+        shard = Shard(k, SHARDS)
+        _, streamed, _ = validate(config, env={}, keep=shard.owns)
+        selected = shard.select(whole)
+        assert streamed.items == selected.items
+        assert [i.extra for i in streamed.items] == [i.extra for i in selected.items]
+        assert streamed.invalid == selected.invalid
+        assert (streamed.columns, streamed.sha256) == (whole.columns, whole.sha256)
+        seen += [i.id for i in streamed.items]
+    assert sorted(seen) == sorted(i.id for i in whole.items)  # a partition: every item once, in one shard
+
+
+@pytest.mark.parametrize("text", [
+    "id,image\r\na,b\rc,d\ne,f", 'id,image\n"x\r\ny",b\n\n,\r\n', "id\n\n\nb\r\r", 'id,p\nq,"a\rb"\r',
+    'id,p\na,"line\u2028two"\nb,"form\x0cfeed"\n',
+    "id,p\na,un\u2028quoted\nb,form\x0cfeed\x1c\x85\n",
+    "id,p\n" + "".join(f"r{i},{'x' * (i % 50)}\n" for i in range(50_000)),
+])
+def test_the_streamed_reader_reads_what_csv_over_stringio_read(text):
+    reference = [r for r in csv.reader(io.StringIO(text, newline=""))]
+    header, *rows = list(_csv_rows(text, "catalog.csv"))
+    cells = [[row[1][name] for name in header] for row in rows]
+    assert cells == [r + [""] * (len(header) - len(r)) for r in reference[1:] if any(r)]
+    numbers = [n for n, r in enumerate(reference, start=1) if any(r)][1:]
+    assert [row[0] for row in rows] == numbers
+
+
+def test_status_counted_by_sqlite_says_what_the_rows_said(tmp_path, monkeypatch):
+    from pipeline.outputs import status
+    from pipeline.store.checkpoint import Checkpoint, Row
+
+    config = write_catalog(tmp_path / "catalog", 2, base_url="http://127.0.0.1:9")
+    cfg = __import__("pipeline.inputs.config", fromlist=["load_config"]).load_config(config)
+    ckpt = Checkpoint.open(cfg.state_dir / "checkpoint.sqlite")
+    ckpt.insert([Row("c-failed", "f", "failed"),
+                 Row("b-done", "f", "done", attempts=1, credits=1, order_id="o1"),
+                 Row("a-failed", "f", "failed", attempts=2, credits=0, error="refused: 4002"),
+                 Row("d-new", "f", "pending"),
+                 Row("e-pending", "f", "pending", attempts=1, error="upload refused, retrying"),
+                 Row("f-in-flight", "f", "submitted", attempts=1, order_id="o2", credits=0, error=""),
+                 Row("g-uploaded", "f", "uploaded", order_id="o3", error="order lost"),
+                 Row("h-held", "f", "review", attempts=1, credits=1, order_id="o4", fidelity=0.41),
+                 Row("i-rejected", "f", "pending", attempts=1, review="rejected", review_reason="logo",
+                     reviewed_at=20.0, rebuys=1),
+                 Row("j-approved", "f", "done", attempts=1, credits=1, order_id="o5", fidelity=0.6,
+                     review="approved", reviewed_at=10.0)])
+    ckpt.close()
+    tallied = status.read_status(str(config))
+    monkeypatch.setattr(status, "read_tally", lambda path: None)
+    assert tallied == status.read_status(str(config))
+    assert tallied["counts"]["new"] == 1 and tallied["counts"]["pending"] == 1 and tallied["credits"]["spent"] == 1
+    assert [f["id"] for f in tallied["failures"]] == ["a-failed", "c-failed"]
+    assert [n["id"] for n in tallied["notes"]] == ["e-pending", "g-uploaded"]
+    assert tallied["review"] == [{"id": "h-held", "fidelity": 0.41, "last_decision": None}]
+    assert [(d["id"], d["decision"], d["state"]) for d in tallied["decisions"]] == [
+        ("i-rejected", "rejected", "pending"), ("j-approved", "approved", "done")]
