@@ -29,9 +29,9 @@ def test_status_counts_items_and_variants_and_the_step_rows_apart(sandbox, catal
     assert main(["run", str(config), "--quiet"]) == 0
     doc = status_doc(capsys, config)
     assert doc["counts"] == {"items": 3, "variants": 6, "new": 0, "pending": 0, "uploaded": 0, "submitted": 0,
-                             "generated": 0, "done": 6, "failed": 0}
+                             "generated": 0, "done": 6, "failed": 0, "review": 0}
     assert doc["step_rows"] == {"rows": 9, "new": 0, "pending": 0, "uploaded": 0, "submitted": 0,
-                                "generated": 0, "done": 9, "failed": 0}
+                                "generated": 0, "done": 9, "failed": 0, "review": 0}
     held = sorted((catalog_dir / "out" / ".pipeline" / STEPS_DIR).iterdir())
     assert len(held) == 3  # the lifestyle background before its upscale, one per item
     assert doc["steps_dir"] == {"files": 3, "bytes": sum(p.stat().st_size for p in held)}
@@ -51,7 +51,7 @@ def test_a_variant_between_its_steps_is_pending(sandbox, catalog_dir, capsys):
     conn.close()
     doc = status_doc(capsys, config)
     assert doc["counts"] == {"items": 2, "variants": 4, "new": 0, "pending": 2, "uploaded": 0, "submitted": 0,
-                             "generated": 0, "done": 2, "failed": 0}
+                             "generated": 0, "done": 2, "failed": 0, "review": 0}
     assert (doc["step_rows"]["rows"], doc["step_rows"]["done"]) == (4, 4)
 
 

@@ -87,12 +87,13 @@ def test_status_counted_by_sqlite_says_what_the_rows_said(tmp_path, monkeypatch)
                  Row("i-rejected", "f", "pending", attempts=1, review="rejected", review_reason="logo",
                      reviewed_at=20.0, rebuys=1),
                  Row("j-approved", "f", "done", attempts=1, credits=1, order_id="o5", fidelity=0.6,
-                     review="approved", reviewed_at=10.0)])
+                     review="approved", reviewed_at=10.0, output_path="j.jpg", output_sha256="ab", output_size=3)])
     ckpt.close()
     tallied = status.read_status(str(config))
     monkeypatch.setattr(status, "read_tally", lambda path: None)
     assert tallied == status.read_status(str(config))
-    assert tallied["counts"]["new"] == 1 and tallied["counts"]["pending"] == 1 and tallied["credits"]["spent"] == 1
+    assert tallied["counts"]["new"] == 1 and tallied["counts"]["pending"] == 2 and tallied["credits"]["spent"] == 3
+    assert tallied["counts"]["review"] == 1 and tallied["disclosure"]["outputs"] == tallied["disclosure"]["lacking"] == 1
     assert [f["id"] for f in tallied["failures"]] == ["a-failed", "c-failed"]
     assert [n["id"] for n in tallied["notes"]] == ["e-pending", "g-uploaded"]
     assert tallied["review"] == [{"id": "h-held", "fidelity": 0.41, "last_decision": None}]

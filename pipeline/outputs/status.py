@@ -56,7 +56,7 @@ def read_status(config_path: str, runs: int = RUNS_SHOWN) -> dict:
     except sqlite3.Error as exc:
         raise CheckpointError(f"cannot read checkpoint {paths}: {exc}") from None
     if tally is not None:
-        return _tallied(doc, tally, history, paths)
+        return _tallied(cfg, doc, tally, history, paths)
     counts = Counter(_state(r) for r in rows.values())
     doc["counts"] = {"items": len(rows), **{state: counts[state] for state in COUNTED}}
     if cfg.variants:  # items, and their variants by the step each is at; the step rows apart
@@ -97,7 +97,7 @@ def read_status(config_path: str, runs: int = RUNS_SHOWN) -> dict:
     return doc
 
 
-def _tallied(doc: dict, tally, history, paths) -> dict:
+def _tallied(cfg, doc: dict, tally, history, paths) -> dict:
     """The document read_status makes from the rows, made from one checkpoint's tally."""
     doc["counts"] = {"items": tally.items, **{state: tally.counts.get(state, 0) for state in COUNTED}}
     files, size = 0, 0
@@ -111,6 +111,7 @@ def _tallied(doc: dict, tally, history, paths) -> dict:
     doc["runs"] = [run.to_dict() for run in history.runs]
     doc["total_runs"] = history.total_runs
     doc["in_flight"] = doc["counts"]["submitted"] + doc["counts"]["generated"]
+    doc["disclosure"] = disclosure_status(cfg, {r.id: r for r in tally.delivered}, paths)
     doc["failures"] = [{"id": i, "error": error or "no reason recorded"} for i, error in tally.failures]
     doc["notes"] = [{"id": i, "state": state, "error": error} for i, state, error in tally.notes]
     doc["review"] = [{"id": i, "fidelity": score, "last_decision": last} for i, score, last in tally.review]
