@@ -109,3 +109,39 @@ def test_an_edited_image_is_read_once_more_and_a_bad_one_is_not_kept(counted, s3
     assert (sources / hashlib.sha256(edited.getvalue()).hexdigest()).exists()
     assert not (sources / hashlib.sha256(cut).hexdigest()).exists()
     assert sandbox.ledger_snapshot()["credits"] == ITEMS + 1  # the edited image only
+
+
+@pytest.mark.parametrize("client", ["obstore", "fsspec"])
+def test_reads_through_random_faults_are_retried_and_read_once_each(client, s3, sandbox, tmp_path, monkeypatch):
+    """Two in five image GETs refused (503, 500, resets) with every retry below ours off: each image
+    is still validated and kept, by store/retry.py's backoff, with either client."""
+    import s3fs
+    from pipeline.store import remote
+    monkeypatch.setenv("PIPELINE_BULK_READS", client)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setattr(s3fs.S3FileSystem, "retries", 1)
+    s3.client.create_bucket(Bucket="cat")
+    config, images = catalog_of(s3, tmp_path, sandbox.base_url)
+    config.write_text(config.read_text().replace("backoff_max_s: 0.2", "backoff_max_s: 0.2\n  budget_s: 60"))
+    image_get = lambda method, path: method == "GET" and path.startswith("/cat/images/") and "list-type" not in path
+    with FaultProxy(s3.endpoint, rate=0.4, seed=3) as proxy:
+        proxy.refuse = None
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        remote.forget_filesystems()
+        real = proxy._verdict
+        proxy._verdict = lambda method, path: real(method, path) if image_get(method, path) else None
+        assert main(["validate", str(config)]) == 0
+    assert proxy.stats["503"] + proxy.stats["500"] + proxy.stats["reset"] > 0, proxy.stats
+    sources = config.parent / "state" / "sources"
+    for data in images.values():
+        assert (sources / hashlib.sha256(data).hexdigest()).read_bytes() == data
+
+
+def test_the_lighter_client_serves_plain_s3_only_and_fsspec_the_rest(s3, monkeypatch):
+    from pipeline.store.bulk import bulk_reader
+    from pipeline.store.remote import Remote
+    s3.client.create_bucket(Bucket="cat")
+    assert bulk_reader(Remote.open("s3://cat").fs) is not None
+    assert bulk_reader(Remote.open("s3://cat", {"requester_pays": True}).fs) is None
+    monkeypatch.setitem(__import__("sys").modules, "obstore", None)  # not installed
+    assert bulk_reader(Remote.open("s3://cat", {"anon": False}).fs) is None
