@@ -119,6 +119,7 @@ def client_cpu(env: dict, args: argparse.Namespace) -> None:
     os.environ.update(env)
     from pipeline.store.remote import Remote, forget_filesystems
     names = [f"p{k:06d}.jpg" for k in range(min(args.reads, args.images))]
+    chosen = os.environ.get("PIPELINE_BULK_READS")  # what the pipeline commands below will use
     for client in ("fsspec", "obstore"):
         os.environ["PIPELINE_BULK_READS"] = "fsspec" if client == "fsspec" else ""
         forget_filesystems()
@@ -132,6 +133,8 @@ def client_cpu(env: dict, args: argparse.Namespace) -> None:
             print(f"{client}: {len(names)} GETs, {cpu / len(names) * 1000:.2f} ms client CPU per GET, "
                   f"{wall:.1f} s wall ({len(names) / wall:.0f} GETs/s), {bad} faults")
     os.environ.pop("PIPELINE_BULK_READS", None)
+    if chosen is not None:
+        os.environ["PIPELINE_BULK_READS"] = chosen
 
 
 if __name__ == "__main__":
