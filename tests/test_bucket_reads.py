@@ -145,3 +145,11 @@ def test_the_lighter_client_serves_plain_s3_only_and_fsspec_the_rest(s3, monkeyp
     assert bulk_reader(Remote.open("s3://cat", {"requester_pays": True}).fs) is None
     monkeypatch.setitem(__import__("sys").modules, "obstore", None)  # not installed
     assert bulk_reader(Remote.open("s3://cat", {"anon": False}).fs) is None
+
+
+def test_shards_one_after_another_read_each_new_image_once_in_all(counted, s3, sandbox, tmp_path):
+    config, images = catalog_of(s3, tmp_path, sandbox.base_url)
+    for k in range(2):
+        assert main(["run", str(config), "--quiet", "--shard", f"{k}/2"]) == 0
+    assert counted.gets == Counter({key: 1 for key in images}), counted.gets
+    assert sandbox.ledger_snapshot()["credits"] == ITEMS
