@@ -143,6 +143,12 @@ def test_the_lighter_client_serves_plain_s3_only_and_fsspec_the_rest(s3, monkeyp
     s3.client.create_bucket(Bucket="cat")
     assert bulk_reader(Remote.open("s3://cat").fs) is not None
     assert bulk_reader(Remote.open("s3://cat", {"requester_pays": True}).fs) is None
+    assert bulk_reader(Remote.open("s3://cat").fs).endpoint == s3.endpoint  # AWS_ENDPOINT_URL
+    elsewhere = {"endpoint_url": "http://127.0.0.1:9"}  # storage.options wins over the environment
+    assert bulk_reader(Remote.open("s3://cat", elsewhere).fs).endpoint == "http://127.0.0.1:9"
+    nested = {"client_kwargs": {"endpoint_url": "http://127.0.0.1:8", "region_name": "eu-west-3"}}
+    assert (bulk_reader(Remote.open("s3://cat", nested).fs).endpoint,
+            bulk_reader(Remote.open("s3://cat", nested).fs).region) == ("http://127.0.0.1:8", "eu-west-3")
     monkeypatch.setitem(__import__("sys").modules, "obstore", None)  # not installed
     assert bulk_reader(Remote.open("s3://cat", {"anon": False}).fs) is None
 
