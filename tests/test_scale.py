@@ -8,7 +8,7 @@ import io
 
 import pytest
 
-from conftest import draw_product, write_catalog
+from helpers import draw_product, write_catalog
 from pipeline.inputs.readers import _csv_rows
 from pipeline.inputs.validate import validate
 from pipeline.plan.shards import Shard

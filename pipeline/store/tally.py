@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.store.checkpoint import _read_only
+from pipeline.store.checkpoint import COLUMNS, Row, _read_only
 
 # Row.never_ordered, in SQL: no order was ever created for this item.
 _STATE = ("CASE WHEN state IN ('pending', 'uploaded') AND COALESCE(attempts, 0) = 0 AND order_id IS NULL "
@@ -46,3 +46,13 @@ def read_tally(path: Path, timeout_s: float = 30.0) -> Tally | None:
                              "AND error IS NOT NULL AND error != '' ORDER BY id").fetchall()
         return Tally(items, counts, credits, failures, notes)
     return _read_only(path, timeout_s, read, Tally(0, {}, 0, [], []))
+
+
+def done_rows(path: Path, timeout_s: float = 30.0) -> list[Row]:
+    """The done rows that name an output, read-only: what the disclosure count of `status` checks."""
+    def read(conn, names: set[str]) -> list[Row]:
+        cols = [c if c in names else "NULL" for c in COLUMNS]
+        return [Row(*r) for r in conn.execute(
+            f"SELECT {', '.join(cols)} FROM items WHERE state = 'done' AND output_path IS NOT NULL "
+            "AND output_path != ''")]
+    return _read_only(path, timeout_s, read, [])
