@@ -10,6 +10,10 @@ bucket is filled with boto3 (not timed), then child processes run, each timed: `
 and `pipeline validate` again (unchanged images are not read: the listing alone). Each image is a
 distinct JPEG of about --image-kb KB.
 
+Then the client's CPU per whole-object GET, in this process (moto runs in its own, so
+time.process_time() is the client's alone): --reads objects through `Remote.read_many` with s3fs
+(`PIPELINE_BULK_READS=fsspec`) and with obstore (store/bulk.py), each timed --repeats times.
+
 Not part of the test suite. Needs the test extra (moto[server], s3fs).
 """
 from __future__ import annotations
@@ -48,6 +52,9 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--images", type=int, default=10_000)
     p.add_argument("--image-kb", type=int, default=60)
+    p.add_argument("--reads", type=int, default=1000, help="objects read per client in the CPU comparison")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--only-cpu", action="store_true", help="skip the pipeline commands")
     args = p.parse_args(argv)
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -79,6 +86,9 @@ def main(argv: list[str]) -> int:
         s3.put_object(Bucket="cat", Key="catalog.csv", Body=("id,image,title\n" + rows).encode())
         print(f"bucket filled: {args.images} images of ~{len(sample[0]) // 1024} KB in "
               f"{time.monotonic() - started:.1f} s", file=sys.stderr)
+        client_cpu(env, args)
+        if args.only_cpu:
+            return 0
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp) / "catalog.yaml"
             config.write_text("manifest: s3://cat/catalog.csv\nprompt: '{title} on marble'\n"
@@ -102,6 +112,29 @@ def main(argv: list[str]) -> int:
         server.terminate()
         server.wait(timeout=10)
     return 0
+
+
+def client_cpu(env: dict, args: argparse.Namespace) -> None:
+    """CPU and wall per GET of whole objects, s3fs against obstore, through the pipeline's own Remote."""
+    os.environ.update(env)
+    from pipeline.store.remote import Remote, forget_filesystems
+    names = [f"p{k:06d}.jpg" for k in range(min(args.reads, args.images))]
+    chosen = os.environ.get("PIPELINE_BULK_READS")  # what the pipeline commands below will use
+    for client in ("fsspec", "obstore"):
+        os.environ["PIPELINE_BULK_READS"] = "fsspec" if client == "fsspec" else ""
+        forget_filesystems()
+        store = Remote.open("s3://cat/images")
+        store.read_many(names[:8])  # the client made, credentials read, connections opened
+        for _ in range(args.repeats):
+            cpu, started = time.process_time(), time.monotonic()
+            got = store.read_many(names)
+            cpu, wall = time.process_time() - cpu, time.monotonic() - started
+            bad = sum(isinstance(v, BaseException) for v in got.values())
+            print(f"{client}: {len(names)} GETs, {cpu / len(names) * 1000:.2f} ms client CPU per GET, "
+                  f"{wall:.1f} s wall ({len(names) / wall:.0f} GETs/s), {bad} faults")
+    os.environ.pop("PIPELINE_BULK_READS", None)
+    if chosen is not None:
+        os.environ["PIPELINE_BULK_READS"] = chosen
 
 
 if __name__ == "__main__":

@@ -250,9 +250,11 @@ def test_validation_reads_only_images_that_changed_since_a_run_read_them(s3, san
     config = bucket_catalog(s3, tmp_path, 4, base_url=sandbox.base_url)
     assert main(["run", str(config), "--quiet"]) == 0
     read = []
-    real = stored._ranges
+    real, whole = stored._ranges, stored.Remote.read_many
     monkeypatch.setattr(stored, "_ranges", lambda store, wanted: (read.extend(w[0] for w in wanted),
                                                                    real(store, wanted))[1])
+    monkeypatch.setattr(stored.Remote, "read_many", lambda store, names: (read.extend(names),
+                                                                          whole(store, names))[1])
     _, manifest, _ = validate(config)
     assert len(manifest.items) == 4 and read == []  # the listing alone
     s3.client.put_object(Bucket="cat", Key="images/p2.jpg", Body=b"edited, and no longer an image")

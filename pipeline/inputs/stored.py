@@ -11,16 +11,26 @@ vouch for (a format the quick header reader does not know) is read whole and dec
 `seen`: the stat cache of earlier runs ({url: (size, version, sha256)}, store.checkpoint): an image
 a run already read, unchanged since (same size and ETag), is not read again. A nightly run of an
 unchanged catalog costs its listings alone.
+
+`keep` (`<state.dir>/sources`, as `validate` passes it): every new image is read whole instead, in
+one GET, and judged from those bytes; a good one is hashed and its copy kept under its sha256
+(store/kept.py records it), so the run's hashing and upload read it 0 more times. A new image is
+read once in all.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from pipeline.media.images import HEAD_BYTES, header_of
+from pathlib import Path
+
+from pipeline.media.images import HEAD_BYTES, header_of, image_header
+from pipeline.store.atomic import write_atomically
+from pipeline.store.kept import add_kept, read_kept
 from pipeline.store.remote import Remote, StorageError, describe, is_remote
 
 JPEG_EOI = b"\xff\xd9"
@@ -31,9 +41,12 @@ WHOLE_BATCH = 64
 
 def check_stored_images(items: Iterable, options: Mapping[str, Any] | None = None,
                         seen: Mapping[str, tuple[int, int, str]] | None = None, *, sizes_needed: bool = False,
+                        keep: Path | None = None, retries: Any = None,
                         ) -> tuple[dict[str, str], dict[str, tuple[int, int]]]:
     """({item id: one-line problem}, {url: (width, height)}) for items whose image is a storage URL.
-    `sizes_needed`: read the header of a seen image too, for its size (variants check limits with it)."""
+    `sizes_needed`: read the header of a seen image too, for its size (variants check limits with it).
+    `keep`: read new images whole and keep their copies there (see the module's docstring);
+    `retries`: the config's retries section, for every call."""
     by_folder: dict[str, dict[str, list[str]]] = {}  # folder URL -> object name -> item ids
     images: dict[str, str] = {}
     for item in items:
@@ -45,8 +58,10 @@ def check_stored_images(items: Iterable, options: Mapping[str, Any] | None = Non
         images[item.id] = item.image
     verdicts: dict[str, str | None] = {}
     sizes: dict[str, tuple[int, int]] = {}
+    if keep is not None and by_folder:
+        seen = {**(seen or {}), **read_kept(keep)}  # an earlier validation's reads
     for folder, names in by_folder.items():
-        verdicts.update(_check_folder(folder, list(names), options, sizes, {} if sizes_needed else seen or {}))
+        verdicts.update(_check_folder(folder, list(names), options, sizes, seen or {}, sizes_needed, keep, retries))
     problems = {}
     for folder, names in by_folder.items():
         for name, ids in names.items():
@@ -56,10 +71,11 @@ def check_stored_images(items: Iterable, options: Mapping[str, Any] | None = Non
 
 
 def _check_folder(folder: str, names: list[str], options: Mapping[str, Any] | None,
-                  sizes: dict[str, tuple[int, int]], seen: Mapping[str, tuple[int, int, str]]
+                  sizes: dict[str, tuple[int, int]], seen: Mapping[str, tuple[int, int, str]],
+                  sizes_needed: bool = False, keep: Path | None = None, retries: Any = None
                   ) -> dict[str, str | None]:
     try:
-        store = Remote.open(folder, options)
+        store = Remote.open(folder, options, retries)
         listed = store.children()
     except StorageError as exc:
         return {f"{folder}/{name}": f"cannot be read: {exc}" for name in names}
@@ -71,10 +87,14 @@ def _check_folder(folder: str, names: list[str], options: Mapping[str, Any] | No
             verdicts[url] = f"not found ({url})"
         elif listed[name][0] == 0:
             verdicts[url] = f"is empty: 0 bytes ({url})"
-        elif (known := seen.get(url)) and known[:2] == listed[name]:
+        elif (known := seen.get(url)) and known[:2] == listed[name] and \
+                (not sizes_needed or _size_of_copy(keep, known[2], url, sizes)):
             verdicts[url] = None  # read whole by an earlier run, and unchanged since
         else:
             present.append(name)
+    if keep is not None:
+        _read_whole(store, folder, present, listed, keep, verdicts, sizes)
+        return verdicts
     size = {name: listed[name][0] for name in present}
     heads = _ranges(store, [(name, 0, size[name] if size[name] <= WHOLE_BYTES else FIRST_BYTES)
                             for name in present])
@@ -100,6 +120,39 @@ def _check_folder(folder: str, names: list[str], options: Mapping[str, Any] | No
             verdicts[url] = f"cannot be read: {describe(data, url)}" if isinstance(data, BaseException) \
                 else _decoded_problem(data, url, sizes)
     return verdicts
+
+
+def _size_of_copy(keep: Path | None, sha: str, url: str, sizes: dict[str, tuple[int, int]]) -> bool:
+    """The size of a seen image from its copy in `keep`, without a read of the bucket; False if none."""
+    header = image_header(keep / sha) if keep is not None else None
+    if header is not None:
+        sizes[url] = (header[1], header[2])
+    return header is not None
+
+
+def _read_whole(store: Remote, folder: str, names: list[str], listed: Mapping[str, tuple[int, int]], keep: Path,
+                verdicts: dict[str, str | None], sizes: dict[str, tuple[int, int]]) -> None:
+    """Each image read whole, once, a batch at a time: judged from its bytes, and a good one hashed
+    and kept in `keep` under its sha256, recorded for the run (store/kept.py)."""
+    for start in range(0, len(names), WHOLE_BATCH):
+        kept = []
+        for name, data in store.read_many(names[start:start + WHOLE_BATCH]).items():
+            url = f"{folder}/{name}"
+            if isinstance(data, BaseException):
+                verdicts[url] = f"cannot be read: {describe(data, url)}"
+                continue
+            header = header_of(data[:HEAD_BYTES])
+            if header is not None and not (header[0] == "JPEG" and not data.rstrip(b"\0").endswith(JPEG_EOI)):
+                sizes[url] = (header[1], header[2])
+                verdicts[url] = None
+            else:
+                verdicts[url] = _decoded_problem(data, url, sizes)  # Pillow decides, and words the problem
+            if verdicts[url] is None:
+                sha = hashlib.sha256(data).hexdigest()
+                if not (keep / sha).exists():
+                    write_atomically(keep / sha, data)
+                kept.append((url, len(data), listed[name][1], sha))
+        add_kept(keep, kept)
 
 
 def _ranges(store: Remote, wanted: list[tuple[str, int, int]]) -> dict[str, bytes | BaseException]:

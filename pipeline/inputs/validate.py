@@ -73,7 +73,8 @@ def load_checked(cfg: RunConfig, check_images: bool = True,
     if check_images:
         problems = _check_images(manifest.items)
         stored, stored_sizes = check_stored_images(manifest.items, cfg.storage.options, _seen(cfg, manifest),
-                                                   sizes_needed=bool(cfg.variants))
+                                                   sizes_needed=bool(cfg.variants), keep=cfg.state_dir / "sources",
+                                                   retries=cfg.retries)
         problems.update(stored)
     if check_images and problems:
         bad = [InvalidItem(item.id, item.row, [f"{manifest.where(item.row, item.id)}: {problems[item.id]}"])

@@ -6,6 +6,7 @@ file changed since it was written (by size or mtime) is read and its XMP checked
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline.inputs.config import RunConfig
@@ -17,19 +18,24 @@ from pipeline.store.delivered import Delivered
 
 def disclosure_status(cfg: RunConfig, rows: dict[str, Row], checkpoints: list[Path]) -> dict:
     """{"outputs": delivered pictures, "lacking": those without the disclosure they must carry}."""
+    return count_lacking(cfg, final_rows(cfg, rows), checkpoints)
+
+
+def count_lacking(cfg: RunConfig, outputs: Iterable[Row], checkpoints: list[Path]) -> dict:
+    """disclosure_status over delivered rows given one at a time (a million from SQLite, none kept)."""
     records = {}
     for path in checkpoints:  # each shard's state directory keeps its own records
         records.update(Delivered.read(path.parent)[0])
-    outputs = final_rows(cfg, rows)
-    lacking = 0
+    seen = lacking = 0
     for row in outputs:
         key = settings_key(cfg, variant_of(cfg, row.id))
         record = records.get(row.output_path)
         ok = key != OFF_KEY and record is not None and record.key == key and record.sha256 == row.output_sha256
         if ok and cfg.output_url is None:
             ok = _unchanged_or_disclosed(cfg.output.dir / row.output_path, row)
+        seen += 1
         lacking += not ok
-    return {"outputs": len(outputs), "lacking": lacking, "source_type": cfg.output.disclosure["source_type"]}
+    return {"outputs": seen, "lacking": lacking, "source_type": cfg.output.disclosure["source_type"]}
 
 
 def _unchanged_or_disclosed(path: Path, row: Row) -> bool:

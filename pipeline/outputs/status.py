@@ -11,12 +11,12 @@ from datetime import datetime, timezone
 
 from pipeline.errors import CheckpointError
 from pipeline.inputs.config import load_config
-from pipeline.outputs.disclosed import disclosure_status
+from pipeline.outputs.disclosed import count_lacking, disclosure_status
 from pipeline.outputs import bucket
 from pipeline.outputs.publish import checkpoint_paths, merged_history, merged_rows
 from pipeline.store import steps_dir
 from pipeline.store.checkpoint import RUNS_SHOWN, STATES
-from pipeline.store.tally import read_tally
+from pipeline.store.tally import done_rows, read_tally
 
 MAX_FAILURES_SHOWN = 50
 # "new" is a pending (or uploaded) row no order was ever created for: nothing of it was paid for.
@@ -56,7 +56,9 @@ def read_status(config_path: str, runs: int = RUNS_SHOWN) -> dict:
     except sqlite3.Error as exc:
         raise CheckpointError(f"cannot read checkpoint {paths}: {exc}") from None
     if tally is not None:
-        return _tallied(cfg, doc, tally, history, paths)
+        doc = _tallied(doc, tally, history, paths)
+        doc["disclosure"] = count_lacking(cfg, (r for path in paths for r in done_rows(path)), paths)
+        return doc
     counts = Counter(_state(r) for r in rows.values())
     doc["counts"] = {"items": len(rows), **{state: counts[state] for state in COUNTED}}
     if cfg.variants:  # items, and their variants by the step each is at; the step rows apart
@@ -97,7 +99,7 @@ def read_status(config_path: str, runs: int = RUNS_SHOWN) -> dict:
     return doc
 
 
-def _tallied(cfg, doc: dict, tally, history, paths) -> dict:
+def _tallied(doc: dict, tally, history, paths) -> dict:
     """The document read_status makes from the rows, made from one checkpoint's tally."""
     doc["counts"] = {"items": tally.items, **{state: tally.counts.get(state, 0) for state in COUNTED}}
     files, size = 0, 0
@@ -111,7 +113,6 @@ def _tallied(cfg, doc: dict, tally, history, paths) -> dict:
     doc["runs"] = [run.to_dict() for run in history.runs]
     doc["total_runs"] = history.total_runs
     doc["in_flight"] = doc["counts"]["submitted"] + doc["counts"]["generated"]
-    doc["disclosure"] = disclosure_status(cfg, {r.id: r for r in tally.delivered}, paths)
     doc["failures"] = [{"id": i, "error": error or "no reason recorded"} for i, error in tally.failures]
     doc["notes"] = [{"id": i, "state": state, "error": error} for i, state, error in tally.notes]
     doc["review"] = [{"id": i, "fidelity": score, "last_decision": last} for i, score, last in tally.review]

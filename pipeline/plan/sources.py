@@ -20,6 +20,7 @@ from pipeline.inputs.manifest import Item
 from pipeline.plan.fetch import FetchError, fetch_image
 from pipeline.store.atomic import write_atomically
 from pipeline.store.checkpoint import Checkpoint
+from pipeline.store.kept import drop_kept, read_kept
 from pipeline.store.remote import Remote, StorageError, describe, is_remote
 
 FETCHES_AT_ONCE = 16
@@ -92,10 +93,15 @@ def hash_stored_images(cfg: RunConfig, items: list[Item], ckpt: Checkpoint | Non
                        ) -> tuple[dict[str, str], dict[str, str]]:
     """sha256 of every item's image in an object store: ({item id: sha256}, {item id: problem}).
 
-    Each folder is listed once; an object whose size and version (ETag) the checkpoint has seen
-    is not read again, as long as its copy in state_dir/sources is there (the upload reads it)."""
+    Each folder is listed once; an object whose size and version (ETag) the checkpoint has seen, or
+    that validation read whole and kept (store/kept.py), is not read again, as long as its copy in
+    state_dir/sources is there (the upload reads it)."""
     cache = ckpt.file_hashes() if ckpt else {}
     source_dir = cfg.state_dir / "sources"
+    kept = read_kept(source_dir)  # read whole and kept by this catalog's validation: not read again
+    shared = read_kept(cfg.state_root / "sources") if cfg.state_dir != cfg.state_root else {}
+    cache.update(shared)  # a shard's: validation, before the shard was chosen, kept them under state.dir
+    cache.update(kept)
     by_url: dict[str, str] = {}
     problems: dict[str, str] = {}
     wanted: dict[str, dict[str, None]] = {}   # folder URL -> names in it, in manifest order
@@ -119,8 +125,13 @@ def hash_stored_images(cfg: RunConfig, items: list[Item], ckpt: Checkpoint | Non
                 continue
             size, token = listed[name]
             known = cache.get(url)
+            if known and known[0] == size and known[1] == token and url in shared and url not in kept \
+                    and not (source_dir / known[2]).exists():
+                _link(cfg.state_root / "sources" / known[2], source_dir / known[2])
             if known and known[0] == size and known[1] == token and (source_dir / known[2]).exists():
                 by_url[url] = known[2]
+                if url in kept or url in shared:
+                    fresh.append((url, size, token, known[2]))
             else:
                 todo.append((name, size, token))
         for start in range(0, len(todo), STORED_BATCH):
@@ -139,6 +150,8 @@ def hash_stored_images(cfg: RunConfig, items: list[Item], ckpt: Checkpoint | Non
                 fresh.append((url, size, token, sha))
     if ckpt and fresh:
         ckpt.save_file_hashes(fresh)
+    if ckpt and kept:
+        drop_kept(source_dir)  # the stat cache has them now
     shas = {}
     for item in items:
         if item.image_url in by_url:
@@ -146,6 +159,20 @@ def hash_stored_images(cfg: RunConfig, items: list[Item], ckpt: Checkpoint | Non
         else:
             problems[item.id] = f"cannot read image {item.image_url}: {unknown.get(item.image_url, 'unknown')}"
     return shas, problems
+
+
+def _link(kept: Path, target: Path) -> None:
+    """A copy validation kept under state.dir, made the shard's own: a hard link, else a copy."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(kept, target)
+    except FileExistsError:
+        pass
+    except OSError:
+        try:
+            write_atomically(target, kept.read_bytes())
+        except OSError:
+            pass  # not there after all: the object is read from the bucket
 
 
 async def _fetch_all(cfg: RunConfig, session: aiohttp.ClientSession,

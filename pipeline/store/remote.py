@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import Any
 
 from pipeline.errors import ConfigError, OutputError
+from pipeline.store.bulk import bulk_reader
 from pipeline.store.retry import Backoff, transient
 
 DISTRIBUTION = "lightx-pipeline"
@@ -251,9 +252,14 @@ class Remote:
         return {name: size for name, (size, _) in self.listing().items()}
 
     def read_many(self, names: list[str]) -> dict[str, bytes | BaseException]:
-        """Whole objects, fetched concurrently by the backend: {name: bytes, or the fault}."""
+        """Whole objects, fetched concurrently (S3 through obstore where it serves, store/bulk.py; else
+        by the fsspec backend): {name: bytes, or the fault}."""
+        reader = bulk_reader(self.fs)
+
         def fetch(todo: list[str]) -> list[bytes | BaseException]:
             paths = [self.path(name) for name in todo]
+            if reader is not None:
+                return reader.read_many(paths)
             got = self.fs.cat(paths, on_error="return")
             return [got.get(path, FileNotFoundError(path)) for path in paths]
         return self._each(names, fetch)

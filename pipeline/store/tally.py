@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.store.checkpoint import Row, _read_only
+from pipeline.store.checkpoint import COLUMNS, Row, _read_only
 
 # Row.never_ordered, in SQL: no order was ever created for this item.
 _STATE = ("CASE WHEN state IN ('pending', 'uploaded') AND COALESCE(attempts, 0) = 0 AND order_id IS NULL "
@@ -30,7 +30,6 @@ class Tally:
     review: list[tuple[str, float | None, str | None]] = field(default_factory=list)  # held: (id, fidelity, review)
     # (id, decision, reason, at, state) of every item decided in `pipeline review`, the newest first
     decisions: list[tuple[str, str, str | None, float | None, str]] = field(default_factory=list)
-    delivered: list[Row] = field(default_factory=list)  # done rows with an output: its fields only (disclosure)
 
 
 def read_tally(path: Path, timeout_s: float = 30.0) -> Tally | None:
@@ -48,14 +47,20 @@ def read_tally(path: Path, timeout_s: float = 30.0) -> Tally | None:
         failures = conn.execute("SELECT id, error FROM items WHERE state = 'failed' ORDER BY id").fetchall()
         notes = conn.execute("SELECT id, state, error FROM items WHERE state NOT IN ('done', 'failed') "
                              "AND error IS NOT NULL AND error != '' ORDER BY id").fetchall()
-        delivered = [Row(id=i, fingerprint="", state="done", output_path=path, output_sha256=sha, output_size=size,
-                         output_mtime_ns=mtime) for i, path, sha, size, mtime in conn.execute(
-            "SELECT id, output_path, output_sha256, output_size, output_mtime_ns FROM items "
-            "WHERE state = 'done' AND output_path IS NOT NULL AND output_path != ''")]
         if not {"fidelity", "review", "review_reason", "reviewed_at"} <= names:  # before schema 4
-            return Tally(items, counts, credits, failures, notes, delivered=delivered)
+            return Tally(items, counts, credits, failures, notes)
         review = conn.execute("SELECT id, fidelity, review FROM items WHERE state = 'review' ORDER BY id").fetchall()
         decisions = conn.execute("SELECT id, review, review_reason, reviewed_at, state FROM items WHERE review IS NOT "
                                  "NULL AND review != '' ORDER BY COALESCE(reviewed_at, 0) DESC, id").fetchall()
-        return Tally(items, counts, credits, failures, notes, review, decisions, delivered)
+        return Tally(items, counts, credits, failures, notes, review, decisions)
     return _read_only(path, timeout_s, read, Tally(0, {}, 0, [], []))
+
+
+def done_rows(path: Path, timeout_s: float = 30.0) -> list[Row]:
+    """The done rows that name an output, read-only: what the disclosure count of `status` checks."""
+    def read(conn, names: set[str]) -> list[Row]:
+        cols = [c if c in names else "NULL" for c in COLUMNS]
+        return [Row(*r) for r in conn.execute(
+            f"SELECT {', '.join(cols)} FROM items WHERE state = 'done' AND output_path IS NOT NULL "
+            "AND output_path != ''")]
+    return _read_only(path, timeout_s, read, [])
