@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 
 from helpers import TEST_SANDBOX, Lx
+from store_exports import PictureServer, draw_pictures
 from pipeline.sandbox import SANDBOX_KEY, SandboxOptions, SandboxThread, start_sandbox
 
 
@@ -135,3 +136,13 @@ async def make_lx():
 @pytest.fixture
 async def lx(make_lx) -> Lx:
     return await make_lx()
+
+
+# -- a store's CDN: the export's pictures served on 127.0.0.1 ---------------------------------------
+@pytest.fixture
+def pictures(tmp_path):
+    """A PictureServer over the pictures draw_pictures made (store export tests)."""
+    root = tmp_path / "cdn"
+    draw_pictures(root)
+    with PictureServer(root) as server:
+        yield server

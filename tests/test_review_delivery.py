@@ -13,7 +13,7 @@ import yaml
 
 import pipeline
 from helpers import child_env, pipeline_cmd, write_catalog
-from store_exports import PictureServer, draw_pictures, read_csv, write_shopify
+from store_exports import read_csv, write_shopify
 
 SMALL = {"name": "small", "format": "jpeg", "quality": 70, "max_side": 48}
 PUBLIC = "https://cdn.example.com/ai"
@@ -55,14 +55,6 @@ def test_held_outputs_get_no_rendition_until_approved(sandbox, catalog_dir):
     rows = table(out)
     assert renditions(out) == {Path(rows["sku-001"]["output_path"]).with_suffix(".jpg").name}
     assert rows["sku-001"]["small_path"] and rows["sku-000"]["small_path"] == rows["sku-002"]["small_path"] == ""
-
-
-@pytest.fixture
-def pictures(tmp_path):
-    root = tmp_path / "cdn"
-    draw_pictures(root)
-    with PictureServer(root) as server:
-        yield server
 
 
 def test_held_outputs_stay_out_of_the_store_import_file_until_approved(tmp_path, sandbox, pictures):

@@ -10,19 +10,11 @@ import pytest
 import yaml
 
 from helpers import child_env, pipeline_cmd
-from store_exports import (PictureServer, draw_pictures, read_csv, write_merchant_tsv, write_merchant_xml,
+from store_exports import (read_csv, write_merchant_tsv, write_merchant_xml,
                            write_shopify, write_woocommerce)
 
 PUBLIC = "https://cdn.example.com/ai pictures"   # a space: the files must percent-encode it
 PUBLIC_ENCODED = "https://cdn.example.com/ai%20pictures"
-
-
-@pytest.fixture
-def pictures(tmp_path):
-    root = tmp_path / "cdn"
-    draw_pictures(root)
-    with PictureServer(root) as server:
-        yield server
 
 
 def setup(root: Path, base_url: str, name: str, write, **store) -> Path:

@@ -42,12 +42,17 @@ def read_text(path: Path | str, shown: str, kind: str, options: Mapping[str, Any
 def _read_local(path: Path, shown: str, kind: str) -> bytes:
     try:
         return path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{shown}: {kind} not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{shown}: is a directory, not a {kind}") from None
     except OSError as exc:
-        raise ConfigError(f"{shown}: cannot read the {kind}: {exc.strerror}") from None
+        raise unreadable(exc, shown, kind) from None
+
+
+def unreadable(exc: OSError, shown: str, kind: str) -> ConfigError:
+    """The one line for a local file that cannot be opened or read."""
+    if isinstance(exc, FileNotFoundError):
+        return ConfigError(f"{shown}: {kind} not found")
+    if isinstance(exc, IsADirectoryError):
+        return ConfigError(f"{shown}: is a directory, not a {kind}")
+    return ConfigError(f"{shown}: cannot read the {kind}: {exc.strerror}")
 
 
 def _read_stored(url: str, shown: str, kind: str, options: Mapping[str, Any] | None) -> bytes:

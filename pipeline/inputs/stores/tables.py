@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any, Mapping
 
 from pipeline.errors import ConfigError
-from pipeline.inputs.files import read_text
+from pipeline.inputs.files import read_text, unreadable
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # Shopify descriptions can pass csv's 128 KiB default
 
@@ -27,12 +27,8 @@ def open_text(path: Path | str, shown: str, options: Mapping[str, Any] | None = 
         return
     try:
         handle = open(path, encoding="utf-8-sig", newline="")
-    except FileNotFoundError:
-        raise ConfigError(f"{shown}: manifest not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{shown}: is a directory, not a manifest") from None
     except OSError as exc:
-        raise ConfigError(f"{shown}: cannot read the manifest: {exc.strerror}") from None
+        raise unreadable(exc, shown, "manifest") from None
     with handle:
         yield handle
 
