@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from pipeline.errors import ConfigError
 from pipeline.inputs.stores.model import Export, Picture, Product, snake_columns
-from pipeline.inputs.stores.tables import cells_of, header_of, open_text, records, split_urls
+from pipeline.inputs.stores.tables import open_text, split_urls, table
 from pipeline.inputs.stores.text import plain_text
 
 G = "http://base.google.com/ns/1.0"
@@ -66,13 +66,9 @@ def _product(values: dict[str, list[str]], number: int) -> Product:
 
 
 def _text_products(path: Path | str, shown: str, options) -> Iterator[Product]:
-    with open_text(path, shown, options) as handle:
-        rows = records(handle, shown)
-        _, first = next(rows)
-        header = header_of(first, shown)
+    with table(path, shown, options) as (header, rows):
         names = snake_columns(header, shown)
-        for number, record in rows:
-            cells = cells_of(header, record)
+        for number, cells in rows:
             yield _product({name: [cells[column]] for column, name in zip(header, names)}, number)
 
 

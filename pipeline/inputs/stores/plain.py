@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from pipeline.errors import ConfigError
 from pipeline.inputs.stores.model import TEMPLATE_FIELDS, Export, Picture, Product, snake
-from pipeline.inputs.stores.tables import cells_of, header_of, open_text, records
+from pipeline.inputs.stores.tables import header_of, open_text, records, table
 
 PARQUET_BATCH = 4096
 
@@ -45,12 +45,8 @@ def _product(cells: dict[str, str], number: int, mapping: Mapping[str, str]) -> 
 
 
 def _csv_rows(path, shown, options) -> Iterator[tuple[int, dict[str, str]]]:
-    with open_text(path, shown, options) as handle:
-        rows = records(handle, shown)
-        _, first = next(rows)
-        header = header_of(first, shown)
-        for number, record in rows:
-            yield number, cells_of(header, record)
+    with table(path, shown, options) as (_, rows):
+        yield from rows
 
 
 def _jsonl_rows(path, shown, options) -> Iterator[tuple[int, dict[str, str]]]:

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from pipeline.errors import ConfigError
 from pipeline.inputs.stores.model import Export, Picture, Product, snake_columns
-from pipeline.inputs.stores.tables import cells_of, header_of, open_text, records
+from pipeline.inputs.stores.tables import table
 from pipeline.inputs.stores.text import plain_text
 
 # generation -> our name -> its column. Title, Vendor, Type and Tags are the same in both.
@@ -55,15 +55,11 @@ def _columns(names: list[str]) -> list[str]:
 
 
 def _products(path: Path | str, shown: str, options, cols: dict[str, str]) -> Iterator[Product]:
-    with open_text(path, shown, options) as handle:
-        rows = records(handle, shown)
-        _, first = next(rows)
-        header = header_of(first, shown)
+    with table(path, shown, options) as (header, rows):
         names = snake_columns(header, shown)
         current: Product | None = None
         variants: list[str] = []
-        for number, record in rows:
-            cells = cells_of(header, record)
+        for number, cells in rows:
             handle_cell = cells[cols["handle"]].strip()
             if current is not None and handle_cell != current.key:
                 yield _finished(current, variants)

@@ -33,6 +33,17 @@ def open_text(path: Path | str, shown: str, options: Mapping[str, Any] | None = 
         yield handle
 
 
+@contextlib.contextmanager
+def table(path: Path | str, shown: str, options: Mapping[str, Any] | None = None
+          ) -> Iterator[tuple[list[str], Iterator[tuple[int, dict[str, str]]]]]:
+    """The header of a CSV/TSV export and its rows as (line number, cells by column), streamed."""
+    with open_text(path, shown, options) as handle:
+        rows = records(handle, shown)
+        _, first = next(rows)
+        header = header_of(first, shown)
+        yield header, ((number, cells_of(header, record)) for number, record in rows)
+
+
 def delimiter(first_line: str) -> str:
     """Whichever of comma, tab (Merchant Center's usual TSV) and semicolon (a spreadsheet saved in a
     locale whose decimal mark is a comma) the header holds most; comma on a tie."""

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from pipeline.errors import ConfigError
 from pipeline.inputs.stores.model import Export, Picture, Product, snake_columns
-from pipeline.inputs.stores.tables import cells_of, header_of, open_text, records, split_urls
+from pipeline.inputs.stores.tables import split_urls, table
 from pipeline.inputs.stores.text import plain_text
 
 SIGNATURE = ("ID", "Type", "Name")
@@ -35,14 +35,10 @@ def open_export(path: Path | str, shown: str, options: Mapping[str, Any] | None,
 
 
 def _products(path: Path | str, shown: str, options) -> Iterator[Product]:
-    with open_text(path, shown, options) as handle:
-        rows = records(handle, shown)
-        _, first = next(rows)
-        header = header_of(first, shown)
+    with table(path, shown, options) as (header, rows):
         names = snake_columns(header, shown)
         ids_by_sku: dict[str, str] = {}  # a variation may name its parent by SKU
-        for number, record in rows:
-            cells = cells_of(header, record)
+        for number, cells in rows:
             key, sku = cells["ID"].strip(), cells.get("SKU", "").strip()
             if sku and key:
                 ids_by_sku.setdefault(sku, key)
