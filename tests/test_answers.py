@@ -75,11 +75,28 @@ def test_detail_joins_what_is_known(code, message, expected):
 
 @pytest.mark.parametrize("value, seconds", [
     ("3", 3.0), ("0.25", 0.25), ("0", 0.0), ("-5", 0.0), (" 7 ", 7.0), ("", None), (None, None), ("soon", None),
-    # An HTTP-date (RFC 9110 allows one) is not read: the request falls back to its own backoff.
-    ("Wed, 21 Oct 2015 07:28:00 GMT", None), ("Sun, 06 Dec 2026 21:00:00 GMT", None),
+    ("Wed, 21 Oct 2015 07:28:00", None),  # a date without its zone is not an HTTP-date
 ])
 def test_retry_after_in_seconds_or_none(value, seconds):
     assert parse_retry_after(value) == seconds
+
+
+@pytest.mark.parametrize("value, date, seconds", [
+    # An HTTP-date (RFC 9110 allows one) is read against the same answer's Date: a server whose
+    # clock runs an hour ahead of ours still means 30 s.
+    ("Sun, 06 Dec 2026 22:00:30 GMT", "Sun, 06 Dec 2026 22:00:00 GMT", 30.0),
+    ("Sun, 06 Dec 2026 21:59:00 GMT", "Sun, 06 Dec 2026 22:00:00 GMT", 0.0),   # in the past: at once
+    ("Wed, 21 Oct 2015 07:28:00 GMT", "not a date", 0.0),                       # our clock, long past
+])
+def test_retry_after_as_an_http_date(value, date, seconds):
+    assert parse_retry_after(value, date) == pytest.approx(seconds)
+
+
+def test_retry_after_date_without_a_date_header_is_read_against_our_clock():
+    from email.utils import formatdate
+    import time
+    wait = parse_retry_after(formatdate(time.time() + 120, usegmt=True))
+    assert 100 < wait <= 120
 
 
 def test_snippet_shows_the_start_of_a_body_on_one_line():

@@ -128,6 +128,22 @@ async def test_retry_after_is_honoured_and_reported_to_the_pacer(serve):
     assert second - first >= 0.3  # the retry waited out Retry-After
 
 
+async def test_retry_after_as_a_date_is_read_on_the_servers_clock(serve):
+    # The server's clock runs an hour ahead of ours; it asks for 2 s as an HTTP-date with its Date.
+    from email.utils import formatdate
+    import time
+
+    def throttled():
+        now = time.time() + 3600
+        return web.Response(status=429, headers={"Date": formatdate(now, usegmt=True),
+                                                 "Retry-After": formatdate(now + 2, usegmt=True)})
+    script = Script(throttled, lambda: ok({"orderId": "o", "status": "init", "output": None}))
+    client, _ = await serve({"POST /api/v1/order-status": script})
+    await client.order_status("o")
+    first, second = script.seen_at
+    assert 1.0 <= second - first < 60  # its 2 s (whole seconds on the wire), not an hour, not at once
+
+
 async def test_wrong_key_is_fatal_after_one_request_even_with_many_in_flight(serve):
     script = Script(lambda: web.json_response({"statusCode": 4010, "message": "Invalid API key"},
                                               status=401))

@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from pipeline.errors import AuthError, CreditsError
+from pipeline.store.retry import retry_after_s
 
 
 def fatal_from_message(code: Any, message: str) -> Exception | None:
@@ -55,13 +56,10 @@ def detail(code: Any, message: str) -> str:
     return f", {joined}" if joined else ""
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP-date; rare enough to fall back to backoff
+def parse_retry_after(value: str | None, date: str | None = None) -> float | None:
+    """Retry-After in seconds (delay-seconds or an HTTP-date read against the answer's Date); None
+    when absent or unreadable, and the request's own backoff serves."""
+    return retry_after_s(value, date)
 
 
 def snippet(raw: bytes) -> str:

@@ -240,7 +240,8 @@ class Client:
                     self.pacer.observe(False)
                 if status >= 400 or status < 200:
                     text = await resp.content.read(2048)
-                    raise self._http_error(name, status, resp.headers.get("Retry-After"), text, api)
+                    raise self._http_error(name, status, parse_retry_after(resp.headers.get("Retry-After"),
+                                                                        resp.headers.get("Date")), text, api)
                 length = resp.content_length
                 if length is not None:
                     if length > max_bytes:
@@ -262,8 +263,7 @@ class Client:
         finally:
             self._on_wire.discard(task)
 
-    def _http_error(self, name: str, status: int, retry_after: str | None, text: bytes, api: bool):
-        wait = parse_retry_after(retry_after)
+    def _http_error(self, name: str, status: int, wait: float | None, text: bytes, api: bool):
         if status == 429:
             if api:
                 self.pacer.throttled(wait)

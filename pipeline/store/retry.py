@@ -17,6 +17,7 @@ import errno
 import random
 import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
@@ -75,21 +76,41 @@ def _http_of(exc: BaseException) -> tuple[int | None, str | None, float | None]:
         headers = {str(k).lower(): v for k, v in (meta.get("HTTPHeaders") or {}).items()}
         status = meta.get("HTTPStatusCode")
         return (status if isinstance(status, int) else None, (response.get("Error") or {}).get("Code"),
-                _seconds(headers.get("retry-after")))
+                retry_after_s(headers.get("retry-after"), headers.get("date")))
     for attribute in ("status_code", "code", "status"):
         value = getattr(exc, attribute, None)
         if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
             headers = getattr(getattr(exc, "response", None), "headers", None) or getattr(exc, "headers", None)
-            after = headers.get("Retry-After") if hasattr(headers, "get") else None
-            return value, None, _seconds(after)
+            if not hasattr(headers, "get"):
+                return value, None, None
+            return value, None, retry_after_s(headers.get("Retry-After"), headers.get("Date"))
     return None, None, None
 
 
-def _seconds(value: Any) -> float | None:
+def retry_after_s(value: Any, date: Any = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delay-seconds, or an HTTP-date (RFC 9110 §10.2.3).
+    A date is read against the same answer's `Date` header when it has one, so a server whose clock
+    runs ahead of ours asks for the wait it means; else against our clock. None when unreadable."""
+    text = str(value).strip() if value is not None else ""
+    if not text:
+        return None
     try:
-        return max(0.0, float(value)) if value is not None else None
-    except (TypeError, ValueError):
-        return None  # an HTTP-date: the backoff serves
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    when = _http_date(text)
+    if when is None:
+        return None
+    now = _http_date(str(date)) if date else None
+    return max(0.0, when - (now if now is not None else time.time()))
+
+
+def _http_date(text: str) -> float | None:
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when.timestamp() if when is not None and when.tzinfo is not None else None
 
 
 @dataclass(frozen=True)
