@@ -22,8 +22,9 @@ from pipeline.errors import ConfigError
 from pipeline.inputs.files import load_yaml
 from pipeline.inputs.schema import SchemaChecker, describe, load_schema, schema_checker, schema_problems
 
-# (row number, cells or None if unusable, problems found, fields those problems already cover)
-Row = tuple[int, "dict[str, str] | None", list[str], frozenset[str]]
+# (row number, cells or None if unusable, problems found, fields those problems already cover); a CSV's
+# cells are a list in the header's order (padded to its width), any other reader's a dict by column
+Row = tuple[int, "dict[str, str] | list[str] | None", list[str], frozenset[str]]
 NONE: frozenset[str] = frozenset()
 
 
@@ -31,6 +32,7 @@ class Table(NamedTuple):
     """What a reader hands on: columns in order, and its rows."""
     columns: list[str]
     rows: Iterable[Row]  # a CSV's stream as it is read: iterate it once
+    records: bool = False  # cells are lists in the order of `columns` (a CSV: no dict per row read)
 
 
 def suffix(path: Path | str) -> str:
@@ -48,7 +50,7 @@ def _read_csv(text: str, shown: str) -> Table:
     first = next(rows, None)
     if first is None:
         raise ConfigError(f"{shown}: the manifest has a header but no items")
-    return Table(header, itertools.chain((first,), rows))
+    return Table(header, itertools.chain((first,), rows), records=True)
 
 
 # A line as io.StringIO(text, newline="") hands it to csv.reader: ended by \r\n, \r or \n, kept.
@@ -86,12 +88,14 @@ def _csv_rows(text: str, shown: str) -> Iterator:
                 yield header
                 continue
             problems = []
-            if len(record) > width and any(cell.strip() for cell in record[width:]):
-                problems.append(f"has {len(record)} cells but the header names {width} columns")
-            cells = dict(zip(header, record))
-            if len(record) < width:
-                cells.update(dict.fromkeys(header[len(record):], ""))
-            yield number, cells, problems, NONE
+            if len(record) != width:
+                if len(record) > width:
+                    if any(cell.strip() for cell in record[width:]):
+                        problems.append(f"has {len(record)} cells but the header names {width} columns")
+                    del record[width:]
+                else:
+                    record += [""] * (width - len(record))
+            yield number, record, problems, NONE
     except csv.Error as exc:
         raise ConfigError(f"{shown}: row {number + 1}: {exc}") from None
 
