@@ -57,11 +57,15 @@ def build(table: Table, prompt_t: Template | None, name_t: Template, path: Path 
     shared: dict[str, str] = {}  # one str object for each repeated prompt (and extra cell)
     row_prompt_wins = prompt_t is not None and "prompt" not in prompt_t.fields
     columns = table.columns
-    records = table.records  # a CSV: cells are lists, made a dict only for a row kept
+    records = table.records  # a CSV: cells are lists in the columns' order
     if records:
         at_id, at_image = columns.index("id"), columns.index("image")  # a CSV without them was refused
-        name_of = name_t.over(columns) if not variants else None
-        extra_columns = any(c not in RESERVED for c in columns)
+        at_prompt = columns.index("prompt") if "prompt" in columns else None
+        extra_at = [(at, column) for at, column in enumerate(columns) if column not in RESERVED]
+        name_of = name_t.over(columns)
+        prompt_of = prompt_t.over(columns) if prompt_t is not None else None
+    # Without variants a CSV's row stays a list; with them, a dict by column fills {variant} per variant.
+    listed = records and not variants and name_of is not None and (prompt_t is None or prompt_of is not None)
     items: list[Item] = []
     invalid: list[InvalidItem] = []
     for row, cells, problems, reported in table.rows:
@@ -77,7 +81,7 @@ def build(table: Table, prompt_t: Template | None, name_t: Template, path: Path 
         if keep is not None and not keep(item_id or None):
             # Duplicates of this id are not kept either (the same id, the same shard); only the output
             # file names it would take first are remembered, compactly.
-            if records and name_of is not None:
+            if listed:
                 others.append(hash(name_of(cells).casefold()))
                 continue
             if records:
@@ -88,10 +92,10 @@ def build(table: Table, prompt_t: Template | None, name_t: Template, path: Path 
                 except KeyError:
                     pass  # this row is not ours: what it lacks is its shard's to say
             continue
-        if records:
+        if records and not listed:
             cells = dict(zip(columns, cells))
         record = {"id": item_id, "image": image}
-        own = cells.get("prompt")
+        own = (None if at_prompt is None else cells[at_prompt]) if listed else cells.get("prompt")
         if prompt_t is None or (row_prompt_wins and own and own.strip()):
             if variants:  # steps name their own prompts; a {prompt} placeholder needs this one
                 if own and own.strip():
@@ -100,7 +104,7 @@ def build(table: Table, prompt_t: Template | None, name_t: Template, path: Path 
                 problems.append("prompt is required: the config sets no prompt")
             elif own is not None:
                 record["prompt"] = own
-        elif (filled := _fill(prompt_t, cells, "prompt", problems)) is not None:
+        elif (filled := prompt_of(cells) if listed else _fill(prompt_t, cells, "prompt", problems)) is not None:
             record["prompt"] = filled
         prompt = record.get("prompt")
         # A missing prompt is said above (or not needed): only the values' own checks can fail here.
@@ -133,7 +137,7 @@ def build(table: Table, prompt_t: Template | None, name_t: Template, path: Path 
             output_names = [_fill(name_t, {**cells, "variant": v}, "output.filename", problems) for v in variants]
             distinct = dict.fromkeys(output_names)
         else:
-            output_names = distinct = (_fill(name_t, cells, "output.filename", problems),)
+            output_names = distinct = (name_of(cells) if listed else _fill(name_t, cells, "output.filename", problems),)
         for output_name in distinct:
             if output_name is None:
                 continue
@@ -149,10 +153,10 @@ def build(table: Table, prompt_t: Template | None, name_t: Template, path: Path 
         if known is None:
             known = _known(pairs, paths, shared, base, image, prompt, remember=False)
         prompt, image, image_path, image_url = known  # one str and Path per distinct image, shared by its rows
-        if not records or extra_columns:
-            extra = {k: _shared(shared, v) for k, v in cells.items() if k not in RESERVED} or _NO_EXTRA
+        if listed:
+            extra = {column: _shared(shared, cells[at]) for at, column in extra_at} or _NO_EXTRA
         else:
-            extra = _NO_EXTRA
+            extra = {k: _shared(shared, v) for k, v in cells.items() if k not in RESERVED} or _NO_EXTRA
         items.append(Item(item_id, image, prompt, row, image_path, image_url,
                           output_names[0], extra, tuple(output_names) if variants else ()))
     if kept_at and others and _taken_before(others, kept_at):

@@ -23,17 +23,18 @@ import dataclasses
 import gc
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
+from typing import ContextManager
 from pathlib import Path
 
 from pipeline.errors import ConfigError
 # Building Items from rows is inputs/build.py's; Item and Manifest are inputs/items.py's; checks of local
 # images live in inputs/local_images.py. They are named here too, where callers found them.
 from pipeline.inputs.build import build, manifest_base, resolve_image  # noqa: F401
-from pipeline.inputs.files import display_path, read_text
+from pipeline.inputs.files import checked_local, display_path, read_text
 from pipeline.inputs.items import RESERVED, InvalidItem, Item, Manifest  # noqa: F401
 from pipeline.inputs.local_images import JPEG_EOI, image_problem, jpeg_end_problem  # noqa: F401
 from pipeline.inputs import stores
-from pipeline.inputs.readers import NONE, READERS, UNITS, Table, suffix
+from pipeline.inputs.readers import NONE, READERS, UNITS, Table, opened_csv, suffix
 from pipeline.inputs.settings import RunConfig
 from pipeline.inputs.template import Template
 
@@ -88,13 +89,20 @@ def _load(cfg: RunConfig, keep: Callable[[str | None], bool] | None) -> Manifest
             summary, table = export_table()
             manifest = _selected(build(table, prompt, name, path, shown, variants), keep)
         return dataclasses.replace(manifest, sha256=stores.digest(path, cfg.storage.options), store=summary)
-    text = read_text(path, shown, "manifest", cfg.storage.options)
-    table = reader(text, shown)
-    _columns_checked(table, prompt, name, path, cfg)
-    manifest = build(table, prompt, name, path, shown, variants, keep)
+    if reader is READERS[".csv"] and isinstance(path, Path):  # parsed from the file, never held whole
+        sha256 = checked_local(path, shown, "manifest")
+        opened: Callable[[], ContextManager[Table]] = lambda: opened_csv(path, shown)
+    else:
+        text = read_text(path, shown, "manifest", cfg.storage.options)
+        sha256 = text_sha256(text)
+        opened = lambda: contextlib.nullcontext(reader(text, shown))
+    with opened() as table:
+        _columns_checked(table, prompt, name, path, cfg)
+        manifest = build(table, prompt, name, path, shown, variants, keep)
     if manifest is None:  # a kept row may share its output file name with an earlier row not kept
-        manifest = _selected(build(reader(text, shown), prompt, name, path, shown, variants), keep)
-    return dataclasses.replace(manifest, sha256=text_sha256(text))
+        with opened() as table:
+            manifest = _selected(build(table, prompt, name, path, shown, variants), keep)
+    return dataclasses.replace(manifest, sha256=sha256)
 
 
 def _columns_checked(table: Table, prompt: Template | None, name: Template, path: Path, cfg: RunConfig) -> None:
