@@ -128,11 +128,13 @@ def build(table: Table, prompt_t: Template | None, name_t: Template, path: Path 
                     problems.extend(describe(error, {}))
             if image_ok and (problem := _scheme_problem(image)):
                 problems.append(f"image {image!r}: {problem}")
-        duplicate = item_id in ids
-        if duplicate:
-            problems.append(f"duplicate id: first used on {unit} {ids[item_id]}")
-        elif item_id:
-            ids[item_id] = row
+        duplicate = False
+        if item_id:  # one probe of a million-key dict, not two: setdefault, and did it grow?
+            size = len(ids)
+            first = ids.setdefault(item_id, row)
+            if len(ids) == size:
+                duplicate = True
+                problems.append(f"duplicate id: first used on {unit} {first}")
         if variants:
             output_names = [_fill(name_t, {**cells, "variant": v}, "output.filename", problems) for v in variants]
             distinct = dict.fromkeys(output_names)
@@ -154,7 +156,7 @@ def build(table: Table, prompt_t: Template | None, name_t: Template, path: Path 
             known = _known(pairs, paths, shared, base, image, prompt, remember=False)
         prompt, image, image_path, image_url = known  # one str and Path per distinct image, shared by its rows
         if listed:
-            extra = {column: _shared(shared, cells[at]) for at, column in extra_at} or _NO_EXTRA
+            extra = {column: _shared(shared, cells[at]) for at, column in extra_at} if extra_at else _NO_EXTRA
         else:
             extra = {k: _shared(shared, v) for k, v in cells.items() if k not in RESERVED} or _NO_EXTRA
         items.append(Item(item_id, image, prompt, row, image_path, image_url,
@@ -213,9 +215,9 @@ def _collision(names: dict[str, str | tuple[int, str, str]], ids: dict[str, int]
     A name first used as it casefolds, by a row with an id, keeps only that id (its row is ``ids[id]``),
     not a tuple per row. ``kept`` (a shard's): each name's hash and how many names of rows not kept came first."""
     key = _casefold(name)
-    first = names.get(key)
-    if first is None:
-        names[key] = item_id if key is name and item_id else (row, item_id, name)
+    size = len(names)
+    first = names.setdefault(key, item_id if key is name and item_id else (row, item_id, name))
+    if len(names) != size:
         if kept is not None:
             kept[0].setdefault(hash(key), kept[1])
         return []
