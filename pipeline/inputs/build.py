@@ -69,8 +69,10 @@ def build(table: Table, prompt_t: Template | None, name_t: Template, path: Path 
     items: list[Item] = []
     invalid: list[InvalidItem] = []
     for row, cells, problems, reported in table.rows:
-        if cells is None:
-            invalid.append(InvalidItem(None, row, [f"{_where(shown, unit, row, None)}: {p}" for p in problems]))
+        if cells is None:  # a row without an id is shard 0's to report, like one with an empty id
+            if keep is None or keep(None):
+                invalid.append(InvalidItem(None, row, [f"{_where(shown, unit, row, None)}: {p}"
+                                                       for p in problems]))
             continue
         if records:
             item_id = cells[at_id] = cells[at_id].strip()
