@@ -68,11 +68,10 @@ def run(config_path: str | Path, *, sandbox: bool = False, shard: str | Shard | 
     owns = None  # a shard's items are kept as the manifest streams; a bad --shard is said after the config
     if shard is not None:
         with contextlib.suppress(ConfigError):
-            owns = (Shard.parse(shard) if isinstance(shard, str) else shard).owns
+            owns = (Shard.parse(shard) if isinstance(shard, str) else shard).owner()
     cfg, manifest, _ = check(config_path, keep=owns)
-    if shard is not None:
-        shard = Shard.parse(shard) if isinstance(shard, str) else shard
-        cfg, manifest = cfg.with_shard(shard), shard.select(manifest)
+    if shard is not None:  # the manifest holds this shard's rows only (a bad --shard raises here)
+        cfg = cfg.with_shard(Shard.parse(shard) if isinstance(shard, str) else shard)
     overview = dataclasses.replace(plan_of(manifest, cfg), problems=tuple(problem_lines(manifest)))
     if manifest.invalid and not skip_invalid:
         raise InvalidItems([*overview.problems, NOT_SENT], items=overview.items, invalid=overview.invalid)

@@ -7,6 +7,7 @@ A reader finds what is wrong with the file as a whole (raised as one ConfigError
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import os
@@ -14,16 +15,17 @@ import re
 from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from jsonschema import Draft202012Validator
 
 from pipeline.errors import ConfigError
-from pipeline.inputs.files import load_yaml
+from pipeline.inputs.files import load_yaml, unreadable
 from pipeline.inputs.schema import SchemaChecker, describe, load_schema, schema_checker, schema_problems
 
-# (row number, cells or None if unusable, problems found, fields those problems already cover)
-Row = tuple[int, "dict[str, str] | None", list[str], frozenset[str]]
+# (row number, cells or None if unusable, problems found, fields those problems already cover); a CSV's
+# cells are a list in the header's order (padded to its width), any other reader's a dict by column
+Row = tuple[int, "dict[str, str] | list[str] | None", list[str], frozenset[str]]
 NONE: frozenset[str] = frozenset()
 
 
@@ -31,6 +33,7 @@ class Table(NamedTuple):
     """What a reader hands on: columns in order, and its rows."""
     columns: list[str]
     rows: Iterable[Row]  # a CSV's stream as it is read: iterate it once
+    records: bool = False  # cells are lists in the order of `columns` (a CSV: no dict per row read)
 
 
 def suffix(path: Path | str) -> str:
@@ -38,9 +41,10 @@ def suffix(path: Path | str) -> str:
     return os.path.splitext(os.fspath(path))[1].lower()
 
 
-def _read_csv(text: str, shown: str) -> Table:
+def _read_csv(text: str | IO[str], shown: str) -> Table:
     """The header and the first item are read here (an empty manifest is a file-level fault, found
-    before the columns are checked); the other rows stream, one at a time, as `rows` is iterated."""
+    before the columns are checked); the other rows stream, one at a time, as `rows` is iterated.
+    ``text`` is the manifest's text, or a local file opened by `opened_csv`."""
     rows = _csv_rows(text, shown)
     header = next(rows, None)
     if header is None:
@@ -48,7 +52,7 @@ def _read_csv(text: str, shown: str) -> Table:
     first = next(rows, None)
     if first is None:
         raise ConfigError(f"{shown}: the manifest has a header but no items")
-    return Table(header, itertools.chain((first,), rows))
+    return Table(header, itertools.chain((first,), rows), records=True)
 
 
 # A line as io.StringIO(text, newline="") hands it to csv.reader: ended by \r\n, \r or \n, kept.
@@ -61,23 +65,39 @@ _CHUNK = 1 << 20
 def _lines(text: str) -> Iterator[str]:
     """The lines of ``text`` with their ends, a megabyte of them at a time."""
     if _OTHER_BREAKS.search(text):
-        yield from (m.group() for m in _LINE.finditer(text))
-        return
+        return (m.group() for m in _LINE.finditer(text))
+    return itertools.chain.from_iterable(_chunks(text))  # no Python frame per line
+
+
+def _chunks(text: str) -> Iterator[list[str]]:
     start = 0
     while start < len(text):
         end = text.find("\n", start + _CHUNK)  # a chunk ends after a \n: a \r\n is never cut in two
         end = len(text) if end < 0 else end + 1
-        yield from text[start:end].splitlines(True)
+        yield text[start:end].splitlines(True)
         start = end
 
 
-def _csv_rows(text: str, shown: str) -> Iterator:
+@contextlib.contextmanager
+def opened_csv(path: Path, shown: str) -> Iterator[Table]:
+    """A local CSV read from the file as its rows are asked for (`files.checked_local` has checked
+    its bytes as `read_text` would), so its text is never held whole."""
+    try:
+        handle = open(path, encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise unreadable(exc, shown, "manifest") from None
+    with handle:
+        yield _read_csv(handle, shown)
+
+
+def _csv_rows(text: str | IO[str], shown: str) -> Iterator:
     """The header's names, then each item's row; lines are cut from `text` as the reader asks for
-    them, so a million rows never exist at once (a StringIO copy would cost four bytes a character)."""
+    them, so a million rows never exist at once (a StringIO copy would cost four bytes a character).
+    A file opened with newline="" hands csv the same lines."""
     header: list[str] | None = None
     number = 0
     try:
-        for number, record in enumerate(csv.reader(_lines(text)), start=1):
+        for number, record in enumerate(csv.reader(_lines(text) if isinstance(text, str) else text), start=1):
             if not any(record):
                 continue  # blank line, or a row of empty cells as spreadsheets export them
             if header is None:
@@ -86,14 +106,18 @@ def _csv_rows(text: str, shown: str) -> Iterator:
                 yield header
                 continue
             problems = []
-            if len(record) > width and any(cell.strip() for cell in record[width:]):
-                problems.append(f"has {len(record)} cells but the header names {width} columns")
-            cells = dict(zip(header, record))
-            if len(record) < width:
-                cells.update(dict.fromkeys(header[len(record):], ""))
-            yield number, cells, problems, NONE
+            if len(record) != width:
+                if len(record) > width:
+                    if any(cell.strip() for cell in record[width:]):
+                        problems.append(f"has {len(record)} cells but the header names {width} columns")
+                    del record[width:]
+                else:
+                    record += [""] * (width - len(record))
+            yield number, record, problems, NONE
     except csv.Error as exc:
         raise ConfigError(f"{shown}: row {number + 1}: {exc}") from None
+    except UnicodeDecodeError:  # the file changed since it was checked
+        raise ConfigError(f"{shown}: row {number + 1}: not UTF-8 text; save the file as UTF-8") from None
 
 
 def _header(record: list[str], shown: str, number: int) -> list[str]:

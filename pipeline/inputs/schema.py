@@ -46,6 +46,22 @@ def schema_checker(name: str, pointer: str = "") -> SchemaChecker:
     return SchemaChecker(Draft202012Validator(schema), compile_fast(schema, schema))
 
 
+@cache
+def field_checks(name: str, pointer: str) -> dict[str, Callable[[Any], bool]] | None:
+    """Each property's quick yes-check, for an object schema that requires exactly its properties and
+    allows no other: a mapping with exactly those keys is valid when each value passes its own check,
+    so a caller may check the values that repeat once. None when the schema is not of that shape."""
+    root = load_schema(name)
+    node = resolve_pointer(root, pointer)
+    props = node.get("properties", {})
+    if set(node) - _ANNOTATIONS - {"type", "required", "properties", "additionalProperties"} or \
+            node.get("type", "object") != "object" or node.get("additionalProperties") is not False or \
+            set(node.get("required", ())) != set(props):
+        return None
+    checks = {key: compile_fast(sub, root) for key, sub in props.items()}
+    return None if None in checks.values() else checks  # type: ignore[return-value]
+
+
 def resolve_pointer(root: dict, pointer: str) -> Any:
     node: Any = root
     for part in filter(None, pointer.split("/")):

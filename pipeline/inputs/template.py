@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 
 
@@ -44,6 +44,16 @@ class Template:
     def fill(self, values: Mapping[str, str]) -> str:
         """Fill the placeholders from ``values``; a missing column raises KeyError."""
         return self._format(*self._get(values))
+
+    def over(self, columns: list[str]) -> Callable[[Sequence[str]], str] | None:
+        """``fill`` for rows given as lists in ``columns``' order (a CSV's records, no dict per row);
+        None when a placeholder names none of the columns."""
+        if any(f not in columns for f in self.fields):
+            return None
+        at = [columns.index(f) for f in self.fields]
+        get = itemgetter(*at) if len(at) > 1 else ((lambda values: (values[at[0]],)) if at else (lambda values: ()))
+        form = self._format
+        return lambda values: form(*get(values))
 
     def __repr__(self) -> str:
         return f"Template({self.text!r})"
