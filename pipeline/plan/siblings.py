@@ -17,11 +17,13 @@ from pipeline.store.state_dirs import checkpoint_paths, merged_rows
 def sibling_rows(cfg: RunConfig, rows: Mapping[str, Row], items: list[Item]) -> list[Row]:
     """Rows of other checkpoints under state.dir for items (and their variants' steps) this
     checkpoint does not know; a rerun whose checkpoint knows every one reads no other checkpoint."""
+    others = [p for p in checkpoint_paths(cfg.state_root) if p != cfg.checkpoint_path]
+    if not others:
+        return []
     wanted = {i.id for i in items}
     if cfg.variants:  # a variant's steps are rows of their own
         wanted |= {step_id(i.id, v.name, k) for i in items for v in cfg.variants for k in range(len(v.steps))}
     wanted -= rows.keys()
-    others = [p for p in checkpoint_paths(cfg.state_root) if p != cfg.checkpoint_path] if wanted else []
-    if not others:
+    if not wanted:
         return []
     return [row for item_id, row in merged_rows(others).items() if item_id in wanted]

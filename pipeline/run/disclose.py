@@ -21,11 +21,13 @@ from pipeline.inputs.config import RunConfig
 from pipeline.inputs.manifest import Item
 from pipeline.media.xmp import XmpError, disclose, pixels_id
 from pipeline.store.names import FINGERPRINT_META, SHA256_META
-from pipeline.plan.delivery import Delivered as Output, SettingsKeys, disclosure_for, final_outputs, settings_key
+from pipeline.plan.delivery import Delivered as Output, SettingsKeys, disclosure_for, final_batches, final_outputs
+from pipeline.plan.delivery import settings_key
 from pipeline.store.atomic import write_atomically
 from pipeline.store.checkpoint import Checkpoint, Row
 from pipeline.store.delivered import Delivered, Disclosed
 from pipeline.store.remote import Remote, StorageError
+from pipeline.store.rowview import rows_of
 
 log = logging.getLogger(__name__)
 READ_BATCH = 64  # objects fetched at once from a bucket
@@ -63,8 +65,9 @@ class Discloser:
         """Remember what this run's downloads carry (by the sha256 the checkpoint took of them)."""
         if not self.written:
             return
+        mine = list({id(item): item for item, _ in map(self._origin.get, self.written) if item is not None}.values())
         entries = [(out.name, Disclosed(out.row.output_sha256, *self.written[out.name]))
-                   for out in final_outputs(cfg, items, rows) if out.name in self.written]
+                   for out in final_outputs(cfg, mine, rows) if out.name in self.written]
         store = Delivered.open(cfg.state_dir)
         try:
             store.save_disclosed(entries)
@@ -77,13 +80,21 @@ def refresh(cfg: RunConfig, ckpt: Checkpoint, rows: dict[str, Row], items: list[
     """Bring every done output's disclosure up to date for 0 credits; returns how many files were rewritten."""
     store = Delivered.open(cfg.state_dir)
     try:
-        records = store.disclosed()
         keys = SettingsKeys(cfg)
         out_dir = os.fspath(cfg.output.dir)
-        stale = [out for out in final_outputs(cfg, items, rows)
-                 if not _current(out, records.get(out.name), keys[out.variant], out_dir, listing)]
+        stale = []  # a batch of rows and their records at a time: a million done rows are never all held
+        for outs in final_batches(cfg, items, rows):
+            records = store.disclosed_of([out.name for out in outs])
+            stale += [out for out in outs if not _current(out, records.get(out.name), keys[out.variant], out_dir,
+                                                          listing)]
         if not stale:
             return 0
+        records = {}
+        for start in range(0, len(stale), 4000):
+            records.update(store.disclosed_of([out.name for out in stale[start:start + 4000]]))
+        # the stale ones' own Rows, which save() changes
+        found = rows_of(rows, [out.row.id for out in stale])
+        stale = [out._replace(row=found[out.row.id]) for out in stale]
         entries, rewritten = [], 0
         for out, data in _read(cfg, stale, outputs):
             entry, changed = _mend(cfg, ckpt, out, data, records.get(out.name), outputs, listing)
