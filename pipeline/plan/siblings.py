@@ -11,6 +11,7 @@ from pipeline.inputs.manifest import Item
 from pipeline.inputs.settings import RunConfig
 from pipeline.inputs.variants import step_id
 from pipeline.store.checkpoint import Row
+from pipeline.store.rowview import batches
 from pipeline.store.state_dirs import checkpoint_paths, merged_rows
 
 
@@ -23,7 +24,8 @@ def sibling_rows(cfg: RunConfig, rows: Mapping[str, Row], items: list[Item]) -> 
     wanted = {i.id for i in items}
     if cfg.variants:  # a variant's steps are rows of their own
         wanted |= {step_id(i.id, v.name, k) for i in items for v in cfg.variants for k in range(len(v.steps))}
-    wanted -= rows.keys()
+    for _, known in batches(rows, list(wanted), ("state",), key=str):  # one query a batch, not one an id
+        wanted.difference_update(known)
     if not wanted:
         return []
     return [row for item_id, row in merged_rows(others).items() if item_id in wanted]
