@@ -38,13 +38,21 @@ class Discloser:
 
     def __init__(self, cfg: RunConfig, items: list[Item]):
         self.cfg = cfg
-        self._origin = {}
-        for item in items:
-            if cfg.variants:
-                self._origin.update(zip(item.output_names, ((item, v) for v in cfg.variants)))
-            else:
-                self._origin[item.output_name] = (item, None)
+        self._items = items
+        self._by_name: dict[str, tuple[Item, object]] | None = None  # made at the first download
         self.written: dict[str, tuple[str, str]] = {}  # name -> (settings key, pixels id), this run
+
+    @property
+    def _origin(self) -> dict[str, tuple[Item, object]]:
+        """output name -> (item, variant); a no-op rerun downloads nothing, so never builds it for 1M items."""
+        if self._by_name is None:
+            self._by_name = {}
+            for item in self._items:
+                if self.cfg.variants:
+                    self._by_name.update(zip(item.output_names, ((item, v) for v in self.cfg.variants)))
+                else:
+                    self._by_name[item.output_name] = (item, None)
+        return self._by_name
 
     def apply(self, name: str, data: bytes) -> bytes:
         """`data` with the disclosure it must carry; as received when it cannot take one (logged)."""
