@@ -21,7 +21,7 @@ from pipeline.inputs.manifest import Manifest
 from pipeline.outputs.cards import ORDER, Card
 from pipeline.outputs.results import STATUS
 from pipeline.store.checkpoint import Row
-from pipeline.store.rowview import batches, fetch, rows_of
+from pipeline.store.rowview import RowView, batches, fetch, rows_of
 from pipeline.version import installed_version
 
 Made = Callable[[Manifest, dict[str, Row]], dict[str, list[Card]]]  # cards.cards over a page's items
@@ -56,23 +56,24 @@ class Deck:
         known = bool(manifest.sha256)
         digest.update((manifest.sha256 or "").encode())
         credits = 0
-        columns = ("state", "credits", "updated_at", "image_sha256")
         position = 0
-        for chunk, found in batches(rows, items, columns):
-            seen = []
+        if isinstance(rows, RowView):  # every row summed up by SQLite: what each card shows comes from these
+            summary = rows.summary()
+            digest.update(repr(summary).encode())
+            known = known and not any(no_sha for *_, no_sha in summary)  # an input previewed by its stat
+        else:
+            known = False
+        for chunk, found in batches(rows, items, ("state", "credits")):
             for item in chunk:
                 values = found.get(item.id)
                 if values is None:
                     status, known = "pending", False  # an input previewed by its stat: not in the digest
                 else:
-                    state, spent, updated, sha = values
-                    status = STATUS.get(state, "pending")
-                    credits += spent or 0
-                    known = known and bool(sha) and status != "review"  # a held card shows a heat-map file
-                    seen.append((updated, state))
+                    status = STATUS.get(values[0], "pending")
+                    credits += values[1] or 0
+                    known = known and status != "review"  # a held card shows a heat-map file
                 status_of_item[position] = code[status]
                 position += 1
-            digest.update(repr(seen).encode())
         invalid_ids = [bad.id for bad in manifest.invalid if bad.id]
         found = fetch(rows, invalid_ids, ("credits",))  # current_ids: an invalid row's credits count too
         credits += sum(found[i][0] or 0 for i in invalid_ids if i in found)
