@@ -21,11 +21,12 @@ def sibling_rows(cfg: RunConfig, rows: Mapping[str, Row], items: list[Item]) -> 
     others = [p for p in checkpoint_paths(cfg.state_root) if p != cfg.checkpoint_path]
     if not others:
         return []
-    wanted = {i.id for i in items}
+    ids = [i.id for i in items]
     if cfg.variants:  # a variant's steps are rows of their own
-        wanted |= {step_id(i.id, v.name, k) for i in items for v in cfg.variants for k in range(len(v.steps))}
-    for _, known in batches(rows, list(wanted), ("state",), key=str):  # one query a batch, not one an id
-        wanted.difference_update(known)
+        ids += [step_id(i.id, v.name, k) for i in items for v in cfg.variants for k in range(len(v.steps))]
+    # One query a batch, in the manifest's order (its neighbours are the index's neighbours), not one an id.
+    wanted = {key for chunk, known in batches(rows, ids, ("state",), key=str) for key in chunk if key not in known}
+    del ids
     if not wanted:
         return []
     return [row for item_id, row in merged_rows(others).items() if item_id in wanted]

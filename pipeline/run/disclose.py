@@ -16,7 +16,7 @@ import hashlib
 import logging
 import os
 
-from pipeline.errors import OutputError
+from pipeline.errors import CheckpointError, OutputError
 from pipeline.inputs.config import RunConfig
 from pipeline.inputs.manifest import Item
 from pipeline.media.xmp import XmpError, disclose, pixels_id
@@ -25,9 +25,9 @@ from pipeline.plan.delivery import Delivered as Output, SettingsKeys, disclosure
 from pipeline.plan.delivery import settings_key
 from pipeline.store.atomic import write_atomically
 from pipeline.store.checkpoint import Checkpoint, Row
-from pipeline.store.delivered import Delivered, Disclosed
+from pipeline.store.delivered import NAME as DELIVERED_NAME, Delivered, Disclosed
 from pipeline.store.remote import Remote, StorageError
-from pipeline.store.rowview import rows_of
+from pipeline.store.rowview import RowView, chunks, rows_of
 
 log = logging.getLogger(__name__)
 READ_BATCH = 64  # objects fetched at once from a bucket
@@ -90,11 +90,13 @@ def refresh(cfg: RunConfig, ckpt: Checkpoint, rows: dict[str, Row], items: list[
     try:
         keys = SettingsKeys(cfg)
         out_dir = os.fspath(cfg.output.dir)
-        stale = []  # a batch of rows and their records at a time: a million done rows are never all held
-        for outs in final_batches(cfg, items, rows):
-            records = store.disclosed_of([out.name for out in outs])
-            stale += [out for out in outs if not _current(out, records.get(out.name), keys[out.variant], out_dir,
-                                                          listing)]
+        stale = _stale_joined(cfg, ckpt, rows, items, keys[None], out_dir, listing)
+        if stale is None:  # a batch of rows and their records at a time: a million done rows are never all held
+            stale = []
+            for outs in final_batches(cfg, items, rows):
+                records = store.disclosed_of([out.name for out in outs])
+                stale += [out for out in outs if not _current(out, records.get(out.name), keys[out.variant],
+                                                              out_dir, listing)]
         if not stale:
             return 0
         records = {}
@@ -115,6 +117,49 @@ def refresh(cfg: RunConfig, ckpt: Checkpoint, rows: dict[str, Row], items: list[
     if rewritten:
         log.info("disclosure metadata rewritten in %d delivered files (no credits)", rewritten)
     return rewritten
+
+
+def _stale_joined(cfg: RunConfig, ckpt: Checkpoint, rows, items: list[Item], key: str, out_dir: str,
+                  listing: dict[str, int] | None) -> list[Output] | None:
+    """`refresh`'s stale outputs without variants, each batch of rows read joined with its records by
+    SQLite (delivered.sqlite attached): only a file's stat is left to Python. None: not possible here
+    (variants, rows this run holds that are not stored yet, a transaction open): the general path."""
+    if cfg.variants or not isinstance(rows, RowView) or rows.changed:
+        return None
+    try:
+        ckpt.query("ATTACH DATABASE ? AS delivered", (str(cfg.state_dir / DELIVERED_NAME),))
+    except CheckpointError:
+        return None
+    stale: list[Output] = []
+    stat = os.stat
+    try:
+        for chunk in chunks(items):
+            marks = ", ".join("?" * len(chunk))
+            found = {r[0]: r[1:] for r in ckpt.query(
+                "SELECT i.id, i.output_path, i.output_size, i.output_mtime_ns, EXISTS (SELECT 1 FROM "
+                "delivered.disclosed d WHERE d.name = i.output_path AND d.sha256 = i.output_sha256 AND d.key = ?) "
+                "FROM items i "
+                f"WHERE i.state = 'done' AND i.id IN ({marks})", (key, *(item.id for item in chunk)))}
+            for item in chunk:
+                values = found.get(item.id)
+                if values is None or values[0] != item.output_name:
+                    continue  # not delivered
+                name, size, mtime, recorded = values
+                if recorded:
+                    if listing is not None:
+                        if listing.get(name) == size:
+                            continue
+                    else:
+                        try:
+                            st = stat(os.path.join(out_dir, name))
+                        except OSError:
+                            continue  # gone: the planner's repair
+                        if st.st_size == size and st.st_mtime_ns == mtime:
+                            continue
+                stale.append(Output(name, rows[item.id], item, None))
+    finally:
+        ckpt.query("DETACH DATABASE delivered", ())
+    return stale
 
 
 def _current(out: Output, record: Disclosed | None, key: str, out_dir: str,
