@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         cases = [("validate", ["validate", str(config)]),
                  ("dry run 0/8", ["run", str(config), "--dry-run", "--shard", "0/8", "--quiet"])]
         if args.rerun:
-            if not (root / "state").exists():
+            if not (root / "out" / ".pipeline" / "checkpoint.sqlite").exists():  # the config's state.dir
                 print(f"[scale] writing {rows} done items", file=sys.stderr)
                 build_done(config)
             cases += [("no-op rerun", ["run", str(config), "--quiet", "--json"]), ("status", ["status", str(config)])]

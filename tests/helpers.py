@@ -296,3 +296,41 @@ def received_sha256(path: Path) -> str:
     """The sha256 of a delivered picture as the service sent it: without the disclosure XMP we add."""
     from pipeline.media.xmp import disclose
     return hashlib.sha256(disclose(path.read_bytes(), None)).hexdigest()
+
+
+# -- a big results table ---------------------------------------------------------------------------
+
+def results_sample(root: Path, n: int, awkward: str):
+    """(cfg, manifest, rows) of `n` items in every state, not in id order, with three invalid rows:
+    every 50th prompt is `awkward`, every 97th id is not ASCII. Deterministic, so its table is pinned."""
+    from pipeline.inputs.config import load_config
+    from pipeline.inputs.manifest import InvalidItem, Item, Manifest
+    from pipeline.store.checkpoint import Row
+
+    (root / "catalog.csv").write_text("id,image,title\n", encoding="utf-8")
+    (root / "config.yaml").write_text("manifest: catalog.csv\nprompt: '{title}'\n", encoding="utf-8")
+    cfg = load_config(root / "config.yaml")
+    items, rows = [], {}
+    for k in ((j * 7919) % n for j in range(n)):
+        item_id = f"ünï-{k:06d}" if k % 97 == 0 else f"sku-{k:06d}"
+        prompt = awkward if k % 50 == 0 else f"product {k % 300} on a marble counter"
+        items.append(Item(id=item_id, image=f"images/p{k % 300:03d}.jpg", prompt=prompt, row=k + 2,
+                          output_name=f"{item_id}.jpg", extra={"title": prompt, "note": "" if k % 3 else "NA"}))
+        kind, at = k % 10, 1_700_000_000.0 + k
+        if kind == 9:
+            continue  # never planned: no row
+        row = Row(id=item_id, fingerprint=f"{k:064x}", image_sha256=f"{k % 300:064x}", attempts=1 + k % 2,
+                  credits=1, submitted_at=at, order_id=f"{k:032x}", output_url=f"http://x/o/{k}.jpg")
+        if kind <= 5 or kind == 8:
+            row.state, row.output_path, row.output_sha256, row.finished_at = (
+                "done" if kind <= 5 else "review", f"{item_id}.jpg", f"{k * 31:064x}", at + 12.25 + k % 7)
+            if kind == 8:
+                row.fidelity, row.fidelity_ssim, row.fidelity_note = 0.5 + (k % 40) / 100, 0.9, None
+        elif kind == 6:
+            row.state, row.error, row.credits = "failed", f"order failed: {awkward if k % 20 == 6 else 'no'}", 0
+        else:
+            row.state, row.error = "submitted", "status check timed out; resumed next run"
+        rows[item_id] = row
+    invalid = [InvalidItem(id=f"bad-{j}", row=n + 2 + j, problems=["no image", "id too long"][: 1 + j % 2])
+               for j in range(3)]
+    return cfg, Manifest(items=items, invalid=invalid, columns=["id", "image", "title", "note"]), rows

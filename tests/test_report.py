@@ -21,7 +21,9 @@ from pipeline.cli import main
 from pipeline.inputs.manifest import InvalidItem, Item
 from pipeline.media.images import image_header
 from pipeline.media.previews import AS_IS_BYTES, AS_IS_SIDE, BROWSER_FORMATS, THUMB_SIZE, thumbnail
+from pipeline.outputs.deck import Deck
 from pipeline.outputs.report import write_report
+from pipeline.store.rowview import RowView
 from pipeline.sandbox import SANDBOX_KEY
 from pipeline.inputs.validate import validate
 
@@ -377,6 +379,36 @@ def test_unchanged_pages_are_not_rewritten(catalog, tmp_path, monkeypatch):
     write_report(cfg, manifest, rows)
     assert pages[0].stat().st_mtime_ns != 1 and pages[1].stat().st_mtime_ns == 1
     assert "a-new-order" in pages[0].read_text("utf-8")
+
+
+def test_a_rerun_makes_only_page_one_again_until_a_card_changes(catalog, tmp_path, monkeypatch):
+    cfg, manifest, _ = load(copy_of(catalog, tmp_path))
+    monkeypatch.setattr(pipeline.outputs.report, "PAGE_SIZE", 2)
+    made: list[int] = []  # the first card of each page whose cards were made
+    real = Deck.cards
+    monkeypatch.setattr(Deck, "cards", lambda deck, start, stop, how: made.append(start) or real(deck, start, stop,
+                                                                                                    how))
+    ckpt = Checkpoint.open(cfg.state_dir / "checkpoint.sqlite")
+    try:
+        ckpt.insert([Row(id="sku-004", fingerprint="f", image_sha256=hashlib.sha256(b"p4").hexdigest())])
+        rows = RowView(ckpt)  # as a run reads them
+        write_report(cfg, manifest, rows)
+        whole = read_pages(cfg.output.dir)
+        assert sorted(made) == [0, 2, 4]
+        made.clear()
+        write_report(cfg, manifest, rows)  # nothing changed: page 1 alone, the others left as they are
+        assert made == [0] and read_pages(cfg.output.dir).keys() == whole.keys()
+        assert Page(read_pages(cfg.output.dir)["report.html"]).cards == Page(whole["report.html"]).cards
+        made.clear()
+        ckpt.save(rows["sku-001"], order_id="a-new-order")  # a card on page 2
+        write_report(cfg, manifest, rows)
+        assert sorted(made) == [0, 2, 4] and "a-new-order" in read_pages(cfg.output.dir)["report-2.html"]
+        made.clear()
+        (cfg.output.dir / "report-3.html").unlink()  # a page gone: every page is made again
+        write_report(cfg, manifest, rows)
+        assert sorted(made) == [0, 2, 4] and (cfg.output.dir / "report-3.html").is_file()
+    finally:
+        ckpt.close()
 
 
 def test_an_item_without_a_checkpoint_row_is_known_by_path_size_and_mtime(catalog, tmp_path):

@@ -88,7 +88,7 @@ def test_unchanged_results_are_touched_not_rewritten_and_any_change_rewrites(tmp
     # The stamp recorded the mtimes above, so it no longer matches: rewritten, stamp renewed.
     results.write(cfg, manifest, rows)
     written = []
-    monkeypatch.setattr(results, "_write_csv", lambda cols, p: written.append(p))
+    monkeypatch.setattr(results, "_write_csv", lambda *args: written.append(args[-1]))
     before = csv_path.stat().st_mtime_ns
     results.write(cfg, manifest, rows)  # nothing changed: no write, a fresh mtime
     assert written == [] and csv_path.read_bytes() == first
@@ -108,7 +108,7 @@ def test_unchanged_results_are_touched_not_rewritten_and_any_change_rewrites(tmp
     # The manifest text changed (load_manifest records the hash of the text it read).
     manifest = dataclasses.replace(manifest, sha256="of an edited manifest")
     real = results._write_csv
-    monkeypatch.setattr(results, "_write_csv", lambda cols, p: written.append(p) or real(cols, p))
+    monkeypatch.setattr(results, "_write_csv", lambda *args: written.append(args[-1]) or real(*args))
     results.write(cfg, manifest, rows)
     assert len(written) == 1
     results.write(cfg, manifest, rows, force=True)  # `pipeline report` always rewrites

@@ -144,6 +144,8 @@ class Previews:
         self.ready: dict[str, str] = {**dict.fromkeys(self.as_is, AS_IS), **self.made}
         self.todo: dict[str, tuple[str, str | None, list[OnMade]]] = {}
         self._stat_keys: dict[str, str | None] = {}  # many items may share one input image: stat it once
+        self._shown_as_is: set[str] = set()  # keys made this run that are shown as themselves
+        self._done: dict[str, str | None] = {}  # keys made this run (make_pending): their <img src>
 
     def key(self, kind: str, sha256: str | None, src: str) -> str | None:
         """The preview's name for an input ("in") or output ("out"): by the file's SHA-256 when the
@@ -169,16 +171,41 @@ class Previews:
             return self.made[key]
         if href and key in self.as_is:
             return href
+        if key in self._done:  # made for an earlier page of the report
+            if (shown := self._done[key]) is None:
+                on_made(None)
+            return shown
         if key in self.todo:
             self.todo[key][2].append(on_made)
         else:
             self.todo[key] = (src, href, [on_made])
         return None
 
+    def state(self) -> str:
+        """What thumbs/ holds, in one line: its mtime and thumbs/.direct's size and mtime (a report's stamp)."""
+        found = []
+        for path in (self.dir, self.dir / _DIRECT):
+            try:
+                st = os.stat(path)
+                found.append(f"{st.st_size}:{st.st_mtime_ns}" if path != self.dir else str(st.st_mtime_ns))
+            except OSError:
+                found.append("-")
+        return "/".join(found)
+
     def finish(self) -> None:
         """Make the missing previews and set them on their cards; forget unused ones."""
+        self.make_pending()
         unused = self.ready.keys()
-        as_is = self.as_is - unused - self.made.keys()
+        as_is = (self.as_is - unused - self.made.keys()) | self._shown_as_is
+        if as_is != self.as_is:
+            write_atomically(self.dir / _DIRECT, "".join(f"{key}\n" for key in sorted(as_is)).encode("ascii"))
+        for key in unused & self.made.keys():
+            with contextlib.suppress(OSError):  # a stale preview left behind costs only disk space
+                (self.dir.parent / self.made[key]).unlink()
+
+    def make_pending(self) -> None:
+        """Make the previews asked for so far and set them on their cards (a report page, before it is written)."""
+        as_is = self._shown_as_is
         big: list[tuple[str, str]] = []
         for key, (src, href, cards) in sorted(self.todo.items()):
             # A key is a file name: one from a damaged checkpoint gets no preview, and no file.
@@ -195,18 +222,16 @@ class Previews:
                 as_is.add(key)
             else:
                 shown = f"{THUMBS}/{key}.{plan}" if _link_or_copy(src, self.dir / f"{key}.{plan}") else None
+            self._done[key] = shown
             _tell(cards, shown)
         if big:
             with ThreadPoolExecutor(max_workers=min(4, len(big), os.cpu_count() or 2)) as pool:
                 made = pool.map(lambda job: thumbnail(job[1], self.dir / f"{job[0]}.jpg"), big)
                 for (key, src), ok in zip(big, made):
                     _, href, cards = self.todo[key]
-                    _tell(cards, f"{THUMBS}/{key}.jpg" if ok else None)
-        if as_is != self.as_is:
-            write_atomically(self.dir / _DIRECT, "".join(f"{key}\n" for key in sorted(as_is)).encode("ascii"))
-        for key in unused & self.made.keys():
-            with contextlib.suppress(OSError):  # a stale preview left behind costs only disk space
-                (self.dir.parent / self.made[key]).unlink()
+                    self._done[key] = shown = f"{THUMBS}/{key}.jpg" if ok else None
+                    _tell(cards, shown)
+        self.todo = {}
 
 
 def _tell(waiting: list[OnMade], shown: str | None) -> None:

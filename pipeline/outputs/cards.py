@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from html import escape
@@ -21,6 +22,7 @@ from pipeline.outputs.renditions import rendition_paths
 from pipeline.outputs import review_card as review
 from pipeline.outputs.results import status_of
 from pipeline.store.checkpoint import Row
+from pipeline.store.rowview import chunks, rows_of
 
 ORDER = ("review", "failed", "pending", "done")  # held for review first: someone must look at them
 # Names made only of these need no quoting in an href (quote() leaves them as they are): most
@@ -76,8 +78,7 @@ def cards(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], out_names: s
     groups: dict[str, list[Card]] = {status: [] for status in ORDER}
     units: list[Card] = []  # with variants: every (item, variant)'s card, to be put in its item's row
     made = rendition_paths(cfg, manifest, rows)
-    for number, item in enumerate(manifest.items):
-        row = rows.get(item.id)
+    for number, (item, row) in enumerate(_with_rows(manifest.items, rows)):
         status = status_of(row)
         if row is None:
             card, sha = Card(item.id, status, item.prompt), None
@@ -121,6 +122,13 @@ def cards(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], out_names: s
     for group in groups.values():
         group.sort(key=attrgetter("id"))
     return groups
+
+
+def _with_rows(items: list, rows: Mapping[str, Row]) -> Iterator[tuple]:
+    """(item, its row or None), the rows read a batch at a time."""
+    for chunk in chunks(items):
+        found = rows_of(rows, [item.id for item in chunk])
+        yield from ((item, found.get(item.id)) for item in chunk)
 
 
 def _rows(cfg: RunConfig, units: list[Card]) -> list[Card]:

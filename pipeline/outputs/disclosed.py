@@ -13,7 +13,8 @@ from pipeline.inputs.config import RunConfig
 from pipeline.media.xmp import carried
 from pipeline.plan.delivery import OFF_KEY, final_rows, settings_key, variant_of
 from pipeline.store.checkpoint import Row
-from pipeline.store.delivered import Delivered
+from pipeline.store.delivered import NAME, Delivered
+from pipeline.store.tally import count_disclosed, done_rows
 
 
 def disclosure_status(cfg: RunConfig, rows: dict[str, Row], checkpoints: list[Path]) -> dict:
@@ -32,16 +33,34 @@ def count_lacking(cfg: RunConfig, outputs: Iterable[Row], checkpoints: list[Path
         record = records.get(row.output_path)
         ok = key != OFF_KEY and record is not None and record.key == key and record.sha256 == row.output_sha256
         if ok and cfg.output_url is None:
-            ok = _unchanged_or_disclosed(cfg.output.dir / row.output_path, row)
+            ok = _unchanged_or_disclosed(cfg.output.dir / row.output_path, row.output_size, row.output_mtime_ns)
         seen += 1
         lacking += not ok
     return {"outputs": seen, "lacking": lacking, "source_type": cfg.output.disclosure["source_type"]}
 
 
-def _unchanged_or_disclosed(path: Path, row: Row) -> bool:
+def count_tallied(cfg: RunConfig, checkpoints: list[Path]) -> dict:
+    """count_lacking over every done row of these checkpoints (a config without variants), counted
+    while SQLite streams them joined with the records: a million done rows, none held."""
+    delivered = [path.parent / NAME for path in checkpoints if (path.parent / NAME).is_file()]
+    if len(delivered) > 1:  # records in several state directories, the later winning: read them as before
+        return count_lacking(cfg, (row for path in checkpoints for row in done_rows(path)), checkpoints)
+    key = settings_key(cfg, None)
+    out_dir = cfg.output.dir
+
+    def intact(name: str, size: int | None, mtime: int | None) -> bool:
+        return cfg.output_url is not None or _unchanged_or_disclosed(out_dir / name, size, mtime)
+    seen = lacking = 0
+    for path in checkpoints:
+        more = count_disclosed(path, delivered[0] if delivered else None, None if key == OFF_KEY else key, intact)
+        seen, lacking = seen + more[0], lacking + more[1]
+    return {"outputs": seen, "lacking": lacking, "source_type": cfg.output.disclosure["source_type"]}
+
+
+def _unchanged_or_disclosed(path: Path, size: int | None, mtime_ns: int | None) -> bool:
     try:
         st = os.stat(path)
-        if st.st_size == row.output_size and st.st_mtime_ns == row.output_mtime_ns:
+        if st.st_size == size and st.st_mtime_ns == mtime_ns:
             return True
         return "DigitalSourceType" in carried(path.read_bytes())
     except OSError:

@@ -9,6 +9,7 @@ from pipeline.inputs.manifest import Manifest
 from pipeline.plan.shards import NAME
 from pipeline.store.checkpoint import Row
 from pipeline.store.delivered import Delivered
+from pipeline.store.rowview import batches
 
 
 def rendition_paths(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row]) -> dict[str, list[str | None]]:
@@ -19,15 +20,15 @@ def rendition_paths(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row]) ->
     made = {}
     for state_dir in _state_dirs(cfg):
         made.update(Delivered.read(state_dir)[1])
-    found: dict[str, list[str | None]] = {}
-    for r in wanted:
-        paths: list[str | None] = []
-        for item in manifest.items:
-            row = rows.get(item.id)
-            record = made.get((r.name, item.output_name)) if row is not None and row.state == "done" else None
-            paths.append(record.path if record is not None and record.path == r.path_of(item.output_name)
-                         and record.source_sha256 == row.output_sha256 else None)
-        found[r.name] = paths
+    found: dict[str, list[str | None]] = {r.name: [] for r in wanted}
+    for chunk, done in batches(rows, manifest.items, ("state", "output_sha256")):  # a batch of rows at a time
+        for r in wanted:
+            paths = found[r.name]
+            for item in chunk:
+                row = done.get(item.id)
+                record = made.get((r.name, item.output_name)) if row is not None and row[0] == "done" else None
+                paths.append(record.path if record is not None and record.path == r.path_of(item.output_name)
+                             and record.source_sha256 == row[1] else None)
     return found
 
 

@@ -16,17 +16,20 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections import Counter
 from datetime import datetime
 from html import escape
-from itertools import chain, groupby
+from collections.abc import Mapping
+from functools import partial
+from itertools import groupby
 from pathlib import Path
 
 from pipeline.errors import OutputError
 from pipeline.inputs.config import RunConfig
 from pipeline.inputs.manifest import Manifest
 from pipeline.media.previews import Previews
+from pipeline.outputs import stamps
 from pipeline.outputs.cards import ORDER, Card, cards, current_ids, render
+from pipeline.outputs.deck import Deck
 from pipeline.store.atomic import write_atomically
 from pipeline.store.checkpoint import Row
 
@@ -35,12 +38,16 @@ TITLES = {"review": "Held for review", "failed": "Failed", "pending": "Pending",
 _PAGE_NAME = re.compile(r"report-([0-9]+)\.html")
 
 
-def write_report(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], *,
+def write_report(cfg: RunConfig, manifest: Manifest, rows: Mapping[str, Row], *,
                  summary: dict | None = None, stored: set[str] | None = None) -> Path:
     """Write <output.dir>/report.html and its further pages (and refresh thumbs/); return page 1's path.
 
     `stored`: when output.dir is a storage URL, the names of the outputs in it; the report is then
-    made in the local output.dir, with the same relative links, and uploaded beside them."""
+    made in the local output.dir, with the same relative links, and uploaded beside them.
+
+    Without variants the pages are written one after another, each page's cards made from its rows
+    when it is written (outputs/deck.py). When nothing a card shows has changed since the last
+    report (its stamp in state.dir), only page 1, with the summary, is made again."""
     out_dir = cfg.output.dir
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -48,17 +55,54 @@ def write_report(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], *,
     except OSError as exc:
         raise OutputError(f"cannot list {out_dir}: {exc.strerror or exc}") from None
     previews = Previews(out_dir)
-    groups = cards(cfg, manifest, rows, set(listing) if stored is None else stored, previews, stored is not None)
-    previews.finish()
-    credits = sum(rows[i].credits for i in current_ids(manifest) if i in rows)
-    book = _Book(cfg, groups, credits, summary or {})
+    out_names = set(listing) if stored is None else stored
+    del listing
+    made = partial(_page_cards, cfg, out_names, previews, stored is not None)
+    if cfg.variants:
+        groups = cards(cfg, manifest, rows, out_names, previews, stored is not None)
+        previews.finish()
+        deck = Deck.of(groups, sum(rows[i].credits for i in current_ids(manifest) if i in rows))
+    else:
+        deck = Deck.scan(cfg, manifest, rows, extra=f"{PAGE_SIZE}\n{stored is not None}\n{_footer_links(cfg)}")
+    book = _Book(cfg, deck, made, summary or {})
+    stamp = cfg.state_dir / "report.stamp.json"
+    if deck.digest is not None and stamps.current(stamp, _stamp_digest(deck, previews), _paths(out_dir, book, 2)):
+        _write_if_changed(out_dir / page_name(1), book.page(1).encode("utf-8"))  # the rest is as it was
+        return out_dir / page_name(1)
+    with contextlib.suppress(OSError):
+        stamp.unlink()  # gone until every page is written
     for number in range(book.pages, 0, -1):  # page 1 last: by then every page it links to exists
         _write_if_changed(out_dir / page_name(number), book.page(number).encode("utf-8"))
-    for name in listing:  # pages an earlier, bigger run left behind
+    if not cfg.variants:
+        previews.finish()
+    for name in os.listdir(out_dir):  # pages an earlier, bigger run left behind
         if name.startswith("report-") and (match := _PAGE_NAME.fullmatch(name)) and int(match[1]) > book.pages:
             with contextlib.suppress(FileNotFoundError):
                 (out_dir / name).unlink()
+    if deck.digest is not None:
+        stamps.save(stamp, _stamp_digest(deck, previews), _paths(out_dir, book, 2))
     return out_dir / page_name(1)
+
+
+def _page_cards(cfg: RunConfig, out_names: set[str], previews: Previews, stored: bool, manifest: Manifest,
+                rows: dict[str, Row]) -> dict[str, list[Card]]:
+    """One page's cards, their previews made now (the page is written next)."""
+    groups = cards(cfg, manifest, rows, out_names, previews, stored)
+    previews.make_pending()
+    return groups
+
+
+def _stamp_digest(deck: Deck, previews: Previews) -> str:
+    """The cards' digest and the previews they show (what thumbs/ holds)."""
+    return f"{deck.digest}|{previews.state()}"
+
+
+def _paths(out_dir: Path, book: "_Book", first: int) -> tuple[Path, ...]:
+    return tuple(out_dir / page_name(number) for number in range(first, book.pages + 1))
+
+
+def _footer_links(cfg: RunConfig) -> list[str]:
+    return [name for name in ("results.csv", "results.parquet") if (cfg.output.dir / name).is_file()]
 
 
 def make_previews(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], stored: set[str]) -> None:
@@ -85,22 +129,19 @@ def _write_if_changed(target: Path, data: bytes) -> None:
 class _Book:
     """The report's pages: page 1 has the summary; every page has the counts and page links."""
 
-    def __init__(self, cfg: RunConfig, groups: dict[str, list[Card]], credits: int, summary: dict):
-        self.cfg, self.credits, self.summary = cfg, credits, summary
-        self.cards = list(chain.from_iterable(groups[status] for status in ORDER))  # failures first
-        self.pages = max(1, -(-len(self.cards) // PAGE_SIZE))
-        self.counts = Counter({status: len(group) for status, group in groups.items()})  # cards
+    def __init__(self, cfg: RunConfig, deck: Deck, made, summary: dict):
+        self.cfg, self.deck, self.made, self.credits, self.summary = cfg, deck, made, deck.credits, summary
+        self.counts = deck.counts  # cards per status
+        self.pages = max(1, -(-sum(self.counts.values()) // PAGE_SIZE))
         # What the summary counts: items, or with variants each item's variants, as results.csv does.
-        self.tally = Counter({status: 0 for status in ORDER})
-        self.tally.update(unit.status for card in self.cards for unit in (card.variants or (card,)))
+        self.tally = deck.tally
         self.first: dict[str, int] = {}  # status -> index of its first card
         start = 0
         for status in ORDER:
             if self.counts[status]:
                 self.first[status] = start
                 start += self.counts[status]
-        links = [name for name in ("results.csv", "results.parquet") if (cfg.output.dir / name).is_file()]
-        self.footer = " · ".join(f'<a href="{name}">{name}</a>' for name in links)
+        self.footer = " · ".join(f'<a href="{name}">{name}</a>' for name in _footer_links(cfg))
 
     def href(self, status: str, number: int) -> str:
         """Link to a status's section from page `number`."""
@@ -109,7 +150,7 @@ class _Book:
 
     def page(self, number: int) -> str:
         start = (number - 1) * PAGE_SIZE
-        chunk = self.cards[start:start + PAGE_SIZE]
+        chunk = self.deck.cards(start, start + PAGE_SIZE, self.made)
         name = escape(self.cfg.config_path.name)
         total = sum(self.counts.values())  # items (rows of variants count once)
         title = f"Batch report · {name}" + (f" · page {number}" if number > 1 else "")
@@ -154,7 +195,7 @@ class _Book:
                          f'{self.counts[status]:,}</span>{span}</h2>\n<div class="grid">\n')
             parts.extend(render(card) for card in group)
             parts.append("</div>\n</section>\n")
-        if not self.cards:
+        if not chunk and number == 1:
             parts.append('<p class="muted empty">The manifest has no items.</p>\n')
         parts.append(f'{nav}</main>\n<footer class="muted">{self.footer}</footer>\n</body>\n</html>\n')
         return "".join(parts)

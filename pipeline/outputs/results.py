@@ -10,15 +10,17 @@ import os
 import time
 from collections import Counter
 from datetime import datetime, timezone
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
 from pipeline.version import installed_version
 from pipeline.store.atomic import write_atomically, write_with
 from pipeline.store.checkpoint import Row
+from pipeline.store.rowview import RowView, batches, chunks, rows_of
 from pipeline.inputs.config import RunConfig
 from pipeline.errors import OutputError
-from pipeline.inputs.manifest import Manifest
+from pipeline.inputs.manifest import Item, Manifest
 from pipeline.outputs.renditions import rendition_columns
 
 COLUMNS = ["id", "status", "image", "prompt", "order_id", "output_url", "output_path",
@@ -27,6 +29,7 @@ COLUMNS = ["id", "status", "image", "prompt", "order_id", "output_url", "output_
            "review", "review_reason", "reviewed_at"]
 FLOAT_COLUMNS = ("elapsed_s", "fidelity", "fidelity_ssim", "fidelity_delta_e", "fidelity_iou")
 INT_COLUMNS = ("attempts", "credits")
+PARQUET_BLOCK = 1 << 24  # bytes of CSV per block read, and so per row group of the Parquet twin
 STATUS = {"done": "done", "failed": "failed", "review": "review"}  # every other state is still `pending`
 
 
@@ -54,23 +57,38 @@ def status_of(row: Row | None) -> str:
     return STATUS.get(row.state, "pending") if row else "pending"
 
 
-def status_counts(manifest: Manifest, rows: dict[str, Row]) -> Counter:
+def status_counts(manifest: Manifest, rows: Mapping[str, Row]) -> Counter:
     counts = Counter({"done": 0, "failed": 0, "pending": 0, "review": 0})
-    for item in manifest.items:
-        counts[status_of(rows.get(item.id))] += 1
+    for chunk, found in batches(rows, manifest.items, ("state",)):
+        for item in chunk:
+            state = found.get(item.id)
+            counts[STATUS.get(state[0], "pending") if state else "pending"] += 1
     counts["failed"] += len(manifest.invalid)
     return counts
 
 
-def columns(manifest: Manifest, rows: dict[str, Row]) -> dict[str, list]:
+def columns(manifest: Manifest, rows: Mapping[str, Row]) -> dict[str, list]:
     """The table as columns: one entry per current manifest item, invalid ones last, as failed."""
-    found = [rows.get(item.id) for item in manifest.items]
+    cols = _columns(manifest.items, rows, manifest.columns)
+    for bad in manifest.invalid:
+        for name, values in cols.items():
+            values.append(_invalid(bad, name))
+    return cols
+
+
+def _invalid(bad, name: str):
+    return {"id": bad.id, "status": "failed", "error": "; ".join(bad.problems), "attempts": 0, "credits": 0}.get(name)
+
+
+def _columns(items: Sequence[Item], rows: Mapping[str, Row], extra_columns: list[str]) -> dict[str, list]:
+    """Columns of these items (a whole manifest's, or one batch's)."""
+    found = [rows.get(item.id) for item in items]
     done = [r is not None and r.state in ("done", "review") for r in found]  # a held output is on disk
     cols: dict[str, list] = {
-        "id": [item.id for item in manifest.items],
+        "id": [item.id for item in items],
         "status": [status_of(r) for r in found],
-        "image": [item.image for item in manifest.items],
-        "prompt": [item.prompt for item in manifest.items],
+        "image": [item.image for item in items],
+        "prompt": [item.prompt for item in items],
         "order_id": [r.order_id if r else None for r in found],
         "output_url": [r.output_url if r else None for r in found],
         "output_path": [r.output_path if ok else None for r, ok in zip(found, done)],
@@ -88,13 +106,9 @@ def columns(manifest: Manifest, rows: dict[str, Row]) -> dict[str, list]:
         "review_reason": [r.review_reason if r else None for r in found],
         "reviewed_at": [_iso(r.reviewed_at) if r else None for r in found],
     }
-    for name in manifest.columns:
+    for name in extra_columns:
         if name not in cols:
-            cols[name] = [item.extra.get(name) for item in manifest.items]
-    for bad in manifest.invalid:
-        for name, values in cols.items():
-            values.append({"id": bad.id, "status": "failed", "error": "; ".join(bad.problems),
-                           "attempts": 0, "credits": 0}.get(name))
+            cols[name] = [item.extra.get(name) for item in items]
     return cols
 
 
@@ -121,20 +135,39 @@ def write(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], *, force: bo
         return csv_path
     with contextlib.suppress(OSError):
         stamp.unlink()  # gone until both files are whole again
-    cols = columns(manifest, rows)
-    if extra:
-        at = list(cols).index("output_path") + 1
-        cols = dict([*list(cols.items())[:at], *extra.items(), *list(cols.items())[at:]])
-    if cfg.variants:  # "sku-1/lifestyle" -> id sku-1, variant lifestyle
-        ids, variants = zip(*(unit.rsplit("/", 1) for unit in cols["id"][:len(manifest.items)])) \
-            if manifest.items else ((), ())
-        cols = {"id": [*ids, *cols["id"][len(ids):]], "variant": [*variants, *[None] * len(manifest.invalid)],
-                **{k: v for k, v in cols.items() if k != "id"}}
-    write_with(csv_path, lambda p: _write_csv(cols, p))
-    table_rows = len(cols["id"])
-    write_with(parquet_path, lambda p: _write_parquet(list(cols), table_rows, csv_path, p))
+    names = _names(cfg, manifest, extra)
+    write_with(csv_path, lambda p: _write_csv(cfg, manifest, rows, extra, names, p))
+    table_rows = len(manifest.items) + len(manifest.invalid)
+    write_with(parquet_path, lambda p: _write_parquet(names, table_rows, csv_path, p))
     _save_stamp(stamp, digest, (csv_path, parquet_path))
     return csv_path
+
+
+def _names(cfg: RunConfig, manifest: Manifest, extra: dict) -> list[str]:
+    """The table's header: the columns, each rendition's path after output_path, the variant after id."""
+    names = list(_columns([], {}, manifest.columns))
+    at = names.index("output_path") + 1
+    names[at:at] = list(extra)
+    return ["id", "variant", *names[1:]] if cfg.variants else names
+
+
+def _write_csv(cfg: RunConfig, manifest: Manifest, rows: Mapping[str, Row], extra: dict[str, list],
+               names: list[str], path: str) -> None:
+    """Plain CSV, quoted only where needed (pyarrow's writer quotes every string), written a batch
+    of rows at a time as they are read from the checkpoint: a million rows are never all held."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(names)
+        start = 0
+        for chunk in chunks(manifest.items):
+            cols = _columns(chunk, rows_of(rows, [item.id for item in chunk]), manifest.columns)
+            cols.update((name, values[start:start + len(chunk)]) for name, values in extra.items())
+            start += len(chunk)
+            if cfg.variants:  # "sku-1/lifestyle" -> id sku-1, variant lifestyle
+                split = [unit.rsplit("/", 1) for unit in cols["id"]]
+                cols["id"], cols["variant"] = [i for i, _ in split], [v for _, v in split]
+            writer.writerows(zip(*(cols[name] for name in names)))
+        writer.writerows([_invalid(bad, name) for name in names] for bad in manifest.invalid)
 
 
 def _inputs_digest(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], extra: dict | None = None) -> str:
@@ -145,8 +178,11 @@ def _inputs_digest(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], ext
         digest.update(manifest.sha256.encode())
     else:  # built in code, not read from a file
         digest.update(repr([(i.id, i.image, i.prompt, i.extra) for i in manifest.items]).encode())
-    get = rows.get
-    digest.update(repr([(r.updated_at, r.state) if (r := get(i.id)) else None for i in manifest.items]).encode())
+    if isinstance(rows, RowView):  # every row of the checkpoint, summed up by SQLite
+        digest.update(repr(rows.summary()).encode())
+    else:
+        digest.update(repr([(r.updated_at, r.state) if (r := rows.get(i.id)) else None for i in manifest.items])
+                      .encode())
     if extra:
         digest.update(repr(extra).encode())
     return digest.hexdigest()
@@ -184,37 +220,35 @@ def prewarm() -> None:
 
 
 def _write_parquet(names: list[str], table_rows: int, csv_path: Path, path: str) -> None:
-    """The Parquet twin of results.csv, read back from it by pyarrow's CSV reader.
+    """The Parquet twin of results.csv, read back from it by pyarrow's streaming CSV reader and
+    written a block at a time (a row group each), so a million rows are never all in memory.
 
     Building the table from Python lists (pa.array) imports pandas, half a second of CPU a run
-    never needs otherwise; the CSV reader does not, and parses 100k rows in under 0.1 s. Types are
-    set, never guessed: ids such as "007" stay strings. Empty cells are nulls, as pandas reads them.
+    never needs otherwise; the CSV reader does not. Types are set, never guessed: ids such as
+    "007" stay strings. Empty cells are nulls, as pandas reads them.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
-    data = csv_path.read_bytes()
     # Quoted line breaks need the reader's slow path (5x slower); a table with none has exactly
     # one CRLF per line, so that count tells.
-    plain = data.count(b"\n") == data.count(b"\r") == table_rows + 1
+    newlines = returns = 0
+    with open(csv_path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            newlines, returns = newlines + block.count(b"\n"), returns + block.count(b"\r")
+    plain = newlines == returns == table_rows + 1
     types = {name: pa.string() for name in names}
     types.update({name: pa.int64() for name in INT_COLUMNS}, **{name: pa.float64() for name in FLOAT_COLUMNS})
-    table = pacsv.read_csv(
-        pa.BufferReader(data),
-        read_options=pacsv.ReadOptions(block_size=1 << 24),
+    reader = pacsv.open_csv(
+        csv_path,
+        read_options=pacsv.ReadOptions(block_size=PARQUET_BLOCK),
         parse_options=pacsv.ParseOptions(newlines_in_values=not plain),
         convert_options=pacsv.ConvertOptions(column_types=types, include_columns=names,
                                              strings_can_be_null=True, quoted_strings_can_be_null=True,
                                              null_values=[""]))
-    pq.write_table(table, path)
-
-
-def _write_csv(cols: dict[str, list], path: str) -> None:
-    """Plain CSV, quoted only where needed (pyarrow's writer quotes every string)."""
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(cols)
-        writer.writerows(zip(*cols.values()))
+    with pq.ParquetWriter(path, reader.schema) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
 
 
 def _iso(ts: float | None) -> str | None:

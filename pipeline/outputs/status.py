@@ -11,12 +11,12 @@ from datetime import datetime, timezone
 
 from pipeline.errors import CheckpointError
 from pipeline.inputs.config import load_config
-from pipeline.outputs.disclosed import count_lacking, disclosure_status
+from pipeline.outputs.disclosed import count_tallied, disclosure_status
 from pipeline.outputs import bucket
 from pipeline.outputs.publish import checkpoint_paths, merged_history, merged_rows
 from pipeline.store import steps_dir
 from pipeline.store.checkpoint import RUNS_SHOWN, STATES
-from pipeline.store.tally import done_rows, read_tally
+from pipeline.store.tally import read_tally
 
 MAX_FAILURES_SHOWN = 50
 # "new" is a pending (or uploaded) row no order was ever created for: nothing of it was paid for.
@@ -57,7 +57,7 @@ def read_status(config_path: str, runs: int = RUNS_SHOWN) -> dict:
         raise CheckpointError(f"cannot read checkpoint {paths}: {exc}") from None
     if tally is not None:
         doc = _tallied(doc, tally, history, paths)
-        doc["disclosure"] = count_lacking(cfg, (r for path in paths for r in done_rows(path)), paths)
+        doc["disclosure"] = count_tallied(cfg, paths)
         return doc
     counts = Counter(_state(r) for r in rows.values())
     doc["counts"] = {"items": len(rows), **{state: counts[state] for state in COUNTED}}

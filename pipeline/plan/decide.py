@@ -18,6 +18,23 @@ from pipeline.store.checkpoint import Row
 
 KINDS = ("new", "changed", "unchanged", "resumable", "retry", "repair", "forced", "held", "rebuy")
 IDLE = ("unchanged", "held")  # kinds with nothing to run: 0 credits
+# What `quick_unchanged` reads of a row, so a done row with an intact output never becomes a Row.
+QUICK_COLUMNS = ("fingerprint", "state", "output_path", "output_sha256", "output_size", "output_mtime_ns")
+
+
+def quick_unchanged(values: tuple, output_name: str, fp: str, output_dir: str | Mapping[str, int]) -> bool:
+    """Whether `decide` (not forced) would answer "unchanged" for a row of QUICK_COLUMNS, by the cheap
+    test alone: done, same fingerprint, its output where and as it was written. False: ask `decide`."""
+    fingerprint, state, path, sha, size, mtime = values
+    if fingerprint != fp or state != State.DONE or path != output_name or not sha:
+        return False
+    if not isinstance(output_dir, str):
+        return output_dir.get(output_name) == size
+    try:
+        st = os.stat(os.path.join(output_dir, output_name))
+    except OSError:
+        return False
+    return st.st_size == size and st.st_mtime_ns == mtime
 
 
 def decide(item: Item, row: Row | None, sha: str, fp: str, output_dir: str | Mapping[str, int], api_id: str,

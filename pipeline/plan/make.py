@@ -23,6 +23,7 @@ from pipeline.plan.sources import hash_sources
 from pipeline.plan.steps import Where
 from pipeline.store.checkpoint import Checkpoint
 from pipeline.store.remote import Remote
+from pipeline.store.rowview import RowView
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,12 @@ def make_plan(cfg: RunConfig, manifest: Manifest, ckpt: Checkpoint, where: Where
               before_deciding: Callable[[list, dict], None] | None = None) -> Plan:
     """Plan every runnable item against the checkpoint (and its siblings, and the bucket's outputs).
     `Plan.writes` holds every row to insert before driving: copied, adopted, decided, failed; its
-    `rows` the checkpoint's rows with them applied. `before_deciding(items, rows)` is the caller's
-    (run/engine: the done outputs' disclosure metadata, for 0 credits), once the rows are known."""
+    `rows` the checkpoint's rows with them applied (a store.rowview.RowView: read in batches, never
+    all held). `before_deciding(items, rows)` is the caller's (run/engine: the done outputs'
+    disclosure metadata, for 0 credits), once the rows are known."""
     shas, problems = asyncio.run(hash_sources(cfg, manifest.items, ckpt))
     items = [i for i in manifest.items if i.id not in problems]
-    rows = ckpt.rows()
+    rows = RowView(ckpt)  # read in batches as asked: no Row per item of a no-op rerun
     copied = sibling_rows(cfg, rows, items)
     rows.update((row.id, row) for row in copied)
     if outputs is not None and not cfg.variants and not where.force:

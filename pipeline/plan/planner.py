@@ -24,12 +24,13 @@ from pipeline.errors import ItemError
 from pipeline.inputs.manifest import Item
 from pipeline.inputs.settings import RunConfig
 from pipeline.inputs.variants import step_id
-from pipeline.plan.decide import IDLE, KINDS, decide  # noqa: F401 - KINDS: the plan's kinds, named here too
+from pipeline.plan.decide import IDLE, KINDS, QUICK_COLUMNS, decide, quick_unchanged  # noqa: F401 - KINDS too
 from pipeline.plan.steps import IN_FLIGHT, WRITTEN, Unit, Where, decide_step, fingerprint as step_fingerprint
 from pipeline.plan.steps import resolve, step_item
 from pipeline.run.stages.context import Job
 from pipeline.run.states import State
 from pipeline.store.checkpoint import Row
+from pipeline.store.rowview import batches
 
 GENERATION = "lightx-bg-v1"  # bump when what we ask the API for changes
 INVALID_FINGERPRINT = "invalid"
@@ -82,21 +83,30 @@ def plan(items: list[Item], rows: Mapping[str, Row], shas: Mapping[str, str], wh
                                 else os.fspath(where.output_dir))
     variants = cfg.variants if cfg is not None else ()
     image_shas: dict = {}
-    for item in items:
-        if where.only and item.id not in where.only:
-            continue
-        if not variants:
-            _plan_item(result, item, rows, shas[item.id], where)
-            continue
+    if where.only:
+        items = [item for item in items if item.id in where.only]
+    if not variants:
+        # A batch of rows at a time; a done row whose output is intact is decided from a few columns
+        # and never becomes a Row (decide.quick_unchanged), so a no-op rerun holds no Row per item.
+        for chunk, found in batches(rows, items, QUICK_COLUMNS):
+            for item in chunk:
+                sha = shas[item.id]
+                fp = fingerprint(sha, item.prompt, where.api_kind)
+                quick = found.get(item.id)
+                if quick is not None and not where.force and quick_unchanged(quick, item.output_name, fp,
+                                                                              where.output_dir):
+                    result.counts["unchanged"] += 1
+                else:
+                    _plan_item(result, item, rows, sha, where, fp)
+    for item in items if variants else ():
         for variant, output_name in zip(variants, item.output_names):
             _plan_variant(result, item, variant, output_name, rows, shas[item.id], where, image_shas, cfg, base)
     result.units.sort(key=lambda unit: _FIRST.get(unit.row.state, 4))
     return result
 
 
-def _plan_item(result: Plan, item: Item, rows: Mapping[str, Row], sha: str, where: Where) -> None:
-    """The implicit variant: one step, the item's own row `{id}`, today's fingerprint."""
-    fp = fingerprint(sha, item.prompt, where.api_kind)
+def _plan_item(result: Plan, item: Item, rows: Mapping[str, Row], sha: str, where: Where, fp: str) -> None:
+    """The implicit variant: one step, the item's own row `{id}`, today's fingerprint `fp`."""
     row = rows.get(item.id)
     adopted = (row is not None and where.legacy_kind is not None and row.fingerprint != fp
                and row.fingerprint == fingerprint(sha, item.prompt, where.legacy_kind))

@@ -16,16 +16,18 @@ import hashlib
 import logging
 import os
 
-from pipeline.errors import OutputError
+from pipeline.errors import CheckpointError, OutputError
 from pipeline.inputs.config import RunConfig
 from pipeline.inputs.manifest import Item
 from pipeline.media.xmp import XmpError, disclose, pixels_id
 from pipeline.store.names import FINGERPRINT_META, SHA256_META
-from pipeline.plan.delivery import Delivered as Output, SettingsKeys, disclosure_for, final_outputs, settings_key
+from pipeline.plan.delivery import Delivered as Output, SettingsKeys, disclosure_for, final_batches, final_outputs
+from pipeline.plan.delivery import settings_key
 from pipeline.store.atomic import write_atomically
 from pipeline.store.checkpoint import Checkpoint, Row
-from pipeline.store.delivered import Delivered, Disclosed
+from pipeline.store.delivered import NAME as DELIVERED_NAME, Delivered, Disclosed
 from pipeline.store.remote import Remote, StorageError
+from pipeline.store.rowview import RowView, chunks, rows_of
 
 log = logging.getLogger(__name__)
 READ_BATCH = 64  # objects fetched at once from a bucket
@@ -36,13 +38,21 @@ class Discloser:
 
     def __init__(self, cfg: RunConfig, items: list[Item]):
         self.cfg = cfg
-        self._origin = {}
-        for item in items:
-            if cfg.variants:
-                self._origin.update(zip(item.output_names, ((item, v) for v in cfg.variants)))
-            else:
-                self._origin[item.output_name] = (item, None)
+        self._items = items
+        self._by_name: dict[str, tuple[Item, object]] | None = None  # made at the first download
         self.written: dict[str, tuple[str, str]] = {}  # name -> (settings key, pixels id), this run
+
+    @property
+    def _origin(self) -> dict[str, tuple[Item, object]]:
+        """output name -> (item, variant); a no-op rerun downloads nothing, so never builds it for 1M items."""
+        if self._by_name is None:
+            self._by_name = {}
+            for item in self._items:
+                if self.cfg.variants:
+                    self._by_name.update(zip(item.output_names, ((item, v) for v in self.cfg.variants)))
+                else:
+                    self._by_name[item.output_name] = (item, None)
+        return self._by_name
 
     def apply(self, name: str, data: bytes) -> bytes:
         """`data` with the disclosure it must carry; as received when it cannot take one (logged)."""
@@ -63,8 +73,9 @@ class Discloser:
         """Remember what this run's downloads carry (by the sha256 the checkpoint took of them)."""
         if not self.written:
             return
+        mine = list({id(item): item for item, _ in map(self._origin.get, self.written) if item is not None}.values())
         entries = [(out.name, Disclosed(out.row.output_sha256, *self.written[out.name]))
-                   for out in final_outputs(cfg, items, rows) if out.name in self.written]
+                   for out in final_outputs(cfg, mine, rows) if out.name in self.written]
         store = Delivered.open(cfg.state_dir)
         try:
             store.save_disclosed(entries)
@@ -77,13 +88,23 @@ def refresh(cfg: RunConfig, ckpt: Checkpoint, rows: dict[str, Row], items: list[
     """Bring every done output's disclosure up to date for 0 credits; returns how many files were rewritten."""
     store = Delivered.open(cfg.state_dir)
     try:
-        records = store.disclosed()
         keys = SettingsKeys(cfg)
         out_dir = os.fspath(cfg.output.dir)
-        stale = [out for out in final_outputs(cfg, items, rows)
-                 if not _current(out, records.get(out.name), keys[out.variant], out_dir, listing)]
+        stale = _stale_joined(cfg, ckpt, rows, items, keys[None], out_dir, listing)
+        if stale is None:  # a batch of rows and their records at a time: a million done rows are never all held
+            stale = []
+            for outs in final_batches(cfg, items, rows):
+                records = store.disclosed_of([out.name for out in outs])
+                stale += [out for out in outs if not _current(out, records.get(out.name), keys[out.variant],
+                                                              out_dir, listing)]
         if not stale:
             return 0
+        records = {}
+        for start in range(0, len(stale), 4000):
+            records.update(store.disclosed_of([out.name for out in stale[start:start + 4000]]))
+        # the stale ones' own Rows, which save() changes
+        found = rows_of(rows, [out.row.id for out in stale])
+        stale = [out._replace(row=found[out.row.id]) for out in stale]
         entries, rewritten = [], 0
         for out, data in _read(cfg, stale, outputs):
             entry, changed = _mend(cfg, ckpt, out, data, records.get(out.name), outputs, listing)
@@ -96,6 +117,49 @@ def refresh(cfg: RunConfig, ckpt: Checkpoint, rows: dict[str, Row], items: list[
     if rewritten:
         log.info("disclosure metadata rewritten in %d delivered files (no credits)", rewritten)
     return rewritten
+
+
+def _stale_joined(cfg: RunConfig, ckpt: Checkpoint, rows, items: list[Item], key: str, out_dir: str,
+                  listing: dict[str, int] | None) -> list[Output] | None:
+    """`refresh`'s stale outputs without variants, each batch of rows read joined with its records by
+    SQLite (delivered.sqlite attached): only a file's stat is left to Python. None: not possible here
+    (variants, rows this run holds that are not stored yet, a transaction open): the general path."""
+    if cfg.variants or not isinstance(rows, RowView) or rows.changed:
+        return None
+    try:
+        ckpt.query("ATTACH DATABASE ? AS delivered", (str(cfg.state_dir / DELIVERED_NAME),))
+    except CheckpointError:
+        return None
+    stale: list[Output] = []
+    stat = os.stat
+    try:
+        for chunk in chunks(items):
+            marks = ", ".join("?" * len(chunk))
+            found = {r[0]: r[1:] for r in ckpt.query(
+                "SELECT i.id, i.output_path, i.output_size, i.output_mtime_ns, EXISTS (SELECT 1 FROM "
+                "delivered.disclosed d WHERE d.name = i.output_path AND d.sha256 = i.output_sha256 AND d.key = ?) "
+                "FROM items i "
+                f"WHERE i.state = 'done' AND i.id IN ({marks})", (key, *(item.id for item in chunk)))}
+            for item in chunk:
+                values = found.get(item.id)
+                if values is None or values[0] != item.output_name:
+                    continue  # not delivered
+                name, size, mtime, recorded = values
+                if recorded:
+                    if listing is not None:
+                        if listing.get(name) == size:
+                            continue
+                    else:
+                        try:
+                            st = stat(os.path.join(out_dir, name))
+                        except OSError:
+                            continue  # gone: the planner's repair
+                        if st.st_size == size and st.st_mtime_ns == mtime:
+                            continue
+                stale.append(Output(name, rows[item.id], item, None))
+    finally:
+        ckpt.query("DETACH DATABASE delivered", ())
+    return stale
 
 
 def _current(out: Output, record: Disclosed | None, key: str, out_dir: str,

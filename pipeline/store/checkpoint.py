@@ -202,6 +202,13 @@ class Checkpoint:
         cur = self._conn.execute(f"SELECT {', '.join(COLUMNS)} FROM items")
         return {r[0]: Row(*r) for r in cur}
 
+    def query(self, sql: str, params: tuple) -> sqlite3.Cursor:
+        """A read on the run's own connection (store/rowview.py): it sees this run's writes."""
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise CheckpointError(f"cannot read checkpoint {self.path}: {exc}") from None
+
     def insert(self, rows: list[Row]) -> None:
         """Insert or replace whole rows in one transaction (used when syncing the manifest)."""
         now = time.time()

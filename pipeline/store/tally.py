@@ -9,6 +9,7 @@ newest row winning: `outputs/status` reads their rows then, as `pipeline report`
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,3 +65,35 @@ def done_rows(path: Path, timeout_s: float = 30.0) -> list[Row]:
             f"SELECT {', '.join(cols)} FROM items WHERE state = 'done' AND output_path IS NOT NULL "
             "AND output_path != ''")]
     return _read_only(path, timeout_s, read, [])
+
+
+
+def count_disclosed(path: Path, delivered: Path | None, key: str | None,
+                    intact: Callable[[str, int | None, int | None], bool], timeout_s: float = 30.0) -> tuple[int, int]:
+    """(done outputs, those lacking the disclosure) of one checkpoint, its rows streamed from SQLite
+    and joined with a delivered.sqlite (store/delivered.py), read-only: no Row per item.
+
+    An output carries it when its record says the file as written carries the settings `key` (None:
+    none to carry) and `intact(output_path, size, mtime_ns)` agrees (the caller's look at the file)."""
+    def read(conn, names: set[str]) -> tuple[int, int]:
+        recorded = "0"
+        params: tuple = ()
+        if delivered is not None and key is not None:
+            conn.execute("COMMIT")  # ATTACH is refused inside a transaction; the rows are read in one below
+            conn.execute("ATTACH DATABASE ? AS delivered", (f"{delivered.resolve().as_uri()}?mode=ro",))
+            conn.execute("BEGIN")
+            recorded = ("EXISTS (SELECT 1 FROM delivered.disclosed d WHERE d.name = i.output_path AND d.key = ? "
+                        "AND d.sha256 = i.output_sha256)")
+            params = (key,)
+        size, mtime = (f"i.{c}" if c in names else "NULL" for c in ("output_size", "output_mtime_ns"))  # older schemas
+        if "output_sha256" not in names:
+            recorded, params = "0", ()
+        cur = conn.execute(f"SELECT i.output_path, {size}, {mtime}, {recorded} FROM items i "
+                           "WHERE i.state = 'done' AND i.output_path IS NOT NULL AND i.output_path != ''", params)
+        seen = lacking = 0
+        while batch := cur.fetchmany(4000):
+            for name, size, mtime, ok in batch:
+                seen += 1
+                lacking += not (ok and intact(name, size, mtime))
+        return seen, lacking
+    return _read_only(path, timeout_s, read, (0, 0))
