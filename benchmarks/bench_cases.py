@@ -59,7 +59,7 @@ def phase_full(args: argparse.Namespace, work: Path, res: Results, startup_cpu: 
     with Sandbox(processing_s=proc_s, max_retries_allowed=max_polls(proc_s, poll_s), seed=0,
                  latency_s=args.latency_s) as sb:
         config = write_config(root, base_url=sb.base_url, concurrency=c, poll_interval=poll_s,
-                              transfers=args.transfers)
+                              transfers=args.transfers, qa_off=args.qa_off)
         trials = []
         for _ in range(args.repeat):
             shutil.rmtree(root / "out", ignore_errors=True)  # each trial starts from nothing done
