@@ -66,6 +66,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--poll-interval", type=float, default=0.1, help="poll.interval_s of the full run")
     p.add_argument("--images", type=int, default=0,
                    help="distinct images in the full run (default 0: one per item)")
+    p.add_argument("--qa-off", action="store_true",
+                   help="qa.min_fidelity 0 in the full run: no fidelity gate and no scoring (the engine alone)")
     p.add_argument("--repeat", type=int, default=1,
                    help="run the full phase this many times and report the fastest (default 1)")
     p.add_argument("--plan-rows", type=int, default=100_000, help="rows of the plan / rerun manifest")

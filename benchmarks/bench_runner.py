@@ -228,18 +228,20 @@ def write_manifest(path: Path, rows: int, images: list[str]) -> None:
 
 
 def write_config(root: Path, *, base_url: str, concurrency: int, poll_interval: float,
-                 transfers: int | None = None) -> Path:
+                 transfers: int | None = None, qa_off: bool = False, out: str = "out",
+                 name: str = "config.yaml") -> Path:
     # JSON is YAML; written by hand so this script needs nothing beyond the standard library here.
     doc = {
         "manifest": "catalog.csv",
         "prompt": "{title} on {scene}, soft natural light",
-        "output": {"dir": "out", "filename": "{id}.jpg"},
+        "output": {"dir": out, "filename": "{id}.jpg"},
         "limits": {"concurrency": concurrency, **({"transfers": transfers} if transfers else {})},
         "poll": {"interval_s": poll_interval},
         "api": {"base_url": base_url},
         "budget": {"confirm_over": 10_000_000},
+        **({"qa": {"min_fidelity": 0}} if qa_off else {}),  # --qa-off: no fidelity gate, no scoring
     }
-    path = root / "config.yaml"
+    path = root / name
     path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return path
 

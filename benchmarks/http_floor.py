@@ -17,7 +17,7 @@ import time
 
 import aiohttp
 
-from bench import SANDBOX_KEY, Sandbox
+from bench_runner import SANDBOX_KEY, Sandbox
 
 
 async def per_request_cpu_ms(base_url: str, requests: int, concurrency: int) -> float:

@@ -121,7 +121,7 @@ def test_the_distribution_is_ours_and_installs_the_pipeline_command():
     import pipeline
     project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
     assert project["name"] == pipeline.DISTRIBUTION == "lightx-pipeline"  # "pipeline" on PyPI is someone else's
-    assert project["scripts"] == {"pipeline": "pipeline.cli:main"}
+    assert project["scripts"] == {"pipeline": "pipeline.cli:entry"}
     scripts = {ep.name: ep.value for ep in distribution("lightx-pipeline").entry_points
                if ep.group == "console_scripts"}
-    assert scripts == {"pipeline": "pipeline.cli:main"}
+    assert scripts == {"pipeline": "pipeline.cli:entry"}

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from tenacity import RetryCallState
+if TYPE_CHECKING:  # tenacity itself is imported by the first retry, not by every run (#21 §5)
+    from tenacity import RetryCallState
 
 from pipeline.errors import ApiError, ItemError, TransientError
 

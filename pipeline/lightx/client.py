@@ -17,7 +17,6 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import aiohttp
 from yarl import URL
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_before_delay
 
 from pipeline.inputs.config import BASE_URL_ENV, DEFAULT_BASE_URL, RetrySettings
 from pipeline.errors import (ApiError, ApiUnreachable, AuthError, CreditsError, FatalApiError, ForeignAnswer,
@@ -318,6 +317,8 @@ class Client:
         if time.monotonic() - started + delay > settings.budget_s:
             raise gave_up(first, 1, started) from None
         await self.pause(delay)
+        # Here, not at the top: most runs retry nothing, and the import costs every run's start-up.
+        from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_before_delay
         stop = stop_before_delay(max(0.0, settings.budget_s - (time.monotonic() - started)))
         if attempts is not None:
             stop = stop | stop_after_attempt(attempts - 1)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
-from aiolimiter import AsyncLimiter
+if TYPE_CHECKING:  # imported by the first limiter made: most runs have no rate set and see no 429
+    from aiolimiter import AsyncLimiter
 
 MIN_RATE = 1.0          # requests per second; never slower than this
 RECOVERY = 1.15         # growth of the cap per second without a cut
@@ -26,7 +28,7 @@ class Pacer:
     """Shared gate: ``await pacer.acquire()`` before each API request, ``observe()`` each answer."""
 
     def __init__(self, requests_per_second: float | None = None):
-        self._fixed = AsyncLimiter(requests_per_second, 1.0) if requests_per_second else None
+        self._fixed = _limiter(requests_per_second) if requests_per_second else None
         self._ceiling = requests_per_second
         self._adaptive: AsyncLimiter | None = None
         self.rate: float | None = None       # current adaptive cap, None when not throttled
@@ -90,7 +92,7 @@ class Pacer:
     def _set_rate(self, rate: float, now: float) -> None:
         self.rate = rate
         self._changed_at = now
-        self._adaptive = AsyncLimiter(rate, 1.0)
+        self._adaptive = _limiter(rate)
 
 
 def _trim(window: deque, now: float) -> None:
@@ -101,3 +103,9 @@ def _trim(window: deque, now: float) -> None:
 def _span(first: float, now: float) -> float:
     """Seconds the window really covers (short at the start of a run), never under 0.25 s."""
     return max(0.25, min(WINDOW_S, now - first))
+
+
+def _limiter(rate: float) -> "AsyncLimiter":
+    """aiolimiter's leaky bucket of `rate` requests a second."""
+    from aiolimiter import AsyncLimiter
+    return AsyncLimiter(rate, 1.0)

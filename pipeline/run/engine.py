@@ -32,6 +32,7 @@ from pipeline.lightx.client import Client
 from pipeline.lightx.pacing import Pacer
 from pipeline.outputs import publish, results
 from pipeline.plan.make import make_plan
+from pipeline.run.collector import long_lived
 from pipeline.plan.planner import Plan
 from pipeline.plan.steps import Where
 from pipeline.run import disclose, qa
@@ -135,7 +136,8 @@ def run(cfg: RunConfig, manifest: Manifest, options: RunOptions, *, key: str | N
             if options.dry_run:
                 return RunResult(exit_code=0, counts=Counter(), plan=prepared.plan)
             with _recorded(prepared, started_at) as record:
-                executed = asyncio.run(execute(prepared))
+                with long_lived():  # the collector passes over the plan's items and rows no more
+                    executed = asyncio.run(execute(prepared))
                 return record(finish(prepared, executed))
         finally:
             ckpt.close()

@@ -5,10 +5,10 @@ import asyncio
 import logging
 import sys
 from collections import Counter
-from contextlib import contextmanager
-from typing import Iterator
+from typing import TYPE_CHECKING
 
-from tqdm import tqdm
+if TYPE_CHECKING:  # imported when a bar is shown: a quiet run or a plain log does without it
+    from tqdm import tqdm
 
 log = logging.getLogger("pipeline")
 TICK_S = 0.5
@@ -40,13 +40,24 @@ class StageCounts:
         """A worker took up the next item."""
         self._not_started -= 1
 
-    @contextmanager
-    def inside(self, stage: str) -> Iterator[None]:
-        self._now[stage] += 1
-        try:
-            yield
-        finally:
-            self._now[stage] -= 1
+    def inside(self, stage: str) -> "_Inside":
+        """`with counts.inside("poll"):` counts an item in `stage` while the block runs."""
+        return _Inside(self._now, stage)
+
+
+class _Inside:
+    """The context of StageCounts.inside; a class, not a generator: items enter five stages each."""
+
+    __slots__ = ("_now", "_stage")
+
+    def __init__(self, now: Counter, stage: str) -> None:
+        self._now, self._stage = now, stage
+
+    def __enter__(self) -> None:
+        self._now[self._stage] += 1
+
+    def __exit__(self, *exc) -> None:
+        self._now[self._stage] -= 1
 
 
 class Progress:
@@ -64,6 +75,7 @@ class Progress:
 
     def start(self) -> None:
         if self._bar_on:
+            from tqdm import tqdm
             self._bar = tqdm(total=self.total, unit="item", file=sys.stderr, dynamic_ncols=True,
                              smoothing=0.1)
         if self._bar_on or self._plain_on:

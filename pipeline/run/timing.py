@@ -208,28 +208,47 @@ class OrderTimes:
         if checks_left == 1 or last <= start:
             best = last
         else:
-            base_mass, base_moment = self._cdf(lo), self._moment(lo)
-            best, least = last, math.inf
-            for j in range(PLAN_POINTS + 1):
-                t = start * (last / start) ** (j / PLAN_POINTS)
-                step = max(gap, (last - t) / (checks_left - 1))
-                cost, mass, moment = 0.0, base_mass, base_moment
-                for i in range(checks_left):  # each check collects the orders done since the one before
-                    at = t + i * step
-                    if i:  # a further check of the orders still running: a request, priced as a gap's wait
-                        cost += CHECK_PRICE * gap * (1.0 - mass)
-                    f, m = self._cdf(at), self._moment(at)
-                    cost += at * (f - mass) - (m - moment)
-                    mass, moment = f, m
-                cost += (1.0 - mass) * PARKED_COST * last
-                if cost < least:
-                    best, least = t, cost
+            best = self._cheapest(lo, start, last, checks_left, gap)
         if lo <= 0 and not self._done:
             # Nothing finished yet, here or in earlier runs: the first check goes at the API's own
             # estimate (or sooner). If it is right, orders are collected at once and teach the rest;
             # if it is wrong, early explorers and the censored checks correct it.
             best = min(best, self._centre)
         self._plans[key] = best
+        return best
+
+    def _cheapest(self, lo: float, start: float, last: float, checks_left: int, gap: float) -> float:
+        """The first check's time among PLAN_POINTS candidates in [start, last] that costs least:
+        the wait of the orders each check collects, a price per further check, the parked ones.
+
+        The hot loop of a plan (#21): _cdf and _moment inlined, one position per time for both, the
+        same arithmetic as theirs."""
+        cum, mom, log, log_min, step_k, top = self._cum, self._mom, math.log, _LOG_MIN, _STEP, BINS - 1
+        base_mass, base_moment = self._cdf(lo), self._moment(lo)
+        price, parked = CHECK_PRICE * gap, PARKED_COST * last
+        best, least = last, math.inf
+        for j in range(PLAN_POINTS + 1):
+            t = start * (last / start) ** (j / PLAN_POINTS)
+            step = max(gap, (last - t) / (checks_left - 1))
+            cost, mass, moment = 0.0, base_mass, base_moment
+            for i in range(checks_left):  # each check collects the orders done since the one before
+                at = t + i * step
+                if i:  # a further check of the orders still running: a request, priced as a gap's wait
+                    cost += price * (1.0 - mass)
+                x = (log(at if at > GRID_MIN_S else GRID_MIN_S) - log_min) / step_k
+                k = int(x) if at > GRID_MIN_S else 0
+                if k > top:
+                    k = top
+                frac = x - k
+                frac = 1.0 if frac > 1.0 else 0.0 if frac < 0.0 else frac
+                c0, m0 = cum[k], mom[k]
+                f = c0 + (cum[k + 1] - c0) * frac
+                m = m0 + (mom[k + 1] - m0) * frac
+                cost += at * (f - mass) - (m - moment)
+                mass, moment = f, m
+            cost += (1.0 - mass) * parked
+            if cost < least:
+                best, least = t, cost
         return best
 
     def explore(self, later_orders: int | None = None) -> float | None:

@@ -50,10 +50,11 @@ def write_with(target: Path, writer: Callable[[str], None]) -> os.stat_result:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
 
 
-def write_atomically(target: Path, data: bytes) -> os.stat_result:
+def write_atomically(target: Path | str, data: bytes) -> os.stat_result:
     """Write `data` to `target` whole; the stat of the file now at `target`."""
+    target = os.fspath(target)  # one item's output: plain strings, not pathlib, on this path (#21 §5)
     try:
-        fd, tmp = _open_temp(target.parent)
+        fd, tmp = _open_temp(os.path.dirname(target))
         try:
             try:
                 view = memoryview(data)

@@ -230,17 +230,27 @@ class Checkpoint:
             raise TypeError(f"Checkpoint.save: no such field {sorted(set(changes) - _FIELDS)}")
         if "state" in changes:
             check_move(row.state, changes["state"])
-        if self._run_id is not None:
+        if self._run_id is not None and ("credits" in changes or "attempts" in changes):
             self._count_run(row, changes)
         changes["updated_at"] = time.time()
-        for key, value in changes.items():
-            setattr(row, key, value)
         keys = tuple(changes)
         sql = self._sql_cache.get(keys)
         if sql is None:
             sql = f"UPDATE items SET {', '.join(f'{k} = ?' for k in keys)} WHERE id = ?"
             self._sql_cache[keys] = sql
-        self._execute(sql, (*changes.values(), row.id))
+        for key, value in changes.items():
+            setattr(row, key, value)
+        # The write path of every transition, inlined (#21 §5): executed at once, committed this tick.
+        conn = self._conn
+        try:
+            if not conn.in_transaction:
+                conn.execute("BEGIN")
+            conn.execute(sql, (*changes.values(), row.id))
+        except sqlite3.Error as exc:
+            self.failure = CheckpointError(f"cannot write checkpoint {self.path}: {exc}")
+            raise self.failure from None
+        if not self._commit_pending:
+            self._schedule_commit()
 
     # -- run history (store/history.py) ---------------------------------------------
 
