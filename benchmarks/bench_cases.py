@@ -57,10 +57,11 @@ def phase_full(args: argparse.Namespace, work: Path, res: Results, startup_cpu: 
     write_manifest(root / "catalog.csv", n, images)
     print(f"[full] {n} items, {distinct} distinct images, concurrency {c}, processing {proc_s} s, "
           f"poll every {poll_s} s", file=sys.stderr)
+    realistic = {"output_scale": 1.25, "output_shift": 0.03, "output_quality": 85} if args.realistic else {}
     with Sandbox(processing_s=proc_s, max_retries_allowed=max_polls(proc_s, poll_s), seed=0,
-                 latency_s=args.latency_s) as sb:
+                 latency_s=args.latency_s, **realistic) as sb:
         config = write_config(root, base_url=sb.base_url, concurrency=c, poll_interval=poll_s,
-                              transfers=args.transfers)
+                              transfers=args.transfers, min_fidelity=args.min_fidelity)
         trials = []
         for _ in range(args.repeat):
             shutil.rmtree(root / "out", ignore_errors=True)  # each trial starts from nothing done

@@ -26,8 +26,9 @@ from pipeline.run.states import State
 log = logging.getLogger(__name__)
 HEATMAPS = "review"  # under output.dir: the report's difference heat-maps of held outputs
 # A second worker starts once the outputs waiting for the first would take it this many CPU seconds:
-# about what a worker's start-up costs, so it is never spent on a backlog that drains by itself.
-SECOND_WORKER_BACKLOG_S = 0.5
+# four times what a worker's start-up costs, so it is never spent on a backlog that soon drains itself.
+SECOND_WORKER_BACKLOG_S = 2.0
+BATCH = 32  # outputs in one message to a worker at most
 
 
 def _unmeasured(note: str) -> dict:
@@ -41,14 +42,19 @@ def heatmap_name(output_sha256: str) -> str:
 
 
 class Scorer:
-    """Worker processes (spawned: the run's threads never fork), one pool of one each, that score outputs."""
+    """Worker processes (spawned: the run's threads never fork), one pool of one each, that score outputs.
+
+    Outputs that arrive while every worker is busy wait here and go to the next free one together, in
+    one message: the pool's per-message cost on the run's own CPU is paid per batch, not per picture."""
 
     def __init__(self, cfg: RunConfig, *, wanted: bool = True, workers: int | None = None):
         self.cfg = cfg
         self._wanted = wanted  # a run with nothing to download starts no process
         self._most = workers or max(1, min(2, os.cpu_count() or 1))
         self._pools: list[ProcessPoolExecutor] = []
-        self._waiting: dict[ProcessPoolExecutor, int] = {}  # outputs sent to each, not answered yet
+        self._sent: dict[ProcessPoolExecutor, int] = {}  # batches sent to each, not answered yet
+        self._waiting: list[tuple[tuple, asyncio.Future]] = []  # not sent yet: (job, its verdict)
+        self._scored = 0  # outputs sent and not answered yet
         self._cost_s: float | None = None  # CPU of one score, a moving average of the workers' reports
 
     async def __aenter__(self) -> "Scorer":
@@ -59,22 +65,61 @@ class Scorer:
         """Worker processes started so far."""
         return len(self._pools)
 
-    def _pool(self) -> ProcessPoolExecutor:
-        """The least busy worker; the first started at the first output (a run that downloads nothing
-        starts none), a second once the backlog is worth its start-up."""
-        backlog = sum(self._waiting.values())
+    def _free_pool(self) -> ProcessPoolExecutor | None:
+        """A worker that can take a batch now (one running, one queued, so it never waits for us); the
+        first started at the first output (a run that downloads nothing starts none), a second once
+        the outputs waiting would keep the first busy for longer than a start-up costs."""
+        backlog = len(self._waiting) + self._scored
         if not self._pools or (len(self._pools) < self._most and self._cost_s is not None
                                and backlog * self._cost_s > SECOND_WORKER_BACKLOG_S):
             pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=qa_worker.start)
             self._pools.append(pool)
-            self._waiting[pool] = 0
-        return min(self._pools, key=self._waiting.__getitem__)
+            self._sent[pool] = 0
+        pool = min(self._pools, key=self._sent.__getitem__)
+        return pool if self._sent[pool] < 2 else None
+
+    def _send(self) -> None:
+        """Send what waits to the free workers, BATCH at most a message."""
+        while self._waiting and (pool := self._free_pool()) is not None:
+            batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]
+            batch = [(job, verdict) for job, verdict in batch if not verdict.done()]  # not those cancelled
+            if not batch:
+                continue
+            self._sent[pool] += 1
+            self._scored += len(batch)
+            future = pool.submit(qa_worker.score_all, [job for job, _ in batch], self.cfg.qa.min_fidelity)
+            asyncio.wrap_future(future).add_done_callback(lambda done, p=pool, b=batch: self._answered(p, b, done))
+
+    def _answered(self, pool: ProcessPoolExecutor, batch: list, done: asyncio.Future) -> None:
+        self._sent[pool] -= 1
+        self._scored -= len(batch)
+        try:
+            answers = done.result()
+        except BrokenProcessPool as exc:  # a worker killed (out of memory): these outputs are not judged
+            log.warning("fidelity of %d output(s) not measured: a worker process died (%s)", len(batch), exc)
+            answers = [(_unmeasured(f"fidelity not measured: worker process died ({exc})"), None)] * len(batch)
+            if pool in self._pools:  # the next batch starts a new one
+                self._pools.remove(pool)
+                pool.shutdown(wait=False, cancel_futures=True)
+        except asyncio.CancelledError:  # the run is ending: nobody waits for these any more
+            answers = [(_unmeasured("fidelity not measured: the run was stopped"), None)] * len(batch)
+        for (_, verdict), answer in zip(batch, answers):
+            if verdict.done():  # its item was cancelled (Ctrl-C) meanwhile
+                continue
+            if isinstance(answer, RuntimeError):  # a bug scoring this one: its item fails, as it would here
+                verdict.set_exception(answer)
+                continue
+            fields, cost_s = answer
+            if cost_s is not None:
+                self._cost_s = cost_s if self._cost_s is None else 0.9 * self._cost_s + 0.1 * cost_s
+            verdict.set_result(fields)
+        self._send()
 
     async def __aexit__(self, *exc) -> None:
         """Every verdict has been awaited by now: the workers are idle, or still importing when the run
         was stopped early (Ctrl-C). Either way they are ended at once, not waited for."""
-        pools, self._pools = self._pools, []
+        pools, self._pools, self._waiting = self._pools, [], []
         workers = [p for pool in pools for p in getattr(pool, "_processes", {}).values()]  # no public list
         for pool in pools:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -90,21 +135,10 @@ class Scorer:
             return {"state": State.DONE}
         heatmap = str(self.cfg.output.dir / heatmap_name(output_sha256)) if qa.min_fidelity > 0 else None
         target = output if isinstance(output, bytes) else str(output)
-        pool = self._pool()
-        self._waiting[pool] += 1
-        try:
-            fields, cost_s = await asyncio.get_running_loop().run_in_executor(
-                pool, qa_worker.score, str(source), target, qa.min_fidelity, heatmap)
-            self._cost_s = cost_s if self._cost_s is None else 0.8 * self._cost_s + 0.2 * cost_s
-        except BrokenProcessPool as exc:  # a worker killed (out of memory): this output is not judged
-            log.warning("fidelity of %s not measured: a worker process died (%s)", output_sha256[:12], exc)
-            fields = _unmeasured(f"fidelity not measured: worker process died ({exc})")
-            if pool in self._pools:  # the next output starts a new one
-                self._pools.remove(pool)
-                pool.shutdown(wait=False, cancel_futures=True)
-        finally:
-            if pool in self._waiting:
-                self._waiting[pool] -= 1
+        verdict = asyncio.get_running_loop().create_future()
+        self._waiting.append(((str(source), target, heatmap), verdict))
+        self._send()
+        fields = await verdict
         score = fields["fidelity"]
         held = qa.min_fidelity > 0 and score is not None and score < qa.min_fidelity
         return {**fields, "state": State.REVIEW if held else State.DONE, "review": None, "review_reason": None,
