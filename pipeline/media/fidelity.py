@@ -52,7 +52,6 @@ DE_GOOD, DE_BAD = 6.0, 20.0
 IOU_GOOD, IOU_BAD = 0.90, 0.55
 CHANGED_GOOD, CHANGED_BAD = 0.05, 0.25
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))  # scipy.ndimage's default structure
-_GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -86,6 +85,10 @@ def _load(data: bytes, fit: Callable[[tuple[int, int]], int]) -> tuple[np.ndarra
         if orientation in (5, 6, 7, 8):
             full = (full[1], full[0])
         side = fit(full)
+        # A plain JPEG, or a small PNG: OpenCV decodes it. (PIL's reduce() shrinks a large PNG faster.)
+        if orientation == 1 and im.mode in ("RGB", "L") and (
+                im.format == "JPEG" or (im.format == "PNG" and max(full) <= 2 * side)):
+            return _decoded(data, im.size, side, im.format == "JPEG"), None, full
         if im.format == "JPEG":
             im.draft("RGB", (side, side))  # decode at 1/2, 1/4 or 1/8 scale: most of the CPU saved
         if orientation != 1:
@@ -106,6 +109,27 @@ def _load(data: bytes, fit: Callable[[tuple[int, int]], int]) -> tuple[np.ndarra
         if alpha is not None:
             mask = np.asarray(alpha.resize(size, Image.Resampling.BILINEAR) if alpha.size != size else alpha) > 127
     return np.asarray(im, dtype=np.float32) * np.float32(1 / 255), mask, full
+
+
+def _decoded(data: bytes, size: tuple[int, int], side: int, jpeg: bool) -> np.ndarray:
+    """A plain RGB or grey JPEG/PNG fitted in `side` px, decoded by OpenCV (a JPEG at the reduced DCT
+    scale PIL's draft would pick): a third of PIL's CPU at these sizes, the same pixels to within its
+    resampling (0.1 % on average)."""
+    reduce = 1
+    if jpeg:
+        while reduce < 8 and min(size) // (reduce * 2) >= side * min(size) / max(size):
+            reduce *= 2
+    flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+             8: cv2.IMREAD_REDUCED_COLOR_8}[reduce] | cv2.IMREAD_IGNORE_ORIENTATION
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if bgr is None:
+        raise ValueError("the picture does not decode")
+    h, w = bgr.shape[:2]
+    scale = side / max(w, h)
+    target = (max(8, round(w * scale)), max(8, round(h * scale)))
+    if target != (w, h):
+        bgr = cv2.resize(bgr, target, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) * np.float32(1 / 255)
 
 
 def _lab(rgb: np.ndarray) -> np.ndarray:
@@ -272,7 +296,8 @@ def measure(source: bytes, output: bytes, *, heatmap: bool = False) -> Score:
 
 
 def _grey(rgb: np.ndarray) -> np.ndarray:
-    return rgb @ _GREY
+    """Luma (0.299 R + 0.587 G + 0.114 B), OpenCV's: a fifth of numpy's matrix product here."""
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
 
 
 def _part(value: float, bad: float, good: float) -> float:
