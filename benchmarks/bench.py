@@ -67,7 +67,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--images", type=int, default=0,
                    help="distinct images in the full run (default 0: one per item)")
     p.add_argument("--qa-off", action="store_true",
-                   help="qa.min_fidelity 0 in the full run: no fidelity gate and no scoring (the engine alone)")
+                   help="the same as --min-fidelity 0: no fidelity gate and no scoring (the engine alone)")
+    p.add_argument("--min-fidelity", type=float, default=None,
+                   help="qa.min_fidelity of the full run (default: the config's, 0.7; 0 turns the score off)")
+    p.add_argument("--realistic", action="store_true",
+                   help="the sandbox's outputs 1.25x larger, moved and at JPEG quality 85, as an independent "
+                        "server's (--output-scale 1.25 --output-shift 0.03 --output-quality 85)")
     p.add_argument("--repeat", type=int, default=1,
                    help="run the full phase this many times and report the fastest (default 1)")
     p.add_argument("--plan-rows", type=int, default=100_000, help="rows of the plan / rerun manifest")

@@ -19,19 +19,20 @@ from bench_runner import (REPO, SANDBOX_KEY, Results, Sandbox, _json_summary, _t
 _NO_NETWORK = """
 import sys
 from pipeline.lightx import client
-from pipeline.sandbox.painter import fast_jpeg
-jpeg, made = fast_jpeg(), iter(range(1, 1 << 62))
+made, uploaded, ordered = iter(range(1, 1 << 62)), {}, {}
 async def upload_slot(self, size, content_type):
     n = next(made)
     return client.UploadSlot(put_url=f"http://stub/s3/{n}", image_url=f"http://stub/cdn/{n}")
 async def put_image(self, put_url, data, content_type):
-    return None
+    uploaded[put_url.rsplit("/", 1)[1]] = data
 async def submit(self, image_url, prompt):
-    return client.Order(order_id=f"{next(made):032x}", max_retries=5, status="init")
+    order_id = f"{next(made):032x}"
+    ordered[order_id] = image_url.rsplit("/", 1)[1]
+    return client.Order(order_id=order_id, max_retries=5, status="init")
 async def order_status(self, order_id):
     return client.OrderStatus(status="active", output=f"http://stub/output/{order_id}.jpg")
-async def download(self, url, max_bytes=0):
-    return jpeg
+async def download(self, url, max_bytes=0):  # the uploaded picture itself, as the sandbox's fast mode
+    return uploaded[ordered[url.rsplit("/", 1)[1].split(".")[0]]]
 for stub in (upload_slot, put_image, submit, order_status, download):
     setattr(client.Client, stub.__name__, stub)
 import pipeline.cli as cli
@@ -56,13 +57,15 @@ def phase_full(args: argparse.Namespace, work: Path, res: Results, startup_cpu: 
     write_manifest(root / "catalog.csv", n, images)
     print(f"[full] {n} items, {distinct} distinct images, concurrency {c}, processing {proc_s} s, "
           f"poll every {poll_s} s", file=sys.stderr)
+    min_fidelity = 0.0 if args.qa_off else args.min_fidelity
+    realistic = {"output_scale": 1.25, "output_shift": 0.03, "output_quality": 85} if args.realistic else {}
     with Sandbox(processing_s=proc_s, max_retries_allowed=max_polls(proc_s, poll_s), seed=0,
-                 latency_s=args.latency_s) as sb:
+                 latency_s=args.latency_s, **realistic) as sb:
         def trial_config(out: str) -> Path:
             return write_config(root, base_url=sb.base_url, concurrency=c, poll_interval=poll_s,
-                                transfers=args.transfers, qa_off=args.qa_off, out=out, name=f"config-{out}.yaml")
+                                transfers=args.transfers, min_fidelity=min_fidelity, out=out, name=f"config-{out}.yaml")
         config = write_config(root, base_url=sb.base_url, concurrency=c, poll_interval=poll_s,
-                              transfers=args.transfers, qa_off=args.qa_off)
+                              transfers=args.transfers, min_fidelity=min_fidelity)
         _clear_outputs(root)
         trials = []
         for k in range(args.repeat):

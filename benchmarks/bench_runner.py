@@ -228,7 +228,7 @@ def write_manifest(path: Path, rows: int, images: list[str]) -> None:
 
 
 def write_config(root: Path, *, base_url: str, concurrency: int, poll_interval: float,
-                 transfers: int | None = None, qa_off: bool = False, out: str = "out",
+                 transfers: int | None = None, min_fidelity: float | None = None, out: str = "out",
                  name: str = "config.yaml") -> Path:
     # JSON is YAML; written by hand so this script needs nothing beyond the standard library here.
     doc = {
@@ -239,7 +239,7 @@ def write_config(root: Path, *, base_url: str, concurrency: int, poll_interval: 
         "poll": {"interval_s": poll_interval},
         "api": {"base_url": base_url},
         "budget": {"confirm_over": 10_000_000},
-        **({"qa": {"min_fidelity": 0}} if qa_off else {}),  # --qa-off: no fidelity gate, no scoring
+        **({"qa": {"min_fidelity": min_fidelity}} if min_fidelity is not None else {}),
     }
     path = root / name
     path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

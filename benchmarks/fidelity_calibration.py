@@ -1,6 +1,7 @@
 """Calibrate qa.min_fidelity and measure the score's cost on the sandbox's labelled outputs.
 
     python benchmarks/fidelity_calibration.py [N]      # N drawn products (default 60), every alteration
+    python benchmarks/fidelity_calibration.py --cost   # only the CPU of one score at 64, 512, 1024 px
 
 Each product is rendered as an independent server would (on a new background with a shadow, 1.25x
 larger, moved a little, JPEG quality 85), once faithful and once per alteration; the figures in
@@ -13,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
+
 from pipeline.media.fidelity import measure
 from pipeline.sandbox import alter, products
 
@@ -21,6 +24,7 @@ PROMPTS = ("a product on a white marble counter", "a product on a wooden table i
 
 
 def main(n: int = 60) -> None:
+    cv2.setNumThreads(1)  # as in the run's workers (run/qa_worker.py): CPU figures of one thread
     faithful, altered, cpu = [], {k: [] for k in alter.ALTERATIONS}, []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(n):
@@ -45,14 +49,33 @@ def main(n: int = 60) -> None:
     cpu.sort()
     print(f"CPU per 512 px source / 640 px output: median {cpu[len(cpu) // 2] * 1000:.1f} ms, "
           f"p95 {cpu[int(len(cpu) * 0.95)] * 1000:.1f} ms")
-    big = products.draw(Path(tempfile.gettempdir()) / "fidelity-1024.jpg", 1, size=1024).read_bytes()
-    out = alter.render(big, PROMPTS[0], scale=1.25, shift=(20, -12), quality=85)
-    measure(big, out)
-    t = time.process_time()
-    for _ in range(20):
-        measure(big, out)
-    print(f"CPU per 1024 px JPEG source / 1280 px output: {(time.process_time() - t) / 20 * 1000:.1f} ms")
+    cost_by_size()
+
+
+def cost_by_size(repeat: int = 40) -> None:
+    """CPU of one score by the source's size and format, each against its output 1.25x larger: the
+    median of `repeat` scores of each of 6 products (64 px is the bench's size, scored at its own)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in (64, 512, 1024):
+            for suffix in ("jpg", "png"):
+                times = []
+                for i in range(6):
+                    src = products.draw(Path(tmp) / f"s{size}-{i}.{suffix}", i, size=size).read_bytes()
+                    shift = alter.draw_shift(f"{i}", (round(size * 1.25),) * 2, 0.03)
+                    out = alter.render(src, PROMPTS[i % len(PROMPTS)], scale=1.25, shift=shift, quality=85)
+                    measure(src, out)
+                    for _ in range(repeat // 6 + 1):
+                        t = time.process_time()
+                        measure(src, out)
+                        times.append(time.process_time() - t)
+                times.sort()
+                print(f"CPU per {size} px {suffix.upper()} source / {round(size * 1.25)} px output: median "
+                      f"{times[len(times) // 2] * 1000:.1f} ms, p95 {times[int(len(times) * 0.95)] * 1000:.1f} ms")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 60)
+    if sys.argv[1:] == ["--cost"]:
+        cv2.setNumThreads(1)
+        cost_by_size()
+    else:
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 60)

@@ -21,7 +21,8 @@ from helpers import KEY, Lx, jpeg_bytes
 from pipeline.errors import ConfigError
 from pipeline.sandbox import (Ledger, OrderRecord, SandboxOptions, SandboxThread, add_sandbox_arguments, create_app,
                               ledger_of, options_from_args)
-from pipeline.sandbox import painter
+from pipeline.media.fidelity import measure
+from pipeline.sandbox import alter, painter, products
 from pipeline.sandbox.scene import parse_prompt
 
 FAST = dict(processing_s=0.05)
@@ -293,11 +294,37 @@ async def test_output_is_deterministic_across_orders(lx):
     assert lx.sb.ledger.max_submits_per_key() == 2 and lx.sb.ledger.credits == 2
 
 
-async def test_fast_mode_serves_one_small_jpeg(make_lx):
+async def test_fast_mode_serves_the_uploaded_picture_so_the_fidelity_gate_passes_it(make_lx, tmp_path):
+    photo = products.draw(tmp_path / "p.jpg", 3, size=300).read_bytes()
     lx = await make_lx(fast=True)
-    body = await lx.wait_done(await lx.order(jpeg_bytes((300, 200))))
+    body = await lx.wait_done(await lx.order(photo))
     _, jpeg, _ = await lx.get(body["output"])
-    assert jpeg == painter.fast_jpeg() and Image.open(io.BytesIO(jpeg)).size == (64, 64)
+    assert Image.open(io.BytesIO(jpeg)).size == (300, 300)
+    assert measure(photo, jpeg).fidelity > 0.9  # its product is the photo's: done, not held for review
+
+
+async def test_fast_mode_honours_the_realistic_output_switches_and_rate_altered(make_lx, tmp_path):
+    photo = products.draw(tmp_path / "p.jpg", 4, size=200).read_bytes()
+    lx = await make_lx(fast=True, output_scale=1.25, output_shift=0.03, output_quality=85)
+    _, faithful, _ = await lx.get((await lx.wait_done(await lx.order(photo)))["output"])
+    assert Image.open(io.BytesIO(faithful)).size == (250, 250)
+    score = measure(photo, faithful)
+    assert score.fidelity > 0.8 and score.scale == pytest.approx(1.25, abs=0.04)
+    lx = await make_lx(fast=True, rate_altered=1.0, output_scale=1.25)
+    _, changed, _ = await lx.get((await lx.wait_done(await lx.order(photo)))["output"])
+    assert [o.alteration for o in lx.sb.ledger.orders.values()] != [None]
+    assert measure(photo, changed).fidelity < 0.7
+
+
+async def test_fast_mode_makes_one_output_per_input_however_many_orders(make_lx, monkeypatch):
+    made = []
+    monkeypatch.setattr(alter, "fast", lambda image, **kw: made.append(kw) or jpeg_bytes((40, 30)))
+    lx = await make_lx(fast=True)
+    one, other = jpeg_bytes((120, 90)), jpeg_bytes((120, 90), colour=(250, 250, 240))
+    for data, prompt in ((one, "on a table"), (one, "on sand"), (other, "on a table"), (one, "on grass")):
+        status, jpeg, _ = await lx.get((await lx.wait_done(await lx.order(data, prompt)))["output"])
+        assert status == 200 and jpeg == jpeg_bytes((40, 30))
+    assert len(made) == 2 and lx.sb.ledger.credits == 4
 
 
 # faults

@@ -1,11 +1,13 @@
-"""The fidelity gate of a run: every delivered picture scored in a process pool beside the event loop.
+"""The fidelity gate of a run: every delivered picture scored in worker processes beside the event loop.
 
-    async with Scorer(cfg) as scorer:                 # workers start at the first output
+    async with Scorer(cfg) as scorer:                 # the first worker starts at the first output
         fields = await scorer.verdict(source, target)  # state done or review, and the score's fields
 
-The score (media/fidelity.py) takes ~20 ms of CPU a picture: in a worker process it never holds
-the event loop or its GIL. Below `qa.min_fidelity` an output is kept on disk in state `review`, with
-a heat-map of its difference in `<output.dir>/review/`, until `pipeline review` decides.
+The score (media/fidelity.py) takes 2-15 ms of CPU a picture: in a worker process it never holds
+the event loop or its GIL. A worker imports only what the score needs (run/qa_worker.py), ~0.5 s of
+CPU, so one starts at the first output and a second only when the outputs waiting for it would keep
+it busy for longer than that start costs. Below `qa.min_fidelity` an output is kept on disk in state
+`review`, with a heat-map of its difference in `<output.dir>/review/`, until `pipeline review` decides.
 """
 from __future__ import annotations
 
@@ -18,21 +20,15 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from pipeline.inputs.config import RunConfig
+from pipeline.run import qa_worker
 from pipeline.run.states import State
 
 log = logging.getLogger(__name__)
 HEATMAPS = "review"  # under output.dir: the report's difference heat-maps of held outputs
-
-
-def _warm() -> None:
-    """In a worker: import the score's libraries (numpy, scikit-image, OpenCV) while the first orders run."""
-    from pipeline.media import fidelity  # noqa: F401 - imported here: `pipeline run` itself never needs them
-
-
-def _score(source: str, output: str | bytes, min_fidelity: float, heatmap: str | None) -> dict:
-    """In a worker: media.fidelity.score_files."""
-    from pipeline.media import fidelity
-    return fidelity.score_files(source, output, min_fidelity, heatmap)
+# A second worker starts once the outputs waiting for the first would take it this many CPU seconds:
+# four times what a worker's start-up costs, so it is never spent on a backlog that soon drains itself.
+SECOND_WORKER_BACKLOG_S = 2.0
+BATCH = 32  # outputs in one message to a worker at most
 
 
 def _unmeasured(note: str) -> dict:
@@ -46,37 +42,91 @@ def heatmap_name(output_sha256: str) -> str:
 
 
 class Scorer:
-    """A pool of worker processes (spawned: the run's threads never fork) that score outputs."""
+    """Worker processes (spawned: the run's threads never fork), one pool of one each, that score outputs.
+
+    Outputs that arrive while every worker is busy wait here and go to the next free one together, in
+    one message: the pool's per-message cost on the run's own CPU is paid per batch, not per picture."""
 
     def __init__(self, cfg: RunConfig, *, wanted: bool = True, workers: int | None = None):
         self.cfg = cfg
         self._wanted = wanted  # a run with nothing to download starts no process
-        self._workers = workers or max(1, min(2, os.cpu_count() or 1))
-        self._pool: ProcessPoolExecutor | None = None
+        self._most = workers or max(1, min(2, os.cpu_count() or 1))
+        self._pools: list[ProcessPoolExecutor] = []
+        self._sent: dict[ProcessPoolExecutor, int] = {}  # batches sent to each, not answered yet
+        self._waiting: list[tuple[tuple, asyncio.Future]] = []  # not sent yet: (job, its verdict)
+        self._scored = 0  # outputs sent and not answered yet
+        self._cost_s: float | None = None  # CPU of one score, a moving average of the workers' reports
 
     async def __aenter__(self) -> "Scorer":
         return self
 
-    def _started(self) -> ProcessPoolExecutor:
-        """The pool, started at the first output: a run that downloads nothing (stopped early, all
-        unchanged) starts no process, and none competes for the CPU while the first orders run."""
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"))
-            for _ in range(self._workers):  # every worker imports the libraries, not only the first
-                self._pool.submit(_warm)
-        return self._pool
+    @property
+    def workers(self) -> int:
+        """Worker processes started so far."""
+        return len(self._pools)
+
+    def _free_pool(self) -> ProcessPoolExecutor | None:
+        """A worker that can take a batch now (one running, one queued, so it never waits for us); the
+        first started at the first output (a run that downloads nothing starts none), a second once
+        the outputs waiting would keep the first busy for longer than a start-up costs."""
+        backlog = len(self._waiting) + self._scored
+        if not self._pools or (len(self._pools) < self._most and self._cost_s is not None
+                               and backlog * self._cost_s > SECOND_WORKER_BACKLOG_S):
+            pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=qa_worker.start)
+            self._pools.append(pool)
+            self._sent[pool] = 0
+        pool = min(self._pools, key=self._sent.__getitem__)
+        return pool if self._sent[pool] < 2 else None
+
+    def _send(self) -> None:
+        """Send what waits to the free workers, BATCH at most a message."""
+        while self._waiting and (pool := self._free_pool()) is not None:
+            batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]
+            batch = [(job, verdict) for job, verdict in batch if not verdict.done()]  # not those cancelled
+            if not batch:
+                continue
+            self._sent[pool] += 1
+            self._scored += len(batch)
+            future = pool.submit(qa_worker.score_all, [job for job, _ in batch], self.cfg.qa.min_fidelity)
+            asyncio.wrap_future(future).add_done_callback(lambda done, p=pool, b=batch: self._answered(p, b, done))
+
+    def _answered(self, pool: ProcessPoolExecutor, batch: list, done: asyncio.Future) -> None:
+        self._sent[pool] -= 1
+        self._scored -= len(batch)
+        try:
+            answers = done.result()
+        except BrokenProcessPool as exc:  # a worker killed (out of memory): these outputs are not judged
+            log.warning("fidelity of %d output(s) not measured: a worker process died (%s)", len(batch), exc)
+            answers = [(_unmeasured(f"fidelity not measured: worker process died ({exc})"), None)] * len(batch)
+            if pool in self._pools:  # the next batch starts a new one
+                self._pools.remove(pool)
+                pool.shutdown(wait=False, cancel_futures=True)
+        except asyncio.CancelledError:  # the run is ending: nobody waits for these any more
+            answers = [(_unmeasured("fidelity not measured: the run was stopped"), None)] * len(batch)
+        for (_, verdict), answer in zip(batch, answers):
+            if verdict.done():  # its item was cancelled (Ctrl-C) meanwhile
+                continue
+            if isinstance(answer, RuntimeError):  # a bug scoring this one: its item fails, as it would here
+                verdict.set_exception(answer)
+                continue
+            fields, cost_s = answer
+            if cost_s is not None:
+                self._cost_s = cost_s if self._cost_s is None else 0.9 * self._cost_s + 0.1 * cost_s
+            verdict.set_result(fields)
+        self._send()
 
     async def __aexit__(self, *exc) -> None:
         """Every verdict has been awaited by now: the workers are idle, or still importing when the run
         was stopped early (Ctrl-C). Either way they are ended at once, not waited for."""
-        if self._pool is None:
-            return
-        pool, self._pool = self._pool, None
-        workers = list(getattr(pool, "_processes", {}).values())  # ours; the executor has no public list
-        pool.shutdown(wait=False, cancel_futures=True)
+        pools, self._pools, self._waiting = self._pools, [], []
+        workers = [p for pool in pools for p in getattr(pool, "_processes", {}).values()]  # no public list
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
         for process in workers:
             process.terminate()
-        await asyncio.get_running_loop().run_in_executor(None, lambda: [p.join(5) for p in workers])
+        if workers:
+            await asyncio.get_running_loop().run_in_executor(None, lambda: [p.join(5) for p in workers])
 
     async def verdict(self, source: Path, output: Path | bytes, output_sha256: str) -> dict:
         """The row's fields for an output just delivered: its score, and state done or review."""
@@ -85,12 +135,10 @@ class Scorer:
             return {"state": State.DONE}
         heatmap = str(self.cfg.output.dir / heatmap_name(output_sha256)) if qa.min_fidelity > 0 else None
         target = output if isinstance(output, bytes) else str(output)
-        try:
-            fields = await asyncio.get_running_loop().run_in_executor(
-                self._started(), _score, str(source), target, qa.min_fidelity, heatmap)
-        except BrokenProcessPool as exc:  # a worker killed (out of memory): this output is not judged
-            log.warning("fidelity of %s not measured: a worker process died (%s)", output_sha256[:12], exc)
-            fields = _unmeasured(f"fidelity not measured: worker process died ({exc})")
+        verdict = asyncio.get_running_loop().create_future()
+        self._waiting.append(((str(source), target, heatmap), verdict))
+        self._send()
+        fields = await verdict
         score = fields["fidelity"]
         held = qa.min_fidelity > 0 and score is not None and score < qa.min_fidelity
         return {**fields, "state": State.REVIEW if held else State.DONE, "review": None, "review_reason": None,

@@ -53,7 +53,9 @@ class SandboxOptions:
     own_metadata: bool = _opt(False, "JPEG outputs carry their own EXIF, XMP packet and COM segment, "
                                      "as a real service's may")
     own_c2pa: bool = _opt(False, "with --own-metadata, also an APP11 C2PA (JUMBF) segment")
-    fast: bool = _opt(False, "skip rendering: every output is one small fixed JPEG")
+    fast: bool = _opt(False, "skip rendering: a background generator's output is its input picture, re-encoded "
+                             "(with --output-scale/--output-shift/--output-quality and --rate-altered), "
+                             "every other tool's one small fixed JPEG")
     seed: int = _opt(0, "seed of every random choice (faults, timings, textures are per image)")
     max_upload_bytes: int = _opt(5_242_880, "largest upload accepted, in bytes")
     upload_ttl_s: float = _opt(24 * 3600, "seconds an imageUrl stays valid")

@@ -23,6 +23,8 @@ from pipeline.sandbox.options import SandboxOptions
 from pipeline.sandbox.presign import EXTENSIONS, PutGrant, amz_date
 
 RENDER_CACHE_SIZE = 32
+FAST_CACHE_SIZE = 256         # fast mode's outputs, by input and options (a few KB each)
+FAST_INLINE_BYTES = 64 * 1024  # fast mode makes a smaller input's output on the event loop
 
 
 @dataclass
@@ -62,6 +64,7 @@ class SandboxState:
         self.orders: dict[str, Order] = {}
         self.order_seq = 0
         self._renders: OrderedDict[str, asyncio.Future] = OrderedDict()
+        self._fast_outputs: OrderedDict[str, Output] = OrderedDict()
 
     def clock(self) -> float:
         """The sandbox's time: the base clock plus the current ``clock_skew_s``, read on every call."""
@@ -147,7 +150,7 @@ class SandboxState:
     async def render(self, order: Order) -> Output:
         """The order's output, made once per (tool, input, values) and cached; its sha256 is recorded."""
         if self.options.fast:
-            output = Output(painter.fast_jpeg())
+            output = await self._fast(order)
         else:
             record, opts = order.record, self.options
             realistic = record.tool == BACKGROUND_GENERATOR and (
@@ -173,6 +176,27 @@ class SandboxState:
         order.record.output_sha256 = hashlib.sha256(output.data).hexdigest()
         return output
 
+    async def _fast(self, order: Order) -> Output:
+        """Fast mode: a background generator's output is its input picture, as --output-scale,
+        --output-shift and --output-quality say and altered when drawn so (alter.fast), made once per
+        input and cached; every other tool's is one small fixed JPEG."""
+        record, opts = order.record, self.options
+        if record.tool != BACKGROUND_GENERATOR:
+            return Output(painter.fast_jpeg())
+        key = f"{record.sha256}|{record.alteration}|{opts.output_scale}|{opts.output_shift}|{opts.output_quality}"
+        output = self._fast_outputs.get(key)
+        if output is None:
+            if len(order.data) <= FAST_INLINE_BYTES:  # a small picture: quicker than handing it to a thread
+                output = _fast(order, opts)
+            else:
+                output = await asyncio.get_running_loop().run_in_executor(None, _fast, order, opts)
+            self._fast_outputs[key] = output
+            while len(self._fast_outputs) > FAST_CACHE_SIZE:
+                self._fast_outputs.popitem(last=False)
+        else:
+            self._fast_outputs.move_to_end(key)
+        return output
+
 
 def _realistic(order: Order, opts: SandboxOptions) -> Output:
     """A background generator's output as another server makes it: larger, moved, altered if drawn so."""
@@ -181,6 +205,19 @@ def _realistic(order: Order, opts: SandboxOptions) -> Output:
     shift = alter.draw_shift(f"{opts.seed}:{order.record.sha256}", scaled, opts.output_shift)
     return Output(alter.render(order.data, order.values.get("prompt", ""), alteration=order.record.alteration,
                                scale=opts.output_scale, shift=shift, quality=opts.output_quality))
+
+
+def _fast(order: Order, opts: SandboxOptions) -> Output:
+    """alter.fast for one order; a picture that does not decode (fast mode reads only its header at
+    submit) gets the fixed JPEG."""
+    try:
+        size = _size(order.data)
+        scaled = (round(size[0] * opts.output_scale), round(size[1] * opts.output_scale))
+        shift = alter.draw_shift(f"{opts.seed}:{order.record.sha256}", scaled, opts.output_shift)
+        return Output(alter.fast(order.data, alteration=order.record.alteration, scale=opts.output_scale,
+                                 shift=shift, quality=opts.output_quality))
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return Output(painter.fast_jpeg())
 
 
 def _size(data: bytes) -> tuple[int, int]:

@@ -1,0 +1,69 @@
+"""What a fidelity worker process runs (run/qa.py's pool): light to import, so that a spawned worker
+loads the score's libraries (numpy, OpenCV, scikit-image's two metrics) and nothing of the run's.
+
+    start()                                                       # the pool's initializer, once per worker
+    fields, cpu_s = score("src.jpg", "out.jpg", 0.7, "review/ab.png")
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+def start() -> None:
+    """In a new worker: import the score's libraries and score one drawn picture now (their first
+    call loads more of them), and keep OpenCV on one thread (the pool is the parallelism; its own
+    threads would only contend for the same cores). The reports that follow are of steady work."""
+    import io
+
+    import cv2
+    from PIL import Image, ImageDraw
+
+    from pipeline.media.fidelity import measure
+
+    cv2.setNumThreads(1)
+    picture = Image.new("RGB", (64, 64), (250, 250, 250))
+    ImageDraw.Draw(picture).ellipse([16, 12, 48, 56], fill=(200, 40, 50))
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG")
+    measure(buffer.getvalue(), buffer.getvalue(), heatmap=True)
+
+
+def score_all(jobs: list[tuple[str, str | bytes, str | None]],
+              min_fidelity: float) -> list[tuple[dict, float] | RuntimeError]:
+    """`score` for each (source, output, heat-map path): the outputs that arrived while the worker was
+    busy go in one message, not one each. Each job is its item's: a bug scoring one fails that item
+    alone (its error is returned in its place), not the others sent with it."""
+    answers: list[tuple[dict, float] | RuntimeError] = []
+    for source, output, heatmap in jobs:
+        try:
+            answers.append(score(source, output, min_fidelity, heatmap))
+        except Exception as exc:  # noqa: BLE001 - the per-item boundary, in the worker
+            answers.append(RuntimeError(f"fidelity score failed: {type(exc).__name__}: {exc}"))
+    return answers
+
+
+def score(source: str, output: str | bytes, min_fidelity: float, heatmap_path: str | None) -> tuple[dict, float]:
+    """The checkpoint's fields for one output, and the CPU seconds the score took (qa.py decides from
+    them when a second worker pays). A held output's heat-map is written to `heatmap_path` (PNG). A
+    picture that cannot be read is a note, not a crash of the pool."""
+    from PIL import Image
+
+    from pipeline.media.fidelity import Score, measure
+    from pipeline.store.atomic import write_atomically
+
+    began = time.process_time()
+    try:
+        with open(source, "rb") as fh:
+            src = fh.read()
+        if isinstance(output, str):
+            with open(output, "rb") as fh:
+                output = fh.read()
+        result = measure(src, output, heatmap=heatmap_path is not None)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        result = Score(None, note=f"fidelity not measured: {type(exc).__name__}: {exc}")
+    held = result.fidelity is not None and result.fidelity < min_fidelity
+    if held and heatmap_path is not None and result.heatmap:
+        write_atomically(Path(heatmap_path), result.heatmap)
+    return result.as_row(), time.process_time() - began
+

@@ -1,0 +1,96 @@
+"""The fidelity gate's workers (run/qa.py): one worker for a run whose scores keep up, a second only for a
+backlog worth its start-up, outputs that arrive together sent together, and one bad score failing one item."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from helpers import write_catalog
+from pipeline.inputs.config import load_config
+from pipeline.run import qa, qa_worker
+from pipeline.run.states import State
+from pipeline.sandbox import alter, products
+
+
+@pytest.fixture
+def pictures(tmp_path) -> list[tuple[Path, bytes, bool]]:
+    """(source, output, faithful): drawn products, each output its source 1.25x larger, every third altered."""
+    made = []
+    for i in range(12):
+        source = products.draw(tmp_path / f"p{i}.jpg", i, size=128)
+        kind = alter.ALTERATIONS[i % 4] if i % 3 == 0 else None
+        made.append((source, alter.fast(source.read_bytes(), alteration=kind, scale=1.25, quality=85), kind is None))
+    return made
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return load_config(write_catalog(tmp_path / "catalog", 1, base_url="http://127.0.0.1:9/external/api"),
+                       env={"LIGHTX_API_KEY": "k"})
+
+
+class Counted(qa.ProcessPoolExecutor):
+    """The pool, counting the messages the scorer sends it."""
+
+    sent: list[int] = []
+
+    def submit(self, fn, jobs, *args):
+        Counted.sent.append(len(jobs))
+        return super().submit(fn, jobs, *args)
+
+
+async def _verdicts(scorer: qa.Scorer, pictures) -> list[dict]:
+    return await asyncio.gather(*(scorer.verdict(source, output, f"{i:064x}")
+                                  for i, (source, output, _) in enumerate(pictures)))
+
+
+def test_outputs_that_arrive_together_go_to_one_worker_in_few_messages(cfg, pictures, monkeypatch):
+    monkeypatch.setattr(qa, "ProcessPoolExecutor", Counted)
+    Counted.sent = []
+
+    async def scored():
+        async with qa.Scorer(cfg, workers=2) as scorer:
+            verdicts = await _verdicts(scorer, pictures)
+            return verdicts, scorer.workers
+
+    verdicts, workers = asyncio.run(scored())
+    states = [v["state"] for v in verdicts]
+    assert states == [State.DONE if faithful else State.REVIEW for _, _, faithful in pictures]
+    # a dozen pictures score faster than a worker starts: the second is not worth its start-up
+    assert workers == 1
+    # one at once, one queued behind it, then the other ten in one message
+    assert sum(Counted.sent) == len(pictures) and len(Counted.sent) <= 3, Counted.sent
+
+
+def test_a_second_worker_starts_only_once_the_backlog_is_worth_it(cfg, pictures, monkeypatch):
+    monkeypatch.setattr(qa, "SECOND_WORKER_BACKLOG_S", 0.0)  # any backlog is worth a second worker
+
+    async def scored():
+        async with qa.Scorer(cfg, workers=2) as scorer:
+            first = await scorer.verdict(pictures[1][0], pictures[1][1], "a" * 64)
+            alone = scorer.workers  # nothing waited: still one
+            await _verdicts(scorer, pictures)
+            return first, alone, scorer.workers
+
+    first, alone, workers = asyncio.run(scored())
+    assert first["state"] == State.DONE and first["fidelity"] > 0.7
+    assert (alone, workers) == (1, 2)
+
+
+def test_a_bug_scoring_one_output_fails_that_item_alone(tmp_path, pictures, monkeypatch):
+    from pipeline.media import fidelity
+
+    real = fidelity.measure
+
+    def measure(source, output, **kw):
+        if output == pictures[2][1]:
+            raise ZeroDivisionError("a bug")
+        return real(source, output, **kw)
+
+    monkeypatch.setattr(fidelity, "measure", measure)
+    jobs = [(str(source), output, None) for source, output, _ in pictures[:4]]
+    answers = qa_worker.score_all(jobs, 0.7)
+    assert isinstance(answers[2], RuntimeError) and "ZeroDivisionError: a bug" in str(answers[2])
+    assert [a[0]["fidelity"] > 0.7 for i, a in enumerate(answers) if i != 2] == [False, True, False]
