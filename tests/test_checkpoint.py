@@ -9,7 +9,8 @@ import threading
 import pytest
 
 from pipeline.store import history
-from pipeline.store.checkpoint import Checkpoint, Row
+from pipeline.store.checkpoint import ID_BATCH, Checkpoint, Row
+from pipeline.store.state_dirs import merged_rows
 from pipeline.errors import CheckpointError
 
 
@@ -178,3 +179,18 @@ def test_a_sibling_caught_half_created_reads_as_empty_not_foreign(tmp_path, monk
         for ckpt in made:
             ckpt.close()
     assert made and read(path) == nothing  # and now as it is: a new, empty pipeline checkpoint
+
+
+def test_read_rows_of_some_ids_reads_only_those_in_batches(tmp_path):
+    # A shard copying in what an unsharded run holds asks for its own share only (plan/siblings), a
+    # batch of ids a query, never every row of a million-row checkpoint.
+    path = tmp_path / "state" / "checkpoint.sqlite"
+    ckpt = Checkpoint.open(path)
+    ckpt.insert([Row(id=f"item-{i}", fingerprint="f", state="done") for i in range(3 * ID_BATCH)])
+    ckpt.close()
+    wanted = {f"item-{i}" for i in range(0, 3 * ID_BATCH, 2)} | {"not-there"}
+    rows = Checkpoint.read_rows(path, ids=wanted)
+    assert set(rows) == wanted - {"not-there"}
+    assert all(r.state == "done" and r.id == key for key, r in rows.items())
+    assert len(Checkpoint.read_rows(path)) == 3 * ID_BATCH
+    assert merged_rows([path], ["item-1", "item-2"]).keys() == {"item-1", "item-2"}

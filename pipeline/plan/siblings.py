@@ -29,4 +29,4 @@ def sibling_rows(cfg: RunConfig, rows: Mapping[str, Row], items: list[Item]) -> 
     del ids
     if not wanted:
         return []
-    return [row for item_id, row in merged_rows(others).items() if item_id in wanted]
+    return list(merged_rows(others, wanted).values())  # only this run's unknown ids, a batch a query

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -93,6 +94,7 @@ _DDL = [
     "at REAL NOT NULL)",
 ]
 ORDER_TIMES_KEPT = 5000
+ID_BATCH = 900  # ids a query of `read_rows` asks for (SQLite's default limit of variables is 32,766)
 RUNS_SHOWN = 5  # runs `pipeline status` and the report list by default
 
 
@@ -178,12 +180,19 @@ class Checkpoint:
     # -- items ------------------------------------------------------------------
 
     @staticmethod
-    def read_rows(path: Path, timeout_s: float = 30.0) -> dict[str, Row]:
-        """Every row of a checkpoint another run may be writing now (a sibling shard's): read-only,
-        waiting out its writes, never migrating or locking it."""
+    def read_rows(path: Path, timeout_s: float = 30.0, ids: Collection[str] | None = None) -> dict[str, Row]:
+        """Every row of a checkpoint another run may be writing now (a sibling shard's), or only those
+        of `ids`: read-only, waiting out its writes, never migrating or locking it."""
         def rows(conn: sqlite3.Connection, names: set[str]) -> dict[str, Row]:
-            cols = [c if c in names else "NULL" for c in COLUMNS]  # an older schema lacks some columns
-            return {r[0]: Row(*r) for r in conn.execute(f"SELECT {', '.join(cols)} FROM items")}
+            cols = ", ".join(c if c in names else "NULL" for c in COLUMNS)  # an older schema lacks some
+            if ids is None:
+                return {r[0]: Row(*r) for r in conn.execute(f"SELECT {cols} FROM items")}
+            wanted, found = list(ids), {}
+            for start in range(0, len(wanted), ID_BATCH):  # a shard's share, not the whole table
+                chunk = wanted[start:start + ID_BATCH]
+                found.update((r[0], Row(*r)) for r in conn.execute(
+                    f"SELECT {cols} FROM items WHERE id IN ({', '.join('?' * len(chunk))})", chunk))
+            return found
         return _read_only(path, timeout_s, rows, {})
 
     @staticmethod

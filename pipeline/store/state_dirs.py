@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Collection
 from pathlib import Path
 
 from pipeline.store.checkpoint import Checkpoint, Row
@@ -24,12 +25,12 @@ def checkpoint_paths(state_root: Path) -> list[Path]:
     return found
 
 
-def merged_rows(paths: list[Path]) -> dict[str, Row]:
-    """Rows of several checkpoints (read-only: shards may be running); for an item in several, the
-    most recently updated row."""
+def merged_rows(paths: list[Path], ids: Collection[str] | None = None) -> dict[str, Row]:
+    """Rows of several checkpoints (read-only: shards may be running), or only those of `ids`; for
+    an item in several, the most recently updated row."""
     rows: dict[str, Row] = {}
     for path in paths:
-        for item_id, row in Checkpoint.read_rows(path).items():
+        for item_id, row in Checkpoint.read_rows(path, ids=ids).items():
             old = rows.get(item_id)
             if old is None or (row.updated_at or 0) > (old.updated_at or 0):
                 rows[item_id] = row
