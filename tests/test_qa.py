@@ -94,3 +94,18 @@ def test_a_bug_scoring_one_output_fails_that_item_alone(tmp_path, pictures, monk
     answers = qa_worker.score_all(jobs, 0.7)
     assert isinstance(answers[2], RuntimeError) and "ZeroDivisionError: a bug" in str(answers[2])
     assert [a[0]["fidelity"] > 0.7 for i, a in enumerate(answers) if i != 2] == [False, True, False]
+
+
+def test_a_worker_leaves_ctrl_c_to_the_run():
+    # Ctrl-C reaches the whole process group: a worker that took it would die with a traceback on the
+    # user's terminal mid-batch. It ignores it; the run ends its workers itself (Scorer.__aexit__).
+    import multiprocessing
+    import os
+    import signal
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=qa_worker.start) as pool:
+        pid = pool.submit(os.getpid).result(timeout=120)
+        os.kill(pid, signal.SIGINT)
+        assert pool.submit(os.getpid).result(timeout=60) == pid  # the same worker, still serving

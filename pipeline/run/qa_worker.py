@@ -13,8 +13,13 @@ from pathlib import Path
 def start() -> None:
     """In a new worker: import the score's libraries and score one drawn picture now (their first
     call loads more of them), and keep OpenCV on one thread (the pool is the parallelism; its own
-    threads would only contend for the same cores). The reports that follow are of steady work."""
+    threads would only contend for the same cores). The reports that follow are of steady work.
+    Ctrl-C reaches the whole process group; a worker leaves it to the run, which ends its workers
+    (run/qa.py), so the terminal shows the run's one line, not a worker's traceback."""
     import io
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     import cv2
     from PIL import Image, ImageDraw
