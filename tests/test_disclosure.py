@@ -243,3 +243,39 @@ def test_with_every_output_link_gone_a_stripped_file_is_still_repaired_for_0_cre
     assert tags["XMP-iptcExt:DigitalSourceType"] == TRAINED and tags["XMP-xmp:CreatorTool"] == own.CREATOR_TOOL
     row = rows_of(config)["sku-001"]
     assert row.output_sha256 == hashlib.sha256(stripped.read_bytes()).hexdigest()
+
+
+def test_a_run_stopped_between_a_rewrite_and_its_row_spends_nothing_next_time(catalog_dir, monkeypatch):
+    """Files without a delivered record (made before the record existed), a disclosure change, and a
+    run stopped right after the first file's rename, before its row's commit: the next run knows that
+    file by its image data and mends its row. It would otherwise repair it, and with every output
+    link gone (a private sandbox per run), a repair is a new order."""
+    from pipeline.inputs.validate import validate
+    from pipeline.run import disclose
+    from pipeline.run.engine import RunOptions, run
+    from pipeline.sandbox import SandboxOptions
+    config = write_catalog(catalog_dir, 3, base_url="http://127.0.0.1:9")
+
+    def once() -> int:
+        cfg, manifest, _ = validate(config)
+        options = RunOptions(sandbox=True, quiet=True, sandbox_options=SandboxOptions(processing_s=0.05, seed=3))
+        result = run(cfg, manifest, options, key=None)
+        assert result.exit_code == 0
+        return result.credits
+    assert once() == 3
+    (catalog_dir / "out" / ".pipeline" / "delivered.sqlite").unlink()
+    edit(config, lambda doc: doc["output"].update(disclosure={"source_type": "compositeWithTrainedAlgorithmicMedia"}))
+    real = disclose.write_atomically
+
+    def renamed_then_killed(path, data):
+        real(path, data)
+        raise KeyboardInterrupt  # as a kill would land: the file in place, its row not yet written
+    monkeypatch.setattr(disclose, "write_atomically", renamed_then_killed)
+    with pytest.raises(KeyboardInterrupt):
+        once()
+    monkeypatch.setattr(disclose, "write_atomically", real)
+    assert once() == 0
+    out = catalog_dir / "out"
+    for row in rows_of(config).values():
+        data = (out / row.output_path).read_bytes()
+        assert row.state == "done" and row.output_sha256 == hashlib.sha256(data).hexdigest()

@@ -201,6 +201,9 @@ def test_the_16_bit_grey_input_preview_is_not_white(pages, outputs, browser, ser
             pytest.fail("no card for grey16")
         figure = page.locator("article.card", has_text="grey16").locator("img[alt=input]")
         figure.scroll_into_view_if_needed()
+        # A lazy image starts loading once scrolled to: wait until it is decoded, not a moment longer.
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=figure.element_handle(),
+                               timeout=30_000)
         values = page.evaluate("""img => { const c = document.createElement('canvas');
             c.width = img.naturalWidth; c.height = img.naturalHeight; const g = c.getContext('2d');
             g.drawImage(img, 0, 0); const column = [];

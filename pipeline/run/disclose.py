@@ -13,6 +13,7 @@ intact. A file whose image data is not the one delivered is left to the planner 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 
@@ -106,11 +107,14 @@ def refresh(cfg: RunConfig, ckpt: Checkpoint, rows: dict[str, Row], items: list[
         found = rows_of(rows, [out.row.id for out in stale])
         stale = [out._replace(row=found[out.row.id]) for out in stale]
         entries, rewritten = [], 0
-        for out, data in _read(cfg, stale, outputs):
-            entry, changed = _mend(cfg, ckpt, out, data, records.get(out.name), outputs, listing)
-            if entry is not None:
-                entries.append((out.name, entry))
-            rewritten += changed
+        read = _read(cfg, stale, outputs)  # a batch of files' bytes at a time, never all of them
+        while batch := list(itertools.islice(read, READ_BATCH)):
+            _remember_pixels(store, batch, records)
+            for out, data in batch:
+                entry, changed = _mend(cfg, ckpt, out, data, records.get(out.name), outputs, listing)
+                if entry is not None:
+                    entries.append((out.name, entry))
+                rewritten += changed
         store.save_disclosed(entries)
     finally:
         store.close()
@@ -193,6 +197,26 @@ def _read(cfg: RunConfig, stale: list[Output], outputs: Remote | None):
             data = got.get(out.name)
             if isinstance(data, bytes):
                 yield out, data
+
+
+def _remember_pixels(store: Delivered, batch: list, records: dict[str, Disclosed]) -> None:
+    """Before any file of `batch` is rewritten, record the image data of each one that is exactly as
+    delivered (its sha256 is the row's) but has no record of it: a run stopped between a file's rename
+    and its row's commit then finds that file next time by its image data and mends its row, where it
+    would otherwise repair it (a new order, once the output link is gone). Key "": nothing applied yet."""
+    remembered = []
+    for out, data in batch:
+        record = records.get(out.name)
+        if hashlib.sha256(data).hexdigest() != out.row.output_sha256:
+            continue  # not the file delivered: _mend leaves it to the planner
+        try:
+            pixels = pixels_id(data)
+        except ValueError:
+            continue
+        if record is None or record.pixels != pixels:
+            records[out.name] = Disclosed(out.row.output_sha256, "", pixels)
+            remembered.append((out.name, records[out.name]))
+    store.save_disclosed(remembered)
 
 
 def _mend(cfg: RunConfig, ckpt: Checkpoint, out: Output, data: bytes, record: Disclosed | None,
