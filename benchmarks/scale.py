@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import subprocess
@@ -55,47 +54,10 @@ def make_catalog(root: Path, rows: int, images: int) -> Path:
 
 
 def build_done(config: Path) -> None:
-    """Every item done, as a finished run leaves it: one output file each, then the checkpoint rows."""
-    sys.path.insert(0, str(REPO))
-    from pipeline.inputs.validate import validate
-    from pipeline.plan.planner import fingerprint
-    from pipeline.plan.sources import hash_local_images
-    from pipeline.sandbox.painter import fast_jpeg
-    from pipeline.store.checkpoint import Checkpoint, Row
-    from pipeline.store.lock import RunLock
-
-    cfg, manifest, _ = validate(config, env={})
-    jpeg = fast_jpeg()
-    digest = hashlib.sha256(jpeg).hexdigest()
-    api = cfg.api.base_url
-    root_url = api.rsplit("/external/api", 1)[0]
-    cfg.output.dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(cfg.state_dir):
-        ckpt = Checkpoint.open(cfg.state_dir / "checkpoint.sqlite")
-        try:
-            shas, problems = hash_local_images(manifest.items, ckpt)
-            if problems:
-                sys.exit(f"scale: unreadable images: {list(problems.values())[:3]}")
-            now = time.time()
-            batch: list[Row] = []
-            for n, item in enumerate(manifest.items):
-                target = cfg.output.dir / item.output_name
-                target.write_bytes(jpeg)
-                st = target.stat()
-                sha = shas[str(item.image_path)]
-                order = f"{n:032x}"
-                batch.append(Row(id=item.id, fingerprint=fingerprint(sha, item.prompt, "lightx"), state="done",
-                                 image_sha256=sha, api_id=api, image_url=f"{root_url}/cdn/apikey/{sha[:32]}.jpeg",
-                                 uploaded_at=now, order_id=order, max_polls=5,
-                                 output_url=f"{root_url}/output/{order}.jpg", output_path=item.output_name,
-                                 output_sha256=digest, output_size=st.st_size, output_mtime_ns=st.st_mtime_ns,
-                                 attempts=1, credits=1, submitted_at=now, finished_at=now))
-                if len(batch) == 50_000:
-                    ckpt.insert(batch)
-                    batch = []
-            ckpt.insert(batch)
-        finally:
-            ckpt.close()
+    """Every item done, as a finished run leaves it: the bench's own builder (bench_cases.py)."""
+    sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
+    from bench_cases import build_done_checkpoint
+    build_done_checkpoint(config)
 
 
 def measure_child(args: list[str], cwd: Path) -> dict:

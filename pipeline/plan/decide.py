@@ -28,13 +28,21 @@ def quick_unchanged(values: tuple, output_name: str, fp: str, output_dir: str | 
     fingerprint, state, path, sha, size, mtime = values
     if fingerprint != fp or state != State.DONE or path != output_name or not sha:
         return False
+    return _as_written(output_dir, output_name, size, mtime) is True
+
+
+def _as_written(output_dir: str | Mapping[str, int], name: str, size: int | None, mtime: int | None) -> bool | None:
+    """True: the output is there as it was written; False: gone or of another size; None: its size,
+    another mtime (a touched file: only its sha256 tells). A bucket's listing knows sizes alone."""
     if not isinstance(output_dir, str):
-        return output_dir.get(output_name) == size
+        return output_dir.get(name) == size
     try:
-        st = os.stat(os.path.join(output_dir, output_name))
+        st = os.stat(os.path.join(output_dir, name))
     except OSError:
         return False
-    return st.st_size == size and st.st_mtime_ns == mtime
+    if st.st_size != size:
+        return False
+    return True if st.st_mtime_ns == mtime else None
 
 
 def decide(item: Item, row: Row | None, sha: str, fp: str, output_dir: str | Mapping[str, int], api_id: str,
@@ -75,13 +83,7 @@ def _reset(row: Row) -> Row:
 def _output_intact(row: Row, item: Item, output_dir: str | Mapping[str, int]) -> bool:
     if row.output_path != item.output_name or not row.output_sha256:
         return False
-    if not isinstance(output_dir, str):  # a bucket's listing: the object is there, at the size written
-        return output_dir.get(item.output_name) == row.output_size
-    path = os.path.join(output_dir, item.output_name)
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    if st.st_size == row.output_size and st.st_mtime_ns == row.output_mtime_ns:
-        return True
-    return st.st_size == row.output_size and file_sha256(path) == row.output_sha256
+    written = _as_written(output_dir, item.output_name, row.output_size, row.output_mtime_ns)
+    if written is None:  # a local file of its size, touched since: its bytes decide
+        return file_sha256(os.path.join(output_dir, item.output_name)) == row.output_sha256
+    return written

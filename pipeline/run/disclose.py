@@ -108,10 +108,10 @@ def refresh(cfg: RunConfig, ckpt: Checkpoint, rows: dict[str, Row], items: list[
         stale = [out._replace(row=found[out.row.id]) for out in stale]
         entries, rewritten = [], 0
         read = _read(cfg, stale, outputs)  # a batch of files' bytes at a time, never all of them
-        while batch := list(itertools.islice(read, READ_BATCH)):
+        while batch := [(out, data, *_identity(data)) for out, data in itertools.islice(read, READ_BATCH)]:
             _remember_pixels(store, batch, records)
-            for out, data in batch:
-                entry, changed = _mend(cfg, ckpt, out, data, records.get(out.name), outputs, listing)
+            for out, data, sha, pixels in batch:
+                entry, changed = _mend(cfg, ckpt, out, data, sha, pixels, records.get(out.name), outputs, listing)
                 if entry is not None:
                     entries.append((out.name, entry))
                 rewritten += changed
@@ -199,34 +199,38 @@ def _read(cfg: RunConfig, stale: list[Output], outputs: Remote | None):
                 yield out, data
 
 
+def _identity(data: bytes) -> tuple[str, str | None]:
+    """(sha256 of the file, media.xmp.pixels_id of its image data or None when it is not a whole picture)."""
+    try:
+        pixels = pixels_id(data)
+    except ValueError:
+        pixels = None
+    return hashlib.sha256(data).hexdigest(), pixels
+
+
 def _remember_pixels(store: Delivered, batch: list, records: dict[str, Disclosed]) -> None:
     """Before any file of `batch` is rewritten, record the image data of each one that is exactly as
     delivered (its sha256 is the row's) but has no record of it: a run stopped between a file's rename
     and its row's commit then finds that file next time by its image data and mends its row, where it
     would otherwise repair it (a new order, once the output link is gone). Key "": nothing applied yet."""
     remembered = []
-    for out, data in batch:
-        record = records.get(out.name)
-        if hashlib.sha256(data).hexdigest() != out.row.output_sha256:
+    for out, _, sha, pixels in batch:
+        if sha != out.row.output_sha256 or pixels is None:
             continue  # not the file delivered: _mend leaves it to the planner
-        try:
-            pixels = pixels_id(data)
-        except ValueError:
-            continue
+        record = records.get(out.name)
         if record is None or record.pixels != pixels:
-            records[out.name] = Disclosed(out.row.output_sha256, "", pixels)
+            records[out.name] = Disclosed(sha, "", pixels)
             remembered.append((out.name, records[out.name]))
     store.save_disclosed(remembered)
 
 
-def _mend(cfg: RunConfig, ckpt: Checkpoint, out: Output, data: bytes, record: Disclosed | None,
-          outputs: Remote | None, listing: dict[str, int] | None) -> tuple[Disclosed | None, bool]:
-    """Rewrite one file's disclosure if it needs it; (its new record, whether it was rewritten)."""
+def _mend(cfg: RunConfig, ckpt: Checkpoint, out: Output, data: bytes, sha: str, pixels: str | None,
+          record: Disclosed | None, outputs: Remote | None,
+          listing: dict[str, int] | None) -> tuple[Disclosed | None, bool]:
+    """Rewrite one file's disclosure if it needs it; (its new record, whether it was rewritten).
+    `sha` and `pixels` are `_identity(data)`."""
     row = out.row
-    sha = hashlib.sha256(data).hexdigest()
-    try:
-        pixels = pixels_id(data)
-    except ValueError:
+    if pixels is None:
         return None, False  # not a whole picture: the planner's repair
     if sha != row.output_sha256 and (record is None or record.pixels != pixels):
         return None, False  # other image data than was delivered: the planner repairs it
