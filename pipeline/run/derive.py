@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -72,23 +73,36 @@ def _current(cfg: RunConfig, out_dir: str, record: Made | None, out: Output, r: 
 
 def _make_all(cfg: RunConfig, store: Delivered, todo: list, outputs: Remote | None) -> int:
     workers = min(os.cpu_count() or 1, max(1, len(todo) // 8))
-    pool = None
-    if len(todo) >= POOL_FROM and workers > 1:
-        # fork when this process runs no other thread (the CLI by now): quick, and nothing re-imported;
-        # else spawn, as fork would copy other threads' locks half-held
-        method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+    pool = _pool(workers) if len(todo) >= POOL_FROM and workers > 1 else None
     made: list[int] = []
     try:
         for start in range(0, len(todo), BATCH):
             made.append(_round(cfg, store, todo[start:start + BATCH], outputs, pool))
     except BrokenProcessPool as exc:  # a worker killed (out of memory?): the rest waits for the next run
         log.error("renditions: a worker process died (%s); those not made are made at the next run", exc)
+    except BaseException:  # Ctrl-C: the renditions queued are not made now, and the workers end at once
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+            pool = None
+        raise
     finally:
         if pool is not None:
             pool.shutdown()
     log.info("renditions: %d made (no credits)", sum(made))
     return sum(made)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    # fork when this process runs no other thread (the CLI by now): quick, and nothing re-imported;
+    # else spawn, as fork would copy other threads' locks half-held
+    method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method), initializer=_worker_start)
+
+
+def _worker_start() -> None:
+    """In a new worker: Ctrl-C reaches the whole process group, and a worker that took it would print
+    its traceback on the user's terminal; it leaves it to the run, which ends its workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _round(cfg: RunConfig, store: Delivered, batch: list, outputs: Remote | None, pool) -> int:
