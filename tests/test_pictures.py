@@ -1,0 +1,125 @@
+"""Remote pictures from a CDN that misbehaves (plan/pictures.py): refused, silent, stalled, slow, 5xx
+for a while, 404/403; each a per-item reason, bounded retries, a host down given up once, Ctrl-C."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import child_env, pipeline_cmd, refusing_port, wait_for
+from pipeline.inputs.settings import ImageSettings, OutputSettings, RetrySettings, RunConfig
+from pipeline.plan.fetch import FetchError
+from pipeline.plan.pictures import FETCHES_AT_ONCE, fetch_pictures
+
+
+def config(tmp_path: Path, *, attempts: int | None = 3, budget_s: float = 30.0, **images) -> RunConfig:
+    limits = {"remote_timeout_s": 5.0, "remote_connect_timeout_s": 2.0, "remote_stall_timeout_s": 0.3, **images}
+    return RunConfig(config_path=tmp_path / "c.yaml", manifest_path=tmp_path / "m.csv",
+                     output=OutputSettings(dir=tmp_path / "out"), images=ImageSettings(**limits),
+                     retries=RetrySettings(transient=attempts, backoff_base_s=0.01, backoff_max_s=0.05,
+                                           budget_s=budget_s))
+
+
+def fetch(cfg: RunConfig, urls) -> dict:
+    return asyncio.run(fetch_pictures(cfg, set(urls)))
+
+
+def reasons(got: dict) -> list[str]:
+    assert all(isinstance(value, FetchError) for value in got.values()), got
+    return [str(value) for value in got.values()]
+
+
+def test_a_refusing_host_is_given_up_once_not_picture_by_picture(tmp_path):
+    with refusing_port() as port:
+        urls = [f"http://127.0.0.1:{port}/p{i}.jpg" for i in range(3 * FETCHES_AT_ONCE)]
+        lines = reasons(fetch(config(tmp_path), urls))
+    assert all(line.startswith(f"cannot connect to 127.0.0.1:{port} (connection refused)") for line in lines)
+    tried = [line for line in lines if re.search(r": gave up after 3 tries in \d+ s$", line)]
+    untried = [line for line in lines if re.search(r": host given up after 3 tries in \d+ s, not tried$", line)]
+    assert 1 <= len(tried) <= FETCHES_AT_ONCE and len(tried) + len(untried) == len(urls)
+
+
+def test_a_server_that_never_answers_is_cut_at_the_stall_timeout(tmp_path, cdn):
+    cdn.default = ["silent"]
+    urls = [cdn.url(f"/p{i}.jpg") for i in range(2 * FETCHES_AT_ONCE)]
+    lines = reasons(fetch(config(tmp_path, attempts=2), urls))
+    assert {line.split(":", 1)[0] for line in lines} == {"connected, but no answer within 0.3 s"}
+    assert sum(cdn.requests.values()) <= 2 * FETCHES_AT_ONCE  # those in flight, twice; the rest not tried
+    assert max(cdn.requests.values()) == 2
+
+
+def test_a_stalled_or_slow_download_fails_that_picture_and_the_rest_go_on(tmp_path, cdn):
+    cdn.answers = {"/stalls.jpg": ["stall"], "/trickles.jpg": ["trickle"]}
+    good = [cdn.url(f"/p{i}.jpg") for i in range(20)]
+    got = fetch(config(tmp_path, remote_timeout_s=1.0), good + [cdn.url("/stalls.jpg"), cdn.url("/trickles.jpg")])
+    stalled, trickled = str(got[cdn.url("/stalls.jpg")]), str(got[cdn.url("/trickles.jpg")])
+    assert stalled.startswith("the download stalled: nothing for 0.3 s after ") and "gave up after 3 tries" in stalled
+    assert trickled.startswith("timed out after 1 s") and "gave up after 3 tries" in trickled
+    source_dir = tmp_path / "out" / ".pipeline" / "sources"
+    for url in good:
+        sha = hashlib.sha256(cdn.picture(url.removeprefix(cdn.base))).hexdigest()
+        assert got[url] == sha and (source_dir / sha).read_bytes() == cdn.picture(url.removeprefix(cdn.base))
+
+
+def test_5xx_for_a_while_then_the_picture(tmp_path, cdn):
+    cdn.default = [503, 502, 500, "ok"]
+    urls = [cdn.url(f"/p{i}.jpg") for i in range(5)]
+    got = fetch(config(tmp_path, attempts=None), urls)
+    assert got == {url: hashlib.sha256(cdn.picture(url.removeprefix(cdn.base))).hexdigest() for url in urls}
+    assert set(cdn.requests.values()) == {4}
+
+
+def test_5xx_past_the_attempts_fails_that_picture_only(tmp_path, cdn):
+    cdn.answers = {"/broken.jpg": [503]}
+    got = fetch(config(tmp_path, attempts=4), [cdn.url("/broken.jpg"), cdn.url("/fine.jpg")])
+    assert str(got[cdn.url("/broken.jpg")]).startswith("HTTP 503 Service Unavailable: gave up after 4 tries")
+    assert isinstance(got[cdn.url("/fine.jpg")], str) and cdn.requests["/broken.jpg"] == 4
+
+
+@pytest.mark.parametrize("status, words", [(404, "HTTP 404 Not Found"), (403, "HTTP 403 Forbidden")])
+def test_a_refusal_is_not_retried_and_the_host_is_not_given_up(tmp_path, cdn, status, words):
+    cdn.answers = {f"/gone{i}.jpg": [status] for i in range(30)}
+    urls = [cdn.url(f"/gone{i}.jpg") for i in range(30)] + [cdn.url(f"/p{i}.jpg") for i in range(3)]
+    got = fetch(config(tmp_path), urls)
+    assert {str(got[url]) for url in urls[:30]} == {words}
+    assert all(isinstance(got[url], str) for url in urls[30:])
+    assert set(cdn.requests.values()) == {1}
+
+
+def test_a_name_that_does_not_resolve_gives_its_host_up_at_once(tmp_path, monkeypatch):
+    # No DNS in tests: the lookup itself answers "no such name", as a resolver does for a removed CDN.
+    import socket as socket_module
+
+    def no_such_name(host, *args, **kwargs):
+        raise socket_module.gaierror(socket_module.EAI_NONAME, "Name or service not known")
+    monkeypatch.setattr(socket_module, "getaddrinfo", no_such_name)
+    urls = [f"http://cdn.shop.example/p{i}.jpg" for i in range(40)]
+    lines = reasons(fetch(config(tmp_path), urls))
+    assert all(line.startswith("host cdn.shop.example not found (its name does not resolve)") for line in lines)
+    assert sum(line.endswith("host given up, not tried") for line in lines) >= len(urls) - FETCHES_AT_ONCE
+
+
+def test_ctrl_c_while_fetching_ends_the_run_at_once(tmp_path, cdn):
+    cdn.default = ["silent"]
+    root = tmp_path / "shop"
+    root.mkdir()
+    rows = "\n".join(f"p{i},{cdn.url(f'/p{i}.jpg')},thing {i}" for i in range(200))
+    (root / "catalog.csv").write_text("id,image,title\n" + rows + "\n")
+    (root / "catalog.yaml").write_text(yaml.safe_dump({"manifest": "catalog.csv", "prompt": "{title}",
+                                                       "output": {"dir": "out"}}))
+    child = subprocess.Popen(pipeline_cmd("run", str(root / "catalog.yaml"), "--dry-run"), env=child_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: sum(cdn.requests.values()) >= 1, "a picture asked for", child=child)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)  # fails the test, rather than hang it, if Ctrl-C is lost
+    finally:
+        child.kill()
+    assert child.returncode == 130 and "aborted" in err
+    assert "Traceback" not in err and out == ""
