@@ -123,3 +123,37 @@ def test_ctrl_c_while_fetching_ends_the_run_at_once(tmp_path, cdn):
         child.kill()
     assert child.returncode == 130 and "aborted" in err
     assert "Traceback" not in err and out == ""
+
+
+def test_a_cdn_down_buys_nothing_and_its_recovery_buys_exactly_the_missing(tmp_path, sandbox, cdn):
+    from store_exports import read_csv, write_shopify
+    root = tmp_path / "shop"
+    root.mkdir()
+    write_shopify(root / "products_export.csv", f"{cdn.base}/img")  # 3 products with a picture
+    doc = {"manifest": "products_export.csv", "prompt": "{title} on a marble counter", "output": {"dir": "out"},
+           "poll": {"interval_s": 0.05}, "api": {"base_url": sandbox.base_url},
+           "retries": {"transient": 2, "backoff_base_s": 0.01, "backoff_max_s": 0.05},
+           "qa": {"min_fidelity": 0}}  # the drawn pictures are not what the fidelity gate is about here
+    (root / "catalog.yaml").write_text(yaml.safe_dump(doc))
+
+    def run() -> tuple[dict, dict]:
+        done = subprocess.run(pipeline_cmd("run", str(root / "catalog.yaml"), "--json"), env=child_env(),
+                              capture_output=True, text=True, timeout=120)
+        assert "Traceback" not in done.stderr
+        summary = yaml.safe_load(done.stdout.splitlines()[-1])
+        return summary, {row["id"]: row for row in read_csv(root / "out" / "results.csv")}
+
+    cdn.answers = {"/img/lamp.jpg": [503]}
+    summary, rows = run()
+    assert (summary["credits"], summary["counts"]["done"], summary["counts"]["failed"]) == (2, 2, 1)
+    assert re.fullmatch(f"cannot fetch image {cdn.base}/img/lamp.jpg: HTTP 503 Service Unavailable: "
+                        r"gave up after 2 tries in \d+ s", rows["desk-lamp"]["error"])
+    cdn.default = [404]  # the whole CDN refuses now: no cached copy stands in for a refusal
+    summary, rows = run()
+    assert summary["credits"] == 0 and summary["exit_code"] == 1
+    assert {k: r["status"] for k, r in rows.items()} == {"ceramic-mug": "done", "glass-vase": "done",
+                                                          "desk-lamp": "failed"}
+    cdn.default, cdn.answers = ["ok"], {}
+    summary, _ = run()
+    assert (summary["credits"], summary["counts"]["done"], summary["exit_code"]) == (1, 3, 0)
+    assert run()[0]["credits"] == 0
