@@ -157,3 +157,24 @@ def test_a_cdn_down_buys_nothing_and_its_recovery_buys_exactly_the_missing(tmp_p
     summary, _ = run()
     assert (summary["credits"], summary["counts"]["done"], summary["exit_code"]) == (1, 3, 0)
     assert run()[0]["credits"] == 0
+
+
+@pytest.mark.parametrize("fault", ["5xx", "reset", "silent", "stall"])
+def test_the_sandboxs_picture_host_in_trouble_for_a_while_costs_nothing_extra(tmp_path, sandbox, fault):
+    sandbox.set_options(pictures_fault=fault, pictures_fault_first=3)
+    root = tmp_path / "shop"
+    root.mkdir()
+    rows = "\n".join(f"p{i},{sandbox.root_url}/pictures/p{i}.jpg,thing {i}" for i in range(6))
+    (root / "catalog.csv").write_text("id,image,title\n" + rows + "\n")
+    (root / "catalog.yaml").write_text(yaml.safe_dump({
+        "manifest": "catalog.csv", "prompt": "{title} on a marble counter", "output": {"dir": "out"},
+        "poll": {"interval_s": 0.05}, "api": {"base_url": sandbox.base_url}, "qa": {"min_fidelity": 0},
+        "images": {"remote_stall_timeout_s": 0.3},
+        "retries": {"transient": 3, "backoff_base_s": 0.01, "backoff_max_s": 0.05}}))
+    done = subprocess.run(pipeline_cmd("run", str(root / "catalog.yaml"), "--json"), env=child_env(),
+                          capture_output=True, text=True, timeout=120)
+    summary = yaml.safe_load(done.stdout.splitlines()[-1])
+    assert (summary["exit_code"], summary["credits"], summary["counts"]["done"]) == (0, 6, 6), done.stderr
+    ledger = sandbox.ledger_snapshot()
+    assert ledger["faults"]["pictures"] == 3 and ledger["requests"]["pictures"] == 9
+    assert "Traceback" not in done.stderr
