@@ -67,6 +67,14 @@ def test_a_stalled_or_slow_download_fails_that_picture_and_the_rest_go_on(tmp_pa
         assert got[url] == sha and (source_dir / sha).read_bytes() == cdn.picture(url.removeprefix(cdn.base))
 
 
+def test_a_rerun_while_the_host_never_answers_reads_the_copies_and_waits_once(tmp_path, cdn):
+    urls = [cdn.url(f"/p{i}.jpg") for i in range(3 * FETCHES_AT_ONCE)]
+    first = fetch(config(tmp_path), urls)
+    cdn.default, cdn.requests = ["silent"], type(cdn.requests)()
+    assert fetch(config(tmp_path), urls) == first  # every picture, from the copies
+    assert 1 <= sum(cdn.requests.values()) <= FETCHES_AT_ONCE  # the tries in flight when the first failed
+
+
 def test_5xx_for_a_while_then_the_picture(tmp_path, cdn):
     cdn.default = [503, 502, 500, "ok"]
     urls = [cdn.url(f"/p{i}.jpg") for i in range(5)]

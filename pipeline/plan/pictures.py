@@ -8,7 +8,9 @@ timed out, retried within `retries`, and a host that stops answering given up as
   `store.retry.Backoff`'s waits: the same full jitter, `retries.transient` attempts and
   `retries.budget_s` as every store call. Refusals (404, 403, not an image) are not.
 - A copy cached by an earlier run (`remote-cache/`, revalidated by ETag) is used at once instead of
-  waiting for a host in trouble.
+  waiting for a host in trouble; once a try at a host has failed, its other pictures that have a copy
+  use it without a try, until a try at that host succeeds. A rerun of a done catalog while its CDN
+  is down waits for the tries in flight only.
 - A host is given up when one picture's tries have failed for its whole budget and no picture of that
   host was fetched meanwhile (or at once when its name does not exist): its pictures not yet fetched
   fail at once with the same reason. A CDN that is down costs one retry budget, not one per picture.
@@ -28,7 +30,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from pipeline.inputs.settings import RunConfig
-from pipeline.plan.fetch import CacheEntry, Cached, FetchError, Timeouts, fetch_once, keep, redacted
+from pipeline.plan.fetch import CacheEntry, Cached, FetchError, Timeouts, fetch_once, keep
 from pipeline.plan.resolver import daemon_resolver
 from pipeline.store.atomic import write_atomically
 from pipeline.store.retry import Backoff
@@ -45,13 +47,14 @@ class _Host:
     name: str
     todo: deque[str]
     last_ok: float = float("-inf")  # monotonic time of its last answer (a picture, or a refusal)
-    failed_tries: int = 0           # tries failed since then
     down: str | None = None         # why it was given up
     gone: asyncio.Event = field(default_factory=asyncio.Event)  # set when given up: ends the waits
+    trouble: str | None = None      # its last try's fault, until a try of it succeeds
     warned: bool = False
+    copies: int = 0                 # cached copies used for its pictures, untried or after a fault
 
     def answered(self) -> None:
-        self.last_ok, self.failed_tries = time.monotonic(), 0
+        self.last_ok, self.trouble = time.monotonic(), None
 
     def give_up(self, fault: str, spent: str = "") -> None:
         """No more tries at this host this run: its pictures not fetched yet fail with `fault`."""
@@ -101,7 +104,7 @@ async def fetch_pictures(cfg: RunConfig, urls: set[str]) -> dict[str, str | Fetc
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             raise
-    _summarise(ctx.got)
+    _summarise(ctx.got, sum(host.copies for host in hosts.values()))
     return ctx.got
 
 
@@ -117,8 +120,10 @@ async def _picture(ctx: _Fetching, host: _Host, url: str) -> str | FetchError:
     cached = await asyncio.to_thread(cache.read)  # tens of MB, maybe: off the loop
     started, tried = time.monotonic(), 0
     while True:
+        if cached is not None and (host.down or host.trouble):  # no wait for a host in trouble
+            return await _copy(ctx, host, cached, host.down or host.trouble)
         if host.down is not None:
-            return await _copy(ctx, url, cached, host.down) if cached else FetchError(host.down)
+            return FetchError(host.down)
         tried += 1
         try:
             async with ctx.gate:
@@ -129,12 +134,12 @@ async def _picture(ctx: _Fetching, host: _Host, url: str) -> str | FetchError:
             elif not exc.transient:
                 host.answered()  # it answered, and refused this one: the host itself is fine
                 return exc
+            host.trouble = str(exc)
             if cached is not None:
-                return await _copy(ctx, url, cached, str(exc))
+                return await _copy(ctx, host, cached, str(exc))
             if exc.host_down:
                 return exc
             failed_at = time.monotonic()
-            host.failed_tries += 1
             if not host.warned:
                 host.warned = True
                 log.warning("pictures: %s: %s; trying again for up to %g s (retries.budget_s)", host.name, exc,
@@ -155,8 +160,12 @@ async def _picture(ctx: _Fetching, host: _Host, url: str) -> str | FetchError:
         return await _kept(ctx.source_dir, fetched.data)
 
 
-async def _copy(ctx: _Fetching, url: str, cached: Cached, why: str) -> str:
-    log.warning("using cached copy of %s: %s", redacted(url), why)
+async def _copy(ctx: _Fetching, host: _Host, cached: Cached, why: str) -> str:
+    """The copy an earlier run fetched (and revalidated then), for a picture whose host is in trouble."""
+    host.copies += 1
+    if host.copies == 1:
+        log.warning("pictures: %s: %s; its pictures fetched by earlier runs are read from their cached copies "
+                    "while it is in trouble", host.name, why)
     return await _kept(ctx.source_dir, cached.data)
 
 
@@ -176,7 +185,10 @@ def _host_of(url: str) -> str:
         return "(invalid URL)"
 
 
-def _summarise(got: dict[str, str | FetchError]) -> None:
+def _summarise(got: dict[str, str | FetchError], copies: int) -> None:
+    if copies:
+        log.warning("pictures: %d of %d read from the copies earlier runs fetched, their hosts being in trouble",
+                    copies, len(got))
     failed = Counter(_host_of(url) for url, value in got.items() if isinstance(value, FetchError))
     if failed:
         log.warning("pictures: %d of %d could not be fetched (%s); their items are not bought this run",
