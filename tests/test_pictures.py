@@ -186,3 +186,26 @@ def test_the_sandboxs_picture_host_in_trouble_for_a_while_costs_nothing_extra(tm
     ledger = sandbox.ledger_snapshot()
     assert ledger["faults"]["pictures"] == 3 and ledger["requests"]["pictures"] == 9
     assert "Traceback" not in done.stderr
+
+
+def test_a_dry_run_lists_the_items_a_host_resetting_every_connection_leaves_out(tmp_path, sandbox):
+    sandbox.set_options(pictures_fault="reset")
+    root = tmp_path / "shop"
+    root.mkdir()
+    rows = "\n".join(f"p{i},{sandbox.root_url}/pictures/p{i}.jpg,thing {i}" for i in range(30))
+    (root / "catalog.csv").write_text("id,image,title\n" + rows + "\n")
+    (root / "catalog.yaml").write_text(yaml.safe_dump({
+        "manifest": "catalog.csv", "prompt": "{title}", "output": {"dir": "out"},
+        "api": {"base_url": sandbox.base_url},
+        "retries": {"transient": 2, "backoff_base_s": 0.01, "backoff_max_s": 0.05}}))
+    command = pipeline_cmd("run", str(root / "catalog.yaml"), "--dry-run")
+    text = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=120)
+    doc = yaml.safe_load(subprocess.run([*command, "--json"], env=child_env(), capture_output=True, text=True,
+                                        timeout=120).stdout)
+    assert text.returncode == 0 and "not planned: 30 items whose source cannot be read now" in text.stderr
+    assert "... and 25 more (`--dry-run --json` lists them all)" in text.stderr and "Traceback" not in text.stderr
+    assert doc["plan"]["new"] == 0 and len(doc["problems"]) == 30
+    assert all(re.fullmatch(rf"p\d+: cannot fetch image {sandbox.root_url}/pictures/p\d+\.jpg: the server reset "
+                            r"the connection: (gave up|host given up) after 2 tries in \d+ s(, not tried)?", line)
+               for line in doc["problems"]), doc["problems"]
+    assert sandbox.ledger_snapshot()["credits"] == 0

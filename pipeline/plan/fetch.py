@@ -12,6 +12,7 @@ they become FetchError, which says whether a later try could fix it.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import logging
@@ -216,6 +217,8 @@ def _mapped(exc: aiohttp.ClientError) -> FetchError:
         return FetchError("download interrupted (body incomplete)", transient=True)
     if isinstance(exc, aiohttp.InvalidURL):
         return FetchError("invalid URL")
+    if isinstance(exc, aiohttp.ClientOSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE):
+        return FetchError("the server reset the connection", transient=True)
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return FetchError("the server closed the connection without an answer", transient=True)
     transient = isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError))
