@@ -64,7 +64,7 @@ def score(source: str, output: str | bytes, min_fidelity: float, heatmap_path: s
         if isinstance(output, str):
             with open(output, "rb") as fh:
                 output = fh.read()
-        result = measure(src, output, heatmap=heatmap_path is not None)
+        result = measure(src, output, heatmap_below=min_fidelity if heatmap_path is not None else None)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         result = Score(None, note=f"fidelity not measured: {type(exc).__name__}: {exc}")
     held = result.fidelity is not None and result.fidelity < min_fidelity
