@@ -334,3 +334,10 @@ def results_sample(root: Path, n: int, awkward: str):
     invalid = [InvalidItem(id=f"bad-{j}", row=n + 2 + j, problems=["no image", "id too long"][: 1 + j % 2])
                for j in range(3)]
     return cfg, Manifest(items=items, invalid=invalid, columns=["id", "image", "title", "note"]), rows
+
+
+def die_at_start() -> None:
+    """A process pool's initializer that kills its worker: a fidelity worker that cannot start (run/qa.py)."""
+    import os
+
+    os._exit(3)

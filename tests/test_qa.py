@@ -109,3 +109,30 @@ def test_a_worker_leaves_ctrl_c_to_the_run():
         pid = pool.submit(os.getpid).result(timeout=120)
         os.kill(pid, signal.SIGINT)
         assert pool.submit(os.getpid).result(timeout=60) == pid  # the same worker, still serving
+
+
+def test_workers_that_keep_dying_are_not_started_again(cfg, pictures, monkeypatch, caplog):
+    # A worker that dies at start (an unguarded library script re-imported by spawn, or no memory) would
+    # otherwise be replaced at every batch: a spawn, 0.7 s of imports and a warning per batch, all run.
+    import helpers
+
+    started: list[int] = []
+
+    class Pool(qa.ProcessPoolExecutor):
+        def __init__(self, *args, **kw):
+            started.append(1)
+            super().__init__(*args, **kw)
+
+    monkeypatch.setattr(qa, "ProcessPoolExecutor", Pool)
+
+    async def one_at_a_time() -> list[dict]:
+        async with qa.Scorer(cfg, workers=1) as scorer:
+            scorer._initializer = helpers.die_at_start
+            return [await scorer.verdict(source, output, f"{i:064x}")
+                    for i, (source, output, _) in enumerate(pictures[:6])]
+
+    verdicts = asyncio.run(one_at_a_time())
+    assert len(started) == qa.MAX_DEATHS
+    assert all(v["fidelity"] is None and v["state"] == State.DONE for v in verdicts)
+    assert "died 2 times in a row" in verdicts[-1]["fidelity_note"] and "__main__" in verdicts[-1]["fidelity_note"]
+    assert sum("delivered unscored" in r.message for r in caplog.records) == 1
