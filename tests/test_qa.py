@@ -136,3 +136,26 @@ def test_workers_that_keep_dying_are_not_started_again(cfg, pictures, monkeypatc
     assert all(v["fidelity"] is None and v["state"] == State.DONE for v in verdicts)
     assert "died 2 times in a row" in verdicts[-1]["fidelity_note"] and "__main__" in verdicts[-1]["fidelity_note"]
     assert sum("delivered unscored" in r.message for r in caplog.records) == 1
+
+
+def test_workers_ended_by_the_run_itself_are_not_reported_as_deaths(cfg, pictures, caplog):
+    # Ctrl-C: the items are cancelled and __aexit__ ends the workers mid-batch. Their broken pool is the
+    # run's own doing, not "a worker process died" (nor, twice, out of memory or a missing guard).
+    async def stopped_early() -> qa.Scorer:
+        scorer = qa.Scorer(cfg, workers=1)
+        async with scorer:
+            waiting = [asyncio.ensure_future(scorer.verdict(source, output, f"{i:064x}"))
+                       for i, (source, output, _) in enumerate(pictures)]
+            await asyncio.sleep(0)  # sent to the worker, which is still starting
+            assert scorer._scored > 0
+            for task in waiting:
+                task.cancel()
+        for _ in range(600):  # until the broken batch has been answered (at most a minute)
+            if scorer._scored == 0:
+                break
+            await asyncio.sleep(0.1)
+        return scorer
+
+    scorer = asyncio.run(stopped_early())
+    assert scorer._scored == 0 and scorer._deaths == 0 and scorer._gave_up is None
+    assert not [r for r in caplog.records if "died" in r.getMessage()]

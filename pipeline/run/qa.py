@@ -65,6 +65,7 @@ class Scorer:
         self._deaths = 0  # workers that died since the last answer
         self._gave_up: str | None = None  # the note of every output once MAX_DEATHS workers died in a row
         self._initializer = qa_worker.start
+        self._closing = False  # __aexit__ is ending the workers: a pool broken now is not a death
 
     async def __aenter__(self) -> "Scorer":
         return self
@@ -112,10 +113,11 @@ class Scorer:
         try:
             answers = done.result()
         except BrokenProcessPool as exc:  # a worker killed (out of memory): these outputs are not judged
-            self._deaths += 1
-            answers = [(_unmeasured(f"fidelity not measured: worker process died ({exc})"), None)] * len(batch)
-            if self._gave_up is not None:
-                pass  # said once already
+            self._deaths += not self._closing  # __aexit__ ending the workers (Ctrl-C) is no death
+            answers = [(_unmeasured("fidelity not measured: the run was stopped" if self._closing else
+                                    f"fidelity not measured: worker process died ({exc})"), None)] * len(batch)
+            if self._gave_up is not None or self._closing:
+                pass  # said once already, or nothing to say
             elif self._deaths >= MAX_DEATHS:
                 self._gave_up = GAVE_UP.format(n=self._deaths, why=exc)
                 log.warning("%s; the rest of this run's outputs are delivered unscored", self._gave_up)
@@ -143,6 +145,7 @@ class Scorer:
     async def __aexit__(self, *exc) -> None:
         """Every verdict has been awaited by now: the workers are idle, or still importing when the run
         was stopped early (Ctrl-C). Either way they are ended at once, not waited for."""
+        self._closing = True
         pools, self._pools, self._waiting = self._pools, [], []
         workers = [p for pool in pools for p in getattr(pool, "_processes", {}).values()]  # no public list
         for pool in pools:
