@@ -338,6 +338,13 @@ def results_sample(root: Path, n: int, awkward: str):
     return cfg, Manifest(items=items, invalid=invalid, columns=["id", "image", "title", "note"]), rows
 
 
+def die_at_start() -> None:
+    """A process pool's initializer that kills its worker: a fidelity worker that cannot start (run/qa.py)."""
+    import os
+
+    os._exit(3)
+
+
 # -- a store's CDN that misbehaves on demand -------------------------------------------------------
 
 class Cdn:
