@@ -35,7 +35,7 @@ def picture(name: str) -> bytes:
 
 async def get_picture(request: web.Request, state) -> web.StreamResponse:
     """A picture, or the fault the options ask for (a silent or stalled answer lasts until the client
-    hangs up, or the sandbox stops)."""
+    hangs up)."""
     options, ledger = state.options, state.ledger
     ledger.requests["pictures"] += 1
     body = picture(request.match_info["name"])
@@ -52,9 +52,16 @@ async def get_picture(request: web.Request, state) -> web.StreamResponse:
         except ConnectionReset:
             raise asyncio.CancelledError() from None  # the transport is gone: nothing is written
     if fault == "silent":
-        await asyncio.get_running_loop().create_future()  # never done: cancelled when either side goes
+        await _until_hung_up(request)
+        raise asyncio.CancelledError()  # nothing to answer: the client is gone
     response = web.StreamResponse(headers={"Content-Type": "image/jpeg", "Content-Length": str(len(body))})
     await response.prepare(request)
     await response.write(body[: len(body) // 2])
-    await asyncio.get_running_loop().create_future()
-    return response  # never reached
+    await _until_hung_up(request)
+    raise asyncio.CancelledError()
+
+
+async def _until_hung_up(request: web.Request) -> None:
+    """Say nothing more until the client hangs up (aiohttp does not cancel a handler when it does)."""
+    while request.transport is not None and not request.transport.is_closing():
+        await asyncio.sleep(0.05)
