@@ -153,9 +153,11 @@ def test_a_rendition_worker_leaves_ctrl_c_to_the_run():
     from pipeline.run import derive
 
     with derive._pool(1) as pool:
+        (starting,) = pool._processes  # started by _pool; spawned, it is still importing now
+        os.kill(starting, signal.SIGINT)
         pid = pool.submit(os.getpid).result(timeout=120)
         os.kill(pid, signal.SIGINT)
-        assert pool.submit(os.getpid).result(timeout=60) == pid  # the same worker, still serving
+        assert pool.submit(os.getpid).result(timeout=60) == pid == starting  # the same worker, still serving
 
 
 @pytest.mark.parametrize("rendition, problem", [

@@ -10,6 +10,7 @@ pool of worker processes, one per core; a few are made in this process.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -93,15 +94,33 @@ def _make_all(cfg: RunConfig, store: Delivered, todo: list, outputs: Remote | No
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
+    """The rendition workers, started now. Ctrl-C reaches the whole process group, and a worker that
+    took it would print its traceback on the user's terminal: they ignore it from their first
+    instruction on (a spawned one imports for a while before its initializer runs), and the run ends them."""
     # fork when this process runs no other thread (the CLI by now): quick, and nothing re-imported;
     # else spawn, as fork would copy other threads' locks half-held
     method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method), initializer=_worker_start)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method), initializer=_worker_start)
+    with _ctrl_c_ignored():  # a child inherits "ignored", through exec too; each submit starts one worker
+        for _ in range(workers):
+            pool.submit(os.getpid)
+    return pool
+
+
+@contextlib.contextmanager
+def _ctrl_c_ignored():
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; a library caller's thread keeps its own
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _worker_start() -> None:
-    """In a new worker: Ctrl-C reaches the whole process group, and a worker that took it would print
-    its traceback on the user's terminal; it leaves it to the run, which ends its workers."""
+    """In a new worker: Ctrl-C is the run's to handle (a forked worker inherits the run's handler)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
