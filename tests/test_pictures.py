@@ -113,6 +113,29 @@ def test_a_name_that_does_not_resolve_gives_its_host_up_at_once(tmp_path, monkey
     assert sum(line.endswith("host given up, not tried") for line in lines) >= len(urls) - FETCHES_AT_ONCE
 
 
+def test_a_name_lookup_that_hangs_holds_up_neither_the_fetch_nor_its_end(tmp_path, monkeypatch):
+    # A network whose DNS is cut off: getaddrinfo does not return. The connect timeout ends each try,
+    # and the lookups' threads are not waited for (asyncio.run waits for its default executor's).
+    import socket as socket_module
+    import threading
+    released, lookups, returned = threading.Event(), [], []
+
+    def hangs(host, *args, **kwargs):
+        lookups.append(host)
+        released.wait(60)  # a deadline for a broken build, not a timing: the test sets it when done
+        returned.append(host)
+        raise socket_module.gaierror(socket_module.EAI_AGAIN, "Temporary failure in name resolution")
+    monkeypatch.setattr(socket_module, "getaddrinfo", hangs)
+    try:
+        urls = [f"http://cdn.shop.example/p{i}.jpg" for i in range(40)]
+        lines = reasons(fetch(config(tmp_path, attempts=2, remote_connect_timeout_s=0.2), urls))
+        still_hanging = not returned
+    finally:
+        released.set()
+    assert still_hanging and set(lookups) == {"cdn.shop.example"} and len(lookups) <= 2  # one at a time, shared
+    assert all(line.startswith("no connection within 0.2 s") for line in lines)
+
+
 def test_ctrl_c_while_fetching_ends_the_run_at_once(tmp_path, cdn):
     cdn.default = ["silent"]
     root = tmp_path / "shop"
