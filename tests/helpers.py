@@ -404,7 +404,10 @@ class Cdn:
             for at in range(len(body) if what == "trickle" else 0):
                 if self._released.is_set():
                     break
-                await response.write(body[at:at + 1])
+                try:
+                    await response.write(body[at:at + 1])
+                except ConnectionResetError:  # the client gave up on it: the point
+                    break
                 await asyncio.sleep(0.05)
             return response
 

@@ -95,7 +95,7 @@ async def fetch_image(session: aiohttp.ClientSession, url: str, cache_dir: Path,
     try:
         result = await fetch_once(session, url, cached, timeouts, max_bytes=max_bytes, max_redirects=max_redirects)
     except FetchError as exc:
-        if cached is None or not exc.transient:
+        if cached is None or not (exc.transient or exc.host_down):
             raise
         log.warning("using cached copy of %s: %s", redacted(url), exc)
         return Fetched(cached.data, cached.etag, from_cache=True)

@@ -116,9 +116,9 @@ async def _worker(ctx: _Fetching, host: _Host) -> None:
 
 async def _picture(ctx: _Fetching, host: _Host, url: str) -> str | FetchError:
     """One picture: tried, retried while a try could still succeed, else the reason."""
+    started, tried = time.monotonic(), 0  # before any await: a picture begun earlier has the earlier start
     cache = CacheEntry(ctx.cache_dir, url)
     cached = await asyncio.to_thread(cache.read)  # tens of MB, maybe: off the loop
-    started, tried = time.monotonic(), 0
     while True:
         if cached is not None and (host.down or host.trouble):  # no wait for a host in trouble
             return await _copy(ctx, host, cached, host.down or host.trouble)
