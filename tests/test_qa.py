@@ -96,19 +96,26 @@ def test_a_bug_scoring_one_output_fails_that_item_alone(tmp_path, pictures, monk
     assert [a[0]["fidelity"] > 0.7 for i, a in enumerate(answers) if i != 2] == [False, True, False]
 
 
-def test_a_worker_leaves_ctrl_c_to_the_run():
+def test_a_worker_leaves_ctrl_c_to_the_run(cfg, pictures):
     # Ctrl-C reaches the whole process group: a worker that took it would die with a traceback on the
-    # user's terminal mid-batch. It ignores it; the run ends its workers itself (Scorer.__aexit__).
-    import multiprocessing
+    # user's terminal, even while it still imports (spawned, before its initializer runs). It is started
+    # with SIGINT ignored, and ignores it; the run ends its workers itself (Scorer.__aexit__).
     import os
     import signal
-    from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=qa_worker.start) as pool:
-        pid = pool.submit(os.getpid).result(timeout=120)
-        os.kill(pid, signal.SIGINT)
-        assert pool.submit(os.getpid).result(timeout=60) == pid  # the same worker, still serving
+    async def signalled() -> list[dict]:
+        async with qa.Scorer(cfg, workers=1) as scorer:
+            first = asyncio.ensure_future(scorer.verdict(pictures[0][0], pictures[0][1], "0" * 64))
+            await asyncio.sleep(0)
+            (starting,) = scorer._pools[0]._processes  # started by the first submit; importing now
+            os.kill(starting, signal.SIGINT)
+            verdicts = [await first]
+            os.kill(starting, signal.SIGINT)
+            verdicts.append(await scorer.verdict(pictures[1][0], pictures[1][1], "1" * 64))
+            assert list(scorer._pools[0]._processes) == [starting]  # the same worker, still serving
+            return verdicts
+
+    assert all(v["fidelity"] is not None for v in asyncio.run(signalled()))
 
 
 def test_workers_that_keep_dying_are_not_started_again(cfg, pictures, monkeypatch, caplog):

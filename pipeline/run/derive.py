@@ -10,7 +10,6 @@ pool of worker processes, one per core; a few are made in this process.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import os
@@ -25,6 +24,7 @@ from pipeline.inputs.delivery import Rendition, renditions_of
 from pipeline.inputs.manifest import Item
 from pipeline.media.renditions import Task, make
 from pipeline.plan.delivery import Delivered as Output, SettingsKeys, disclosure_for, final_outputs
+from pipeline.run.children import ctrl_c_ignored
 from pipeline.store.checkpoint import Row
 from pipeline.store.delivered import Delivered, Made
 from pipeline.store.remote import Remote, StorageError
@@ -101,22 +101,10 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     # else spawn, as fork would copy other threads' locks half-held
     method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method), initializer=_worker_start)
-    with _ctrl_c_ignored():  # a child inherits "ignored", through exec too; each submit starts one worker
+    with ctrl_c_ignored():  # a child inherits "ignored", through exec too; each submit starts one worker
         for _ in range(workers):
             pool.submit(os.getpid)
     return pool
-
-
-@contextlib.contextmanager
-def _ctrl_c_ignored():
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may set handlers; a library caller's thread keeps its own
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _worker_start() -> None:

@@ -12,6 +12,7 @@ it busy for longer than that start costs. Below `qa.min_fidelity` an output is k
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from pipeline.inputs.config import RunConfig
 from pipeline.run import qa_worker
+from pipeline.run.children import ctrl_c_ignored
 from pipeline.run.states import State
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ class Scorer:
         self._gave_up: str | None = None  # the note of every output once MAX_DEATHS workers died in a row
         self._initializer = qa_worker.start
         self._closing = False  # __aexit__ is ending the workers: a pool broken now is not a death
+        self._unstarted: set[ProcessPoolExecutor] = set()  # pools whose worker the next submit starts
 
     async def __aenter__(self) -> "Scorer":
         return self
@@ -85,6 +88,7 @@ class Scorer:
             pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=self._initializer)
             self._pools.append(pool)
+            self._unstarted.add(pool)
             self._sent[pool] = 0
         pool = min(self._pools, key=self._sent.__getitem__)
         return pool if self._sent[pool] < 2 else None
@@ -104,7 +108,10 @@ class Scorer:
                 continue
             self._sent[pool] += 1
             self._scored += len(batch)
-            future = pool.submit(qa_worker.score_all, [job for job, _ in batch], self.cfg.qa.min_fidelity)
+            starting = ctrl_c_ignored() if pool in self._unstarted else contextlib.nullcontext()
+            with starting:  # a pool's first submit starts its worker: ignoring Ctrl-C from its first instruction
+                future = pool.submit(qa_worker.score_all, [job for job, _ in batch], self.cfg.qa.min_fidelity)
+            self._unstarted.discard(pool)
             asyncio.wrap_future(future).add_done_callback(lambda done, p=pool, b=batch: self._answered(p, b, done))
 
     def _answered(self, pool: ProcessPoolExecutor, batch: list, done: asyncio.Future) -> None:
