@@ -150,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("aborted")
         return _failed(args, EXIT_INTERRUPTED, "aborted", [])
+    finally:  # main() called in a process that goes on (tests, embedding): its stderr may be gone later
+        global _stderr_handler
+        if _stderr_handler is not None:
+            logging.getLogger().removeHandler(_stderr_handler)
+            _stderr_handler = None
 
 
 def entry() -> None:

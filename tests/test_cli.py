@@ -125,3 +125,14 @@ def test_the_distribution_is_ours_and_installs_the_pipeline_command():
     scripts = {ep.name: ep.value for ep in distribution("lightx-pipeline").entry_points
                if ep.group == "console_scripts"}
     assert scripts == {"pipeline": "pipeline.cli:entry"}
+
+
+def test_main_leaves_no_log_handler_behind(sandbox, catalog_dir, capsys):
+    # Called in a process that goes on (the suite, a program embedding the CLI), main()'s stderr handler
+    # would outlive the stderr it holds: a later warning printed "Logging error: I/O operation on closed file".
+    import logging
+
+    before = list(logging.getLogger().handlers)
+    config = write_catalog(catalog_dir, 1, base_url=sandbox.base_url)
+    assert main(["validate", str(config)]) == 0
+    assert logging.getLogger().handlers == before
