@@ -21,7 +21,7 @@ from pipeline.inputs.manifest import Manifest
 from pipeline.outputs.cards import ORDER, Card
 from pipeline.outputs.results import STATUS
 from pipeline.store.checkpoint import Row
-from pipeline.store.rowview import RowView, batches, fetch, rows_of
+from pipeline.store.rowview import batches, fetch, rows_of, summary_of
 from pipeline.version import installed_version
 
 Made = Callable[[Manifest, dict[str, Row]], dict[str, list[Card]]]  # cards.cards over a page's items
@@ -57,8 +57,7 @@ class Deck:
         digest.update((manifest.sha256 or "").encode())
         credits = 0
         position = 0
-        if isinstance(rows, RowView):  # every row summed up by SQLite: what each card shows comes from these
-            summary = rows.summary()
+        if (summary := summary_of(rows)) is not None:  # every row summed up by SQLite: what each card shows
             digest.update(repr(summary).encode())
             known = known and not any(no_sha for *_, no_sha in summary)  # an input previewed by its stat
         else:

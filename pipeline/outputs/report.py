@@ -39,7 +39,7 @@ _PAGE_NAME = re.compile(r"report-([0-9]+)\.html")
 
 
 def write_report(cfg: RunConfig, manifest: Manifest, rows: Mapping[str, Row], *,
-                 summary: dict | None = None, stored: set[str] | None = None) -> Path:
+                 summary: dict | None = None, stored: set[str] | None = None, force: bool = False) -> Path:
     """Write <output.dir>/report.html and its further pages (and refresh thumbs/); return page 1's path.
 
     `stored`: when output.dir is a storage URL, the names of the outputs in it; the report is then
@@ -47,7 +47,8 @@ def write_report(cfg: RunConfig, manifest: Manifest, rows: Mapping[str, Row], *,
 
     Without variants the pages are written one after another, each page's cards made from its rows
     when it is written (outputs/deck.py). When nothing a card shows has changed since the last
-    report (its stamp in state.dir), only page 1, with the summary, is made again."""
+    report (its stamp in state.dir), only page 1, with the summary, is made again; `force` makes
+    every page (a page whose bytes are the same is still left alone)."""
     out_dir = cfg.output.dir
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -66,7 +67,7 @@ def write_report(cfg: RunConfig, manifest: Manifest, rows: Mapping[str, Row], *,
         deck = Deck.scan(cfg, manifest, rows, extra=f"{PAGE_SIZE}\n{stored is not None}\n{_footer_links(cfg)}")
     book = _Book(cfg, deck, made, summary or {})
     stamp = cfg.state_dir / "report.stamp.json"
-    if deck.digest is not None and stamps.current(stamp, _stamp_digest(deck, previews), _paths(out_dir, book, 2)):
+    if not force and deck.digest is not None and stamps.current(stamp, _stamp_digest(deck, previews), _paths(out_dir, book, 2)):
         _write_if_changed(out_dir / page_name(1), book.page(1).encode("utf-8"))  # the rest is as it was
         return out_dir / page_name(1)
     with contextlib.suppress(OSError):

@@ -17,7 +17,7 @@ from pathlib import Path
 from pipeline.version import installed_version
 from pipeline.store.atomic import write_atomically, write_with
 from pipeline.store.checkpoint import Row
-from pipeline.store.rowview import RowView, batches, chunks, rows_of
+from pipeline.store.rowview import batches, chunks, rows_of, summary_of
 from pipeline.inputs.config import RunConfig
 from pipeline.errors import OutputError
 from pipeline.inputs.manifest import Item, Manifest
@@ -178,11 +178,11 @@ def _inputs_digest(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], ext
         digest.update(manifest.sha256.encode())
     else:  # built in code, not read from a file
         digest.update(repr([(i.id, i.image, i.prompt, i.extra) for i in manifest.items]).encode())
-    if isinstance(rows, RowView):  # every row of the checkpoint, summed up by SQLite
-        digest.update(repr(rows.summary()).encode())
+    if (summary := summary_of(rows)) is not None:  # every row of the checkpoint, summed up by SQLite
+        digest.update(repr(summary).encode())
     else:
-        digest.update(repr([(r.updated_at, r.state) if (r := rows.get(i.id)) else None for i in manifest.items])
-                      .encode())
+        for chunk, found in batches(rows, manifest.items, ("updated_at", "state")):
+            digest.update(repr([found.get(i.id) for i in chunk]).encode())
     if extra:
         digest.update(repr(extra).encode())
     return digest.hexdigest()
