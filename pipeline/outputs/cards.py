@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from html import escape
@@ -63,7 +63,7 @@ def current_ids(manifest: Manifest) -> list[str]:
     return [i.id for i in manifest.items] + [b.id for b in manifest.invalid if b.id]
 
 
-def cards(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], out_names: set[str],
+def cards(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], out_names: Collection[str],
            previews: Previews, stored: bool = False) -> dict[str, list[Card]]:
     """Cards for every current item by status (as in results.status_counts), each list by id; with
     variants, `manifest` is results.by_variant's (one entry per item and variant) and each item is one

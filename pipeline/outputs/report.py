@@ -18,7 +18,7 @@ import os
 import re
 from datetime import datetime
 from html import escape
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from functools import partial
 from itertools import groupby
 from pathlib import Path
@@ -27,7 +27,7 @@ from pipeline.errors import OutputError
 from pipeline.inputs.config import RunConfig
 from pipeline.inputs.manifest import Manifest
 from pipeline.media.previews import Previews
-from pipeline.outputs import stamps
+from pipeline.outputs import listing, stamps
 from pipeline.outputs.cards import ORDER, Card, cards, current_ids, render
 from pipeline.outputs.deck import Deck
 from pipeline.store.atomic import write_atomically
@@ -52,12 +52,10 @@ def write_report(cfg: RunConfig, manifest: Manifest, rows: Mapping[str, Row], *,
     out_dir = cfg.output.dir
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        listing = os.listdir(out_dir)  # one call tells which outputs exist, and which pages
+        out_names = listing.read(out_dir) if stored is None else stored  # one read tells which outputs exist
     except OSError as exc:
         raise OutputError(f"cannot list {out_dir}: {exc.strerror or exc}") from None
     previews = Previews(out_dir)
-    out_names = set(listing) if stored is None else stored
-    del listing
     made = partial(_page_cards, cfg, out_names, previews, stored is not None)
     if cfg.variants:
         groups = cards(cfg, manifest, rows, out_names, previews, stored is not None)
@@ -76,16 +74,18 @@ def write_report(cfg: RunConfig, manifest: Manifest, rows: Mapping[str, Row], *,
         _write_if_changed(out_dir / page_name(number), book.page(number).encode("utf-8"))
     if not cfg.variants:
         previews.finish()
-    for name in os.listdir(out_dir):  # pages an earlier, bigger run left behind
-        if name.startswith("report-") and (match := _PAGE_NAME.fullmatch(name)) and int(match[1]) > book.pages:
-            with contextlib.suppress(FileNotFoundError):
-                (out_dir / name).unlink()
+    with os.scandir(out_dir) as entries:  # pages an earlier, bigger run left behind; a stream, not a list
+        stale = [entry.name for entry in entries if entry.name.startswith("report-")
+                 and (match := _PAGE_NAME.fullmatch(entry.name)) and int(match[1]) > book.pages]
+    for name in stale:
+        with contextlib.suppress(FileNotFoundError):
+            (out_dir / name).unlink()
     if deck.digest is not None:
         stamps.save(stamp, _stamp_digest(deck, previews), _paths(out_dir, book, 2))
     return out_dir / page_name(1)
 
 
-def _page_cards(cfg: RunConfig, out_names: set[str], previews: Previews, stored: bool, manifest: Manifest,
+def _page_cards(cfg: RunConfig, out_names: Collection[str], previews: Previews, stored: bool, manifest: Manifest,
                 rows: dict[str, Row]) -> dict[str, list[Card]]:
     """One page's cards, their previews made now (the page is written next)."""
     groups = cards(cfg, manifest, rows, out_names, previews, stored)
