@@ -223,7 +223,8 @@ class ReadView(Mapping):
 
 def _open_read_only(path: Path, timeout_s: float) -> tuple[sqlite3.Connection, set[str], Path] | None:
     """A checkpoint opened read-only in a read transaction, with its items' columns, as
-    checkpoint._read_only checks it; None while its run is creating it."""
+    checkpoint._read_only checks it; None while its run is creating it, or when it holds no rows
+    (a dry run's shard): nothing to merge, and the summary of the one left is its own run's."""
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s,
                                isolation_level=None)
@@ -238,6 +239,9 @@ def _open_read_only(path: Path, timeout_s: float) -> tuple[sqlite3.Connection, s
             return None
         if app_id != APPLICATION_ID:
             raise CheckpointError(f"{path} is not a pipeline checkpoint (a foreign SQLite file)")
+        if conn.execute("SELECT 1 FROM items LIMIT 1").fetchone() is None:
+            conn.close()
+            return None
     except sqlite3.Error as exc:
         conn.close()
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
