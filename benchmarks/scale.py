@@ -35,7 +35,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 BARS = {"validate": (10.0, 600), "dry run 0/8": (8.0, 300), "no-op rerun": (60.0, 1024),
-        "report": (60.0, 600), "first write": (60.0, 1024), "status": (3.0, None)}
+        "report": (60.0, 600), "first write": (None, 1024), "status": (3.0, None)}  # first write: memory only
 STAMPS = ("results.stamp.json", "report.stamp.json")  # in the config's state.dir, out/.pipeline
 
 
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                     forget_outputs(root)
                 r = measure_child(cmd, root)
                 wall_bar, rss_bar = BARS[name]
-                bar = f"<= {wall_bar:g} s" + (f", <= {rss_bar} MB" if rss_bar else "")
+                bar = ", ".join(([f"<= {wall_bar:g} s"] if wall_bar else []) + ([f"<= {rss_bar} MB"] if rss_bar else []))
                 label = name if args.repeat == 1 else f"{name} ({k + 1} of {args.repeat})"
                 print(f"| {rows:,} | {label} | {r['rc']} | {r['wall_s']:.1f} s | {r['cpu_s']:.1f} s | "
                       f"{r['rss_mb']:.0f} MB | {r['load']:.1f} | {bar} |", flush=True)
