@@ -175,6 +175,11 @@ class ReadView(Mapping):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def ids_in_state(self, state: str) -> set[str]:
+        """The ids some checkpoint holds in `state` (its newest row may be in another state)."""
+        return {r[0] for n in range(len(self._dbs)) for r in self._query(n, "SELECT id FROM items WHERE state = ?",
+                                                                         (str(state),))}
+
     def summary(self) -> tuple | None:
         """RowView.summary of each checkpoint; None with `base` rows, which no query sums up."""
         if self.base:
