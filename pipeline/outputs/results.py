@@ -17,7 +17,7 @@ from pathlib import Path
 from pipeline.version import installed_version
 from pipeline.store.atomic import write_atomically, write_with
 from pipeline.store.checkpoint import Row
-from pipeline.store.rowview import batches, chunks, fetch, summary_of
+from pipeline.store.rowview import batches, chunks, fetch, rows_of, summary_of
 from pipeline.inputs.config import RunConfig
 from pipeline.errors import OutputError
 from pipeline.inputs.manifest import Item, Manifest
@@ -43,17 +43,26 @@ def by_variant(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row]) -> tupl
         return manifest, rows
     from pipeline.inputs.variants import step_id
     items, view = [], {}
-    for item in manifest.items:
-        for variant, name in zip(cfg.variants, item.output_names):
-            unit = f"{item.id}/{variant.name}"
-            items.append(dataclasses.replace(item, id=unit, output_name=name, output_names=()))
-            steps = [rows.get(step_id(item.id, variant.name, k)) for k in range(len(variant.steps))]
-            current = next((r for r in steps if r is None or r.state != "done"), steps[-1])
-            if current is not None:
-                view[unit] = dataclasses.replace(current, id=unit, credits=sum(r.credits for r in steps if r),
-                                                 attempts=sum(r.attempts for r in steps if r),
-                                                 image_sha256=(steps[0] or current).image_sha256)  # the source's
+    for chunk in chunks(manifest.items):  # each batch's step rows read at once, not one query a step
+        found = rows_of(rows, [step_id(item.id, variant.name, k) for item in chunk for variant in cfg.variants
+                               for k in range(len(variant.steps))])
+        for item in chunk:
+            _units_of(cfg, item, found, items, view)
     return dataclasses.replace(manifest, items=items), view
+
+
+def _units_of(cfg: RunConfig, item: Item, rows: Mapping[str, Row], items: list, view: dict) -> None:
+    """by_variant's entries of one item, appended to `items` and `view`."""
+    from pipeline.inputs.variants import step_id
+    for variant, name in zip(cfg.variants, item.output_names):
+        unit = f"{item.id}/{variant.name}"
+        items.append(dataclasses.replace(item, id=unit, output_name=name, output_names=()))
+        steps = [rows.get(step_id(item.id, variant.name, k)) for k in range(len(variant.steps))]
+        current = next((r for r in steps if r is None or r.state != "done"), steps[-1])
+        if current is not None:
+            view[unit] = dataclasses.replace(current, id=unit, credits=sum(r.credits for r in steps if r),
+                                             attempts=sum(r.attempts for r in steps if r),
+                                             image_sha256=(steps[0] or current).image_sha256)  # the source's
 
 
 def status_of(row: Row | None) -> str:

@@ -113,6 +113,7 @@ class RowView(MutableMapping):
                 yield key
 
 
+_SUMMED = {"state", "updated_at", "credits", "image_sha256"}
 _SUMMARY = ("SELECT state, COUNT(*), TOTAL(updated_at), MAX(updated_at), TOTAL(credits), "
             "SUM(image_sha256 IS NULL OR image_sha256 = '') FROM items GROUP BY state ORDER BY state")
 
@@ -181,8 +182,9 @@ class ReadView(Mapping):
                                                                          (str(state),))}
 
     def summary(self) -> tuple | None:
-        """RowView.summary of each checkpoint; None with `base` rows, which no query sums up."""
-        if self.base:
+        """RowView.summary of each checkpoint; None with `base` rows, which no query sums up, or a
+        checkpoint of a schema without the columns it sums."""
+        if self.base or any(not _SUMMED <= names for _, names, _ in self._dbs):
             return None
         if len(self._dbs) == 1:  # the summary, and so the stamps' digest, a run of this checkpoint makes
             return tuple(self._query(0, _SUMMARY, ()).fetchall())
