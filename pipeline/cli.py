@@ -259,10 +259,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     problems = list(result.overview.problems)
     if args.dry_run:
         the_plan = result.plan
+        unreadable = [f"{item_id}: {why}" for item_id, why in the_plan.unreadable.items()]
         print(json.dumps(_document("run", 0, counts=_manifest_counts(result.overview), plan=the_plan.kinds(),
                                    credits={"needed": the_plan.credits_needed, "in_flight": the_plan.in_flight},
-                                   problems=problems, dry_run=True))
+                                   problems=problems + unreadable, dry_run=True))
               if args.json else _plan_line(the_plan))
+        if unreadable and not args.json:
+            _listed(f"not planned: {len(unreadable)} item{'' if len(unreadable) == 1 else 's'} whose source "
+                    "cannot be read now (nothing is bought for them):", unreadable, "`--dry-run --json`")
         return 0
     counts = result.counts
     line = (f"done {counts['done']} · review {counts['review']} · failed {counts['failed']} · "
@@ -337,6 +341,14 @@ def _err(line: str) -> None:
     if not sys.stderr.isatty():
         line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}"
     print(line, file=sys.stderr)
+
+
+def _listed(title: str, lines: list[str], where_all: str) -> None:
+    _err(title)
+    for line in lines[:SKIPPED_SHOWN]:
+        _err(f"  {line}")
+    if len(lines) > SKIPPED_SHOWN:
+        _err(f"  ... and {len(lines) - SKIPPED_SHOWN} more ({where_all} lists them all)")
 
 
 def _skipped(invalid) -> None:

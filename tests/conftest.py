@@ -7,7 +7,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from helpers import TEST_SANDBOX, Lx
+from helpers import TEST_SANDBOX, Cdn, Lx
 from store_exports import PictureServer, draw_pictures
 from pipeline.sandbox import SANDBOX_KEY, SandboxOptions, SandboxThread, start_sandbox
 
@@ -145,4 +145,11 @@ def pictures(tmp_path):
     root = tmp_path / "cdn"
     draw_pictures(root)
     with PictureServer(root) as server:
+        yield server
+
+
+@pytest.fixture
+def cdn():
+    """A CDN on 127.0.0.1 that misbehaves as a test tells it (helpers.Cdn)."""
+    with Cdn() as server:
         yield server

@@ -10,11 +10,13 @@ import http.server
 import io
 import os
 import selectors
+import socket
 import sqlite3
 import struct
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -334,3 +336,105 @@ def results_sample(root: Path, n: int, awkward: str):
     invalid = [InvalidItem(id=f"bad-{j}", row=n + 2 + j, problems=["no image", "id too long"][: 1 + j % 2])
                for j in range(3)]
     return cfg, Manifest(items=items, invalid=invalid, columns=["id", "image", "title", "note"]), rows
+
+
+def die_at_start() -> None:
+    """A process pool's initializer that kills its worker: a fidelity worker that cannot start (run/qa.py)."""
+    import os
+
+    os._exit(3)
+
+
+# -- a store's CDN that misbehaves on demand -------------------------------------------------------
+
+class Cdn:
+    """Pictures over HTTP on 127.0.0.1, in a thread of their own, answering as told, path by path.
+
+    `cdn.answers[path]` is a list of answers, one per request, the last repeated (`cdn.default` for
+    paths not listed): "ok" (a JPEG drawn from the path), "silent" (the connection accepted, never an
+    answer), "stall" (the head and half the body, then nothing), "trickle" (the body a byte every
+    0.05 s: never quiet for long, done after a minute), or an HTTP status (503, 404, ...). `cdn.requests` counts
+    requests by path; `cdn.url(path)` is a picture's URL."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, list] = {}
+        self.default: list = ["ok"]
+        self.requests: Counter = Counter()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> "Cdn":
+        self._thread.start()
+        self._ready.wait(DEADLINE_S)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(DEADLINE_S)
+        self._thread.join(DEADLINE_S)
+
+    def url(self, path: str) -> str:
+        return f"{self.base}{path}"
+
+    def picture(self, path: str) -> bytes:
+        digest = hashlib.sha256(path.encode()).digest()
+        return jpeg_bytes((64, 48), tuple(digest[:3]))
+
+    def _serve(self) -> None:
+        from aiohttp import web
+        self._loop = asyncio.new_event_loop()
+        self._released = asyncio.Event()
+
+        async def answer(request: web.Request) -> web.StreamResponse:
+            path = request.path
+            queue = self.answers.get(path, self.default)
+            what = queue[min(self.requests[path], len(queue) - 1)]
+            self.requests[path] += 1
+            body = self.picture(path)
+            if isinstance(what, int):
+                return web.Response(status=what, headers={"Retry-After": "0"} if what == 503 else {})
+            if what == "silent":
+                await self._released.wait()
+            if what == "ok":
+                return web.Response(body=body, content_type="image/jpeg")
+            response = web.StreamResponse(headers={"Content-Type": "image/jpeg", "Content-Length": str(len(body))})
+            await response.prepare(request)
+            if what == "stall":
+                await response.write(body[: len(body) // 2])
+                await self._released.wait()
+            for at in range(len(body) if what == "trickle" else 0):
+                if self._released.is_set():
+                    break
+                try:
+                    await response.write(body[at:at + 1])
+                except ConnectionResetError:  # the client gave up on it: the point
+                    break
+                await asyncio.sleep(0.05)
+            return response
+
+        async def start() -> None:
+            app = web.Application()
+            app.router.add_get("/{tail:.*}", answer)
+            self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1, access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            await site.start()
+            self.base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+            self._ready.set()
+        self._loop.run_until_complete(start())
+        self._loop.run_forever()
+
+    async def _stop(self) -> None:
+        self._released.set()
+        await self._runner.cleanup()
+        self._loop.call_soon(self._loop.stop)
+
+
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port that refuses every connection: bound, never listening."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()

@@ -52,3 +52,17 @@ def test_an_unwritable_place_is_one_clear_error(tmp_path):
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(OutputError, match="cannot write .*a.jpg"):
         atomic.write_atomically(tmp_path / "file" / "a.jpg", b"1")
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 3 * 1024 * 1024 + 7])
+def test_read_file_reads_the_whole_file_or_its_first_bytes(tmp_path, size):
+    from pipeline.store.atomic import read_file
+
+    data = os.urandom(size)
+    (tmp_path / "f").write_bytes(data)
+    assert read_file(tmp_path / "f") == data
+    assert read_file(str(tmp_path / "f"), 100) == data[:100]
+    with pytest.raises(FileNotFoundError):
+        read_file(tmp_path / "missing")
+    with pytest.raises(IsADirectoryError):
+        read_file(tmp_path)

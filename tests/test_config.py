@@ -58,7 +58,8 @@ poll: {interval_s: 1, max_attempts: 9}
 api: {base_url: "http://localhost:8080/api/", key_env: MY_KEY, timeout_s: 5}
 retries: {failed_orders: 0, transient: 1, backoff_base_s: 0.1, backoff_max_s: 2, budget_s: 60}
 budget: {max_credits: 0, confirm_over: 0}
-images: {max_upload_bytes: 1000, remote_timeout_s: 2.5, remote_max_bytes: 2000}
+images: {max_upload_bytes: 1000, remote_timeout_s: 2.5, remote_connect_timeout_s: 1.5, remote_stall_timeout_s: 2,
+         remote_max_bytes: 2000}
 """)
     cfg = load_config(config_file, env={})
     assert cfg.prompt == "{title} on marble"
@@ -70,7 +71,7 @@ images: {max_upload_bytes: 1000, remote_timeout_s: 2.5, remote_max_bytes: 2000}
     assert (cfg.api.key_env, cfg.api.timeout_s) == ("MY_KEY", 5.0)
     assert dataclasses.astuple(cfg.retries) == (0, 1, 0.1, 2.0, 60.0)
     assert dataclasses.astuple(cfg.budget) == (0, 0)
-    assert dataclasses.astuple(cfg.images) == (1000, 2.5, 2000)
+    assert dataclasses.astuple(cfg.images) == (1000, 2.5, 1.5, 2, 2000)
 
 
 def test_optional_settings_accept_null(config_file: Path) -> None:

@@ -223,11 +223,23 @@ async def test_a_corrupt_cache_entry_is_ignored(server, session, cache_dir):
     assert body.read_bytes() == JPEG
 
 
-@pytest.mark.parametrize("status", [403, 404, 410, 500])
-async def test_http_errors_do_not_fall_back_to_the_cache(server, session, cache_dir, status):
+@pytest.mark.parametrize("status", [403, 404, 410])
+async def test_http_refusals_do_not_fall_back_to_the_cache(server, session, cache_dir, status):
     target = url(server, "/img.jpg")
     assert not (await fetch_image(session, target, cache_dir)).from_cache  # cached now
     server.app[ANSWER][0] = status  # the host answers, and refuses: the item must fail, not use the copy
     with pytest.raises(FetchError, match=f"^HTTP {status} "):
         await fetch_image(session, target, cache_dir)
     assert server.app[SEEN][-1][0] == "/img.jpg"
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+async def test_a_host_in_trouble_serves_the_cached_copy(server, session, cache_dir, status):
+    # 5xx and 429 say "later", not "gone": the copy an earlier run revalidated is the picture
+    target = url(server, "/img.jpg")
+    assert not (await fetch_image(session, target, cache_dir)).from_cache
+    server.app[ANSWER][0] = status
+    assert await fetch_image(session, target, cache_dir) == Fetched(JPEG, ETAG, from_cache=True)
+    with pytest.raises(FetchError, match=f"^HTTP {status} ") as caught:
+        await fetch_image(session, target, cache_dir / "empty")
+    assert caught.value.transient

@@ -37,6 +37,15 @@ def test_an_altered_product_scores_low(photo, kind):
     assert measure(photo, out).fidelity < 0.7
 
 
+def test_the_heat_map_is_drawn_only_for_a_score_below_the_gate(photo):
+    faithful = alter.render(photo, "a product on a wooden table", scale=1.25, shift=(14, -9), quality=85)
+    altered = alter.render(photo, "a product on a wooden table", alteration="recolour", scale=1.25, quality=85)
+    assert measure(photo, faithful, heatmap_below=0.7).heatmap is None
+    heat = measure(photo, altered, heatmap_below=0.7).heatmap
+    assert heat is not None and heat.startswith(b"\x89PNG")
+    assert measure(photo, faithful, heatmap=True).heatmap is not None  # asked for: always drawn
+
+
 def test_a_busy_source_is_said_so_and_not_guessed(tmp_path):
     noise = Image.effect_noise((256, 256), 90).convert("RGB")
     buffer = tmp_path / "busy.png"

@@ -188,9 +188,9 @@ def test_check_images_reads_each_path_once(mug_folder: Path, monkeypatch: pytest
     rows += "b1,images/broken.jpg,p\nb2,images/broken.jpg,p\nn1,images/none.png,p\nu1,https://x.test/a.png,p\n"
     m = load(mug_folder / "items.csv", "id,image,prompt\n" + rows)
     opened, headers = [], []
-    real_open, real_header = local_images.Image.open, local_images.image_header
+    real_open, real_header = local_images.Image.open, local_images._head_and_tail
     monkeypatch.setattr(local_images.Image, "open", lambda path: opened.append(path) or real_open(path))
-    monkeypatch.setattr(local_images, "image_header", lambda path: headers.append(path) or real_header(path))
+    monkeypatch.setattr(local_images, "_head_and_tail", lambda path: headers.append(path) or real_header(path))
     problems = check_images(m.items)
     assert len(headers) == 3  # each distinct path once; the plain PNG needs no more
     assert sorted(p.name for p in opened) == ["broken.jpg", "none.png"]  # Pillow words the problems

@@ -96,16 +96,73 @@ def test_a_bug_scoring_one_output_fails_that_item_alone(tmp_path, pictures, monk
     assert [a[0]["fidelity"] > 0.7 for i, a in enumerate(answers) if i != 2] == [False, True, False]
 
 
-def test_a_worker_leaves_ctrl_c_to_the_run():
+def test_a_worker_leaves_ctrl_c_to_the_run(cfg, pictures):
     # Ctrl-C reaches the whole process group: a worker that took it would die with a traceback on the
-    # user's terminal mid-batch. It ignores it; the run ends its workers itself (Scorer.__aexit__).
-    import multiprocessing
+    # user's terminal, even while it still imports (spawned, before its initializer runs). It is started
+    # with SIGINT ignored, and ignores it; the run ends its workers itself (Scorer.__aexit__).
     import os
     import signal
-    from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=qa_worker.start) as pool:
-        pid = pool.submit(os.getpid).result(timeout=120)
-        os.kill(pid, signal.SIGINT)
-        assert pool.submit(os.getpid).result(timeout=60) == pid  # the same worker, still serving
+    async def signalled() -> list[dict]:
+        async with qa.Scorer(cfg, workers=1) as scorer:
+            first = asyncio.ensure_future(scorer.verdict(pictures[0][0], pictures[0][1], "0" * 64))
+            await asyncio.sleep(0)
+            (starting,) = scorer._pools[0]._processes  # started by the first submit; importing now
+            os.kill(starting, signal.SIGINT)
+            verdicts = [await first]
+            os.kill(starting, signal.SIGINT)
+            verdicts.append(await scorer.verdict(pictures[1][0], pictures[1][1], "1" * 64))
+            assert list(scorer._pools[0]._processes) == [starting]  # the same worker, still serving
+            return verdicts
+
+    assert all(v["fidelity"] is not None for v in asyncio.run(signalled()))
+
+
+def test_workers_that_keep_dying_are_not_started_again(cfg, pictures, monkeypatch, caplog):
+    # A worker that dies at start (an unguarded library script re-imported by spawn, or no memory) would
+    # otherwise be replaced at every batch: a spawn, 0.7 s of imports and a warning per batch, all run.
+    import helpers
+
+    started: list[int] = []
+
+    class Pool(qa.ProcessPoolExecutor):
+        def __init__(self, *args, **kw):
+            started.append(1)
+            super().__init__(*args, **kw)
+
+    monkeypatch.setattr(qa, "ProcessPoolExecutor", Pool)
+
+    async def one_at_a_time() -> list[dict]:
+        async with qa.Scorer(cfg, workers=1) as scorer:
+            scorer._initializer = helpers.die_at_start
+            return [await scorer.verdict(source, output, f"{i:064x}")
+                    for i, (source, output, _) in enumerate(pictures[:6])]
+
+    verdicts = asyncio.run(one_at_a_time())
+    assert len(started) == qa.MAX_DEATHS
+    assert all(v["fidelity"] is None and v["state"] == State.DONE for v in verdicts)
+    assert "died 2 times in a row" in verdicts[-1]["fidelity_note"] and "__main__" in verdicts[-1]["fidelity_note"]
+    assert sum("delivered unscored" in r.message for r in caplog.records) == 1
+
+
+def test_workers_ended_by_the_run_itself_are_not_reported_as_deaths(cfg, pictures, caplog):
+    # Ctrl-C: the items are cancelled and __aexit__ ends the workers mid-batch. Their broken pool is the
+    # run's own doing, not "a worker process died" (nor, twice, out of memory or a missing guard).
+    async def stopped_early() -> qa.Scorer:
+        scorer = qa.Scorer(cfg, workers=1)
+        async with scorer:
+            waiting = [asyncio.ensure_future(scorer.verdict(source, output, f"{i:064x}"))
+                       for i, (source, output, _) in enumerate(pictures)]
+            await asyncio.sleep(0)  # sent to the worker, which is still starting
+            assert scorer._scored > 0
+            for task in waiting:
+                task.cancel()
+        for _ in range(600):  # until the broken batch has been answered (at most a minute)
+            if scorer._scored == 0:
+                break
+            await asyncio.sleep(0.1)
+        return scorer
+
+    scorer = asyncio.run(stopped_early())
+    assert scorer._scored == 0 and scorer._deaths == 0 and scorer._gave_up is None
+    assert not [r for r in caplog.records if "died" in r.getMessage()]

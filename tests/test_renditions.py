@@ -145,6 +145,21 @@ def test_a_big_catalog_makes_its_renditions_in_worker_processes(sandbox, catalog
             assert im.size == (64, 64)
 
 
+def test_a_rendition_worker_leaves_ctrl_c_to_the_run():
+    # Ctrl-C reaches the whole process group: a rendition worker that took it would die with a
+    # traceback on the user's terminal mid-batch. It ignores it; the run ends its pool itself.
+    import os
+    import signal
+    from pipeline.run import derive
+
+    with derive._pool(1) as pool:
+        (starting,) = pool._processes  # started by _pool; spawned, it is still importing now
+        os.kill(starting, signal.SIGINT)
+        pid = pool.submit(os.getpid).result(timeout=120)
+        os.kill(pid, signal.SIGINT)
+        assert pool.submit(os.getpid).result(timeout=60) == pid == starting  # the same worker, still serving
+
+
 @pytest.mark.parametrize("rendition, problem", [
     ({"name": "a", "format": "webp"}, "give either size (a square canvas) or max_side, not neither"),
     ({"name": "a", "format": "webp", "size": 100, "max_side": 50}, "not both"),

@@ -100,7 +100,9 @@ class QaSettings:
 @dataclass(frozen=True)
 class ImageSettings:
     max_upload_bytes: int = 5_242_880
-    remote_timeout_s: float = 30.0
+    remote_timeout_s: float = 30.0          # one try at an http(s) image, in all
+    remote_connect_timeout_s: float = 10.0  # its connection, the name lookup included
+    remote_stall_timeout_s: float = 15.0    # its longest silence: before the answer, within the body
     remote_max_bytes: int = 50 * 1024 * 1024
 
 

@@ -247,8 +247,11 @@ def _box(mask: np.ndarray, pad: int) -> tuple[int, int, int, int]:
     return max(0, y - pad), min(rows, y + h + pad), max(0, x - pad), min(cols, x + w + pad)
 
 
-def measure(source: bytes, output: bytes, *, heatmap: bool = False) -> Score:
-    """The fidelity of `output` to `source`; a Score with a note instead when it cannot be told."""
+def measure(source: bytes, output: bytes, *, heatmap: bool = False, heatmap_below: float | None = None) -> Score:
+    """The fidelity of `output` to `source`; a Score with a note instead when it cannot be told.
+    The heat-map PNG is drawn when asked for (`heatmap`), or only for a score below `heatmap_below`
+    (the gate's threshold: drawing it costs as much again as the score, and a faithful output's is
+    never shown)."""
     src, alpha, src_full = _load(source, lambda full: min(WORK_SIDE, max(MIN_SIDE, max(full))))
     lab_src = _lab(src)
     try:
@@ -288,7 +291,7 @@ def measure(source: bytes, output: bytes, *, heatmap: bool = False) -> Score:
     fidelity = float(min(parts))  # one part gone wrong is enough: a recoloured product has its shape
     offset = (round(tx / factor), round(ty / factor))
     heat = None
-    if heatmap:
+    if heatmap or (heatmap_below is not None and fidelity < heatmap_below):
         full_de = np.zeros(mask.shape, np.float32)
         full_de[box] = de_map
         heat = _heatmap(src, full_de, mask)

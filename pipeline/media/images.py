@@ -14,6 +14,7 @@ from pathlib import Path
 from PIL import Image, ImageCms, ImageMath, ImageOps
 
 from pipeline.media.formats import PNG_END, sniff_format
+from pipeline.store.atomic import read_file
 
 MAX_UPLOAD_BYTES = 5_242_880
 JPEG_QUALITY = 92
@@ -80,8 +81,7 @@ def image_header(src: str | Path) -> tuple[str, int, int] | None:
     About 10x faster than Image.open, which parses every JPEG table first.
     """
     try:
-        with open(src, "rb") as fh:
-            head = fh.read(_HEAD_BYTES)
+        head = read_file(src, _HEAD_BYTES)
     except OSError:
         return None
     return header_of(head)

@@ -53,6 +53,7 @@ class Plan:
     counts: Counter = field(default_factory=Counter)
     in_flight: int = 0                                    # orders already created that may charge
     rows: dict[str, Row] = field(default_factory=dict)    # the checkpoint's rows it was made over
+    unreadable: dict[str, str] = field(default_factory=dict)  # id -> why its source cannot be read now
 
     @property
     def credits_needed(self) -> int:

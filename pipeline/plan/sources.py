@@ -3,8 +3,8 @@
     shas, problems = asyncio.run(hash_sources(cfg, items, ckpt))
 
 Local files go through a stat cache in the checkpoint, so an unchanged catalog is not read again;
-`http(s)` images are fetched once per URL (conditional requests, `plan.fetch`) and kept in
-`state_dir/sources/<sha256>`, where the upload stage reads them.
+`http(s)` images are fetched once per URL (`plan.pictures`: at once, timed out, retried, conditional
+requests) and kept in `state_dir/sources/<sha256>`, where the upload stage reads them.
 """
 from __future__ import annotations
 
@@ -13,18 +13,14 @@ import hashlib
 import os
 from pathlib import Path
 
-import aiohttp
-
 from pipeline.inputs.config import RunConfig
 from pipeline.inputs.manifest import Item
-from pipeline.plan.fetch import FetchError, fetch_image
+from pipeline.plan.fetch import FetchError
+from pipeline.plan.pictures import fetch_pictures
 from pipeline.store.atomic import write_atomically
 from pipeline.store.checkpoint import Checkpoint
 from pipeline.store.kept import drop_kept, read_kept
 from pipeline.store.remote import Remote, StorageError, describe, is_remote
-
-FETCHES_AT_ONCE = 16
-
 
 def file_sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
@@ -73,14 +69,11 @@ async def hash_sources(cfg: RunConfig, items: list[Item], ckpt: Checkpoint) -> t
         problems.update(lost)
     remote = [i for i in items if i.image_url and not is_remote(i.image_url)]
     if remote:
-        async with aiohttp.ClientSession() as session:
-            fetched = await _fetch_all(cfg, session, {i.image_url for i in remote})
+        fetched = await fetch_pictures(cfg, {i.image_url for i in remote})
         for item in remote:
             got = fetched[item.image_url]
             if isinstance(got, FetchError):
                 problems[item.id] = f"cannot fetch image {item.image_url}: {got}"
-            elif isinstance(got, BaseException):
-                raise got
             else:
                 shas[item.id] = got
     return shas, problems
@@ -173,25 +166,3 @@ def _link(kept: Path, target: Path) -> None:
             write_atomically(target, kept.read_bytes())
         except OSError:
             pass  # not there after all: the object is read from the bucket
-
-
-async def _fetch_all(cfg: RunConfig, session: aiohttp.ClientSession,
-                     urls: set[str]) -> dict[str, str | BaseException]:
-    """Each URL fetched once, a few at a time, and kept under its sha256: {url: sha256 or error}."""
-    source_dir = cfg.state_dir / "sources"
-    source_dir.mkdir(parents=True, exist_ok=True)
-    gate = asyncio.Semaphore(min(FETCHES_AT_ONCE, cfg.limits.concurrency))
-
-    async def fetch(url: str) -> str:
-        async with gate:
-            got = await fetch_image(session, url, cfg.state_dir / "remote-cache",
-                                    timeout_s=cfg.images.remote_timeout_s, max_bytes=cfg.images.remote_max_bytes)
-        sha = hashlib.sha256(got.data).hexdigest()
-        target = source_dir / sha
-        if not target.exists():
-            await asyncio.to_thread(write_atomically, target, got.data)
-        return sha
-
-    ordered = sorted(urls)
-    answers = await asyncio.gather(*(fetch(url) for url in ordered), return_exceptions=True)
-    return dict(zip(ordered, answers))

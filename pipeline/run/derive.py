@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -23,6 +24,7 @@ from pipeline.inputs.delivery import Rendition, renditions_of
 from pipeline.inputs.manifest import Item
 from pipeline.media.renditions import Task, make
 from pipeline.plan.delivery import Delivered as Output, SettingsKeys, disclosure_for, final_outputs
+from pipeline.run.children import ctrl_c_ignored
 from pipeline.store.checkpoint import Row
 from pipeline.store.delivered import Delivered, Made
 from pipeline.store.remote import Remote, StorageError
@@ -72,23 +74,42 @@ def _current(cfg: RunConfig, out_dir: str, record: Made | None, out: Output, r: 
 
 def _make_all(cfg: RunConfig, store: Delivered, todo: list, outputs: Remote | None) -> int:
     workers = min(os.cpu_count() or 1, max(1, len(todo) // 8))
-    pool = None
-    if len(todo) >= POOL_FROM and workers > 1:
-        # fork when this process runs no other thread (the CLI by now): quick, and nothing re-imported;
-        # else spawn, as fork would copy other threads' locks half-held
-        method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+    pool = _pool(workers) if len(todo) >= POOL_FROM and workers > 1 else None
     made: list[int] = []
     try:
         for start in range(0, len(todo), BATCH):
             made.append(_round(cfg, store, todo[start:start + BATCH], outputs, pool))
     except BrokenProcessPool as exc:  # a worker killed (out of memory?): the rest waits for the next run
         log.error("renditions: a worker process died (%s); those not made are made at the next run", exc)
+    except BaseException:  # Ctrl-C: the renditions queued are not made now, and the workers end at once
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+            pool = None
+        raise
     finally:
         if pool is not None:
             pool.shutdown()
     log.info("renditions: %d made (no credits)", sum(made))
     return sum(made)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """The rendition workers, started now. Ctrl-C reaches the whole process group, and a worker that
+    took it would print its traceback on the user's terminal: they ignore it from their first
+    instruction on (a spawned one imports for a while before its initializer runs), and the run ends them."""
+    # fork when this process runs no other thread (the CLI by now): quick, and nothing re-imported;
+    # else spawn, as fork would copy other threads' locks half-held
+    method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method), initializer=_worker_start)
+    with ctrl_c_ignored():  # a child inherits "ignored", through exec too; each submit starts one worker
+        for _ in range(workers):
+            pool.submit(os.getpid)
+    return pool
+
+
+def _worker_start() -> None:
+    """In a new worker: Ctrl-C is the run's to handle (a forked worker inherits the run's handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _round(cfg: RunConfig, store: Delivered, batch: list, outputs: Remote | None, pool) -> int:

@@ -35,7 +35,7 @@ from pipeline.plan.make import make_plan
 from pipeline.run.collector import long_lived
 from pipeline.plan.planner import Plan
 from pipeline.plan.steps import Where
-from pipeline.run import disclose, qa
+from pipeline.run import disclose, loop, qa
 from pipeline.run.derive import derive
 from pipeline.run.budget import Budget
 from pipeline.run.drive import drive_all
@@ -137,7 +137,7 @@ def run(cfg: RunConfig, manifest: Manifest, options: RunOptions, *, key: str | N
                 return RunResult(exit_code=0, counts=Counter(), plan=prepared.plan)
             with _recorded(prepared, started_at) as record:
                 with long_lived():  # the collector passes over the plan's items and rows no more
-                    executed = asyncio.run(execute(prepared))
+                    executed = loop.run(execute(prepared))
                 return record(finish(prepared, executed))
         finally:
             ckpt.close()

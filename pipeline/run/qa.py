@@ -12,6 +12,7 @@ it busy for longer than that start costs. Below `qa.min_fidelity` an output is k
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from pipeline.inputs.config import RunConfig
 from pipeline.run import qa_worker
+from pipeline.run.children import ctrl_c_ignored
 from pipeline.run.states import State
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,12 @@ HEATMAPS = "review"  # under output.dir: the report's difference heat-maps of he
 # four times what a worker's start-up costs, so it is never spent on a backlog that soon drains itself.
 SECOND_WORKER_BACKLOG_S = 2.0
 BATCH = 32  # outputs in one message to a worker at most
+# Workers that die this many times in a row are not started again this run: the rest of its outputs
+# are delivered unscored, with one warning, instead of a new worker (and its 0.7 s of start-up) per batch.
+MAX_DEATHS = 2
+GAVE_UP = ("fidelity not measured: the score's worker processes died {n} times in a row ({why}); out of "
+           "memory, or a script that calls pipeline.run without an `if __name__ == \"__main__\":` guard "
+           "(docs/library.md)")
 
 
 def _unmeasured(note: str) -> dict:
@@ -56,6 +64,11 @@ class Scorer:
         self._waiting: list[tuple[tuple, asyncio.Future]] = []  # not sent yet: (job, its verdict)
         self._scored = 0  # outputs sent and not answered yet
         self._cost_s: float | None = None  # CPU of one score, a moving average of the workers' reports
+        self._deaths = 0  # workers that died since the last answer
+        self._gave_up: str | None = None  # the note of every output once MAX_DEATHS workers died in a row
+        self._initializer = qa_worker.start
+        self._closing = False  # __aexit__ is ending the workers: a pool broken now is not a death
+        self._unstarted: set[ProcessPoolExecutor] = set()  # pools whose worker the next submit starts
 
     async def __aenter__(self) -> "Scorer":
         return self
@@ -73,14 +86,21 @@ class Scorer:
         if not self._pools or (len(self._pools) < self._most and self._cost_s is not None
                                and backlog * self._cost_s > SECOND_WORKER_BACKLOG_S):
             pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=qa_worker.start)
+                                       initializer=self._initializer)
             self._pools.append(pool)
+            self._unstarted.add(pool)
             self._sent[pool] = 0
         pool = min(self._pools, key=self._sent.__getitem__)
         return pool if self._sent[pool] < 2 else None
 
     def _send(self) -> None:
         """Send what waits to the free workers, BATCH at most a message."""
+        if self._gave_up is not None:
+            waiting, self._waiting = self._waiting, []
+            for _, verdict in waiting:
+                if not verdict.done():
+                    verdict.set_result(_unmeasured(self._gave_up))
+            return
         while self._waiting and (pool := self._free_pool()) is not None:
             batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]
             batch = [(job, verdict) for job, verdict in batch if not verdict.done()]  # not those cancelled
@@ -88,7 +108,10 @@ class Scorer:
                 continue
             self._sent[pool] += 1
             self._scored += len(batch)
-            future = pool.submit(qa_worker.score_all, [job for job, _ in batch], self.cfg.qa.min_fidelity)
+            starting = ctrl_c_ignored() if pool in self._unstarted else contextlib.nullcontext()
+            with starting:  # a pool's first submit starts its worker: ignoring Ctrl-C from its first instruction
+                future = pool.submit(qa_worker.score_all, [job for job, _ in batch], self.cfg.qa.min_fidelity)
+            self._unstarted.discard(pool)
             asyncio.wrap_future(future).add_done_callback(lambda done, p=pool, b=batch: self._answered(p, b, done))
 
     def _answered(self, pool: ProcessPoolExecutor, batch: list, done: asyncio.Future) -> None:
@@ -97,13 +120,23 @@ class Scorer:
         try:
             answers = done.result()
         except BrokenProcessPool as exc:  # a worker killed (out of memory): these outputs are not judged
-            log.warning("fidelity of %d output(s) not measured: a worker process died (%s)", len(batch), exc)
-            answers = [(_unmeasured(f"fidelity not measured: worker process died ({exc})"), None)] * len(batch)
+            self._deaths += not self._closing  # __aexit__ ending the workers (Ctrl-C) is no death
+            answers = [(_unmeasured("fidelity not measured: the run was stopped" if self._closing else
+                                    f"fidelity not measured: worker process died ({exc})"), None)] * len(batch)
+            if self._gave_up is not None or self._closing:
+                pass  # said once already, or nothing to say
+            elif self._deaths >= MAX_DEATHS:
+                self._gave_up = GAVE_UP.format(n=self._deaths, why=exc)
+                log.warning("%s; the rest of this run's outputs are delivered unscored", self._gave_up)
+            else:
+                log.warning("fidelity of %d output(s) not measured: a worker process died (%s)", len(batch), exc)
             if pool in self._pools:  # the next batch starts a new one
                 self._pools.remove(pool)
                 pool.shutdown(wait=False, cancel_futures=True)
         except asyncio.CancelledError:  # the run is ending: nobody waits for these any more
             answers = [(_unmeasured("fidelity not measured: the run was stopped"), None)] * len(batch)
+        else:
+            self._deaths = 0
         for (_, verdict), answer in zip(batch, answers):
             if verdict.done():  # its item was cancelled (Ctrl-C) meanwhile
                 continue
@@ -119,6 +152,7 @@ class Scorer:
     async def __aexit__(self, *exc) -> None:
         """Every verdict has been awaited by now: the workers are idle, or still importing when the run
         was stopped early (Ctrl-C). Either way they are ended at once, not waited for."""
+        self._closing = True
         pools, self._pools, self._waiting = self._pools, [], []
         workers = [p for pool in pools for p in getattr(pool, "_processes", {}).values()]  # no public list
         for pool in pools:

@@ -55,16 +55,14 @@ def score(source: str, output: str | bytes, min_fidelity: float, heatmap_path: s
     from PIL import Image
 
     from pipeline.media.fidelity import Score, measure
-    from pipeline.store.atomic import write_atomically
+    from pipeline.store.atomic import read_file, write_atomically
 
     began = time.process_time()
     try:
-        with open(source, "rb") as fh:
-            src = fh.read()
+        src = read_file(source)
         if isinstance(output, str):
-            with open(output, "rb") as fh:
-                output = fh.read()
-        result = measure(src, output, heatmap=heatmap_path is not None)
+            output = read_file(output)
+        result = measure(src, output, heatmap_below=min_fidelity if heatmap_path is not None else None)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         result = Score(None, note=f"fidelity not measured: {type(exc).__name__}: {exc}")
     held = result.fidelity is not None and result.fidelity < min_fidelity

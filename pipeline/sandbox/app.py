@@ -25,7 +25,8 @@ to answer; 401 and 402 keep their HTTP status.
 Storage routes answer as S3 does, with an XML <Error>: a PUT whose signature, expiry, Host,
 Content-Type, Content-Length or bytes differ from the slot gets 403 (SignatureDoesNotMatch, or
 AccessDenied when expired or not a JPEG/PNG); an unknown or unfinished output gets 404 NoSuchKey.
-Which routes can fault, and how, is in faults.py.
+Which routes can fault, and how, is in faults.py. `GET /pictures/<name>` is a store's picture host
+(pictures.py), with faults of its own.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ from pipeline.sandbox.handlers import Output, output_extension
 from pipeline.sandbox.faults import API, STORAGE, ConnectionReset, draw_fault, in_outage, lightx_json
 from pipeline.sandbox.ledger import Ledger
 from pipeline.sandbox.options import ROOT, SandboxOptions
+from pipeline.sandbox.pictures import get_picture
 from pipeline.sandbox.presign import MAGIC, check_body, check_signature, query_for, s3_error
 from pipeline.sandbox.state import Order, SandboxState, UploadSlot
 
@@ -358,11 +360,16 @@ def create_app(options: SandboxOptions | None = None, *,
     app.router.add_get(f"/cdn/{{key:{_KEY_PATTERN}}}", get_upload, name="cdn")
     app.router.add_get(r"/output/{order_id:[0-9a-f]+}.{ext:jpg|png}", get_output, name="output")
     app.router.add_get(r"/output/{order_id:[0-9a-f]+}-mask.png", get_mask, name="output.mask")
+    app.router.add_get("/pictures/{name}", _pictures, name="pictures")
     app.router.add_get(f"{ROOT}/__ledger", admin_ledger)
     app.router.add_post(f"{ROOT}/__reset", admin_reset)
     app.router.add_post(f"{ROOT}/__age_uploads", admin_age_uploads)
     app.router.add_route("*", f"{ROOT}/__options", admin_options)
     return app
+
+
+async def _pictures(request: web.Request) -> web.StreamResponse:
+    return await get_picture(request, request.app[STATE])
 
 
 def ledger_of(app: web.Application) -> Ledger:

@@ -10,6 +10,7 @@ from pipeline.errors import ConfigError
 
 SANDBOX_KEY = "sandbox-key"
 ROOT = "/external/api"  # where LightX serves its API, and so the sandbox too
+PICTURE_FAULTS = ("silent", "stall", "5xx", "reset")  # how its store picture host can misbehave
 
 _RATES = ("rate_429", "rate_5xx", "rate_reset", "rate_garbage", "rate_bad_status", "rate_5000",
           "rate_failed", "slow_order_rate", "rate_truncated", "rate_altered")
@@ -75,6 +76,12 @@ class SandboxOptions:
     refuse_prompt: str | None = _opt(None, "refuse every submit whose textPrompt contains this text "
                                            "(any case) with statusCode 4013 PROMPT_NOT_ALLOWED "
                                            "(default: refuse none)")
+    # A store's picture host (GET /pictures/<name>: sandbox/pictures.py), and how it misbehaves.
+    pictures_fault: str | None = _opt(None, "the store picture host (GET /pictures/<name>, a drawn product "
+                                            "per name) misbehaves: silent (never answers), stall (half the "
+                                            "picture, then nothing), 5xx (503) or reset (default: it does not)")
+    pictures_fault_first: int | None = _opt(None, "only the first N picture requests misbehave, then the host "
+                                                  "recovers (default: every one)")
 
     def __post_init__(self) -> None:
         problems = [f"{name} must be between 0 and 1, got {getattr(self, name)}"
@@ -101,6 +108,10 @@ class SandboxOptions:
             problems.append("expired_message must not be empty")
         if self.refuse_prompt == "":
             problems.append("refuse_prompt must not be empty; leave it unset to refuse no prompt")
+        if self.pictures_fault is not None and self.pictures_fault not in PICTURE_FAULTS:
+            problems.append(f"pictures_fault must be one of {', '.join(PICTURE_FAULTS)}, got {self.pictures_fault!r}")
+        if self.pictures_fault_first is not None and self.pictures_fault_first < 0:
+            problems.append(f"pictures_fault_first must be >= 0, got {self.pictures_fault_first}")
         if not self.api_key:
             problems.append("api_key must not be empty")
         if problems:

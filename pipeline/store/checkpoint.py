@@ -19,9 +19,9 @@ from pathlib import Path
 
 from pipeline.errors import CheckpointError
 from pipeline.store import history
+from pipeline.store.readonly import APPLICATION_ID, read_only as _read_only
 from pipeline.run.states import State, check_move
 
-APPLICATION_ID = 0x4C58504C  # "LXPL": marks the file as ours, so a foreign SQLite file is refused
 SCHEMA_VERSION = 4  # 2: status checks per order (polls, checked_at, seen_init_s) and order_times; 3: runs;
 # 4: fidelity and review (state `review`, the fidelity_* and review_* columns, added in place below)
 
@@ -98,29 +98,6 @@ ID_BATCH = 900  # ids a query of `read_rows` asks for (SQLite's default limit of
 RUNS_SHOWN = 5  # runs `pipeline status` and the report list by default
 
 
-def _read_only(path: Path, timeout_s: float, read, empty):
-    """`read(conn, item columns)` on a checkpoint opened read-only; `empty` while it is being created."""
-    try:
-        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s)
-    except sqlite3.Error as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
-    try:
-        # One read transaction: read apart, the header and the tables could straddle the commit of the
-        # run creating this checkpoint (no application id yet, its tables already there: "foreign").
-        conn.execute("BEGIN")
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        names = {r[1] for r in conn.execute("PRAGMA table_info(items)")}
-        if app_id == 0 and not names:
-            return empty  # being created by its run this very moment
-        if app_id != APPLICATION_ID:
-            raise CheckpointError(f"{path} is not a pipeline checkpoint (a foreign SQLite file)")
-        return read(conn, names)
-    except sqlite3.Error as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
-    finally:
-        conn.close()
-
-
 class Checkpoint:
     """The run's durable state. Writes execute at once and commit in groups, once per loop tick."""
 
@@ -132,6 +109,7 @@ class Checkpoint:
         self.failure: CheckpointError | None = None
         self._closed = False
         self._run_id: int | None = None  # the run whose credits and submits save() counts
+        self._counted: dict[int, list[int]] = {}  # run id -> [credits, submits] not written yet
 
     @classmethod
     def open(cls, path: Path) -> "Checkpoint":
@@ -281,18 +259,24 @@ class Checkpoint:
     def history(self, limit: int = RUNS_SHOWN) -> history.History:
         """The newest `limit` runs and the all-time totals (every credit charged, forced reruns too)."""
         try:
+            self._write_counts()  # this tick's, not committed yet: the run's own reads see them
             return history.read(self._conn, limit)
         except sqlite3.Error as exc:
             raise CheckpointError(f"cannot read the run history in {self.path}: {exc}") from None
+
+    def _write_counts(self) -> None:
+        """The credits and orders save() counted, into the open transaction."""
+        counted, self._counted = self._counted, {}
+        for run_id, (credits, submits) in counted.items():
+            history.count(self._conn, run_id, credits=credits, submits=submits)
 
     def _count_run(self, row: Row, changes: dict) -> None:
         # An order's credit and its creation are counted in the same transaction as the item's row.
         credits = changes.get("credits", row.credits) - row.credits
         submits = changes.get("attempts", row.attempts) - row.attempts
-        if credits > 0 or submits > 0:
-            run_id = self._run_id
-            self._in_transaction(lambda: history.count(self._conn, run_id, credits=max(0, credits),
-                                                       submits=max(0, submits)))
+        if credits > 0 or submits > 0:  # written by this tick's commit: one UPDATE a tick (_write_counts)
+            was = self._counted.get(self._run_id, (0, 0))
+            self._counted[self._run_id] = [was[0] + max(0, credits), was[1] + max(0, submits)]
 
     # -- uploads shared by identical images --------------------------------------
 
@@ -340,6 +324,7 @@ class Checkpoint:
         """Commit now whatever is pending."""
         if self._conn.in_transaction:
             try:
+                self._write_counts()
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 self.failure = CheckpointError(f"cannot write checkpoint {self.path}: {exc}")

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from pipeline.errors import CheckpointError
-from pipeline.store.checkpoint import APPLICATION_ID, COLUMNS, Checkpoint, Row
+from pipeline.store.checkpoint import COLUMNS, Checkpoint, Row
+from pipeline.store.readonly import APPLICATION_ID
 
 BATCH = 4000  # ids in one `WHERE id IN (...)`: well under SQLite's 32766 variables
 T = TypeVar("T")
@@ -230,7 +231,7 @@ class ReadView(Mapping):
 
 def _open_read_only(path: Path, timeout_s: float) -> tuple[sqlite3.Connection, set[str], Path] | None:
     """A checkpoint opened read-only in a read transaction, with its items' columns, as
-    checkpoint._read_only checks it; None while its run is creating it, or when it holds no rows
+    store/readonly.read_only checks it; None while its run is creating it, or when it holds no rows
     (a dry run's shard): nothing to merge, and the summary of the one left is its own run's."""
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s,

@@ -15,6 +15,7 @@ from pipeline.media.images import PreparedImage, prepare_image
 from pipeline.run.stages.context import UPLOAD_MAX_AGE_S, Context, Job
 from pipeline.run.stages.download import INLINE_BYTES
 from pipeline.run.states import State
+from pipeline.store.atomic import read_file
 
 
 async def run(ctx: Context, job: Job) -> None:
@@ -87,7 +88,7 @@ def _read_source(ctx: Context, job: Job) -> bytes:
     item = job.item
     try:
         if item.image_path is not None:
-            return item.image_path.read_bytes()
-        return (ctx.source_dir / str(job.row.image_sha256)).read_bytes()
+            return read_file(item.image_path)
+        return read_file(ctx.source_dir / str(job.row.image_sha256))
     except OSError as exc:
         raise ItemError(f"cannot read image {item.image}: {exc.strerror or exc}") from None
