@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument("--runs", type=int, default=5, metavar="N",
                    help="show the last N runs of the history (default: 5)")
+    p.add_argument("--check-files", action="store_true",
+                   help="look at every delivered file on disk for the disclosure count (by default, beyond "
+                        "50,000 of them, a random sample; every record is checked either way)")
 
     p = sub.add_parser("report", parents=[common], help="rebuild results.csv, results.parquet and report.html from the checkpoint",
                        description="Rewrite results.csv, results.parquet and report.html in output.dir "
@@ -292,7 +295,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from pipeline.outputs.status import format_status
-    doc = pipeline.status(args.config, runs=max(1, args.runs))
+    doc = pipeline.status(args.config, runs=max(1, args.runs), check_files=args.check_files)
     if args.json:
         counts, credits = doc.pop("counts"), doc.pop("credits")
         print(json.dumps(_document("status", 0, counts=counts, plan={"in_flight": doc.pop("in_flight")},

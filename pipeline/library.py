@@ -83,17 +83,19 @@ def run(config_path: str | Path, *, sandbox: bool = False, shard: str | Shard | 
     return dataclasses.replace(result, overview=overview)
 
 
-def status(config_path: str | Path, *, runs: int = 5) -> dict[str, Any]:
+def status(config_path: str | Path, *, runs: int = 5, check_files: bool = False) -> dict[str, Any]:
     """What the checkpoints know, every shard's summed; `pipeline status --json` is this document.
 
     Keys: ``checkpoint``, ``exists``, ``counts`` (items and each state), ``in_flight``, ``credits``
     (``spent``, ``last_run``, ``all_time``), ``failures``, ``notes``, ``runs`` (the newest ``runs``
-    first), ``total_runs`` and ``disclosure`` (delivered pictures, those lacking the XMP). Makes no API call.
+    first), ``total_runs`` and ``disclosure`` (delivered pictures, those lacking the XMP; with
+    ``files_checked`` when only a sample of the files on disk was looked at, which ``check_files``
+    turns into a look at every one). Makes no API call.
     """
     from pipeline.outputs.status import read_status
     if runs < 1:
         raise ConfigError(f"runs: expected at least 1, got {runs}")
-    return read_status(str(config_path), runs=runs)
+    return read_status(str(config_path), runs=runs, check_files=check_files)
 
 
 def report(config_path: str | Path) -> Path | str:

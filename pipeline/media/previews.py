@@ -52,7 +52,8 @@ _UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,  
 _ORIENTATION = 0x0112
 _DIRECT = ".direct"
 _PREVIEW_KEY = re.compile(r"[0-9a-f]{24}-(?:in|out)")
-PREVIEW_NAME = re.compile(r"([0-9a-f]{24}-(?:in|out))\.(?:jpg|png|webp|gif)")
+PREVIEW_NAME = re.compile(r"([0-9a-f]{24}-(?:in|out))\.(jpg|png|webp|gif)")
+_EXTS = {ext: ext for ext in BROWSER_FORMATS.values()}  # one str each, shared by every preview's entry
 
 
 def thumbnail(src: Path | str, dest: Path, size: int = THUMB_SIZE) -> bool:
@@ -133,15 +134,16 @@ class Previews:
         self.dir = out_dir / THUMBS
         try:
             self.dir.mkdir(exist_ok=True)
-            names = os.listdir(self.dir)
+            with os.scandir(self.dir) as entries:  # a stream: a million previews' names are never a list
+                # key -> its file's extension: the path is made when shown (100 MB less at a million)
+                self.made = {m[1]: _EXTS[m[2]] for entry in entries if (m := PREVIEW_NAME.fullmatch(entry.name))}
         except OSError as exc:
             raise OutputError(f"cannot write thumbnails in {self.dir}: {exc.strerror or exc}") from None
-        self.made = {m[1]: f"{THUMBS}/{name}" for name in names if (m := PREVIEW_NAME.fullmatch(name))}
         try:
             self.as_is = set((self.dir / _DIRECT).read_text("ascii").split())
         except (OSError, ValueError):
             self.as_is = set()
-        self.ready: dict[str, str] = {**dict.fromkeys(self.as_is, AS_IS), **self.made}
+        self.ready: dict[str, str] = {**dict.fromkeys(self.as_is, AS_IS), **self.made}  # AS_IS or an extension
         self.todo: dict[str, tuple[str, str | None, list[OnMade]]] = {}
         self._stat_keys: dict[str, str | None] = {}  # many items may share one input image: stat it once
         self._shown_as_is: set[str] = set()  # keys made this run that are shown as themselves
@@ -162,13 +164,13 @@ class Previews:
         """The <img src> for `key` if it exists: a preview made before, or `href` (the output file
         itself) when that is small enough. Else the preview is queued, and finish() makes it and
         calls `on_made` with its <img src>, or None if `src` is no readable image."""
-        shown = self.ready.pop(key, None)
-        if shown:
-            return shown
-        if href and shown == AS_IS:
+        ext = self.ready.pop(key, None)
+        if ext:
+            return f"{THUMBS}/{key}.{ext}"
+        if href and ext == AS_IS:
             return href
         if key in self.made:  # taken before by an item with the same image
-            return self.made[key]
+            return f"{THUMBS}/{key}.{self.made[key]}"
         if href and key in self.as_is:
             return href
         if key in self._done:  # made for an earlier page of the report
@@ -201,7 +203,7 @@ class Previews:
             write_atomically(self.dir / _DIRECT, "".join(f"{key}\n" for key in sorted(as_is)).encode("ascii"))
         for key in unused & self.made.keys():
             with contextlib.suppress(OSError):  # a stale preview left behind costs only disk space
-                (self.dir.parent / self.made[key]).unlink()
+                (self.dir / f"{key}.{self.made[key]}").unlink()
 
     def make_pending(self) -> None:
         """Make the previews asked for so far and set them on their cards (a report page, before it is written)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from html import escape
@@ -19,7 +19,7 @@ from pipeline.inputs.config import RunConfig, output_name_problem
 from pipeline.inputs.manifest import Manifest
 from pipeline.media.previews import THUMB_SIZE, Previews
 from pipeline.outputs.renditions import rendition_paths
-from pipeline.outputs import review_card as review
+from pipeline.outputs import listing, review_card as review
 from pipeline.outputs.results import status_of
 from pipeline.store.checkpoint import Row
 from pipeline.store.rowview import chunks, rows_of
@@ -63,7 +63,7 @@ def current_ids(manifest: Manifest) -> list[str]:
     return [i.id for i in manifest.items] + [b.id for b in manifest.invalid if b.id]
 
 
-def cards(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], out_names: set[str],
+def cards(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], out_names: Collection[str],
            previews: Previews, stored: bool = False) -> dict[str, list[Card]]:
     """Cards for every current item by status (as in results.status_counts), each list by id; with
     variants, `manifest` is results.by_variant's (one entry per item and variant) and each item is one
@@ -78,7 +78,7 @@ def cards(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], out_names: s
     groups: dict[str, list[Card]] = {status: [] for status in ORDER}
     units: list[Card] = []  # with variants: every (item, variant)'s card, to be put in its item's row
     made = rendition_paths(cfg, manifest, rows)
-    for number, (item, row) in enumerate(_with_rows(manifest.items, rows)):
+    for number, (item, row, present) in enumerate(_with_rows(manifest.items, rows, out_names)):
         status = status_of(row)
         if row is None:
             card, sha = Card(item.id, status, item.prompt), None
@@ -105,10 +105,10 @@ def cards(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], out_names: s
         # The manifest's names were checked to stay inside output.dir when it was loaded; any other
         # name comes from a file on disk and must prove it, symlinks resolved.
         if stored:  # a bucket's listing names every output, those in folders too
-            found = name in out_names and (name == item.output_name or not output_name_problem(name))
+            found = name in present and (name == item.output_name or not output_name_problem(name))
         else:
             found = (name == item.output_name or _inside(out_dir, name)) and (
-                name in out_names if "/" not in name else os.path.isfile(prefix + name))
+                name in present if "/" not in name else os.path.isfile(prefix + name))
         if found:
             if key := previews.key("out", row.output_sha256, prefix + name):
                 card.output_href = href = name if _URL_SAFE(name) else quote(name)
@@ -124,11 +124,12 @@ def cards(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], out_names: s
     return groups
 
 
-def _with_rows(items: list, rows: Mapping[str, Row]) -> Iterator[tuple]:
-    """(item, its row or None), the rows read a batch at a time."""
+def _with_rows(items: list, rows: Mapping[str, Row], out_names: Collection[str]) -> Iterator[tuple]:
+    """(item, its row or None, those of the batch's outputs in out_names), the rows read a batch at a time."""
     for chunk in chunks(items):
         found = rows_of(rows, [item.id for item in chunk])
-        yield from ((item, found.get(item.id)) for item in chunk)
+        present = listing.among(out_names, [row.output_path for row in found.values() if row.output_path])
+        yield from ((item, found.get(item.id), present) for item in chunk)
 
 
 def _rows(cfg: RunConfig, units: list[Card]) -> list[Card]:

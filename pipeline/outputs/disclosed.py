@@ -39,29 +39,37 @@ def count_lacking(cfg: RunConfig, outputs: Iterable[Row], checkpoints: list[Path
     return {"outputs": seen, "lacking": lacking, "source_type": cfg.output.disclosure["source_type"]}
 
 
-def count_tallied(cfg: RunConfig, checkpoints: list[Path]) -> dict:
-    """count_lacking over every done row of these checkpoints (a config without variants), counted
-    while SQLite streams them joined with the records: a million done rows, none held."""
+def count_tallied(cfg: RunConfig, checkpoints: list[Path], check_all: bool = False) -> dict:
+    """count_lacking over every done row of these checkpoints (a config without variants), counted by
+    SQLite joined with the records: a million done rows, none held. Every record is checked; the
+    files on disk, beyond tally.FILES_CHECKED of them and without `check_all`, in a random sample
+    (then ``files_checked`` says how many were looked at)."""
     delivered = [path.parent / NAME for path in checkpoints if (path.parent / NAME).is_file()]
     if len(delivered) > 1:  # records in several state directories, the later winning: read them as before
         return count_lacking(cfg, (row for path in checkpoints for row in done_rows(path)), checkpoints)
     key = settings_key(cfg, None)
-    out_dir = cfg.output.dir
+    prefix = os.path.join(cfg.output.dir, "")
 
     def intact(name: str, size: int | None, mtime: int | None) -> bool:
-        return cfg.output_url is not None or _unchanged_or_disclosed(out_dir / name, size, mtime)
-    seen = lacking = 0
+        return cfg.output_url is not None or _unchanged_or_disclosed(prefix + name, size, mtime)
+    seen = lacking = checked = 0
+    sampled = False
     for path in checkpoints:
-        more = count_disclosed(path, delivered[0] if delivered else None, None if key == OFF_KEY else key, intact)
-        seen, lacking = seen + more[0], lacking + more[1]
-    return {"outputs": seen, "lacking": lacking, "source_type": cfg.output.disclosure["source_type"]}
+        more = count_disclosed(path, delivered[0] if delivered else None, None if key == OFF_KEY else key, intact,
+                               check_all=check_all)
+        seen, lacking, checked, sampled = seen + more[0], lacking + more[1], checked + more[2], sampled or more[3]
+    doc = {"outputs": seen, "lacking": lacking, "source_type": cfg.output.disclosure["source_type"]}
+    if sampled:
+        doc["files_checked"] = checked
+    return doc
 
 
-def _unchanged_or_disclosed(path: Path, size: int | None, mtime_ns: int | None) -> bool:
+def _unchanged_or_disclosed(path: Path | str, size: int | None, mtime_ns: int | None) -> bool:
     try:
         st = os.stat(path)
         if st.st_size == size and st.st_mtime_ns == mtime_ns:
             return True
-        return "DigitalSourceType" in carried(path.read_bytes())
+        with open(path, "rb") as fh:
+            return "DigitalSourceType" in carried(fh.read())
     except OSError:
         return False

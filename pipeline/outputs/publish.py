@@ -20,6 +20,7 @@ from pipeline.store import history as run_history
 from pipeline.store.checkpoint import RUNS_SHOWN, Checkpoint, Row
 from pipeline.store.history import History
 from pipeline.store.lock import RunLock
+from pipeline.store.rowview import ReadView
 from pipeline.store import state_dirs
 from pipeline.store.state_dirs import merged_rows  # noqa: F401 - named here too, where callers found it
 
@@ -71,7 +72,7 @@ def write_outputs(cfg: RunConfig, manifest: Manifest, rows: dict, *, elapsed_s: 
                                      RUNS_SHOWN)
     stored = bucket.before_report(cfg) if cfg.output_url else None
     write_report(cfg, manifest, rows, summary={"elapsed_s": elapsed_s, "history": history},
-                 stored=None if stored is None else set(stored))
+                 stored=None if stored is None else set(stored), force=force)
     if stored is not None:
         pages = sorted(name for name in os.listdir(cfg.output.dir) if bucket.PAGE_NAME.fullmatch(name))
         bucket.publish(cfg, tables + pages, stored, whole=True)
@@ -92,8 +93,9 @@ def rebuild(config_path: str | Path) -> Path | str:
     stored = bucket.stored_rows(cfg) if cfg.output_url else {}
     if not paths and not stored:
         raise CheckpointError(f"no checkpoint under {cfg.state_root}: nothing has run yet")
-    with RunLock(cfg.state_dir):
-        rows = {**stored, **merged_rows(paths)}  # a shard whose state is not here: as its part of the table says
+    with RunLock(cfg.state_dir), ReadView(paths, base=stored) as rows:
+        # Read a batch at a time, never all held (#21); a shard whose state is not here: as its part
+        # of the table says.
         own = Checkpoint.read_history(cfg.checkpoint_path) if cfg.checkpoint_path in paths else \
             run_history.History([], 0, 0, 0)
         write_outputs(cfg, manifest, rows, force=True, history=own)  # the shards' are added there

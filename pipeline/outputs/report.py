@@ -18,7 +18,7 @@ import os
 import re
 from datetime import datetime
 from html import escape
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from functools import partial
 from itertools import groupby
 from pathlib import Path
@@ -27,7 +27,7 @@ from pipeline.errors import OutputError
 from pipeline.inputs.config import RunConfig
 from pipeline.inputs.manifest import Manifest
 from pipeline.media.previews import Previews
-from pipeline.outputs import stamps
+from pipeline.outputs import listing, stamps
 from pipeline.outputs.cards import ORDER, Card, cards, current_ids, render
 from pipeline.outputs.deck import Deck
 from pipeline.store.atomic import write_atomically
@@ -39,7 +39,7 @@ _PAGE_NAME = re.compile(r"report-([0-9]+)\.html")
 
 
 def write_report(cfg: RunConfig, manifest: Manifest, rows: Mapping[str, Row], *,
-                 summary: dict | None = None, stored: set[str] | None = None) -> Path:
+                 summary: dict | None = None, stored: set[str] | None = None, force: bool = False) -> Path:
     """Write <output.dir>/report.html and its further pages (and refresh thumbs/); return page 1's path.
 
     `stored`: when output.dir is a storage URL, the names of the outputs in it; the report is then
@@ -47,16 +47,15 @@ def write_report(cfg: RunConfig, manifest: Manifest, rows: Mapping[str, Row], *,
 
     Without variants the pages are written one after another, each page's cards made from its rows
     when it is written (outputs/deck.py). When nothing a card shows has changed since the last
-    report (its stamp in state.dir), only page 1, with the summary, is made again."""
+    report (its stamp in state.dir), only page 1, with the summary, is made again; `force` makes
+    every page (a page whose bytes are the same is still left alone)."""
     out_dir = cfg.output.dir
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        listing = os.listdir(out_dir)  # one call tells which outputs exist, and which pages
+        out_names = listing.read(out_dir) if stored is None else stored  # one read tells which outputs exist
     except OSError as exc:
         raise OutputError(f"cannot list {out_dir}: {exc.strerror or exc}") from None
     previews = Previews(out_dir)
-    out_names = set(listing) if stored is None else stored
-    del listing
     made = partial(_page_cards, cfg, out_names, previews, stored is not None)
     if cfg.variants:
         groups = cards(cfg, manifest, rows, out_names, previews, stored is not None)
@@ -66,7 +65,7 @@ def write_report(cfg: RunConfig, manifest: Manifest, rows: Mapping[str, Row], *,
         deck = Deck.scan(cfg, manifest, rows, extra=f"{PAGE_SIZE}\n{stored is not None}\n{_footer_links(cfg)}")
     book = _Book(cfg, deck, made, summary or {})
     stamp = cfg.state_dir / "report.stamp.json"
-    if deck.digest is not None and stamps.current(stamp, _stamp_digest(deck, previews), _paths(out_dir, book, 2)):
+    if not force and deck.digest is not None and stamps.current(stamp, _stamp_digest(deck, previews), _paths(out_dir, book, 2)):
         _write_if_changed(out_dir / page_name(1), book.page(1).encode("utf-8"))  # the rest is as it was
         return out_dir / page_name(1)
     with contextlib.suppress(OSError):
@@ -75,16 +74,18 @@ def write_report(cfg: RunConfig, manifest: Manifest, rows: Mapping[str, Row], *,
         _write_if_changed(out_dir / page_name(number), book.page(number).encode("utf-8"))
     if not cfg.variants:
         previews.finish()
-    for name in os.listdir(out_dir):  # pages an earlier, bigger run left behind
-        if name.startswith("report-") and (match := _PAGE_NAME.fullmatch(name)) and int(match[1]) > book.pages:
-            with contextlib.suppress(FileNotFoundError):
-                (out_dir / name).unlink()
+    with os.scandir(out_dir) as entries:  # pages an earlier, bigger run left behind; a stream, not a list
+        stale = [entry.name for entry in entries if entry.name.startswith("report-")
+                 and (match := _PAGE_NAME.fullmatch(entry.name)) and int(match[1]) > book.pages]
+    for name in stale:
+        with contextlib.suppress(FileNotFoundError):
+            (out_dir / name).unlink()
     if deck.digest is not None:
         stamps.save(stamp, _stamp_digest(deck, previews), _paths(out_dir, book, 2))
     return out_dir / page_name(1)
 
 
-def _page_cards(cfg: RunConfig, out_names: set[str], previews: Previews, stored: bool, manifest: Manifest,
+def _page_cards(cfg: RunConfig, out_names: Collection[str], previews: Previews, stored: bool, manifest: Manifest,
                 rows: dict[str, Row]) -> dict[str, list[Card]]:
     """One page's cards, their previews made now (the page is written next)."""
     groups = cards(cfg, manifest, rows, out_names, previews, stored)

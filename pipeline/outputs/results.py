@@ -17,7 +17,7 @@ from pathlib import Path
 from pipeline.version import installed_version
 from pipeline.store.atomic import write_atomically, write_with
 from pipeline.store.checkpoint import Row
-from pipeline.store.rowview import RowView, batches, chunks, rows_of
+from pipeline.store.rowview import batches, chunks, fetch, rows_of, summary_of
 from pipeline.inputs.config import RunConfig
 from pipeline.errors import OutputError
 from pipeline.inputs.manifest import Item, Manifest
@@ -29,7 +29,10 @@ COLUMNS = ["id", "status", "image", "prompt", "order_id", "output_url", "output_
            "review", "review_reason", "reviewed_at"]
 FLOAT_COLUMNS = ("elapsed_s", "fidelity", "fidelity_ssim", "fidelity_delta_e", "fidelity_iou")
 INT_COLUMNS = ("attempts", "credits")
-PARQUET_BLOCK = 1 << 24  # bytes of CSV per block read, and so per row group of the Parquet twin
+PARQUET_BLOCK = 1 << 24  # bytes of CSV per row group of the Parquet twin
+# Bytes of CSV per block the reader parses. It reads blocks ahead of the writer, and its memory grows
+# with the block: on a 1M-row table, 16 MB blocks peaked at 500 MB more, 1 MB blocks at 150 MB.
+READ_BLOCK = 1 << 20
 STATUS = {"done": "done", "failed": "failed", "review": "review"}  # every other state is still `pending`
 
 
@@ -40,17 +43,26 @@ def by_variant(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row]) -> tupl
         return manifest, rows
     from pipeline.inputs.variants import step_id
     items, view = [], {}
-    for item in manifest.items:
-        for variant, name in zip(cfg.variants, item.output_names):
-            unit = f"{item.id}/{variant.name}"
-            items.append(dataclasses.replace(item, id=unit, output_name=name, output_names=()))
-            steps = [rows.get(step_id(item.id, variant.name, k)) for k in range(len(variant.steps))]
-            current = next((r for r in steps if r is None or r.state != "done"), steps[-1])
-            if current is not None:
-                view[unit] = dataclasses.replace(current, id=unit, credits=sum(r.credits for r in steps if r),
-                                                 attempts=sum(r.attempts for r in steps if r),
-                                                 image_sha256=(steps[0] or current).image_sha256)  # the source's
+    for chunk in chunks(manifest.items):  # each batch's step rows read at once, not one query a step
+        found = rows_of(rows, [step_id(item.id, variant.name, k) for item in chunk for variant in cfg.variants
+                               for k in range(len(variant.steps))])
+        for item in chunk:
+            _units_of(cfg, item, found, items, view)
     return dataclasses.replace(manifest, items=items), view
+
+
+def _units_of(cfg: RunConfig, item: Item, rows: Mapping[str, Row], items: list, view: dict) -> None:
+    """by_variant's entries of one item, appended to `items` and `view`."""
+    from pipeline.inputs.variants import step_id
+    for variant, name in zip(cfg.variants, item.output_names):
+        unit = f"{item.id}/{variant.name}"
+        items.append(dataclasses.replace(item, id=unit, output_name=name, output_names=()))
+        steps = [rows.get(step_id(item.id, variant.name, k)) for k in range(len(variant.steps))]
+        current = next((r for r in steps if r is None or r.state != "done"), steps[-1])
+        if current is not None:
+            view[unit] = dataclasses.replace(current, id=unit, credits=sum(r.credits for r in steps if r),
+                                             attempts=sum(r.attempts for r in steps if r),
+                                             image_sha256=(steps[0] or current).image_sha256)  # the source's
 
 
 def status_of(row: Row | None) -> str:
@@ -80,31 +92,45 @@ def _invalid(bad, name: str):
     return {"id": bad.id, "status": "failed", "error": "; ".join(bad.problems), "attempts": 0, "credits": 0}.get(name)
 
 
+# What the table shows of a row, fetched as one tuple per row (no Row made): the indexes below.
+_FIELDS = ("state", "order_id", "output_url", "output_path", "output_sha256", "error", "attempts", "credits",
+           "submitted_at", "finished_at", "image_sha256", "fidelity", "fidelity_ssim", "fidelity_delta_e",
+           "fidelity_iou", "fidelity_note", "review", "review_reason", "reviewed_at")
+_SCORES = ("fidelity", "fidelity_ssim", "fidelity_delta_e", "fidelity_iou", "fidelity_note")
+
+
 def _columns(items: Sequence[Item], rows: Mapping[str, Row], extra_columns: list[str]) -> dict[str, list]:
     """Columns of these items (a whole manifest's, or one batch's)."""
-    found = [rows.get(item.id) for item in items]
-    done = [r is not None and r.state in ("done", "review") for r in found]  # a held output is on disk
+    found: dict[str, tuple] = {}
+    for chunk in chunks(items):
+        found.update(fetch(rows, [item.id for item in chunk], _FIELDS))
+    return _columns_of(items, found, extra_columns)
+
+
+def _columns_of(items: Sequence[Item], found: Mapping[str, tuple], extra_columns: list[str]) -> dict[str, list]:
+    """Columns of these items from their rows' `_FIELDS` tuples (`found`, by id; no entry: no row)."""
+    vals = [found.get(item.id) for item in items]
+    done = [v is not None and v[0] in ("done", "review") for v in vals]  # a held output is on disk
     cols: dict[str, list] = {
         "id": [item.id for item in items],
-        "status": [status_of(r) for r in found],
+        "status": [STATUS.get(v[0], "pending") if v is not None else "pending" for v in vals],
         "image": [item.image for item in items],
         "prompt": [item.prompt for item in items],
-        "order_id": [r.order_id if r else None for r in found],
-        "output_url": [r.output_url if r else None for r in found],
-        "output_path": [r.output_path if ok else None for r, ok in zip(found, done)],
-        "output_sha256": [r.output_sha256 if ok else None for r, ok in zip(found, done)],
-        "error": [r.error if r and not ok else None for r, ok in zip(found, done)],
-        "attempts": [r.attempts if r else 0 for r in found],
-        "credits": [r.credits if r else 0 for r in found],
-        "submitted_at": [_iso(r.submitted_at) if r else None for r in found],
-        "finished_at": [_iso(r.finished_at) if r else None for r in found],
-        "elapsed_s": [_elapsed(r) for r in found],
-        "image_sha256": [r.image_sha256 if r else None for r in found],  # the source's bytes
-        **{name: [getattr(r, name) if ok else None for r, ok in zip(found, done)]
-           for name in ("fidelity", "fidelity_ssim", "fidelity_delta_e", "fidelity_iou", "fidelity_note")},
-        "review": [r.review if r else None for r in found],
-        "review_reason": [r.review_reason if r else None for r in found],
-        "reviewed_at": [_iso(r.reviewed_at) if r else None for r in found],
+        "order_id": [v[1] if v is not None else None for v in vals],
+        "output_url": [v[2] if v is not None else None for v in vals],
+        "output_path": [v[3] if ok else None for v, ok in zip(vals, done)],
+        "output_sha256": [v[4] if ok else None for v, ok in zip(vals, done)],
+        "error": [v[5] if v is not None and not ok else None for v, ok in zip(vals, done)],
+        "attempts": [v[6] if v is not None else 0 for v in vals],
+        "credits": [v[7] if v is not None else 0 for v in vals],
+        "submitted_at": [_iso(v[8]) if v is not None else None for v in vals],
+        "finished_at": [_iso(v[9]) if v is not None else None for v in vals],
+        "elapsed_s": [_elapsed(v) for v in vals],
+        "image_sha256": [v[10] if v is not None else None for v in vals],  # the source's bytes
+        **{name: [v[k] if ok else None for v, ok in zip(vals, done)] for k, name in enumerate(_SCORES, 11)},
+        "review": [v[16] if v is not None else None for v in vals],
+        "review_reason": [v[17] if v is not None else None for v in vals],
+        "reviewed_at": [_iso(v[18]) if v is not None else None for v in vals],
     }
     for name in extra_columns:
         if name not in cols:
@@ -160,7 +186,7 @@ def _write_csv(cfg: RunConfig, manifest: Manifest, rows: Mapping[str, Row], extr
         writer.writerow(names)
         start = 0
         for chunk in chunks(manifest.items):
-            cols = _columns(chunk, rows_of(rows, [item.id for item in chunk]), manifest.columns)
+            cols = _columns_of(chunk, fetch(rows, [item.id for item in chunk], _FIELDS), manifest.columns)
             cols.update((name, values[start:start + len(chunk)]) for name, values in extra.items())
             start += len(chunk)
             if cfg.variants:  # "sku-1/lifestyle" -> id sku-1, variant lifestyle
@@ -178,11 +204,11 @@ def _inputs_digest(cfg: RunConfig, manifest: Manifest, rows: dict[str, Row], ext
         digest.update(manifest.sha256.encode())
     else:  # built in code, not read from a file
         digest.update(repr([(i.id, i.image, i.prompt, i.extra) for i in manifest.items]).encode())
-    if isinstance(rows, RowView):  # every row of the checkpoint, summed up by SQLite
-        digest.update(repr(rows.summary()).encode())
+    if (summary := summary_of(rows)) is not None:  # every row of the checkpoint, summed up by SQLite
+        digest.update(repr(summary).encode())
     else:
-        digest.update(repr([(r.updated_at, r.state) if (r := rows.get(i.id)) else None for i in manifest.items])
-                      .encode())
+        for chunk, found in batches(rows, manifest.items, ("updated_at", "state")):
+            digest.update(repr([found.get(i.id) for i in chunk]).encode())
     if extra:
         digest.update(repr(extra).encode())
     return digest.hexdigest()
@@ -239,16 +265,28 @@ def _write_parquet(names: list[str], table_rows: int, csv_path: Path, path: str)
     plain = newlines == returns == table_rows + 1
     types = {name: pa.string() for name in names}
     types.update({name: pa.int64() for name in INT_COLUMNS}, **{name: pa.float64() for name in FLOAT_COLUMNS})
+    block = min(READ_BLOCK, PARQUET_BLOCK)
     reader = pacsv.open_csv(
         csv_path,
-        read_options=pacsv.ReadOptions(block_size=PARQUET_BLOCK),
+        read_options=pacsv.ReadOptions(block_size=block, use_threads=False),
         parse_options=pacsv.ParseOptions(newlines_in_values=not plain),
         convert_options=pacsv.ConvertOptions(column_types=types, include_columns=names,
                                              strings_can_be_null=True, quoted_strings_can_be_null=True,
                                              null_values=[""]))
     with pq.ParquetWriter(path, reader.schema) as writer:
-        for batch in reader:
-            writer.write_batch(batch)
+        group: list = []
+        for batch in reader:  # a row group of about PARQUET_BLOCK bytes of CSV from its blocks
+            group.append(batch)
+            if len(group) * block >= PARQUET_BLOCK:
+                _write_group(writer, pa.Table.from_batches(group))
+                group = []
+        if group:
+            _write_group(writer, pa.Table.from_batches(group))
+    pa.default_memory_pool().release_unused()  # the blocks' memory back to the system
+
+
+def _write_group(writer, table) -> None:
+    writer.write_table(table, row_group_size=max(table.num_rows, 1))
 
 
 def _iso(ts: float | None) -> str | None:
@@ -261,7 +299,8 @@ def _iso_second(second: int) -> str:
     return datetime.fromtimestamp(second, timezone.utc).isoformat(timespec="seconds")
 
 
-def _elapsed(row: Row | None) -> float | None:
-    if not row or not row.finished_at or not row.submitted_at or row.state != "done":
+def _elapsed(values: tuple | None) -> float | None:
+    """Seconds from submit to finish of a done row (its `_FIELDS` tuple)."""
+    if values is None or not values[9] or not values[8] or values[0] != "done":
         return None
-    return round(row.finished_at - row.submitted_at, 3)
+    return round(values[9] - values[8], 3)

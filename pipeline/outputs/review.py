@@ -22,6 +22,7 @@ from pipeline.run.states import State
 from pipeline.store import history
 from pipeline.store.checkpoint import Checkpoint, Row
 from pipeline.store.lock import RunLock
+from pipeline.store.rowview import ReadView, RowView, rows_of
 from pipeline.version import installed_version
 
 APPROVED, REJECTED = "approved", "rejected"
@@ -40,9 +41,12 @@ def held_rows(rows: dict[str, Row]) -> list[Row]:
 
 
 def held_items(cfg: RunConfig) -> list[dict]:
-    """Every held item of every checkpoint under state.dir, as `review --json` lists them."""
+    """Every held item of every checkpoint under state.dir, as `review --json` lists them: only the
+    rows of ids some checkpoint holds for review are read (the newest of each wins), not every row."""
     paths = checkpoint_paths(cfg)
-    return [item_doc(cfg, row) for row in held_rows(merged_rows(paths) if paths else {})]
+    with ReadView(paths) as view:
+        candidates = view.ids_in_state(State.REVIEW)
+    return [item_doc(cfg, row) for row in held_rows(merged_rows(paths, candidates) if candidates else {})]
 
 
 def item_doc(cfg: RunConfig, row: Row) -> dict:
@@ -62,7 +66,7 @@ def decide(cfg: RunConfig, *, approve: list[str] = (), reject: list[str] = (), r
         raise ConfigError([f"{i}: both --approve and --reject" for i in both])
     wanted = {**{i: APPROVED for i in approve}, **{i: REJECTED for i in reject}}
     paths = checkpoint_paths(cfg)
-    rows = merged_rows(paths) if paths else {}
+    rows = merged_rows(paths, list(wanted)) if paths else {}  # the decided items' rows alone
     problems = []
     for item_id, decision in wanted.items():
         row = rows.get(item_id)
@@ -81,7 +85,7 @@ def decide(cfg: RunConfig, *, approve: list[str] = (), reject: list[str] = (), r
         with RunLock(path.parent):
             ckpt = Checkpoint.open(path)
             try:
-                mine = {i: r for i, r in ckpt.rows().items() if i in wanted and r.state == State.REVIEW}
+                mine = {i: r for i, r in rows_of(RowView(ckpt), wanted).items() if r.state == State.REVIEW}
                 for item_id, row in sorted(mine.items()):
                     _apply(ckpt, row, wanted[item_id], reason, now)
                     (outcome.approved if wanted[item_id] == APPROVED else outcome.rejected).append(item_id)

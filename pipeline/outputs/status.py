@@ -23,12 +23,14 @@ MAX_FAILURES_SHOWN = 50
 COUNTED = ("new", *STATES)
 
 
-def read_status(config_path: str, runs: int = RUNS_SHOWN) -> dict:
+def read_status(config_path: str, runs: int = RUNS_SHOWN, check_files: bool = False) -> dict:
     """What the checkpoints know (every shard's, summed, as `pipeline report` merges them), as plain
     data: checkpoint, counts, credits, failures, notes, runs.
 
     ``credits``: ``spent`` is what the current items hold (an item ordered anew starts again at 0),
-    ``last_run`` what the newest run was charged, ``all_time`` what every recorded run was charged."""
+    ``last_run`` what the newest run was charged, ``all_time`` what every recorded run was charged.
+    ``disclosure``: every record of a delivered file is checked; of the files themselves, beyond
+    50,000 and without `check_files`, a random sample (``files_checked`` says how many)."""
     cfg = load_config(config_path)
     paths = checkpoint_paths(cfg)
     # With output.dir in a bucket, the shards' parts of the table there stand in for the checkpoints
@@ -57,7 +59,7 @@ def read_status(config_path: str, runs: int = RUNS_SHOWN) -> dict:
         raise CheckpointError(f"cannot read checkpoint {paths}: {exc}") from None
     if tally is not None:
         doc = _tallied(doc, tally, history, paths)
-        doc["disclosure"] = count_tallied(cfg, paths)
+        doc["disclosure"] = count_tallied(cfg, paths, check_all=check_files)
         return doc
     counts = Counter(_state(r) for r in rows.values())
     doc["counts"] = {"items": len(rows), **{state: counts[state] for state in COUNTED}}
@@ -173,6 +175,9 @@ def format_status(doc: dict) -> str:
                      f"AI-disclosure metadata ({disclosure['source_type']}); "
                      + ("output.disclosure is off" if disclosure["source_type"] == "off"
                         else "the next run writes it, for 0 credits"))
+    if "files_checked" in disclosure:  # a sample: say so, and how to look at every file
+        lines.append(f"disclosure: every record checked; files on disk: a random sample of "
+                     f"{disclosure['files_checked']:,} of {disclosure['outputs']:,} looked at (--check-files: every one)")
     if "step_rows" in doc:  # with variants, the states above are the variants'; the steps' rows apart
         rows = doc["step_rows"]
         lines.append(f"step rows: {rows['rows']}" + "".join(f" · {state} {rows[state]}"
