@@ -279,3 +279,37 @@ def test_a_run_stopped_between_a_rewrite_and_its_row_spends_nothing_next_time(ca
     for row in rows_of(config).values():
         data = (out / row.output_path).read_bytes()
         assert row.state == "done" and row.output_sha256 == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("variants", [False, True])
+def test_a_changed_source_type_is_mended_a_chunk_at_a_time(own_metadata, catalog_dir, exiftool, monkeypatch, variants):
+    # refresh mends CHUNK stale outputs at a time (a million stale files never have a Row each in memory):
+    # with chunks of 2, every one of 5 outputs is still rewritten once and recorded, for 0 credits.
+    from pipeline.run import disclose
+
+    monkeypatch.setattr(disclose, "CHUNK", 2)
+    extra = {"variants": [{"name": "studio", "steps": [{"tool": "background-generator", "prompt": "{title}"}]}],
+             "output": {"filename": "{variant}/{id}.jpg"}}
+    config = write_catalog(catalog_dir, 5, base_url=own_metadata.base_url, config=extra if variants else None)
+    assert main(["run", str(config), "--quiet"]) == 0
+    out = catalog_dir / "out"
+    pattern = "studio/*.jpg" if variants else "*.jpg"
+
+    def snapshot(_) -> dict:
+        return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(out.glob(pattern))}
+
+    before = snapshot(out)
+    edit(config, lambda doc: doc["output"].update(disclosure={"source_type": "compositeWithTrainedAlgorithmicMedia"}))
+    own_metadata.reset_ledger()
+    assert main(["run", str(config), "--quiet"]) == 0
+    assert credits(own_metadata) == 0
+    after = snapshot(out)
+    assert len(after) == len(before) == 5 and all(after[name][1] != before[name][1] for name in before)
+    pictures = sorted(out.glob(pattern))
+    assert len(pictures) == 5
+    assert {t["XMP-iptcExt:DigitalSourceType"] for t in exiftool(*pictures)} == {COMPOSITE}
+    for row in rows_of(config).values():
+        if row.output_path:
+            assert row.output_sha256 == hashlib.sha256((out / row.output_path).read_bytes()).hexdigest()
+    assert main(["run", str(config), "--quiet"]) == 0
+    assert snapshot(out) == after  # recorded: the next run reads nothing

@@ -32,6 +32,7 @@ from pipeline.store.rowview import RowView, chunks, rows_of
 
 log = logging.getLogger(__name__)
 READ_BATCH = 64  # objects fetched at once from a bucket
+CHUNK = 4000  # stale outputs mended at a time (refresh)
 
 
 class Discloser:
@@ -86,36 +87,15 @@ class Discloser:
 
 def refresh(cfg: RunConfig, ckpt: Checkpoint, rows: dict[str, Row], items: list[Item],
             outputs: Remote | None = None, listing: dict[str, int] | None = None) -> int:
-    """Bring every done output's disclosure up to date for 0 credits; returns how many files were rewritten."""
+    """Bring every done output's disclosure up to date for 0 credits; returns how many files were rewritten.
+    The stale outputs are mended CHUNK at a time, their rows, records and new records held for that
+    chunk only: a million stale files (a changed `output.disclosure`, or outputs made before #23 that
+    have no record) never have a Row each in memory at once."""
     store = Delivered.open(cfg.state_dir)
+    rewritten = 0
     try:
-        keys = SettingsKeys(cfg)
-        out_dir = os.fspath(cfg.output.dir)
-        stale = _stale_joined(cfg, ckpt, rows, items, keys[None], out_dir, listing)
-        if stale is None:  # a batch of rows and their records at a time: a million done rows are never all held
-            stale = []
-            for outs in final_batches(cfg, items, rows):
-                records = store.disclosed_of([out.name for out in outs])
-                stale += [out for out in outs if not _current(out, records.get(out.name), keys[out.variant],
-                                                              out_dir, listing)]
-        if not stale:
-            return 0
-        records = {}
-        for start in range(0, len(stale), 4000):
-            records.update(store.disclosed_of([out.name for out in stale[start:start + 4000]]))
-        # the stale ones' own Rows, which save() changes
-        found = rows_of(rows, [out.row.id for out in stale])
-        stale = [out._replace(row=found[out.row.id]) for out in stale]
-        entries, rewritten = [], 0
-        read = _read(cfg, stale, outputs)  # a batch of files' bytes at a time, never all of them
-        while batch := [(out, data, *_identity(data)) for out, data in itertools.islice(read, READ_BATCH)]:
-            _remember_pixels(store, batch, records)
-            for out, data, sha, pixels in batch:
-                entry, changed = _mend(cfg, ckpt, out, data, sha, pixels, records.get(out.name), outputs, listing)
-                if entry is not None:
-                    entries.append((out.name, entry))
-                rewritten += changed
-        store.save_disclosed(entries)
+        for stale in _stale_chunks(cfg, ckpt, store, rows, items, listing):
+            rewritten += _mend_chunk(cfg, ckpt, store, stale, outputs, listing)
     finally:
         store.close()
     if rewritten:
@@ -123,9 +103,48 @@ def refresh(cfg: RunConfig, ckpt: Checkpoint, rows: dict[str, Row], items: list[
     return rewritten
 
 
+def _stale_chunks(cfg: RunConfig, ckpt: Checkpoint, store: Delivered, rows, items: list[Item],
+                  listing: dict[str, int] | None):
+    """Lists of at most CHUNK stale outputs, each with the Row that save() changes."""
+    keys = SettingsKeys(cfg)
+    out_dir = os.fspath(cfg.output.dir)
+    joined = _stale_joined(cfg, ckpt, rows, items, keys[None], out_dir, listing)
+    if joined is not None:  # SQLite found them: only their items are held until now
+        for start in range(0, len(joined), CHUNK):
+            part = joined[start:start + CHUNK]
+            found = rows_of(rows, [item.id for item in part])
+            yield [Output(item.output_name, found[item.id], item, None) for item in part]
+        return
+    # a batch of rows and their records at a time: a million done rows are never all held
+    for outs in final_batches(cfg, items, rows):
+        records = store.disclosed_of([out.name for out in outs])
+        stale = [out for out in outs if not _current(out, records.get(out.name), keys[out.variant], out_dir, listing)]
+        for start in range(0, len(stale), CHUNK):
+            part = stale[start:start + CHUNK]
+            found = rows_of(rows, [out.row.id for out in part])  # the stale ones' own Rows, which save() changes
+            yield [out._replace(row=found[out.row.id]) for out in part]
+
+
+def _mend_chunk(cfg: RunConfig, ckpt: Checkpoint, store: Delivered, stale: list[Output], outputs: Remote | None,
+                listing: dict[str, int] | None) -> int:
+    """Read, rewrite and record one chunk of stale outputs; how many files were rewritten."""
+    records = store.disclosed_of([out.name for out in stale])
+    entries, rewritten = [], 0
+    read = _read(cfg, stale, outputs)  # a batch of files' bytes at a time, never all of them
+    while batch := [(out, data, *_identity(data)) for out, data in itertools.islice(read, READ_BATCH)]:
+        _remember_pixels(store, batch, records)
+        for out, data, sha, pixels in batch:
+            entry, changed = _mend(cfg, ckpt, out, data, sha, pixels, records.get(out.name), outputs, listing)
+            if entry is not None:
+                entries.append((out.name, entry))
+            rewritten += changed
+    store.save_disclosed(entries)
+    return rewritten
+
+
 def _stale_joined(cfg: RunConfig, ckpt: Checkpoint, rows, items: list[Item], key: str, out_dir: str,
-                  listing: dict[str, int] | None) -> list[Output] | None:
-    """`refresh`'s stale outputs without variants, each batch of rows read joined with its records by
+                  listing: dict[str, int] | None) -> list[Item] | None:
+    """The items of `refresh`'s stale outputs without variants, each batch of rows read joined with its records by
     SQLite (delivered.sqlite attached): only a file's stat is left to Python. None: not possible here
     (variants, rows this run holds that are not stored yet, a transaction open): the general path."""
     if cfg.variants or not isinstance(rows, RowView) or rows.changed:
@@ -134,7 +153,7 @@ def _stale_joined(cfg: RunConfig, ckpt: Checkpoint, rows, items: list[Item], key
         ckpt.query("ATTACH DATABASE ? AS delivered", (str(cfg.state_dir / DELIVERED_NAME),))
     except CheckpointError:
         return None
-    stale: list[Output] = []
+    stale: list[Item] = []
     stat = os.stat
     try:
         for chunk in chunks(items):
@@ -160,7 +179,7 @@ def _stale_joined(cfg: RunConfig, ckpt: Checkpoint, rows, items: list[Item], key
                             continue  # gone: the planner's repair
                         if st.st_size == size and st.st_mtime_ns == mtime:
                             continue
-                stale.append(Output(name, rows[item.id], item, None))
+                stale.append(item)
     finally:
         ckpt.query("DETACH DATABASE delivered", ())
     return stale
