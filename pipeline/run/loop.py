@@ -2,8 +2,9 @@
 
     executed = loop.run(execute(prepared))
 
-uvloop (libuv under asyncio's API) costs a run 10-15 % less client CPU: each HTTP exchange about
-0.035 ms less, and its timers and callbacks less again (docs/performance.md). It is a dependency on
+uvloop (libuv under asyncio's API) costs a run less client CPU: each HTTP exchange about 0.035 ms
+(15 %) less, a 1,000-item run with its API calls stubbed 0.1-0.4 ms per item less (docs/performance.md;
+in a whole run against the sandbox the gain is inside this VM's noise). It is a dependency on
 Linux and macOS; Windows, or `PIPELINE_EVENT_LOOP=asyncio` (to compare, or to rule it out when
 something goes wrong), runs on asyncio's loop. Only the run's own loop changes: the global event
 loop policy of a program calling the library is left alone.
