@@ -97,7 +97,7 @@ def phase_full(args: argparse.Namespace, work: Path, res: Results, startup_cpu: 
         inner = summary["elapsed_s"]
         res.add("  engine time, excluding start-up and config load", f"{inner:.2f} s = {inner / bound:.3f} x bound")
     res.add("client CPU per item (whole process)", f"{run.cpu_s / n * 1000:.2f} ms "
-            f"(user {run.user_s:.2f} s + sys {run.sys_s:.2f} s)", "<= 1.5 ms", run.cpu_s / n * 1000 <= 1.5)
+            f"(user {run.user_s:.2f} s + sys {run.sys_s:.2f} s)", "<= 2.5 ms (#21)", run.cpu_s / n * 1000 <= 2.5)
     res.add("  ... less start-up and imports", f"{max(0.0, run.cpu_s - startup_cpu) / n * 1000:.2f} ms")
     res.add("client peak RSS (full run)", f"{run.max_rss_mb:.0f} MB")
     res.add("requests per second (all routes)", f"{requests / run.wall_s:.0f} /s "
