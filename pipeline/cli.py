@@ -18,6 +18,7 @@ import time
 
 import pipeline
 from pipeline.errors import ConfigError, InvalidItems, PipelineError
+from pipeline.outputs import arrow
 from pipeline.sandbox.options import ROOT, SANDBOX_KEY, add_sandbox_arguments
 
 EXIT_USAGE = 2
@@ -166,7 +167,9 @@ def entry() -> None:
     The interpreter's teardown (every module and object freed one by one) cost a 1,000-item run about
     0.1 s of CPU, a tenth of the client's CPU budget per item (#21 §5), and does nothing a finished
     command needs: the atexit functions (logging's flush, finalizers) still run, stdio is flushed.
-    Skipped only when no other thread that the interpreter would wait for is still running."""
+    Skipped only when no other thread that the interpreter would wait for is still running.
+    This process never hands NumPy data to pyarrow, so pyarrow is imported without NumPy (outputs/arrow.py)."""
+    arrow.without_numpy()
     code = main()
     if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         sys.exit(code)

@@ -15,6 +15,8 @@ from collections.abc import Collection, Iterable
 from itertools import chain
 from pathlib import Path
 
+from pipeline.outputs import arrow
+
 BIG = 100_000  # entries beyond which the names are held as hashes
 
 
@@ -22,7 +24,7 @@ class Hashed:
     """Membership of a big folder's names by their sorted 64-bit hashes."""
 
     def __init__(self, names: Iterable[str]):
-        import numpy as np  # imported here: the results table's Parquet twin has imported it already
+        np = arrow.numpy()  # imported here: only a big folder needs it
         self._hashes = np.fromiter((hash(name) for name in names), dtype=np.int64)
         self._hashes.sort()
 
@@ -34,7 +36,7 @@ class Hashed:
 
     def among(self, names: Collection) -> set:
         """Those of `names` in the folder, looked up together (one binary search each, in C)."""
-        import numpy as np
+        np = arrow.numpy()
         if not names:
             return set()
         keys = np.fromiter((hash(name) for name in names), dtype=np.int64, count=len(names))
