@@ -155,6 +155,30 @@ items:
     assert m.columns == ["id", "image", "title", "price"]
 
 
+def test_rows_with_the_same_fields_share_one_layout_and_others_stay_dicts(mug_folder: Path) -> None:
+    """A dict row's cells are held as a tuple over a layout its rows share; rows whose fields keep
+    changing (past MAX_LAYOUTS of them) are held as dicts. Either reads as the row's dict."""
+    import pickle
+    from pipeline.inputs import build
+    from pipeline.inputs.items import Cells
+    same = [f"  - {{id: s{k}, image: images/mug.png, title: T{k}, colour: c{k % 3}}}" for k in range(5)]
+    varied = [f"  - {{id: v{k}, image: images/mug.png, title: V{k}, f{k}: x}}" for k in range(build.MAX_LAYOUTS + 3)]
+    m = load(mug_folder / "items.yml", "items:\n" + "\n".join(same + varied) + "\n", prompt="{title}")
+    by_id = {i.id: i for i in m.items}
+    shared = [by_id[f"s{k}"].extra for k in range(5)]
+    assert all(isinstance(cells, Cells) for cells in shared)
+    assert len({id(cells._at) for cells in shared}) == 1  # one layout for the five rows
+    assert [{**cells} for cells in shared[:2]] == [{"title": "T0", "colour": "c0"}, {"title": "T1", "colour": "c1"}]
+    assert shared[1] == {"title": "T1", "colour": "c1"} and repr(shared[1]) == repr({"title": "T1", "colour": "c1"})
+    assert shared[1].get("price") is None and "colour" in shared[1] and len(shared[1]) == 2
+    assert pickle.loads(pickle.dumps(by_id["s1"])).extra == {"title": "T1", "colour": "c1"}
+    # Five rows of one layout, then one layout per varied row until the cap: the rest are dicts.
+    assert [type(by_id[f"v{k}"].extra) for k in range(build.MAX_LAYOUTS - 2, build.MAX_LAYOUTS + 3)] == \
+        [Cells] + [dict] * 4
+    last = build.MAX_LAYOUTS + 2
+    assert by_id[f"v{last}"].extra == {"title": f"V{last}", f"f{last}": "x"}
+
+
 def test_yaml_item_missing_a_template_column(mug_folder: Path) -> None:
     text = "items:\n  - {id: a, image: images/mug.png, title: Mug}\n  - {id: b, image: images/mug.png}\n"
     m = load(mug_folder / "items.yaml", text, prompt="{title} on marble")

@@ -77,6 +77,18 @@ def test_a_shopify_product_spans_its_rows(tmp_path):
     assert [i for i in mug if i.startswith("glass-vase")] == ["glass-vase-1"]
 
 
+def test_a_store_exports_items_hold_their_cells_as_tuples_over_one_layout(tmp_path):
+    """A dict per item of a Shopify export's 20-odd columns took 1.2 GB to validate 600,000 pictures (#21 §1)."""
+    from pipeline.inputs.items import Cells
+    write_shopify(tmp_path / "products_export.csv", BASE, "current")
+    _, manifest, _ = validate(config(tmp_path, "products_export.csv", store={"images": "all"}), check_images=False)
+    cells = [item.extra for item in manifest.items]
+    assert len(cells) > 2 and all(isinstance(c, Cells) for c in cells)
+    assert len({id(c._at) for c in cells}) == 1
+    one = {item.id: item for item in manifest.items}["ceramic-mug-1"].extra
+    assert (one["title"], one["image_alt"], one["position"]) == ('Ceramic Mug, "Classic"', "Blue mug", "1")
+
+
 def test_plain_text():
     assert plain_text("<p>Hand-thrown &amp; glazed,\n<b>two</b>&nbsp;colours</p><script>x()</script>") == \
         "Hand-thrown & glazed, two colours"
