@@ -97,8 +97,8 @@ def plan(items: list[Item], rows: Mapping[str, Row], shas: Mapping[str, str], wh
                 if quick is not None and not where.force and quick_unchanged(quick, item.output_name, fp,
                                                                               where.output_dir):
                     result.counts["unchanged"] += 1
-                else:
-                    _plan_item(result, item, rows, sha, where, fp)
+                else:  # no row in the batch's read: none at all, and no second query for it
+                    _plan_item(result, item, None if quick is None else rows.get(item.id), sha, where, fp)
     for item in items if variants else ():
         for variant, output_name in zip(variants, item.output_names):
             _plan_variant(result, item, variant, output_name, rows, shas[item.id], where, image_shas, cfg, base)
@@ -106,9 +106,8 @@ def plan(items: list[Item], rows: Mapping[str, Row], shas: Mapping[str, str], wh
     return result
 
 
-def _plan_item(result: Plan, item: Item, rows: Mapping[str, Row], sha: str, where: Where, fp: str) -> None:
-    """The implicit variant: one step, the item's own row `{id}`, today's fingerprint `fp`."""
-    row = rows.get(item.id)
+def _plan_item(result: Plan, item: Item, row: Row | None, sha: str, where: Where, fp: str) -> None:
+    """The implicit variant: one step, the item's own `row` (None: it has none), today's fingerprint `fp`."""
     adopted = (row is not None and where.legacy_kind is not None and row.fingerprint != fp
                and row.fingerprint == fingerprint(sha, item.prompt, where.legacy_kind))
     if adopted:
