@@ -99,6 +99,9 @@ def phase_full(args: argparse.Namespace, work: Path, res: Results, startup_cpu: 
     res.add("client CPU per item (whole process)", f"{run.cpu_s / n * 1000:.2f} ms "
             f"(user {run.user_s:.2f} s + sys {run.sys_s:.2f} s)", "<= 2.5 ms (#21)", run.cpu_s / n * 1000 <= 2.5)
     res.add("  ... less start-up and imports", f"{max(0.0, run.cpu_s - startup_cpu) / n * 1000:.2f} ms")
+    if isinstance(cpu := summary.get("cpu_s"), dict):  # the run's own split (`run --json`)
+        res.add("  ... of which the pipeline process / its fidelity workers",
+                f"{cpu['process'] / n * 1000:.2f} / {cpu['workers'] / n * 1000:.2f} ms")
     res.add("client peak RSS (full run)", f"{run.max_rss_mb:.0f} MB")
     res.add("requests per second (all routes)", f"{requests / run.wall_s:.0f} /s "
             f"({requests} requests, {requests / n:.2f} per item: {_per_route(ledger)})")

@@ -19,6 +19,7 @@ import time
 import pipeline
 from pipeline.errors import ConfigError, InvalidItems, PipelineError
 from pipeline.outputs import arrow
+from pipeline.run.children import cpu_seconds
 from pipeline.sandbox.options import ROOT, SANDBOX_KEY, add_sandbox_arguments
 
 EXIT_USAGE = 2
@@ -285,8 +286,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"command": "run", "exit_code": result.exit_code, "counts": dict(counts),
                           "credits": result.credits, "submits": result.submits,
-                          "elapsed_s": round(result.elapsed_s, 3), "stopped": result.message,
-                          "results": str(result.results_path), "problems": problems,
+                          "elapsed_s": round(result.elapsed_s, 3), "cpu_s": cpu_seconds(),
+                          "stopped": result.message, "results": str(result.results_path), "problems": problems,
                           "store_files": {f.name: f.products for f in result.extra.get("store_files", ())}}))
     else:
         print(line)

@@ -85,6 +85,8 @@ def test_json_summary_is_one_line_on_stdout(sandbox, catalog_dir):
     assert summary["exit_code"] == done.returncode == 0
     assert summary["counts"] == {"done": 3, "failed": 0, "pending": 0, "review": 0}
     assert summary["credits"] == 3
+    # The process's CPU, and the fidelity worker's that scored the 3 outputs (the gate is on by default).
+    assert summary["cpu_s"]["process"] > 0 and summary["cpu_s"]["workers"] > 0
 
 
 def test_status_reads_the_checkpoint_without_the_api(sandbox, catalog_dir, capsys):
