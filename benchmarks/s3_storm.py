@@ -5,6 +5,8 @@ done, credits = items, and every object in the bucket a whole JPEG.
 
     python benchmarks/s3_storm.py                        # 24 items, 40 s storm, 17% random faults
     python benchmarks/s3_storm.py --items 60 --storm-s 90 --bare   # botocore's and s3fs's retries off
+    python benchmarks/s3_storm.py --storm-kind reset     # the storm resets every call instead (or 500,
+                                                         # or silent: no answer until it ends)
 
 moto's S3 server, the proxy (tests/fault_proxy.py) and the sandbox run in this process on 127.0.0.1;
 `pipeline run` is a child process with the config's defaults (retries.budget_s 300, backoff 0.5-30 s).
@@ -34,6 +36,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--rate", type=float, default=0.17, help="share of S3 calls failed at random")
     p.add_argument("--processing-s", type=float, default=1.0, help="sandbox order time")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--storm-kind", choices=("503", "500", "reset", "silent"), default="503",
+                   help="what every S3 call gets during the storm: 503 SlowDown (default), 500, a reset, or no answer")
     p.add_argument("--bare", action="store_true", help="switch off botocore's and s3fs's own retries")
     args = p.parse_args(argv)
 
@@ -61,7 +65,7 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp, \
             SandboxThread(SandboxOptions(processing_s=args.processing_s, seed=args.seed)) as sandbox, \
             FaultProxy(endpoint, rate=args.rate, seed=args.seed, storm_s=args.storm_s,
-                       storm_when=first_output) as proxy:
+                       storm_when=first_output, storm_kind=args.storm_kind) as proxy:
         root = Path(tmp)
         (root / "images").mkdir()
         rows = []
@@ -111,7 +115,7 @@ def main(argv: list[str]) -> int:
         print(f"items done          {sum(r['status'] == 'done' for r in table)}/{args.items} in the bucket's results.csv")
         print(f"credits             {credits}")
         print(f"outputs in bucket   {outputs}; JPEG objects whole {whole}, broken {broken}")
-        print(f"S3 calls            {proxy.stats['calls']}: forwarded {proxy.stats['forwarded']}, storm 503 "
+        print(f"S3 calls            {proxy.stats['calls']}: forwarded {proxy.stats['forwarded']}, storm {args.storm_kind} "
               f"{proxy.stats['storm']}, random 503 {proxy.stats['503']}, 500 {proxy.stats['500']}, "
               f"resets {proxy.stats['reset']}")
         if done.returncode:

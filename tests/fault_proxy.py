@@ -1,10 +1,11 @@
 """A fault-injecting HTTP proxy for an S3 server (moto's), on 127.0.0.1: random 503 SlowDown, 500
 InternalError and connection resets on a share of calls, and storms during which every call (or every
-call a predicate picks) is refused with 503 SlowDown.
+call a predicate picks) is refused: with 503 SlowDown, or (`storm_kind`) 500, a reset, or an answer that
+never comes (the connection held open, silent, until the storm ends).
 
     with FaultProxy(s3_endpoint, rate=0.17, seed=1, storm_s=3.0, storm_when=first_output_put) as proxy:
         ... point AWS_ENDPOINT_URL at proxy.url ...
-    proxy.stats      # Counter: calls, forwarded, 503, 500, reset, storm
+    proxy.stats      # Counter: calls, forwarded, 503, 500, reset, storm (and "storm reset" ... by kind)
 
 Written for the tests and for the by-hand storm of docs/resilience.md (benchmarks/s3_storm.py); the
 faults are drawn before the call is forwarded, so a refused call has no effect on the bucket.
@@ -44,11 +45,15 @@ class FaultProxy:
 
     def __init__(self, upstream: str, *, rate: float = 0.0, seed: int = 0, storm_s: float = 0.0,
                  storm_when: Callable[[str, str], bool] | None = None,
-                 refuse: Callable[[str, str], bool] | None = None, retry_after: float | None = None):
+                 refuse: Callable[[str, str], bool] | None = None, retry_after: float | None = None,
+                 storm_kind: str = "503"):
         target = urlsplit(upstream)
         self.upstream = (target.hostname, target.port)
         self.rate, self.storm_s, self.storm_when, self.refuse = rate, storm_s, storm_when, refuse
         self.retry_after = retry_after
+        if storm_kind not in ("503", "500", "reset", "silent"):
+            raise ValueError(f"storm_kind: 503, 500, reset or silent, not {storm_kind!r}")
+        self.storm_kind = storm_kind
         self.rng = random.Random(seed)
         self.stats: Counter = Counter()
         self.storm_started: float | None = None
@@ -102,6 +107,14 @@ class FaultProxy:
         fault = self._verdict(method, path)
         with self._lock:
             self.stats[fault or "forwarded"] += 1
+        if fault == "storm" and self.storm_kind != "503":
+            with self._lock:
+                self.stats[f"storm {self.storm_kind}"] += 1
+            if self.storm_kind == "silent":  # no answer while the storm lasts, then the connection drops
+                time.sleep(max(0.0, self.storm_ended - time.monotonic()))
+                fault = "reset"
+            else:
+                fault = self.storm_kind
         if fault == "reset":
             # SO_LINGER 0: close() sends RST, as a dropped connection does.
             handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

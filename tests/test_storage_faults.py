@@ -57,14 +57,18 @@ def output_put(method: str, path: str) -> bool:
     return method == "PUT" and "/out/sku-" in path and path.split("?")[0].endswith(".jpg")
 
 
+@pytest.mark.parametrize("storm_kind", ["503", "reset", "silent"])
 def test_a_storm_and_random_faults_in_the_bucket_end_in_one_run_with_one_credit_each(
-        sandbox, bare_s3, catalog_dir, monkeypatch):
+        sandbox, bare_s3, catalog_dir, monkeypatch, storm_kind):
     config = catalog(catalog_dir, sandbox.base_url)
-    # 17% of calls fail at random; once the first output is written, 3 s of 503 SlowDown to everything.
-    with FaultProxy(bare_s3.endpoint, rate=0.17, seed=3, storm_s=3.0, storm_when=output_put) as proxy:
+    # 17% of calls fail at random; once the first output is written, 3 s in which every call gets 503
+    # SlowDown, a reset, or no answer at all until the storm ends.
+    with FaultProxy(bare_s3.endpoint, rate=0.17, seed=3, storm_s=3.0, storm_when=output_put,
+                    storm_kind=storm_kind) as proxy:
         through(proxy, monkeypatch)
         assert main(["run", str(config), "--quiet"]) == 0
     assert proxy.stats["storm"] > 0 and proxy.stats["503"] + proxy.stats["500"] + proxy.stats["reset"] > 0
+    assert storm_kind == "503" or proxy.stats[f"storm {storm_kind}"] == proxy.stats["storm"]
     assert sandbox.ledger_snapshot()["credits"] == ITEMS
     assert_whole_jpegs(bare_s3, ITEMS)
     assert not list((catalog_dir / "state" / "outbox").glob("*"))  # nothing left waiting
