@@ -2,6 +2,8 @@
 incident during which every API call is answered so. The run slows down; no item fails."""
 from __future__ import annotations
 
+import pytest
+
 from helpers import results, write_catalog
 from pipeline.cli import main
 
@@ -16,9 +18,11 @@ def test_a_fifth_of_answers_5000_on_upload_url_submit_and_status_still_end_in_on
     assert {r["status"] for r in results(config).values()} == {"done"}
 
 
-def test_an_incident_answering_5000_to_everything_slows_the_run_and_fails_nothing(sandbox, catalog_dir):
-    # Every API call is answered 5000 for 2 s, from the 20th on: uploads, submits and orders in flight.
-    sandbox.set_options(outage_s=2.0, outage_after=20)
+@pytest.mark.parametrize("kind", ["5000", "503", "reset"])
+def test_an_incident_answering_5000_to_everything_slows_the_run_and_fails_nothing(sandbox, catalog_dir, kind):
+    # Every API call is answered 5000 (or a gateway's 503, or a dropped connection) for 2 s, from the
+    # 20th on: uploads, submits and orders in flight.
+    sandbox.set_options(outage_s=2.0, outage_after=20, outage_kind=kind)
     config = write_catalog(catalog_dir, 12, base_url=sandbox.base_url,
                            config={"retries": {"backoff_base_s": 0.05, "backoff_max_s": 0.5}})
     assert main(["run", str(config), "--quiet"]) == 0

@@ -45,7 +45,8 @@ from PIL import Image
 from pipeline.errors import ConfigError
 from pipeline.lightx.tools import INPUT_FIELD, STATUS_PATHS, TOOLS, Tool
 from pipeline.sandbox.handlers import Output, output_extension
-from pipeline.sandbox.faults import API, STORAGE, ConnectionReset, draw_fault, in_outage, lightx_json
+from pipeline.sandbox.faults import (API, STORAGE, ConnectionReset, draw_fault, in_outage, lightx_json,
+                                     outage_answer)
 from pipeline.sandbox.ledger import Ledger
 from pipeline.sandbox.options import ROOT, SandboxOptions
 from pipeline.sandbox.pictures import get_picture
@@ -124,7 +125,10 @@ async def sandbox_middleware(request: web.Request, handler):
         await asyncio.sleep(state.options.latency_s)
     if in_outage(endpoint, state.options, state.ledger):
         state.ledger.faults["outage"] += 1
-        return lightx_json(200, 5000, "INTERNAL_SERVER_ERROR")
+        try:
+            return outage_answer(request, state.options)
+        except ConnectionReset:
+            raise asyncio.CancelledError() from None
     kind = draw_fault(endpoint, state.options, state.fault_rng)
     if kind is not None and kind.respond is not None:
         state.ledger.faults[kind.name] += 1

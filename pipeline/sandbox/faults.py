@@ -14,8 +14,9 @@ successful answer (it is counted only when there was one to corrupt).
     5000        rate_5000         upload_url submit status (HTTP 200, statusCode 5000 INTERNAL_SERVER_ERROR)
     truncated   rate_truncated    output (200, first half of the JPEG, its own Content-Length/ETag)
 
-An incident (``outage_s`` after ``outage_after`` API requests) answers every API request with
-statusCode 5000 in an HTTP 200 for that long, before the handler, like ``rate_5000``.
+An incident (``outage_s`` after ``outage_after`` API requests) answers every API request for that
+long, before the handler: with statusCode 5000 in an HTTP 200 like ``rate_5000`` (``outage_kind``
+"5000"), with a gateway's 503 page ("503"), or by dropping the connection ("reset").
 
 The cdn (imageUrl) GET and the ``__`` admin routes never fault.
 """
@@ -53,7 +54,17 @@ def _gateway_page(code: int, reason: str) -> str:
             f"<center><h1>{code} {reason}</h1></center><hr><center>nginx</center></body></html>\n")
 
 
-def _reset(request: web.Request, rng: random.Random, options: SandboxOptions) -> web.Response:
+def outage_answer(request: web.Request, options: SandboxOptions) -> web.Response:
+    """What an API request gets during the --outage-s incident, as --outage-kind says."""
+    if options.outage_kind == "503":
+        return web.Response(status=503, content_type="text/html",
+                            text=_gateway_page(503, "Service Temporarily Unavailable"))
+    if options.outage_kind == "reset":
+        return _reset(request, None, options)
+    return lightx_json(200, 5000, "INTERNAL_SERVER_ERROR")
+
+
+def _reset(request: web.Request, rng: random.Random | None, options: SandboxOptions) -> web.Response:
     transport = request.transport
     if transport is not None:
         sock = transport.get_extra_info("socket")

@@ -11,6 +11,7 @@ from pipeline.errors import ConfigError
 SANDBOX_KEY = "sandbox-key"
 ROOT = "/external/api"  # where LightX serves its API, and so the sandbox too
 PICTURE_FAULTS = ("silent", "stall", "5xx", "reset")  # how its store picture host can misbehave
+OUTAGE_KINDS = ("5000", "503", "reset")  # what every API request gets during an --outage-s incident
 
 _RATES = ("rate_429", "rate_5xx", "rate_reset", "rate_garbage", "rate_bad_status", "rate_5000",
           "rate_failed", "slow_order_rate", "rate_truncated", "rate_altered")
@@ -41,6 +42,8 @@ class SandboxOptions:
     outage_s: float = _opt(0.0, "an incident: once --outage-after API requests were answered, every API "
                                 "request is answered HTTP 200 statusCode 5000 for this many seconds")
     outage_after: int = _opt(0, "API requests answered before the --outage-s incident begins")
+    outage_kind: str = _opt("5000", "what the incident answers: 5000 (HTTP 200, statusCode 5000), 503 (a "
+                                    "gateway's HTML page) or reset (the connection dropped)")
     rate_failed: float = _opt(0.0, "share of orders that end 'failed' (free)")
     rate_truncated: float = _opt(0.0, "share of output downloads answered 200 with only the first half "
                                       "of the JPEG (right Content-Length, does not decode)")
@@ -110,6 +113,8 @@ class SandboxOptions:
             problems.append("refuse_prompt must not be empty; leave it unset to refuse no prompt")
         if self.pictures_fault is not None and self.pictures_fault not in PICTURE_FAULTS:
             problems.append(f"pictures_fault must be one of {', '.join(PICTURE_FAULTS)}, got {self.pictures_fault!r}")
+        if self.outage_kind not in OUTAGE_KINDS:
+            problems.append(f"outage_kind must be one of {', '.join(OUTAGE_KINDS)}, got {self.outage_kind!r}")
         if self.pictures_fault_first is not None and self.pictures_fault_first < 0:
             problems.append(f"pictures_fault_first must be >= 0, got {self.pictures_fault_first}")
         if not self.api_key:
