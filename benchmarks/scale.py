@@ -39,8 +39,10 @@ BARS = {"validate": (10.0, 600), "dry run 0/8": (8.0, 300), "no-op rerun": (60.0
 STAMPS = ("results.stamp.json", "report.stamp.json")  # in the config's state.dir, out/.pipeline
 
 
-def make_catalog(root: Path, rows: int, images: int) -> Path:
-    """`images` distinct small JPEGs, a CSV of `rows` rows (id,image,prompt) and a config; reused if present."""
+def make_catalog(root: Path, rows: int, images: int, titles: bool = False) -> Path:
+    """`images` distinct small JPEGs, a CSV of `rows` rows (id,image,prompt) and a config; reused if present.
+    `titles`: columns id,image,title,brand,price instead, and the prompt a template over them, so that
+    every row's prompt is its own and three more cells a row are kept (a store's catalog)."""
     from PIL import Image
 
     config = root / "config.yaml"
@@ -52,13 +54,19 @@ def make_catalog(root: Path, rows: int, images: int) -> Path:
             root / "images" / f"p{i:05d}.jpg", quality=80)
     with open(root / "catalog.csv", "w", newline="", encoding="utf-8") as fh:
         out = csv.writer(fh)
-        out.writerow(["id", "image", "prompt"])
+        out.writerow(["id", "image", "title", "brand", "price"] if titles else ["id", "image", "prompt"])
         for i in range(rows):
             k = i % images  # a product's photos share its prompt, as a catalog's variants do
-            out.writerow([f"sku-{i:07d}", f"images/p{k:05d}.jpg",
-                          f"product {k} on a white marble kitchen counter, soft natural light"])
+            if titles:
+                out.writerow([f"sku-{i:07d}", f"images/p{k:05d}.jpg", f"Product {i}", f"Brand {i % 50}",
+                              f"{i % 997 / 10:.2f}"])
+            else:
+                out.writerow([f"sku-{i:07d}", f"images/p{k:05d}.jpg",
+                              f"product {k} on a white marble kitchen counter, soft natural light"])
     doc = {"manifest": "catalog.csv", "output": {"dir": "out", "filename": "{id}.jpg"},
            "api": {"base_url": "http://127.0.0.1:9/external/api"}, "budget": {"confirm_over": 100_000_000}}
+    if titles:
+        doc["prompt"] = "{title} by {brand} on a white marble kitchen counter, soft natural light"
     config.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")  # JSON is YAML
     return config
 
@@ -77,8 +85,8 @@ def in_child(function: str, *args: str) -> None:
     subprocess.run([sys.executable, "-c", code, *args], check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
-def make_catalog_at(root: str, rows: str, images: str) -> None:
-    make_catalog(Path(root), int(rows), int(images))
+def make_catalog_at(root: str, rows: str, images: str, titles: str = "") -> None:
+    make_catalog(Path(root), int(rows), int(images), titles == "titles")
 
 
 def forget_outputs(root: Path) -> None:
@@ -110,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=1, help="runs of each command, one line each (a first rerun "
                    "writes results and report; the next is the no-op)")
     p.add_argument("--only", help=f"comma-separated cases to measure, of: {', '.join(BARS)}")
+    p.add_argument("--titles", action="store_true", help="a store-like catalog: title, brand and price columns, "
+                                                         "the prompt a template over them (every row's its own)")
     args = p.parse_args(argv)
     only = set(args.only.split(",")) if args.only else set(BARS)
     if only - set(BARS):
@@ -118,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| rows | command | exit | wall | CPU | peak RSS | load (1 min) | bar |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for rows in args.rows or [100_000, 1_000_000]:
-        root = work / f"rows-{rows}"
+        root = work / (f"rows-{rows}-titles" if args.titles else f"rows-{rows}")
         config = root / "config.yaml"
         if not config.exists():
-            in_child("make_catalog_at", str(root), str(rows), str(args.images))
+            in_child("make_catalog_at", str(root), str(rows), str(args.images), "titles" if args.titles else "")
         cases = [("validate", ["validate", str(config)]),
                  ("dry run 0/8", ["run", str(config), "--dry-run", "--shard", "0/8", "--quiet"])]
         if args.rerun:

@@ -11,6 +11,7 @@ import os
 from array import array
 from collections.abc import Callable
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 
 from pipeline.inputs.items import RESERVED, Cells, InvalidItem, Item, Manifest, where as _where
@@ -63,6 +64,9 @@ def build(table: Table, prompt_t: Template | None, name_t: Template, path: Path 
         at_id, at_image = columns.index("id"), columns.index("image")  # a CSV without them was refused
         at_prompt = columns.index("prompt") if "prompt" in columns else None
         extra_at = [(at, column) for at, column in enumerate(columns) if column not in RESERVED]
+        extra_layout = {column: n for n, (_, column) in enumerate(extra_at)}  # every row's Cells share it
+        extra_of = (itemgetter(*(at for at, _ in extra_at)) if len(extra_at) > 1 else
+                    (lambda values, at=extra_at[0][0] if extra_at else 0: (values[at],)))
         name_of = name_t.over(columns)
         prompt_of = prompt_t.over(columns) if prompt_t is not None else None
     # Without variants a CSV's row stays a list; with them, a dict by column fills {variant} per variant.
@@ -159,7 +163,12 @@ def build(table: Table, prompt_t: Template | None, name_t: Template, path: Path 
             known = _known(pairs, paths, shared, base, image, prompt, remember=False)
         prompt, image, image_path, image_url = known  # one str and Path per distinct image, shared by its rows
         if listed:
-            extra = {column: _shared(shared, cells[at]) for at, column in extra_at} if extra_at else _NO_EXTRA
+            if extra_at:
+                values = extra_of(cells)
+                extra = Cells(extra_layout, tuple(map(shared.setdefault if len(shared) < SHARED else shared.get,
+                                                      values, values)))  # _shared, in C: 3 cells a row, a million rows
+            else:
+                extra = _NO_EXTRA
         else:
             extra = _cells(layouts, shared, cells)
         items.append(Item(item_id, image, prompt, row, image_path, image_url,
@@ -190,6 +199,7 @@ def _taken_before(others: array, kept_at: dict[int, int]) -> bool:
 
 
 MAX_LAYOUTS = 64
+SHARED = 100_000  # distinct texts the pool of shared strings takes
 _NO_EXTRA: dict[str, str] = {}  # every item without extra columns shares it; nothing writes to an Item's extra
 
 
@@ -206,14 +216,13 @@ def _cells(layouts: dict[tuple[str, ...], tuple[tuple[str, ...], dict[str, int]]
     keys, at = layout
     if not keys:
         return _NO_EXTRA
-    if len(shared) < 100_000:  # as _shared, a row at a time
-        return Cells(at, tuple([shared.setdefault(v, v) for v in map(cells.__getitem__, keys)]))
-    return Cells(at, tuple([shared.get(v, v) for v in map(cells.__getitem__, keys)]))
+    values = [cells[k] for k in keys]
+    return Cells(at, tuple(map(shared.setdefault if len(shared) < SHARED else shared.get, values, values)))
 
 
 def _shared(pool: dict[str, str], text: str) -> str:
     """One object per distinct text while the pool is small (prompts repeat over a catalog's rows)."""
-    if len(pool) < 100_000:
+    if len(pool) < SHARED:
         return pool.setdefault(text, text)
     return pool.get(text, text)
 
