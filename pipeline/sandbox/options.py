@@ -40,7 +40,7 @@ class SandboxOptions:
     rate_5000: float = _opt(0.0, "share of API requests (upload-url, submit, status) answered HTTP 200 with "
                                  "statusCode 5000 INTERNAL_SERVER_ERROR, before anything is done")
     outage_s: float = _opt(0.0, "an incident: once --outage-after API requests were answered, every API "
-                                "request is answered HTTP 200 statusCode 5000 for this many seconds")
+                                "request is answered as --outage-kind says for this many seconds")
     outage_after: int = _opt(0, "API requests answered before the --outage-s incident begins")
     outage_kind: str = _opt("5000", "what the incident answers: 5000 (HTTP 200, statusCode 5000), 503 (a "
                                     "gateway's HTML page) or reset (the connection dropped)")
