@@ -415,6 +415,29 @@ async def test_injected_faults_happen_before_any_effect(make_lx, kind, endpoint)
     assert status == 200
 
 
+@pytest.mark.parametrize("kind", ["5000", "503", "reset"])
+async def test_an_incident_answers_every_api_call_as_its_kind_says_then_ends(make_lx, kind):
+    lx = await make_lx()
+    ctx = await _context(lx)
+    orders = len(lx.sb.state.orders)
+    lx.sb.set_options(outage_s=30.0, outage_after=0, outage_kind=kind)  # from the next API call on
+    for endpoint in ("upload_url", "submit", "status"):
+        if kind == "reset":
+            with pytest.raises(aiohttp.ClientConnectionError):
+                await _call(lx, endpoint, ctx)
+            continue
+        status, _, text = await _call(lx, endpoint, ctx)
+        if kind == "503":
+            assert status == 503 and "503 Service Temporarily Unavailable" in text
+        else:
+            assert status == 200 and json.loads(text)["statusCode"] == 5000
+    assert lx.sb.ledger.faults["outage"] >= 3  # nothing done: no slot, no order
+    assert len(lx.sb.state.slots) == ctx["slots"] and len(lx.sb.state.orders) == orders
+    lx.sb.set_options(outage_s=0.0)
+    status, _, _ = await _call(lx, "upload_url", ctx)
+    assert status == 200
+
+
 async def test_fault_rates_are_shares_and_seeded(make_lx):
     kinds = []
     for _ in range(2):
