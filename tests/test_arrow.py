@@ -50,11 +50,18 @@ def test_a_library_process_imports_pyarrow_with_numpy():
 def test_numpy_waits_for_a_load_in_progress_rather_than_fail():
     out = _python(
         "import sys, threading; from pipeline.outputs import arrow\n"
+        "class Watched:  # the module's lock, telling when another thread asks for it\n"
+        "    def __init__(self): self.lock, self.asked = threading.Lock(), threading.Event()\n"
+        "    def __enter__(self):\n"
+        "        if threading.current_thread() is not threading.main_thread(): self.asked.set()\n"
+        "        self.lock.acquire()\n"
+        "    def __exit__(self, *exc): self.lock.release()\n"
+        "arrow._lock = watched = Watched()\n"
         "got = []\n"
-        "with arrow._lock:  # as load() holds it while NumPy is hidden\n"
+        "with watched:  # as load() holds it while NumPy is hidden\n"
         "    sys.modules['numpy'] = None\n"
         "    t = threading.Thread(target=lambda: got.append(arrow.numpy().__name__)); t.start()\n"
-        "    t.join(0.2); waiting = t.is_alive()\n"
+        "    asked = watched.asked.wait(30)\n"
         "    del sys.modules['numpy']\n"
-        "t.join(); print(waiting, got)")
+        "t.join(); print(asked, got)")
     assert out == "True ['numpy']"

@@ -11,7 +11,6 @@ import os
 from array import array
 from collections.abc import Callable
 from functools import lru_cache
-from operator import itemgetter
 from pathlib import Path
 
 from pipeline.inputs.items import RESERVED, Cells, InvalidItem, Item, Manifest, where as _where
@@ -65,8 +64,6 @@ def build(table: Table, prompt_t: Template | None, name_t: Template, path: Path 
         at_prompt = columns.index("prompt") if "prompt" in columns else None
         extra_at = [(at, column) for at, column in enumerate(columns) if column not in RESERVED]
         extra_layout = {column: n for n, (_, column) in enumerate(extra_at)}  # every row's Cells share it
-        extra_of = (itemgetter(*(at for at, _ in extra_at)) if len(extra_at) > 1 else
-                    (lambda values, at=extra_at[0][0] if extra_at else 0: (values[at],)))
         name_of = name_t.over(columns)
         prompt_of = prompt_t.over(columns) if prompt_t is not None else None
     # Without variants a CSV's row stays a list; with them, a dict by column fills {variant} per variant.
@@ -163,12 +160,8 @@ def build(table: Table, prompt_t: Template | None, name_t: Template, path: Path 
             known = _known(pairs, paths, shared, base, image, prompt, remember=False)
         prompt, image, image_path, image_url = known  # one str and Path per distinct image, shared by its rows
         if listed:
-            if extra_at:
-                values = extra_of(cells)
-                extra = Cells(extra_layout, tuple(map(shared.setdefault if len(shared) < SHARED else shared.get,
-                                                      values, values)))  # _shared, in C: 3 cells a row, a million rows
-            else:
-                extra = _NO_EXTRA
+            extra = Cells(extra_layout, _shared_all(shared, [cells[at] for at, _ in extra_at])) if extra_at \
+                else _NO_EXTRA
         else:
             extra = _cells(layouts, shared, cells)
         items.append(Item(item_id, image, prompt, row, image_path, image_url,
@@ -216,8 +209,13 @@ def _cells(layouts: dict[tuple[str, ...], tuple[tuple[str, ...], dict[str, int]]
     keys, at = layout
     if not keys:
         return _NO_EXTRA
-    values = [cells[k] for k in keys]
-    return Cells(at, tuple(map(shared.setdefault if len(shared) < SHARED else shared.get, values, values)))
+    return Cells(at, _shared_all(shared, [cells[k] for k in keys]))
+
+
+def _shared_all(pool: dict[str, str], texts: list[str]) -> tuple[str, ...]:
+    """`_shared` of each of a row's texts, in C (map over the pool's own methods): a million rows of
+    several cells each made the function calls a second of the build."""
+    return tuple(map(pool.setdefault if len(pool) < SHARED else pool.get, texts, texts))
 
 
 def _shared(pool: dict[str, str], text: str) -> str:
