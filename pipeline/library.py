@@ -35,9 +35,9 @@ def validate(config_path: str | Path) -> Overview:
     problem; items that cannot run are counted in ``invalid`` and worded in ``problems``.
     """
     from pipeline.inputs.delivery import warnings
-    from pipeline.inputs.validate import problem_lines, validate as check
-    cfg, manifest, overview = check(config_path)
-    return dataclasses.replace(overview, problems=tuple(problem_lines(manifest)), warnings=tuple(warnings(cfg)))
+    from pipeline.inputs.validate import overview
+    cfg, counted = overview(config_path)  # the manifest's valid rows counted, not held
+    return dataclasses.replace(counted, warnings=tuple(warnings(cfg)))
 
 
 def run(config_path: str | Path, *, sandbox: bool = False, shard: str | Shard | None = None,

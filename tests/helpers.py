@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import csv
 import functools
@@ -25,7 +26,7 @@ import yaml
 from PIL import Image, ImageDraw
 
 from pipeline.errors import ConfigError
-from pipeline.inputs.validate import problem_lines, validate
+from pipeline.inputs.validate import overview, problem_lines, validate
 from pipeline.sandbox import SANDBOX_KEY, SandboxOptions
 
 # Fast sandbox defaults for tests: orders finish in 0.1 s, polls every 0.05 s.
@@ -114,11 +115,21 @@ def results(config: Path, out: str = "out") -> dict[str, dict]:
 
 
 def problems_of(config: Path, env: dict[str, str] | None = None) -> list[str]:
-    """Every problem `pipeline validate` would print: a ConfigError's lines, else every invalid row's."""
+    """Every problem `pipeline validate` would print: a ConfigError's lines, else every invalid row's.
+    Worked out twice, from the whole manifest and as `pipeline validate` counts it without holding
+    its rows (inputs.validate.overview): the two must say the same."""
+    given = {} if env is None else {"env": env}
     try:
-        _, manifest, _ = validate(config) if env is None else validate(config, env=env)
+        _, manifest, plan = validate(config, **given)
     except ConfigError as exc:
+        try:
+            overview(config, **given)
+        except ConfigError as counted:
+            assert counted.problems == exc.problems
+        else:
+            raise AssertionError(f"overview() accepted what validate() refused: {exc.problems}") from None
         return exc.problems
+    assert overview(config, **given)[1] == dataclasses.replace(plan, problems=tuple(problem_lines(manifest)))
     return problem_lines(manifest)
 
 

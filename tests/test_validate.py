@@ -1,12 +1,13 @@
 """validate(): the matrix of bad inputs (bad_inputs.py), the example catalog, and the plan."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from bad_inputs import BAD_CASES, CONFIG, HEADER, JPEG, Case, catalog, without, write_case
+from bad_inputs import BAD_CASES, CONFIG, HEADER, JPEG, PNG, Case, catalog, without, write_case
 from helpers import problems_of
 from pipeline.inputs.validate import Overview, format_plan, problem_lines, validate
 
@@ -133,3 +134,56 @@ def test_format_plan() -> None:
     text = format_plan(Overview(items=12, invalid=1, distinct_images=1, credits=12))
     assert text == ("12 items, 1 distinct image, 1 invalid\n"
                     "a full run would spend 12 credits (1 per generated image; failed orders are free)")
+
+
+def test_pipeline_validate_counts_the_rows_it_does_not_hold(tmp_path: Path, monkeypatch) -> None:
+    """`pipeline validate` (inputs.validate.overview) keeps only the rows whose image is still to be
+    checked, and says what validate() says of the whole manifest: counts, distinct images, every line."""
+    from pipeline.inputs import validate as module
+    monkeypatch.chdir(tmp_path)
+    rows = [f"sku-{n},{'a.png' if n % 3 else 'b.png'},T{n}" for n in range(30)]
+    rows[5] = "sku-5,gone.png,T5"                  # missing
+    rows[7] = "sku-7,cut.jpg,T7"                   # truncated, and used again below
+    rows[9] = "sku-9,cut.jpg,T9"
+    rows[11] = "sku-11,https://cdn.example.com/p.jpg,T11"   # a URL: checked when fetched
+    rows[13] = "sku-13,https://cdn.example.com/p.jpg,T13"
+    rows[15] = "sku-1,a.png,T15"                   # a duplicate id
+    rows[17] = "sku-17,a.png,"                     # an empty title: still a prompt, a valid row
+    files = catalog(csv=HEADER + "\n".join(rows) + "\n", **{"b.png": PNG, "cut.jpg": JPEG[:200]})
+    config = write_case(Case("x", files, ()), tmp_path)
+    held = []
+    real = module.Counted.append
+    monkeypatch.setattr(module.Counted, "append", lambda self, item: (real(self, item), held.__setitem__(
+        slice(None), [i.id for i in self.held]))[0])
+    _, counted = module.overview(config, env={})
+    assert held == ["sku-5", "sku-7", "sku-9"]  # the bad local images' rows; an http(s) URL is not fetched
+    _, manifest, plan = validate(config, env={})
+    assert counted == dataclasses.replace(plan, problems=tuple(problem_lines(manifest)))
+    assert (counted.items, counted.invalid, counted.distinct_images, counted.credits) == (26, 4, 3, 26)
+    assert [line.split(":")[0] for line in counted.problems] == [
+        "catalog.csv row 7 (id sku-5)", "catalog.csv row 9 (id sku-7)", "catalog.csv row 11 (id sku-9)",
+        "catalog.csv row 17 (id sku-1)"]
+
+
+@pytest.mark.parametrize("images", ["first", "all"])
+def test_pipeline_validate_counts_a_store_export_as_validate_reads_it(tmp_path: Path, images: str,
+                                                                    monkeypatch) -> None:
+    """A Shopify export with a product without a picture, HTML descriptions and a local picture that
+    is gone: the counted overview, store summary included, is validate()'s."""
+    from store_exports import write_shopify
+    from pipeline.inputs.validate import overview
+    monkeypatch.chdir(tmp_path)
+    write_shopify(tmp_path / "products_export.csv", "https://cdn.example.com/files", "current")
+    text = (tmp_path / "products_export.csv").read_text(encoding="utf-8")
+    (tmp_path / "a.png").write_bytes(PNG)
+    first = text.split("https://cdn.example.com/files/", 2)[1].split(",")[0]
+    text = text.replace(f"https://cdn.example.com/files/{first}", "a.png", 1)  # one picture local, one gone
+    text = text.replace("https://cdn.example.com/files/", "gone/", 1)
+    (tmp_path / "products_export.csv").write_text(text, encoding="utf-8")
+    (tmp_path / "catalog.yaml").write_text(f"manifest: products_export.csv\nprompt: '{{title}}'\n"
+                                           f"store:\n  images: {images}\n")
+    _, manifest, plan = validate(tmp_path / "catalog.yaml", env={})
+    _, counted = overview(tmp_path / "catalog.yaml", env={})
+    assert counted == dataclasses.replace(plan, problems=tuple(problem_lines(manifest)))
+    assert counted.store is not None and counted.store.skipped
+    assert counted.invalid == (images == "all")  # the gone picture is a product's second

@@ -12,6 +12,7 @@ from array import array
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import Protocol
 
 from pipeline.inputs.items import RESERVED, Cells, InvalidItem, Item, Manifest, where as _where
 from pipeline.inputs.locations import is_http_url
@@ -19,6 +20,13 @@ from pipeline.inputs.readers import UNITS, Table, suffix
 from pipeline.inputs.schema import describe, field_checks, schema_checker
 from pipeline.inputs.template import Template, output_name_problem
 from pipeline.store import remote
+
+
+class Sink(Protocol):
+    """What `build` can hand its Items to instead of a list (inputs/validate.Counted)."""
+    wants_cells: bool
+
+    def append(self, item: Item) -> None: ...
 
 
 def manifest_base(path: Path | str | None) -> Path | str:
@@ -40,9 +48,13 @@ def resolve_image(base: Path | str, image: str) -> tuple[Path | None, str | None
 
 
 def build(table: Table, prompt_t: Template | None, name_t: Template, path: Path | str, shown: str,
-           variants: tuple[str, ...] = (), keep: Callable[[str | None], bool] | None = None) -> Manifest | None:
+           variants: tuple[str, ...] = (), keep: Callable[[str | None], bool] | None = None,
+           into: Sink | None = None) -> Manifest | None:
     """Items and invalid rows of ``table`` (those ``keep`` keeps); None when a kept row's output file
-    name may also be an earlier row's that was not kept: the caller then builds every row."""
+    name may also be an earlier row's that was not kept: the caller then builds every row.
+
+    ``into``: what receives each valid row's Item instead of a list (the Manifest's ``items``);
+    without ``wants_cells`` its Items carry no other cells (`pipeline validate` counts, it keeps none)."""
     unit = UNITS.get(suffix(path), "row")
     checker = schema_checker("manifest", "/$defs/item")
     fast = field_checks("manifest", "/$defs/item")  # None: every record goes to jsonschema
@@ -68,7 +80,8 @@ def build(table: Table, prompt_t: Template | None, name_t: Template, path: Path 
         prompt_of = prompt_t.over(columns) if prompt_t is not None else None
     # Without variants a CSV's row stays a list; with them, a dict by column fills {variant} per variant.
     listed = records and not variants and name_of is not None and (prompt_t is None or prompt_of is not None)
-    items: list[Item] = []
+    items: list[Item] | Sink = [] if into is None else into
+    cells_kept = into is None or into.wants_cells
     invalid: list[InvalidItem] = []
     for row, cells, problems, reported in table.rows:
         if cells is None:  # a row without an id is shard 0's to report, like one with an empty id
@@ -159,7 +172,9 @@ def build(table: Table, prompt_t: Template | None, name_t: Template, path: Path 
         if known is None:
             known = _known(pairs, paths, shared, base, image, prompt, remember=False)
         prompt, image, image_path, image_url = known  # one str and Path per distinct image, shared by its rows
-        if listed:
+        if not cells_kept:
+            extra = _NO_EXTRA
+        elif listed:
             extra = Cells(extra_layout, _shared_all(shared, [cells[at] for at, _ in extra_at])) if extra_at \
                 else _NO_EXTRA
         else:
@@ -168,7 +183,7 @@ def build(table: Table, prompt_t: Template | None, name_t: Template, path: Path 
                           output_names[0], extra, tuple(output_names) if variants else ()))
     if kept_at and others and _taken_before(others, kept_at):
         return None  # a kept row's output file name was perhaps first used by a row not kept
-    return Manifest(items, invalid, columns, path)
+    return Manifest(items, invalid, columns, path)  # type: ignore[arg-type]  # a Sink stands for the list
 
 
 def _known(pairs: dict, paths: dict, shared: dict[str, str], base: Path | str, image: str, prompt: str | None,

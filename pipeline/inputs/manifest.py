@@ -29,7 +29,7 @@ from pathlib import Path
 from pipeline.errors import ConfigError
 # Building Items from rows is inputs/build.py's; Item and Manifest are inputs/items.py's; checks of local
 # images live in inputs/local_images.py. They are named here too, where callers found them.
-from pipeline.inputs.build import build, manifest_base, resolve_image  # noqa: F401
+from pipeline.inputs.build import Sink, build, manifest_base, resolve_image  # noqa: F401
 from pipeline.inputs.files import checked_local, display_path, read_text
 from pipeline.inputs.items import RESERVED, InvalidItem, Item, Manifest  # noqa: F401
 from pipeline.inputs.local_images import JPEG_EOI, image_problem, jpeg_end_problem  # noqa: F401
@@ -39,14 +39,17 @@ from pipeline.inputs.settings import RunConfig
 from pipeline.inputs.template import Template
 
 
-def load_manifest(cfg: RunConfig, keep: Callable[[str | None], bool] | None = None) -> Manifest:
+def load_manifest(cfg: RunConfig, keep: Callable[[str | None], bool] | None = None,
+                  into: Sink | None = None) -> Manifest:
     """Read the manifest named by ``cfg``; file-level faults raise ConfigError, bad rows go to ``invalid``.
 
     ``keep`` (a shard's ``owns``) is applied while the rows stream: only the rows it keeps become
     Items or InvalidItems, so a shard holds its own share. The other rows are still read for what
-    they share with these (an output file name), and the result is the whole manifest's, selected."""
+    they share with these (an output file name), and the result is the whole manifest's, selected.
+    ``into`` (not with ``keep``): receives the valid rows' Items, and stands for the list (build's)."""
+    assert into is None or keep is None
     with _collector_paused():
-        return _load(cfg, keep)
+        return _load(cfg, keep, into)
 
 
 @contextlib.contextmanager
@@ -62,7 +65,7 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _load(cfg: RunConfig, keep: Callable[[str | None], bool] | None) -> Manifest:
+def _load(cfg: RunConfig, keep: Callable[[str | None], bool] | None, into: Sink | None) -> Manifest:
     """`load_manifest`'s work, done with the collector paused."""
     path = cfg.manifest_path
     shown = display_path(path)
@@ -84,7 +87,7 @@ def _load(cfg: RunConfig, keep: Callable[[str | None], bool] | None) -> Manifest
                                   ((row, cells, problems, NONE) for row, cells, problems in rows))
         summary, table = export_table()
         _columns_checked(table, prompt, name, path, cfg)
-        manifest = build(table, prompt, name, path, shown, variants, keep)
+        manifest = build(table, prompt, name, path, shown, variants, keep, into)
         if manifest is None:  # a kept row may share its output file name with an earlier row not kept
             summary, table = export_table()
             manifest = _selected(build(table, prompt, name, path, shown, variants), keep)
@@ -98,7 +101,7 @@ def _load(cfg: RunConfig, keep: Callable[[str | None], bool] | None) -> Manifest
         opened = lambda: contextlib.nullcontext(reader(text, shown))
     with opened() as table:
         _columns_checked(table, prompt, name, path, cfg)
-        manifest = build(table, prompt, name, path, shown, variants, keep)
+        manifest = build(table, prompt, name, path, shown, variants, keep, into)
     if manifest is None:  # a kept row may share its output file name with an earlier row not kept
         with opened() as table:
             manifest = _selected(build(table, prompt, name, path, shown, variants), keep)

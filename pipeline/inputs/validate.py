@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,8 @@ from PIL import Image
 
 from pipeline.errors import CheckpointError, ConfigError
 from pipeline.inputs.config import RunConfig, check_config
-from pipeline.inputs.manifest import InvalidItem, Manifest, load_manifest
+from pipeline.inputs.local_images import image_problem
+from pipeline.inputs.manifest import InvalidItem, Item, Manifest, load_manifest
 from pipeline.inputs.stores import StoreSummary
 from pipeline.inputs.manifest import check_images as _check_images
 from pipeline.inputs.stored import check_stored_images
@@ -52,6 +53,71 @@ def validate(config_path: str | Path, *, env: Mapping[str, str] | None = None, c
     A config problem raises with the manifest's problems too, when the config says where it is.
     ``keep`` (a shard's ``owns``): only the rows it keeps are held, and only their images checked.
     """
+    cfg = _config(config_path, env, check_images)
+    manifest = load_checked(cfg, check_images, keep)
+    return cfg, manifest, plan_of(manifest, cfg)
+
+
+def overview(config_path: str | Path, *, env: Mapping[str, str] | None = None) -> tuple[RunConfig, Overview]:
+    """`validate`'s Overview, with every problem line in ``problems``, without holding the manifest:
+    what `pipeline validate` prints. Each valid row is counted as it is built and dropped; only the
+    rows whose image is still to be checked (in a bucket, or local and bad) are kept. A million rows
+    of a store's catalog took 698 MB as Items, for two counts (#21 §1). With variants, whose checks
+    need every item, this is `validate`'s own work."""
+    cfg = _config(config_path, env)
+    if cfg.variants:
+        cfg, manifest, plan = validate(config_path, env=env)
+        return cfg, dataclasses.replace(plan, problems=tuple(problem_lines(manifest)))
+    counted = Counted()
+    manifest = load_manifest(cfg, into=counted)
+    held = counted.held
+    problems = _check_images(held)
+    stored, _ = check_stored_images(held, cfg.storage.options, _seen(cfg, held), keep=cfg.state_dir / "sources",
+                                    retries=cfg.retries)
+    problems.update(stored)
+    bad = [InvalidItem(item.id, item.row, [f"{manifest.where(item.row, item.id)}: {problems[item.id]}"])
+           for item in held if item.id in problems]
+    valid = [item for item in held if item.id not in problems]
+    invalid = sorted([*manifest.invalid, *bad], key=lambda item: item.row)
+    items = counted.good + len(valid)
+    return cfg, Overview(items=items, invalid=len(invalid), credits=items * sum(v.credits() for v in variants_of(cfg)),
+                         distinct_images=len(counted.images) + len({item.image_url for item in valid}),
+                         store=manifest.store, problems=tuple(line for row in invalid for line in row.problems))
+
+
+class Counted:
+    """A manifest's valid rows as `overview` takes them from `build`: how many are good (a local image
+    that reads, or an http(s) URL, which validation never fetches), their distinct images, and the Items
+    whose image is still to be checked (in a bucket, or local and bad). Each local image is checked
+    once, as `check_images` does; the others' Items are dropped."""
+
+    wants_cells = False  # no check of `overview`'s reads another cell
+
+    def __init__(self) -> None:
+        self.good = 0
+        self.images: set[Path] = set()
+        self.held: list[Item] = []
+        self._checked: dict[Path, bool] = {}
+
+    def append(self, item: Item) -> None:
+        path = item.image_path
+        if path is not None:
+            if (ok := self._checked.get(path)) is None:
+                ok = self._checked[path] = image_problem(path) is None
+                if ok:
+                    self.images.add(path)
+            if ok:
+                self.good += 1
+                return
+        elif not is_remote(url := item.image_url or ""):  # http(s): checked when fetched, not here
+            self.good += 1
+            self.images.add(url)
+            return
+        self.held.append(item)
+
+
+def _config(config_path: str | Path, env: Mapping[str, str] | None, check_images: bool = True) -> RunConfig:
+    """The checked config; its problems raise, with the manifest's when the config says where it is."""
     cfg, problems = check_config(config_path, env=env)
     if problems:
         if cfg is not None:
@@ -60,8 +126,7 @@ def validate(config_path: str | Path, *, env: Mapping[str, str] | None = None, c
             except ConfigError as exc:
                 problems += exc.problems
         raise ConfigError(problems)
-    manifest = load_checked(cfg, check_images, keep)
-    return cfg, manifest, plan_of(manifest, cfg)
+    return cfg
 
 
 def load_checked(cfg: RunConfig, check_images: bool = True,
@@ -72,7 +137,7 @@ def load_checked(cfg: RunConfig, check_images: bool = True,
     stored_sizes: dict[str, tuple[int, int]] = {}
     if check_images:
         problems = _check_images(manifest.items)
-        stored, stored_sizes = check_stored_images(manifest.items, cfg.storage.options, _seen(cfg, manifest),
+        stored, stored_sizes = check_stored_images(manifest.items, cfg.storage.options, _seen(cfg, manifest.items),
                                                    sizes_needed=bool(cfg.variants), keep=cfg.state_dir / "sources",
                                                    retries=cfg.retries)
         problems.update(stored)
@@ -87,9 +152,9 @@ def load_checked(cfg: RunConfig, check_images: bool = True,
     return manifest
 
 
-def _seen(cfg: RunConfig, manifest: Manifest) -> dict[str, tuple[int, int, str]]:
+def _seen(cfg: RunConfig, items: Iterable[Item]) -> dict[str, tuple[int, int, str]]:
     """The stat caches of every checkpoint under state.dir (read-only): stored images earlier runs read."""
-    if not any(item.image_url and is_remote(item.image_url) for item in manifest.items):
+    if not any(item.image_url and is_remote(item.image_url) for item in items):
         return {}
     seen: dict[str, tuple[int, int, str]] = {}
     for path in checkpoint_paths(cfg.state_root):
