@@ -4,12 +4,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import string
+import subprocess
+import sys
 from importlib.resources import files
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+import yaml
 from jsonschema import Draft202012Validator
 
 from pipeline.inputs.config import (DEFAULT_BASE_URL, SECTIONS, RunConfig, Template, api_key, load_config,
@@ -261,9 +264,80 @@ def test_fast_check_agrees_with_jsonschema(pointer: str, value: object) -> None:
 
 
 def test_unknown_keywords_fall_back_to_jsonschema() -> None:
-    assert compile_fast({"type": "integer"}, {}) is None
-    assert compile_fast({"minimum": 1}, {}) is None
-    assert compile_fast({"properties": {"a": {"minItems": 1}}}, {}) is None
+    assert compile_fast({"multipleOf": 2}, {}) is None
+    assert compile_fast({"anyOf": [{"type": "string"}]}, {}) is None
+    assert compile_fast({"properties": {"a": {"const": 1}}}, {}) is None
+    assert compile_fast({"enum": [[1, 2]]}, {}) is None  # an enum of lists: jsonschema's equality
+
+
+def _paths(value: object, at: tuple = ()) -> list[tuple]:
+    """Every place in a config: each key of each mapping, each list entry."""
+    places = [at]
+    if isinstance(value, dict):
+        places += [p for k, v in value.items() for p in _paths(v, (*at, k))]
+    elif isinstance(value, list):
+        places += [p for n, v in enumerate(value) for p in _paths(v, (*at, n))]
+    return places
+
+
+NEAR = (st.integers(-2, 6) | st.floats(-1.5, 2.5) | st.sampled_from([0, 1, 1.0, 0.0, True, False, None, "", "x",
+        "{id}.png", "{id}.jpg", "all", "auto", "off", [], {}, [1], {"x": 1}, "https://h", 10**12]) | VALUES)
+
+
+def _mutated(value: object, data: st.DataObject) -> object:
+    """The config with one to three places replaced by a value near the edge of what is allowed, a key
+    dropped, or an unknown key added."""
+    import copy
+    value = copy.deepcopy(value)
+    for _ in range(data.draw(st.integers(1, 3))):
+        place = data.draw(st.sampled_from(_paths(value)))
+        if not place:
+            continue
+        *parent_at, key = place
+        parent = value
+        for part in parent_at:
+            parent = parent[part]
+        how = data.draw(st.integers(0, 5))
+        if how == 0 and isinstance(parent, dict):
+            del parent[key]
+        elif how == 1 and isinstance(parent, dict):
+            parent[data.draw(st.sampled_from(["concurency", "x", "limits", "dir"]))] = copy.deepcopy(data.draw(NEAR))
+        else:
+            parent[key] = copy.deepcopy(data.draw(NEAR))  # sampled_from hands out the same {} each time
+    return value
+
+
+CONFIGS = [yaml.safe_load((REPO / "configs" / name).read_text()) for name in ("catalog.yaml", "variants.yaml")] + [
+    {"manifest": "c.csv", "limits": {"concurrency": 8, "requests_per_second": 2.5, "transfers": 4},
+     "poll": {"interval_s": 1, "max_attempts": 600}, "retries": {"failed_orders": 0, "budget_s": 900.5},
+     "columns": {"id": "sku", "image": "main"}, "store": {"format": "shopify", "images": "all"},
+     "output": {"dir": "out", "filename": "{id}.jpg"}, "qa": {"min_fidelity": 0.5, "max_rebuys": 1},
+     "budget": {"max_credits": 10, "confirm_over": 5}, "images": {"remote_timeout_s": 5},
+     "api": {"key_env": "K", "base_url": "https://h/api", "timeout_s": 30}}]
+
+
+@pytest.mark.parametrize("config", range(len(CONFIGS)))
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_the_configs_fast_check_never_passes_what_jsonschema_refuses(config: int, data: st.DataObject) -> None:
+    """A config that passes the quick check is one jsonschema accepts (what it refuses is worded by
+    jsonschema, imported only then); and the configs people write do pass it."""
+    checker = schema_checker("config")
+    assert checker.fast is not None and checker.fast(CONFIGS[config]) and checker.validator.is_valid(CONFIGS[config])
+    value = _mutated(CONFIGS[config], data)
+    if checker.fast(value):
+        assert checker.validator.is_valid(value), value
+
+
+def test_a_valid_catalog_is_checked_without_importing_jsonschema(tmp_path: Path) -> None:
+    code = ("import sys; from pipeline.cli import main; code = main(['validate', sys.argv[1]]); "
+            "print(code, 'jsonschema' in sys.modules)")
+    run = lambda config: subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True,
+                                        text=True, cwd=tmp_path).stdout.split()[-2:]
+    assert run(REPO / "configs" / "catalog.yaml") == ["0", "False"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"manifest: {REPO / 'configs' / 'catalog.csv'}\nlimits:\n  concurrency: 0\n")
+    assert run(bad) == ["2", "True"]  # a problem is worded by jsonschema
 
 
 NEAR_VALID = st.fixed_dictionaries(

@@ -17,11 +17,9 @@ from functools import cache
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from jsonschema import Draft202012Validator
-
 from pipeline.errors import ConfigError
 from pipeline.inputs.files import load_yaml, unreadable
-from pipeline.inputs.schema import SchemaChecker, describe, load_schema, schema_checker, schema_problems
+from pipeline.inputs.schema import SchemaChecker, compile_fast, describe, load_schema, schema_checker, schema_problems
 
 # (row number, cells or None if unusable, problems found, fields those problems already cover); a CSV's
 # cells are a list in the header's order (padded to its width), any other reader's a dict by column
@@ -164,8 +162,8 @@ def _document_checker() -> SchemaChecker:
     """The manifest schema without its per-item rule: rows are checked one by one, cheaply."""
     root = load_schema("manifest")
     items = {k: v for k, v in root["properties"]["items"].items() if k != "items"}
-    return SchemaChecker(Draft202012Validator({**root, "properties": {**root["properties"], "items": items}}),
-                         None)
+    schema = {**root, "properties": {**root["properties"], "items": items}}
+    return SchemaChecker(schema, compile_fast(schema, schema))
 
 
 def _text(value: Any) -> str:

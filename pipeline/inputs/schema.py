@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import operator
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -16,7 +17,11 @@ from functools import cache
 from importlib.resources import files
 from typing import Any, Callable
 
-from jsonschema import Draft202012Validator, ValidationError
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator, ValidationError
 
 DEFAULT_KEY_ENV = "LIGHTX_API_KEY"
 
@@ -26,10 +31,12 @@ def load_schema(name: str) -> dict:
     return json.loads(files("pipeline.schemas").joinpath(f"{name}.schema.json").read_text("utf-8"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SchemaChecker:
-    """Validates against one subschema; ``fast`` answers "valid" cheaply for the common case."""
-    validator: Draft202012Validator
+    """Validates against one subschema; ``fast`` answers "valid" cheaply for the common case.
+    jsonschema is imported, and the validator built, only when an instance fails ``fast``: a valid
+    config and manifest never need it (its import was 60 ms of every command's CPU)."""
+    schema: dict
     fast: Callable[[Any], bool] | None
 
     def errors(self, instance: Any) -> list[ValidationError]:
@@ -37,13 +44,18 @@ class SchemaChecker:
             return []
         return list(self.validator.iter_errors(instance))
 
+    @cached_property
+    def validator(self) -> Draft202012Validator:
+        from jsonschema import Draft202012Validator
+        return Draft202012Validator(self.schema)
+
 
 @cache
 def schema_checker(name: str, pointer: str = "") -> SchemaChecker:
     """A checker for ``load_schema(name)`` at JSON pointer ``pointer``, e.g. ``"/$defs/item"``."""
     root = load_schema(name)
     schema = {"$schema": root["$schema"], **resolve_pointer(root, pointer), "$defs": root.get("$defs", {})}
-    return SchemaChecker(Draft202012Validator(schema), compile_fast(schema, schema))
+    return SchemaChecker(schema, compile_fast(schema, schema))
 
 
 @cache
@@ -71,6 +83,19 @@ def resolve_pointer(root: dict, pointer: str) -> Any:
 
 _ANNOTATIONS = {"$schema", "$id", "$defs", "title", "description", "default", "examples", "errorMessage"}
 _PY_TYPES = {"string": str, "null": type(None), "object": dict, "array": list, "boolean": bool}
+_KEYWORDS = {"$ref", "type", "minLength", "maxLength", "pattern", "required", "properties", "additionalProperties",
+             "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems", "items",
+             "propertyNames"}
+_BOUNDS = {"minimum": operator.ge, "maximum": operator.le, "exclusiveMinimum": operator.gt,
+           "exclusiveMaximum": operator.lt}  # Python compares an int and a float exactly
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _integer(v: Any) -> bool:  # JSON Schema's: 1.0 is an integer, True is not
+    return (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
 
 
 def compile_fast(schema: Any, root: dict) -> Callable[[Any], bool] | None:
@@ -82,9 +107,7 @@ def compile_fast(schema: Any, root: dict) -> Callable[[Any], bool] | None:
     """
     if isinstance(schema, bool):
         return lambda v: schema
-    if not isinstance(schema, dict) or set(schema) - _ANNOTATIONS - {
-            "$ref", "type", "minLength", "maxLength", "pattern", "required", "properties",
-            "additionalProperties"}:
+    if not isinstance(schema, dict) or set(schema) - _ANNOTATIONS - _KEYWORDS:
         return None
     checks: list[Callable[[Any], bool]] = []
     if "$ref" in schema:
@@ -95,14 +118,32 @@ def compile_fast(schema: Any, root: dict) -> Callable[[Any], bool] | None:
     kind = schema.get("type")  # a lone "string" or "object" is folded into the checks below
     if kind is not None and kind not in ("string", "object"):
         names = [kind] if isinstance(kind, str) else kind
-        if set(names) - set(_PY_TYPES) - {"number"}:
-            return None  # "integer" accepts 1.0; leave such subtleties to jsonschema
-        plain = tuple(_PY_TYPES[n] for n in names if n != "number")
-        if "number" in names:
-            checks.append(lambda v: isinstance(v, plain) or (
-                isinstance(v, (int, float)) and not isinstance(v, bool)))
-        else:
-            checks.append(lambda v: isinstance(v, plain) and (bool in plain or not isinstance(v, bool)))
+        if set(names) - set(_PY_TYPES) - {"number", "integer"}:
+            return None
+        plain = tuple(_PY_TYPES[n] for n in names if n in _PY_TYPES)
+        numeric = _number if "number" in names else (_integer if "integer" in names else None)
+        checks.append(lambda v: (isinstance(v, plain) and (bool in plain or not isinstance(v, bool)))
+                      or (numeric is not None and numeric(v)))
+    if "enum" in schema:
+        if not isinstance(options := schema["enum"], list) or \
+                not all(o is None or isinstance(o, (str, bool, int, float)) for o in options):
+            return None
+        # jsonschema's equality: True is not 1; 1 == 1.0, which this yes-check leaves to it
+        checks.append(lambda v: any(type(v) is type(o) and v == o for o in options))
+    for keyword, holds in _BOUNDS.items():
+        if keyword in schema:
+            if not _number(bound := schema[keyword]):
+                return None
+            checks.append(lambda v, holds=holds, bound=bound: not _number(v) or holds(v, bound))
+    if {"minItems", "maxItems", "items"} & set(schema):
+        fewest, most = schema.get("minItems", 0), schema.get("maxItems", float("inf"))
+        if (each := compile_fast(schema.get("items", True), root)) is None:
+            return None
+        checks.append(lambda v: not isinstance(v, list) or (fewest <= len(v) <= most and all(map(each, v))))
+    if "propertyNames" in schema:
+        if (named := compile_fast(schema["propertyNames"], root)) is None:
+            return None
+        checks.append(lambda v: not isinstance(v, dict) or all(map(named, v)))
     if kind == "string" or {"minLength", "maxLength", "pattern"} & set(schema):
         low, high = schema.get("minLength", 0), schema.get("maxLength", float("inf"))
         search = re.compile(schema["pattern"]).search if "pattern" in schema else None
