@@ -66,8 +66,8 @@ def overview(config_path: str | Path, *, env: Mapping[str, str] | None = None) -
     need every item, this is `validate`'s own work."""
     cfg = _config(config_path, env)
     if cfg.variants:
-        cfg, manifest, plan = validate(config_path, env=env)
-        return cfg, dataclasses.replace(plan, problems=tuple(problem_lines(manifest)))
+        manifest = load_checked(cfg)
+        return cfg, dataclasses.replace(plan_of(manifest, cfg), problems=tuple(problem_lines(manifest)))
     counted = Counted()
     manifest = load_manifest(cfg, into=counted)
     held = counted.held
@@ -95,7 +95,7 @@ class Counted:
 
     def __init__(self) -> None:
         self.good = 0
-        self.images: set[Path] = set()
+        self.images: set[Path | str] = set()
         self.held: list[Item] = []
         self._checked: dict[Path, bool] = {}
 
