@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from fault_proxy import FaultProxy  # noqa: E402
+from fault_proxy import STORM_KINDS, FaultProxy  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--rate", type=float, default=0.17, help="share of S3 calls failed at random")
     p.add_argument("--processing-s", type=float, default=1.0, help="sandbox order time")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--storm-kind", choices=("503", "500", "reset", "silent"), default="503",
+    p.add_argument("--storm-kind", choices=STORM_KINDS, default="503",
                    help="what every S3 call gets during the storm: 503 SlowDown (default), 500, a reset, or no answer")
     p.add_argument("--bare", action="store_true", help="switch off botocore's and s3fs's own retries")
     args = p.parse_args(argv)

@@ -36,6 +36,9 @@ SLOW_DOWN = s3_error("SlowDown", "Please reduce your request rate.")
 INTERNAL = s3_error("InternalError", "We encountered an internal error. Please try again.")
 
 
+STORM_KINDS = ("503", "500", "reset", "silent")  # what every call gets during a storm
+
+
 class FaultProxy:
     """Forwards every call to `upstream`, except those it refuses (see the module's docstring).
 
@@ -51,8 +54,8 @@ class FaultProxy:
         self.upstream = (target.hostname, target.port)
         self.rate, self.storm_s, self.storm_when, self.refuse = rate, storm_s, storm_when, refuse
         self.retry_after = retry_after
-        if storm_kind not in ("503", "500", "reset", "silent"):
-            raise ValueError(f"storm_kind: 503, 500, reset or silent, not {storm_kind!r}")
+        if storm_kind not in STORM_KINDS:
+            raise ValueError(f"storm_kind: one of {', '.join(STORM_KINDS)}, not {storm_kind!r}")
         self.storm_kind = storm_kind
         self.rng = random.Random(seed)
         self.stats: Counter = Counter()

@@ -156,13 +156,13 @@ def _check_columns(columns: list[str], prompt: Template | None, name: Template, 
         raise ConfigError(problems)
 
 
-def check_images(items: Iterable[Item]) -> dict[str, str]:
+def check_images(items: Iterable[Item], seen: dict[Path, str | None] | None = None) -> dict[str, str]:
     """Item id -> one-line problem for local images that are missing, unreadable or not images.
 
     Only the header is read (``PIL.Image.open`` is lazy), once per distinct path. URLs are skipped:
-    they are checked when fetched.
+    they are checked when fetched. ``seen``: {path: its problem or None} already found (and filled).
     """
-    seen: dict[Path, str | None] = {}
+    seen = {} if seen is None else seen
     problems = {}
     for item in items:
         path = item.image_path

@@ -71,14 +71,12 @@ def overview(config_path: str | Path, *, env: Mapping[str, str] | None = None) -
     counted = Counted()
     manifest = load_manifest(cfg, into=counted)
     held = counted.held
-    problems = _check_images(held)
+    problems = _check_images(held, counted.checked)  # every path already checked: no image read again
     stored, _ = check_stored_images(held, cfg.storage.options, _seen(cfg, held), keep=cfg.state_dir / "sources",
                                     retries=cfg.retries)
     problems.update(stored)
-    bad = [InvalidItem(item.id, item.row, [f"{manifest.where(item.row, item.id)}: {problems[item.id]}"])
-           for item in held if item.id in problems]
+    invalid = _with_invalid(manifest, held, problems)
     valid = [item for item in held if item.id not in problems]
-    invalid = sorted([*manifest.invalid, *bad], key=lambda item: item.row)
     items = counted.good + len(valid)
     return cfg, Overview(items=items, invalid=len(invalid), credits=items * sum(v.credits() for v in variants_of(cfg)),
                          distinct_images=len(counted.images) + len({item.image_url for item in valid}),
@@ -97,16 +95,16 @@ class Counted:
         self.good = 0
         self.images: set[Path | str] = set()
         self.held: list[Item] = []
-        self._checked: dict[Path, bool] = {}
+        self.checked: dict[Path, str | None] = {}  # each local image's problem, or None: check_images's `seen`
 
     def append(self, item: Item) -> None:
         path = item.image_path
         if path is not None:
-            if (ok := self._checked.get(path)) is None:
-                ok = self._checked[path] = image_problem(path) is None
-                if ok:
+            if path not in self.checked:
+                self.checked[path] = problem = image_problem(path)
+                if problem is None:
                     self.images.add(path)
-            if ok:
+            if self.checked[path] is None:
                 self.good += 1
                 return
         elif not is_remote(url := item.image_url or ""):  # http(s): checked when fetched, not here
@@ -142,14 +140,19 @@ def load_checked(cfg: RunConfig, check_images: bool = True,
                                                    retries=cfg.retries)
         problems.update(stored)
     if check_images and problems:
-        bad = [InvalidItem(item.id, item.row, [f"{manifest.where(item.row, item.id)}: {problems[item.id]}"])
-               for item in manifest.items if item.id in problems]
         manifest = dataclasses.replace(
             manifest, items=[item for item in manifest.items if item.id not in problems],
-            invalid=sorted([*manifest.invalid, *bad], key=lambda invalid: invalid.row))
+            invalid=_with_invalid(manifest, manifest.items, problems))
     if check_images and cfg.variants:
         manifest = _check_variants(cfg, manifest, stored_sizes)
     return manifest
+
+
+def _with_invalid(manifest: Manifest, items: Iterable[Item], problems: Mapping[str, str]) -> list[InvalidItem]:
+    """The manifest's invalid rows and the items ``problems`` names ({id: problem}), in row order."""
+    bad = [InvalidItem(item.id, item.row, [f"{manifest.where(item.row, item.id)}: {problems[item.id]}"])
+           for item in items if item.id in problems]
+    return sorted([*manifest.invalid, *bad], key=lambda invalid: invalid.row)
 
 
 def _seen(cfg: RunConfig, items: Iterable[Item]) -> dict[str, tuple[int, int, str]]:
