@@ -77,6 +77,25 @@ def test_a_shopify_product_spans_its_rows(tmp_path):
     assert [i for i in mug if i.startswith("glass-vase")] == ["glass-vase-1"]
 
 
+def test_a_shopify_pictures_problem_names_the_row_that_names_it(tmp_path):
+    """A product's second picture (its own row) and a variant's own picture are reported on the
+    records that name them, not on the product's first row."""
+    from pipeline.inputs.validate import problem_lines
+    from PIL import Image
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    rows = [{"Title": "Mug", "URL handle": "mug", "Product image URL": "a.png", "Image position": "1",
+             "SKU": "m-1", "Option1 value": "Blue"},
+            {"URL handle": "mug", "SKU": "m-2", "Option1 value": "Green"},
+            {"URL handle": "mug", "Product image URL": "gone-2.png", "Image position": "2"},
+            {"URL handle": "mug", "SKU": "m-3", "Option1 value": "Red", "Variant image URL": "gone-3.png"}]
+    _write_csv(tmp_path / "products_export.csv", SHOPIFY_CURRENT, rows)
+    cfg = config(tmp_path, "products_export.csv", store={"images": "all"}, prompt="{title}")
+    _, manifest, _ = validate(cfg, env={})
+    lines = problem_lines(manifest)
+    assert [line.split("products_export.csv ", 1)[1].split(":")[0] for line in lines] == [
+        "row 4 (id mug-2)", "row 5 (id mug-3)"], lines
+
+
 def test_a_store_exports_items_hold_their_cells_as_tuples_over_one_layout(tmp_path):
     """A dict per item of a Shopify export's 20-odd columns took 1.2 GB to validate 600,000 pictures (#21 §1)."""
     from pipeline.inputs.items import Cells

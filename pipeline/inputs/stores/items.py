@@ -108,6 +108,6 @@ def rows(export_products: Iterable[Product], images: str, summary: StoreSummary
             continue
         fields = {**product.fields, **{k: " ".join(product.fields.get(k, "").split()) for k in TEMPLATE_FIELDS}}
         for name, picture in planned.own:
-            yield product.row, {**fields, "id": name, "image": picture.url, "product_id": product.key,
+            yield picture.row or product.row, {**fields, "id": name, "image": picture.url, "product_id": product.key,
                                 "position": str(picture.position),
                                 "image_alt": " ".join(picture.alt.split()) or fields["image_alt"]}, []

@@ -21,6 +21,7 @@ class Picture(NamedTuple):
     url: str
     position: int   # 1 = the main picture
     alt: str = ""
+    row: int = 0    # the record that names it, where that is not the product's first (Shopify's picture rows)
 
 
 @dataclass

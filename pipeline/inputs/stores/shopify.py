@@ -58,21 +58,21 @@ def _products(path: Path | str, shown: str, options, cols: dict[str, str]) -> It
     with table(path, shown, options) as (header, rows):
         names = snake_columns(header, shown)
         current: Product | None = None
-        variants: list[str] = []
+        variants: dict[str, int] = {}  # a variant's own picture -> the row that names it first
         for number, cells in rows:
             handle_cell = cells[cols["handle"]].strip()
             if current is not None and handle_cell != current.key:
                 yield _finished(current, variants)
-                current, variants = None, []
+                current, variants = None, {}
             if not handle_cell:
                 yield Product("", number, {}, problems=[
                     f"the handle ({cols['handle']!r}) is blank: every row of a product repeats its handle"])
                 continue
             if current is None:
                 current = _start(handle_cell, number, cells, header, names, cols)
-            _add_picture(current, cells, cols)
-            if (variant := cells.get(cols["variant_image"], "").strip()) and variant not in variants:
-                variants.append(variant)
+            _add_picture(current, cells, cols, number)
+            if variant := cells.get(cols["variant_image"], "").strip():
+                variants.setdefault(variant, number)
         if current is not None:
             yield _finished(current, variants)
 
@@ -87,8 +87,8 @@ def _start(key: str, number: int, cells: dict[str, str], header: list[str], name
                    store={"handle": key, "title": cells.get("Title", ""), "sku": cells.get(cols["sku"], "")})
 
 
-def _add_picture(product: Product, cells: dict[str, str], cols: dict[str, str]) -> None:
-    """A row's picture at its position; a URL already seen is the same picture."""
+def _add_picture(product: Product, cells: dict[str, str], cols: dict[str, str], number: int) -> None:
+    """Row `number`'s picture at its position; a URL already seen is the same picture."""
     url = cells.get(cols["image"], "").strip()
     if not url or any(p.url == url for p in product.pictures):
         return
@@ -96,16 +96,17 @@ def _add_picture(product: Product, cells: dict[str, str], cols: dict[str, str]) 
     position = int(cell) if cell.isdigit() and int(cell) > 0 else 0
     if position == 0 or any(p.position == position for p in product.pictures):
         position = max((p.position for p in product.pictures), default=0) + 1
-    product.pictures.append(Picture(url, position, cells.get(cols["alt"], "").strip()))
+    product.pictures.append(Picture(url, position, cells.get(cols["alt"], "").strip(), number))
 
 
-def _finished(product: Product, variants: list[str]) -> Product:
+def _finished(product: Product, variants: dict[str, int]) -> Product:
     """Pictures by position, then variants' own pictures that no picture row lists; alt of the main one."""
     product.pictures.sort(key=lambda p: p.position)
     known = {p.url for p in product.pictures}
-    for url in variants:
+    for url, number in variants.items():
         if url not in known:
-            product.pictures.append(Picture(url, max((p.position for p in product.pictures), default=0) + 1))
+            product.pictures.append(Picture(url, max((p.position for p in product.pictures), default=0) + 1,
+                                            row=number))
     if product.pictures:
         product.fields["image_alt"] = product.pictures[0].alt
     return product
