@@ -96,12 +96,19 @@ def phase_full(args: argparse.Namespace, work: Path, res: Results, startup_cpu: 
     if "elapsed_s" in summary:
         inner = summary["elapsed_s"]
         res.add("  engine time, excluding start-up and config load", f"{inner:.2f} s = {inner / bound:.3f} x bound")
-    res.add("client CPU per item (whole process)", f"{run.cpu_s / n * 1000:.2f} ms "
-            f"(user {run.user_s:.2f} s + sys {run.sys_s:.2f} s)", "<= 2.5 ms (#21)", run.cpu_s / n * 1000 <= 2.5)
+    # #21's 2.5 ms is the client's own work per item: the `pipeline` process. The fidelity workers'
+    # score has its own budget, #22's 25 ms of CPU per 1024 px picture (ten times #21's bar: the two
+    # issues agree only if #21's does not count them). Both are shown, and the whole tree beside them.
+    cpu = summary.get("cpu_s") if isinstance(summary.get("cpu_s"), dict) else None  # `run --json`'s split
+    process_s = cpu["process"] if cpu else run.cpu_s
+    res.add("client CPU per item, the pipeline process (#21 §5)", f"{process_s / n * 1000:.2f} ms",
+            "<= 2.5 ms (#21)", process_s / n * 1000 <= 2.5)
+    if cpu and cpu["workers"]:
+        res.add("  fidelity workers per item scored (start-ups included)", f"{cpu['workers'] / n * 1000:.2f} ms",
+                "<= 25 ms (#22)", cpu["workers"] / n * 1000 <= 25)
+    res.add("  the whole process tree, workers included", f"{run.cpu_s / n * 1000:.2f} ms "
+            f"(user {run.user_s:.2f} s + sys {run.sys_s:.2f} s)")
     res.add("  ... less start-up and imports", f"{max(0.0, run.cpu_s - startup_cpu) / n * 1000:.2f} ms")
-    if isinstance(cpu := summary.get("cpu_s"), dict):  # the run's own split (`run --json`)
-        res.add("  ... of which the pipeline process / its fidelity workers",
-                f"{cpu['process'] / n * 1000:.2f} / {cpu['workers'] / n * 1000:.2f} ms")
     res.add("client peak RSS (full run)", f"{run.max_rss_mb:.0f} MB")
     res.add("requests per second (all routes)", f"{requests / run.wall_s:.0f} /s "
             f"({requests} requests, {requests / n:.2f} per item: {_per_route(ledger)})")
@@ -301,9 +308,11 @@ def phase_timing(args: argparse.Namespace, work: Path, res: Results) -> None:
                 f"exit {rerun.returncode})", "<= 1", max(extra, default=0) <= 1)
         res.add("  credits charged", f"{second['credits']} for {case.items} items", f"= {case.items}",
                 second["credits"] == case.items)
-        res.add("  client CPU per item (whole process)", f"{run.cpu_s / case.items * 1000:.2f} ms",
-                "<= 2.5 ms" if case.items >= 1000 else "", run.cpu_s / case.items * 1000 <= 2.5
-                if case.items >= 1000 else None)
+        cpu = _json_summary(run.stdout).get("cpu_s")
+        process_ms = (cpu["process"] if isinstance(cpu, dict) else run.cpu_s) / case.items * 1000
+        res.add("  client CPU per item, the pipeline process (whole tree)",
+                f"{process_ms:.2f} ms ({run.cpu_s / case.items * 1000:.2f} ms)",
+                "<= 2.5 ms" if case.items >= 1000 else "", process_ms <= 2.5 if case.items >= 1000 else None)
 
 
 def phase_example(args: argparse.Namespace, work: Path, res: Results) -> None:
