@@ -71,6 +71,14 @@ def test_readme_installs_our_distribution_not_the_pypi_pipeline():
     assert not re.search(r"pip install pipeline\b(?!`: that name)", README)
 
 
+def test_the_version_a_run_records_is_the_installed_distributions():
+    """pipeline/version.py's VERSION is what pyproject.toml builds from, and what pip installed."""
+    from importlib.metadata import version
+    import pipeline
+    assert pipeline.__version__ == version(pipeline.DISTRIBUTION)
+    assert 'attr = "pipeline.version.VERSION"' in (ROOT / "pyproject.toml").read_text()
+
+
 def test_quickstart_is_one_block_of_two_commands():
     section = README.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```[a-z]*\n(.*?)```", section, re.S)
