@@ -349,7 +349,7 @@ def results_sample(root: Path, n: int, awkward: str):
     return cfg, Manifest(items=items, invalid=invalid, columns=["id", "image", "title", "note"]), rows
 
 
-def die_at_start() -> None:
+def die_at_start(*_run_pid) -> None:
     """A process pool's initializer that kills its worker: a fidelity worker that cannot start (run/qa.py)."""
     import os
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from helpers import child_env, order_ids, pipeline_cmd, wait_for, write_catalog
@@ -62,6 +64,48 @@ def test_kill_9_while_orders_are_in_flight_then_resume(sandbox, catalog_dir):
     assert all(ledger["orders"][oid]["status"] == "active" for oid in caught)
     assert_outputs_whole(config)
     assert len(list((catalog_dir / "out").glob("*.jpg"))) == n
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended meanwhile
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """`pid` exists and has not ended (a zombie has: init may be slow to reap it, or never in a container)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table in /proc")
+def test_a_run_killed_with_9_leaves_no_process_behind(sandbox, catalog_dir):
+    """A run's fidelity worker waits for jobs on a pipe whose writing end it holds itself: after a
+    kill -9 of the run (the OOM killer's way) it must end by itself, and multiprocessing's resource
+    tracker with it, not wait forever."""
+    sandbox.set_options(processing_s=0.3)
+    config = write_catalog(catalog_dir, 24, base_url=sandbox.base_url,
+                           config={"limits": {"concurrency": 4}, "poll": {"interval_s": 0.1}})
+    child = subprocess.Popen(pipeline_cmd("run", str(config), "--quiet"), env=child_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # The fidelity worker starts at the first output, beside multiprocessing's resource tracker.
+        started = wait_for(lambda: kids if len(kids := _children(child.pid)) >= 2 else None,
+                           "a fidelity worker", child=child)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    wait_for(lambda: not any(map(_running, started)), "end of the killed run's worker processes", timeout=15)
 
 
 def test_ctrl_c_stops_saves_and_a_rerun_finishes(sandbox, catalog_dir):

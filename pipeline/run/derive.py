@@ -24,7 +24,7 @@ from pipeline.inputs.delivery import Rendition, renditions_of
 from pipeline.inputs.manifest import Item
 from pipeline.media.renditions import Task, make
 from pipeline.plan.delivery import Delivered as Output, SettingsKeys, disclosure_for, final_outputs
-from pipeline.run.children import ctrl_c_ignored
+from pipeline.run.children import ctrl_c_ignored, end_with
 from pipeline.store.checkpoint import Row
 from pipeline.store.delivered import Delivered, Made
 from pipeline.store.remote import Remote, StorageError
@@ -100,16 +100,19 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     # fork when this process runs no other thread (the CLI by now): quick, and nothing re-imported;
     # else spawn, as fork would copy other threads' locks half-held
     method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method), initializer=_worker_start)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method), initializer=_worker_start,
+                               initargs=(os.getpid(),))
     with ctrl_c_ignored():  # a child inherits "ignored", through exec too; each submit starts one worker
         for _ in range(workers):
             pool.submit(os.getpid)
     return pool
 
 
-def _worker_start() -> None:
-    """In a new worker: Ctrl-C is the run's to handle (a forked worker inherits the run's handler)."""
+def _worker_start(run_pid: int) -> None:
+    """In a new worker: Ctrl-C is the run's to handle (a forked worker inherits the run's handler),
+    and a run killed with -9 does not leave it behind (run/children.end_with)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    end_with(run_pid)
 
 
 def _round(cfg: RunConfig, store: Delivered, batch: list, outputs: Remote | None, pool) -> int:

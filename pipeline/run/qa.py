@@ -86,7 +86,7 @@ class Scorer:
         if not self._pools or (len(self._pools) < self._most and self._cost_s is not None
                                and backlog * self._cost_s > SECOND_WORKER_BACKLOG_S):
             pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=self._initializer)
+                                       initializer=self._initializer, initargs=(os.getpid(),))
             self._pools.append(pool)
             self._unstarted.add(pool)
             self._sent[pool] = 0

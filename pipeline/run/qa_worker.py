@@ -1,7 +1,7 @@
 """What a fidelity worker process runs (run/qa.py's pool): light to import, so that a spawned worker
 loads the score's libraries (numpy, OpenCV, scikit-image's two metrics) and nothing of the run's.
 
-    start()                                                       # the pool's initializer, once per worker
+    start(run_pid)                                                # the pool's initializer, once per worker
     fields, cpu_s = score("src.jpg", "out.jpg", 0.7, "review/ab.png")
 """
 from __future__ import annotations
@@ -12,16 +12,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def start() -> None:
+def start(run_pid: int | None = None) -> None:
     """In a new worker: import the score's libraries and score one drawn picture now (their first
     call loads more of them), and keep OpenCV on one thread (the pool is the parallelism; its own
     threads would only contend for the same cores). The reports that follow are of steady work.
     Ctrl-C reaches the whole process group; a worker leaves it to the run, which ends its workers
-    (run/qa.py), so the terminal shows the run's one line, not a worker's traceback."""
+    (run/qa.py), so the terminal shows the run's one line, not a worker's traceback. A run killed
+    with -9 ends nothing: the worker ends itself once `run_pid` is gone (run/children.end_with)."""
     import io
     import signal
 
+    from pipeline.run.children import end_with
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    end_with(run_pid)
 
     import cv2
     from PIL import Image, ImageDraw
