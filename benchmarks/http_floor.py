@@ -1,26 +1,34 @@
 """What one HTTP request costs in CPU through bare aiohttp on this machine, with no pipeline code.
 
     python benchmarks/http_floor.py                  # 20,000 requests, 200 at a time, 3 rounds
+    python benchmarks/http_floor.py --requests 4000 --concurrency 100 --pause-ms 400   # spread as a run's
 
 The floor under `pipeline run`'s own per-request cost: keep-alive JSON POSTs (v2/uploadImageUrl, the
 cheapest real API call) to `pipeline sandbox --fast` running as its own process, so only this
 process's CPU is counted. An item of a run needs about 5.5 requests; multiply to see how much of a
 per-item CPU budget the HTTP library alone takes here.
+
+--pause-ms N: each of the concurrent workers pauses a random 0-N ms after each answer, so the
+requests are spread over time as a run's are (a run's 1,000 items make about 800 a second). A
+request then costs more: each wake-up of the loop finds fewer answers. The loop is the run's
+(run/loop.py: uvloop's where installed; PIPELINE_EVENT_LOOP=asyncio for asyncio's).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import random
 import sys
 import time
 
 import aiohttp
 
 from bench_runner import SANDBOX_KEY, Sandbox
+from pipeline.run import loop  # the run's own loop: uvloop's where installed
 
 
-async def per_request_cpu_ms(base_url: str, requests: int, concurrency: int) -> float:
+async def per_request_cpu_ms(base_url: str, requests: int, concurrency: int, pause_ms: float = 0.0) -> float:
     url = f"{base_url}/v2/uploadImageUrl"
     body = json.dumps({"uploadType": "imageUrl", "size": 1000, "contentType": "image/jpeg"}).encode()
     headers = {"x-api-key": SANDBOX_KEY, "Content-Type": "application/json"}
@@ -30,6 +38,8 @@ async def per_request_cpu_ms(base_url: str, requests: int, concurrency: int) -> 
                 async with session.post(url, data=body, headers=headers) as resp:
                     await resp.read()
                     resp.raise_for_status()
+                if pause_ms:
+                    await asyncio.sleep(random.random() * pause_ms / 1000)
 
         await asyncio.gather(*(worker(5) for _ in range(concurrency)))  # connections open, caches warm
         started = time.process_time()
@@ -42,12 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=20_000)
     p.add_argument("--concurrency", type=int, default=200)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--pause-ms", type=float, default=0.0,
+                   help="each worker pauses a random 0..N ms after each answer (default 0: back to back)")
     args = p.parse_args(argv)
     with Sandbox() as sandbox:
-        figures = [asyncio.run(per_request_cpu_ms(sandbox.base_url, args.requests, args.concurrency))
+        figures = [loop.run(per_request_cpu_ms(sandbox.base_url, args.requests, args.concurrency, args.pause_ms))
                    for _ in range(args.rounds)]
     print(f"bare aiohttp {aiohttp.__version__}: " + ", ".join(f"{f:.3f}" for f in figures)
-          + f" ms CPU per request ({args.requests} requests, {args.concurrency} at a time, per round)")
+          + f" ms CPU per request ({args.requests} requests, {args.concurrency} at a time"
+          + (f", pauses of 0-{args.pause_ms:g} ms" if args.pause_ms else "") + ", per round)")
     return 0
 
 
