@@ -121,7 +121,7 @@ def phase_full(args: argparse.Namespace, work: Path, res: Results, startup_cpu: 
         offline_cpu.append(offline.cpu_s)
     least = min(offline_cpu)  # compared with the least CPU of the real runs: both are the quietest seen
     res.add("  client CPU per item with the 5 API calls stubbed in-process (all but HTTP)",
-            f"{least / n * 1000:.2f} ms (whole process); so HTTP costs "
+            f"{least / n * 1000:.2f} ms (whole process tree); so HTTP costs "
             f"{max(0.0, min(t.cpu_s for t, _ in trials) - least) / requests * 1000:.2f} ms per request")
     res.add("sandbox CPU per run (its own process, for reference)", f"{sandbox_cpu:.2f} s")
 
