@@ -145,6 +145,41 @@ def test_workers_that_keep_dying_are_not_started_again(cfg, pictures, monkeypatc
     assert sum("delivered unscored" in r.message for r in caplog.records) == 1
 
 
+@pytest.mark.parametrize("fails", ["every start", "the first start"])
+def test_a_worker_that_cannot_be_started_fails_no_item_and_hangs_none(cfg, pictures, monkeypatch, caplog, fails):
+    """No process can be started (out of memory, a pod's pids limit): the outputs sent together, and
+    those arriving meanwhile, are delivered unscored, not left waiting forever; after MAX_DEATHS such
+    failures no worker is tried again. A limit that passes lets the next worker score."""
+    import errno
+
+    tries: list[int] = []
+
+    class Pool(qa.ProcessPoolExecutor):
+        def submit(self, *args, **kw):
+            tries.append(1)
+            if fails == "every start" or len(tries) == 1:
+                raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+            return super().submit(*args, **kw)
+
+    monkeypatch.setattr(qa, "ProcessPoolExecutor", Pool)
+
+    async def together() -> list[dict]:
+        async with qa.Scorer(cfg, workers=1) as scorer:
+            return await asyncio.wait_for(asyncio.gather(*(scorer.verdict(source, output, f"{i:064x}")
+                                                           for i, (source, output, _) in enumerate(pictures))), 60)
+
+    verdicts = asyncio.run(together())
+    assert len(verdicts) == len(pictures) and all(v["state"] in (State.DONE, State.REVIEW) for v in verdicts)
+    if fails == "every start":
+        assert len(tries) == qa.MAX_DEATHS
+        assert all(v["fidelity"] is None for v in verdicts)
+        assert "no worker could be started" in verdicts[0]["fidelity_note"]
+        assert "died 2 times in a row" in verdicts[-1]["fidelity_note"]
+    else:
+        assert verdicts[0]["fidelity"] is None and "Resource temporarily unavailable" in verdicts[0]["fidelity_note"]
+        assert verdicts[-1]["fidelity"] is not None
+
+
 def test_workers_ended_by_the_run_itself_are_not_reported_as_deaths(cfg, pictures, caplog):
     # Ctrl-C: the items are cancelled and __aexit__ ends the workers mid-batch. Their broken pool is the
     # run's own doing, not "a worker process died" (nor, twice, out of memory or a missing guard).

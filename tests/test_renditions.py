@@ -145,6 +145,26 @@ def test_a_big_catalog_makes_its_renditions_in_worker_processes(sandbox, catalog
             assert im.size == (64, 64)
 
 
+def test_renditions_are_made_in_the_run_when_no_worker_can_start(sandbox, catalog_dir, monkeypatch, caplog):
+    """No process can be started (out of memory, a pod's pids limit): the renditions are made in the
+    run's own process, and the run ends 0."""
+    import errno
+    from pipeline.run import derive
+
+    class Refused(derive.ProcessPoolExecutor):
+        def submit(self, *args, **kwargs):
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+    monkeypatch.setattr(derive, "ProcessPoolExecutor", Refused)
+    monkeypatch.setattr(derive.os, "cpu_count", lambda: 2)
+    n = 12
+    config = write_catalog(catalog_dir, n, base_url=sandbox.base_url,
+                           config={"output": {"renditions": [SMALL, COVER]}, "qa": {"min_fidelity": 0}})
+    assert main(["run", str(config), "--quiet"]) == 0
+    rows = table(catalog_dir / "out")
+    assert len(rows) == n and all(r["small_path"] and r["grid_path"] for r in rows)
+    assert any("no worker process could be started" in r.message for r in caplog.records)
+
+
 def test_a_rendition_worker_leaves_ctrl_c_to_the_run():
     # Ctrl-C reaches the whole process group: a rendition worker that took it would die with a
     # traceback on the user's terminal mid-batch. It ignores it; the run ends its pool itself.

@@ -74,7 +74,12 @@ def _current(cfg: RunConfig, out_dir: str, record: Made | None, out: Output, r: 
 
 def _make_all(cfg: RunConfig, store: Delivered, todo: list, outputs: Remote | None) -> int:
     workers = min(os.cpu_count() or 1, max(1, len(todo) // 8))
-    pool = _pool(workers) if len(todo) >= POOL_FROM and workers > 1 else None
+    pool = None
+    if len(todo) >= POOL_FROM and workers > 1:
+        try:
+            pool = _pool(workers)
+        except OSError as exc:  # no process can be started (out of memory, a pod's pids limit): made here
+            log.warning("renditions: no worker process could be started (%s); making them in this process", exc)
     made: list[int] = []
     try:
         for start in range(0, len(todo), BATCH):
@@ -102,9 +107,13 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method), initializer=_worker_start,
                                initargs=(os.getpid(),))
-    with ctrl_c_ignored():  # a child inherits "ignored", through exec too; each submit starts one worker
-        for _ in range(workers):
-            pool.submit(os.getpid)
+    try:
+        with ctrl_c_ignored():  # a child inherits "ignored", through exec too; each submit starts one worker
+            for _ in range(workers):
+                pool.submit(os.getpid)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)  # the workers that did start end
+        raise
     return pool
 
 

@@ -12,6 +12,7 @@ it busy for longer than that start costs. Below `qa.min_fidelity` an output is k
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import multiprocessing
@@ -109,8 +110,19 @@ class Scorer:
             self._sent[pool] += 1
             self._scored += len(batch)
             starting = ctrl_c_ignored() if pool in self._unstarted else contextlib.nullcontext()
-            with starting:  # a pool's first submit starts its worker: ignoring Ctrl-C from its first instruction
-                future = pool.submit(qa_worker.score_all, [job for job, _ in batch], self.cfg.qa.min_fidelity)
+            try:
+                with starting:  # a pool's first submit starts its worker: ignoring Ctrl-C from its first instruction
+                    future = pool.submit(qa_worker.score_all, [job for job, _ in batch], self.cfg.qa.min_fidelity)
+            except Exception as exc:  # noqa: BLE001 - no worker could be started or sent to
+                # Out of memory or processes (a pod's pids limit), or a job that does not pickle: the batch
+                # is answered now, as by a worker that died, so its items go on instead of waiting forever,
+                # and MAX_DEATHS counts it. _answered sends what waits next, or gives up.
+                failed: concurrent.futures.Future = concurrent.futures.Future()
+                failed.set_exception(BrokenProcessPool(f"no worker could be started or sent to: "
+                                                       f"{type(exc).__name__}: {exc}"))
+                self._unstarted.discard(pool)
+                self._answered(pool, batch, failed)
+                return
             self._unstarted.discard(pool)
             asyncio.wrap_future(future).add_done_callback(lambda done, p=pool, b=batch: self._answered(p, b, done))
 
