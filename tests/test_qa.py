@@ -3,6 +3,7 @@ backlog worth its start-up, outputs that arrive together sent together, and one 
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,37 @@ def test_a_worker_that_cannot_be_started_fails_no_item_and_hangs_none(cfg, pictu
     else:
         assert verdicts[0]["fidelity"] is None and "Resource temporarily unavailable" in verdicts[0]["fidelity_note"]
         assert verdicts[-1]["fidelity"] is not None
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="a FIFO stands for a source on a hung mount")
+def test_a_stuck_worker_is_killed_and_its_outputs_delivered_unscored(cfg, pictures, monkeypatch, tmp_path):
+    """A source whose read never returns (a hung network mount; here a FIFO nobody writes): after
+    STUCK_S the worker is killed, the outputs sent to it are delivered with a note, the run goes on,
+    and the next output is scored by a new worker. One stuck worker is one death, not one per batch."""
+    hung = tmp_path / "hung.jpg"
+    os.mkfifo(hung)
+
+    async def with_one_stuck() -> tuple[dict, list[dict], dict, qa.Scorer]:
+        async with qa.Scorer(cfg, workers=1) as scorer:
+            warm = await scorer.verdict(*pictures[0][:2], "0" * 64)  # the worker's start-up is not timed below
+            monkeypatch.setattr(qa, "STUCK_S", 3.0)  # for the next batch sent only
+            stuck = [asyncio.ensure_future(scorer.verdict(hung, pictures[1][1], "1" * 64))]
+            await asyncio.sleep(0)  # sent alone: the worker was idle
+            monkeypatch.setattr(qa, "STUCK_S", 300.0)
+            stuck += [asyncio.ensure_future(scorer.verdict(source, output, f"{i:064x}"))
+                      for i, (source, output, _) in enumerate(pictures[2:5], start=2)]
+            verdicts = await asyncio.wait_for(asyncio.gather(*stuck), 120)
+            after = await asyncio.wait_for(scorer.verdict(*pictures[5][:2], "5" * 64), 120)
+            return warm, verdicts, after, scorer
+
+    warm, verdicts, after, scorer = asyncio.run(with_one_stuck())
+    assert warm["fidelity"] is not None
+    assert "had not answered 3 s after a batch" in verdicts[0]["fidelity_note"] and verdicts[0]["state"] == State.DONE
+    # Those queued behind it in the same worker died with it (a note each); those still waiting here
+    # went to the new worker.
+    assert all(v["fidelity"] is not None or (v["state"] == State.DONE and "died" in v["fidelity_note"])
+               for v in verdicts[1:])
+    assert after["fidelity"] is not None and scorer._gave_up is None  # scored by a new worker: the old one is dead
 
 
 def test_workers_ended_by_the_run_itself_are_not_reported_as_deaths(cfg, pictures, caplog):

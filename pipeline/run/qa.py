@@ -35,6 +35,10 @@ BATCH = 32  # outputs in one message to a worker at most
 # Workers that die this many times in a row are not started again this run: the rest of its outputs
 # are delivered unscored, with one warning, instead of a new worker (and its 0.7 s of start-up) per batch.
 MAX_DEATHS = 2
+# A batch not answered this long after it was sent (its worker's start-up included) has a stuck worker:
+# a source on a hung network mount, say. The worker is killed and the batch delivered unscored, so no
+# score can hold a run for ever. A healthy batch of 32 takes a few seconds.
+STUCK_S = 300.0
 GAVE_UP = ("fidelity not measured: the score's worker processes died {n} times in a row ({why}); out of "
            "memory, or a script that calls pipeline.run without an `if __name__ == \"__main__\":` guard "
            "(docs/library.md)")
@@ -70,6 +74,7 @@ class Scorer:
         self._initializer = qa_worker.start
         self._closing = False  # __aexit__ is ending the workers: a pool broken now is not a death
         self._unstarted: set[ProcessPoolExecutor] = set()  # pools whose worker the next submit starts
+        self._stuck_pools: dict[ProcessPoolExecutor, float] = {}  # pools whose worker _stuck killed: after s
 
     async def __aenter__(self) -> "Scorer":
         return self
@@ -124,7 +129,19 @@ class Scorer:
                 self._answered(pool, batch, failed)
                 return
             self._unstarted.discard(pool)
-            asyncio.wrap_future(future).add_done_callback(lambda done, p=pool, b=batch: self._answered(p, b, done))
+            answer = asyncio.wrap_future(future)
+            timer = asyncio.get_running_loop().call_later(STUCK_S, self._stuck, pool, answer, STUCK_S)
+            answer.add_done_callback(lambda done, p=pool, b=batch, t=timer: (t.cancel(), self._answered(p, b, done)))
+
+    def _stuck(self, pool: ProcessPoolExecutor, answer: asyncio.Future, after_s: float) -> None:
+        """A batch unanswered after STUCK_S: its worker is killed and the batch answered now, as by a
+        worker that died (one that cannot be killed, in a hung read, is left to the OS)."""
+        if answer.done():
+            return
+        self._stuck_pools[pool] = after_s
+        for process in list(getattr(pool, "_processes", {}).values()):  # no public list
+            process.kill()
+        answer.cancel()  # _answered: a death, since the pool is in _stuck_pools
 
     def _answered(self, pool: ProcessPoolExecutor, batch: list, done: asyncio.Future) -> None:
         self._sent[pool] -= 1
@@ -132,21 +149,13 @@ class Scorer:
         try:
             answers = done.result()
         except BrokenProcessPool as exc:  # a worker killed (out of memory): these outputs are not judged
-            self._deaths += not self._closing  # __aexit__ ending the workers (Ctrl-C) is no death
-            answers = [(_unmeasured("fidelity not measured: the run was stopped" if self._closing else
-                                    f"fidelity not measured: worker process died ({exc})"), None)] * len(batch)
-            if self._gave_up is not None or self._closing:
-                pass  # said once already, or nothing to say
-            elif self._deaths >= MAX_DEATHS:
-                self._gave_up = GAVE_UP.format(n=self._deaths, why=exc)
-                log.warning("%s; the rest of this run's outputs are delivered unscored", self._gave_up)
-            else:
-                log.warning("fidelity of %d output(s) not measured: a worker process died (%s)", len(batch), exc)
-            if pool in self._pools:  # the next batch starts a new one
-                self._pools.remove(pool)
-                pool.shutdown(wait=False, cancel_futures=True)
-        except asyncio.CancelledError:  # the run is ending: nobody waits for these any more
-            answers = [(_unmeasured("fidelity not measured: the run was stopped"), None)] * len(batch)
+            answers = self._died(pool, batch, exc)
+        except asyncio.CancelledError:
+            if pool in self._stuck_pools:
+                answers = self._died(pool, batch, BrokenProcessPool(
+                    f"it had not answered {self._stuck_pools[pool]:g} s after a batch was sent, and was killed"))
+            else:  # the run is ending: nobody waits for these any more
+                answers = [(_unmeasured("fidelity not measured: the run was stopped"), None)] * len(batch)
         else:
             self._deaths = 0
         for (_, verdict), answer in zip(batch, answers):
@@ -160,6 +169,26 @@ class Scorer:
                 self._cost_s = cost_s if self._cost_s is None else 0.9 * self._cost_s + 0.1 * cost_s
             verdict.set_result(fields)
         self._send()
+
+    def _died(self, pool: ProcessPoolExecutor, batch: list, exc: BaseException) -> list:
+        """The answers of a batch whose worker died; a death counted once per worker (its other batch
+        dies with it), and no worker started again after MAX_DEATHS in a row."""
+        first = pool in self._pools  # the first batch to report this worker's death
+        self._deaths += first and not self._closing  # __aexit__ ending the workers (Ctrl-C) is no death
+        answers = [(_unmeasured("fidelity not measured: the run was stopped" if self._closing else
+                                f"fidelity not measured: worker process died ({exc})"), None)] * len(batch)
+        if self._gave_up is not None or self._closing:
+            pass  # said once already, or nothing to say
+        elif self._deaths >= MAX_DEATHS:
+            self._gave_up = GAVE_UP.format(n=self._deaths, why=exc)
+            log.warning("%s; the rest of this run's outputs are delivered unscored", self._gave_up)
+        else:
+            log.warning("fidelity of %d %soutput(s) not measured: a worker process died (%s)", len(batch),
+                        "" if first else "more ", exc)
+        if first:  # the next batch starts a new one
+            self._pools.remove(pool)
+            pool.shutdown(wait=False, cancel_futures=True)
+        return answers
 
     async def __aexit__(self, *exc) -> None:
         """Every verdict has been awaited by now: the workers are idle, or still importing when the run
