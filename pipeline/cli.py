@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Version(argparse.Action):
-    """``--version``: the installed distribution's name and version (importlib.metadata), read only when asked."""
+    """``--version``: the distribution's name and version (pipeline/version.py)."""
 
     def __init__(self, option_strings, dest, **kwargs):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
