@@ -99,7 +99,7 @@ def phase_full(args: argparse.Namespace, work: Path, res: Results, startup_cpu: 
     # #21's 2.5 ms is the client's own work per item: the `pipeline` process. The fidelity workers'
     # score has its own budget, #22's 25 ms of CPU per 1024 px picture (ten times #21's bar: the two
     # issues agree only if #21's does not count them). Both are shown, and the whole tree beside them.
-    cpu = summary.get("cpu_s") if isinstance(summary.get("cpu_s"), dict) else None  # `run --json`'s split
+    cpu = _cpu_split(summary)
     process_s = cpu["process"] if cpu else run.cpu_s
     res.add("client CPU per item, the pipeline process (#21 §5)", f"{process_s / n * 1000:.2f} ms",
             "<= 2.5 ms (#21)", process_s / n * 1000 <= 2.5)
@@ -124,6 +124,12 @@ def phase_full(args: argparse.Namespace, work: Path, res: Results, startup_cpu: 
             f"{least / n * 1000:.2f} ms (whole process tree); so HTTP costs "
             f"{max(0.0, min(t.cpu_s for t, _ in trials) - least) / requests * 1000:.2f} ms per request")
     res.add("sandbox CPU per run (its own process, for reference)", f"{sandbox_cpu:.2f} s")
+
+
+def _cpu_split(summary: dict) -> dict | None:
+    """`run --json`'s CPU split ({"process": s, "workers": s}), or None from a run that gives none."""
+    cpu = summary.get("cpu_s")
+    return cpu if isinstance(cpu, dict) else None
 
 
 def _clear_outputs(root: Path) -> None:
@@ -308,8 +314,8 @@ def phase_timing(args: argparse.Namespace, work: Path, res: Results) -> None:
                 f"exit {rerun.returncode})", "<= 1", max(extra, default=0) <= 1)
         res.add("  credits charged", f"{second['credits']} for {case.items} items", f"= {case.items}",
                 second["credits"] == case.items)
-        cpu = _json_summary(run.stdout).get("cpu_s")
-        process_ms = (cpu["process"] if isinstance(cpu, dict) else run.cpu_s) / case.items * 1000
+        cpu = _cpu_split(_json_summary(run.stdout))
+        process_ms = (cpu["process"] if cpu else run.cpu_s) / case.items * 1000
         res.add("  client CPU per item, the pipeline process (whole tree)",
                 f"{process_ms:.2f} ms ({run.cpu_s / case.items * 1000:.2f} ms)",
                 "<= 2.5 ms" if case.items >= 1000 else "", process_ms <= 2.5 if case.items >= 1000 else None)

@@ -3,7 +3,7 @@ and their CPU is counted apart from the run's own.
 
     with ctrl_c_ignored():      # around the call that starts a worker (a pool's first submit)
         pool.submit(...)
-    end_with(run_pid)           # in a worker (its pool's initializer): it ends when the run is gone
+    become_worker(run_pid)      # in a worker (its pool's initializer): Ctrl-C left to the run, ends with it
     cpu_seconds()               # {"process": s, "workers": s}, for `run --json`
 
 Ctrl-C reaches the whole process group. A worker that took it would print its traceback on the user's
@@ -45,6 +45,13 @@ def ctrl_c_ignored() -> Iterator[None]:
 
 
 PARENT_CHECK_S = 0.5  # how often a worker looks whether its run is still there
+
+
+def become_worker(run_pid: int | None) -> None:
+    """A pool's initializer starts with this: Ctrl-C is the run's to handle (a forked worker would
+    inherit the run's handler), and the worker ends when its run does (`end_with`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    end_with(run_pid)
 
 
 def end_with(parent: int | None) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -24,7 +23,7 @@ from pipeline.inputs.delivery import Rendition, renditions_of
 from pipeline.inputs.manifest import Item
 from pipeline.media.renditions import Task, make
 from pipeline.plan.delivery import Delivered as Output, SettingsKeys, disclosure_for, final_outputs
-from pipeline.run.children import ctrl_c_ignored, end_with
+from pipeline.run.children import become_worker, ctrl_c_ignored
 from pipeline.store.checkpoint import Row
 from pipeline.store.delivered import Delivered, Made
 from pipeline.store.remote import Remote, StorageError
@@ -105,7 +104,7 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     # fork when this process runs no other thread (the CLI by now): quick, and nothing re-imported;
     # else spawn, as fork would copy other threads' locks half-held
     method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method), initializer=_worker_start,
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method), initializer=become_worker,
                                initargs=(os.getpid(),))
     try:
         with ctrl_c_ignored():  # a child inherits "ignored", through exec too; each submit starts one worker
@@ -116,12 +115,6 @@ def _pool(workers: int) -> ProcessPoolExecutor:
         raise
     return pool
 
-
-def _worker_start(run_pid: int) -> None:
-    """In a new worker: Ctrl-C is the run's to handle (a forked worker inherits the run's handler),
-    and a run killed with -9 does not leave it behind (run/children.end_with)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    end_with(run_pid)
 
 
 def _round(cfg: RunConfig, store: Delivered, batch: list, outputs: Remote | None, pool) -> int:

@@ -49,6 +49,11 @@ def _unmeasured(note: str) -> dict:
             "fidelity_note": note}
 
 
+def _processes(pool: ProcessPoolExecutor) -> list:
+    """The pool's worker processes (the pool keeps no public list)."""
+    return list((getattr(pool, "_processes", None) or {}).values())
+
+
 def heatmap_name(output_sha256: str) -> str:
     """Where the report finds a held output's heat-map, relative to output.dir."""
     return f"{HEATMAPS}/{output_sha256[:20]}.png"
@@ -139,7 +144,7 @@ class Scorer:
         if answer.done():
             return
         self._stuck_pools[pool] = after_s
-        for process in list(getattr(pool, "_processes", {}).values()):  # no public list
+        for process in _processes(pool):
             process.kill()
         answer.cancel()  # _answered: a death, since the pool is in _stuck_pools
 
@@ -195,7 +200,7 @@ class Scorer:
         was stopped early (Ctrl-C). Either way they are ended at once, not waited for."""
         self._closing = True
         pools, self._pools, self._waiting = self._pools, [], []
-        workers = [p for pool in pools for p in getattr(pool, "_processes", {}).values()]  # no public list
+        workers = [p for pool in pools for p in _processes(pool)]
         for pool in pools:
             pool.shutdown(wait=False, cancel_futures=True)
         for process in workers:

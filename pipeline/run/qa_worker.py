@@ -18,14 +18,12 @@ def start(run_pid: int | None = None) -> None:
     threads would only contend for the same cores). The reports that follow are of steady work.
     Ctrl-C reaches the whole process group; a worker leaves it to the run, which ends its workers
     (run/qa.py), so the terminal shows the run's one line, not a worker's traceback. A run killed
-    with -9 ends nothing: the worker ends itself once `run_pid` is gone (run/children.end_with)."""
+    with -9 ends nothing: the worker ends itself once `run_pid` is gone (run/children.become_worker)."""
     import io
-    import signal
 
-    from pipeline.run.children import end_with
+    from pipeline.run.children import become_worker
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    end_with(run_pid)
+    become_worker(run_pid)
 
     import cv2
     from PIL import Image, ImageDraw
