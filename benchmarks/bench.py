@@ -66,6 +66,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--poll-interval", type=float, default=0.1, help="poll.interval_s of the full run")
     p.add_argument("--images", type=int, default=0,
                    help="distinct images in the full run (default 0: one per item)")
+    p.add_argument("--image-size", type=int, default=64,
+                   help="side of the full run's input JPEGs in px (default 64; a catalog's are 800-2000)")
     p.add_argument("--qa-off", action="store_true",
                    help="the same as --min-fidelity 0: no fidelity gate and no scoring (the engine alone)")
     p.add_argument("--min-fidelity", type=float, default=None,

@@ -53,9 +53,9 @@ def phase_full(args: argparse.Namespace, work: Path, res: Results, startup_cpu: 
     n, c, proc_s, poll_s = args.items, args.concurrency, args.processing_s, args.poll_interval
     root = work / "full"
     distinct = args.images or n
-    images = make_images(root / "images", distinct)
+    images = make_images(root / "images", distinct, size=args.image_size)
     write_manifest(root / "catalog.csv", n, images)
-    print(f"[full] {n} items, {distinct} distinct images, concurrency {c}, processing {proc_s} s, "
+    print(f"[full] {n} items, {distinct} distinct {args.image_size} px images, concurrency {c}, processing {proc_s} s, "
           f"poll every {poll_s} s", file=sys.stderr)
     min_fidelity = 0.0 if args.qa_off else args.min_fidelity
     realistic = {"output_scale": 1.25, "output_shift": 0.03, "output_quality": 85} if args.realistic else {}

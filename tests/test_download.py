@@ -71,3 +71,34 @@ def test_truncated_downloads_from_the_sandbox_end_done_in_one_run(sandbox, catal
         with Image.open(path) as im:
             im.load()
     assert sandbox.ledger_snapshot()["credits"] == 20
+
+
+def test_a_big_output_is_checked_and_previewed_by_one_decode(tmp_path, monkeypatch):
+    """The report shows a big output by a thumbnail: the decode that checks the download makes it too,
+    the same bytes the report would have made from the file, and a cut copy still fails the check."""
+    from pipeline.media import previews
+
+    good = jpeg_bytes((1024, 768), noise=True)  # over INLINE_BYTES: checked in a thread
+    decodes = []
+    decoder = Image._getdecoder
+
+    def counted(mode, name, *args):  # one per decode that reads the picture's data
+        decodes.append(args[0] if args else None)
+        return decoder(mode, name, *args)
+
+    monkeypatch.setattr(Image, "_getdecoder", counted)
+    client = Downloads(good[: len(good) // 2], good)
+    row, parked = run_download(tmp_path, client)
+    assert parked is None and row.state == "done" and client.calls == 2
+    assert len(decodes) == 2  # each download decoded once: the check and the preview share it
+    monkeypatch.setattr(Image, "_getdecoder", decoder)
+    made = tmp_path / "thumbs" / f"{row.output_sha256[:24]}-out.jpg"
+    assert previews.thumbnail(tmp_path / "a.jpg", tmp_path / "from-file.jpg")
+    assert made.read_bytes() == (tmp_path / "from-file.jpg").read_bytes()
+
+
+def test_an_output_shown_as_itself_gets_no_preview(tmp_path):
+    good = jpeg_bytes((200, 150), "teal")
+    row, parked = run_download(tmp_path, Downloads(good))
+    assert parked is None and row.state == "done"
+    assert not (tmp_path / "thumbs").exists()

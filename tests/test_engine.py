@@ -242,11 +242,11 @@ def test_a_bug_at_the_item_boundary_fails_one_item_and_logs_its_traceback(sandbo
     real = download._check_jpeg
     calls = []
 
-    def flaky(data):
+    def flaky(data, *preview):
         calls.append(1)
         if len(calls) == 1:
             raise KeyError("a bug")
-        return real(data)
+        return real(data, *preview)
 
     monkeypatch.setattr(download, "_check_jpeg", flaky)
     config = write_catalog(catalog_dir, 3, base_url=sandbox.base_url)
@@ -268,7 +268,7 @@ def test_the_run_log_never_holds_the_key(sandbox, catalog_dir, monkeypatch, caps
     from pipeline.run.stages import download
     from pipeline.sandbox import SANDBOX_KEY
 
-    def leaky(data):
+    def leaky(data, *preview):
         secret = SANDBOX_KEY  # noqa: F841 - a local in the traceback's frame
         raise RuntimeError(f"bug with key {SANDBOX_KEY} in it")
 

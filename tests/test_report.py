@@ -512,3 +512,31 @@ def test_thumbnail_of_16_bit_grey_keeps_its_gradient(tmp_path):
         column = [im.getpixel((128, y))[0] for y in range(im.height)]
     assert column[0] < 8 and column[-1] > 247 and sum(column) / len(column) == pytest.approx(127.5, abs=8)
     assert all(later >= earlier - 2 for earlier, later in zip(column, column[1:]))  # it keeps rising
+
+
+def test_a_runs_big_outputs_are_previewed_at_their_download_not_again_by_the_report(sandbox, tmp_path, monkeypatch):
+    """Outputs over AS_IS_SIDE get their thumbnail from the decode that checks the download (#21 §5): the
+    report at the run's end finds them made and decodes no output again; inputs it still previews."""
+    root = tmp_path / "catalog"
+    (root / "images").mkdir(parents=True)
+    draw_product(root / "images" / "p0.jpg", "red", size=AS_IS_SIDE + 60)
+    draw_product(root / "images" / "p1.png", "blue", size=AS_IS_SIDE + 60, shape=1)
+    config = write_catalog(root, 2, base_url=sandbox.base_url)
+    made_by_report: list[str] = []
+    real = pipeline.media.previews.thumbnail
+
+    def counted(src, dest, *args):
+        made_by_report.append(Path(dest).name)
+        return real(src, dest, *args)
+
+    monkeypatch.setattr(pipeline.media.previews, "thumbnail", counted)
+    assert main(["run", str(config), "--quiet"]) == 0
+    cfg, _, rows = load(config)
+    outputs = {f"thumbs/{row.output_sha256[:24]}-out.jpg" for row in rows.values()}
+    assert len(outputs) == 2 and not [name for name in made_by_report if name.endswith("-out.jpg")]
+    assert sorted(made_by_report) == sorted(f"{row.image_sha256[:24]}-in.jpg" for row in rows.values())
+    shown = Page((cfg.output.dir / "report.html").read_text("utf-8")).images
+    assert outputs <= set(shown)
+    for src in outputs:
+        with Image.open(inside(cfg.output.dir, src)) as im:
+            assert im.format == "JPEG" and max(im.size) == THUMB_SIZE

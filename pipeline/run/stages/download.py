@@ -14,6 +14,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from pipeline.media import previews
+from pipeline.media.previews import THUMBS
 from pipeline.store.names import STEPS_DIR
 from pipeline.store.atomic import write_atomically
 from pipeline.errors import ItemError
@@ -48,15 +50,17 @@ async def run(ctx: Context, job: Job) -> None:
             if ctx.discloser is not None:  # only the delivered picture: a chain's steps stay as received
                 data = ctx.discloser.apply(name, data)
             if ctx.outputs is not None:
-                size, sha256 = await outbox.publish(ctx, job, data, _check_jpeg)
+                size, sha256 = await outbox.publish(ctx, job, data, _checked_preview)
                 ctx.ckpt.save(row, output_path=name, output_sha256=sha256, output_size=size,
                               output_mtime_ns=None, finished_at=time.time(), error=None,
                               **await _verdict(ctx, job, data, sha256))
                 return
-            if len(data) <= INLINE_BYTES:
+            # The report's preview, if it shows this picture by one, comes from the decode that checks it.
+            thumbs = ctx.cfg.output.dir / THUMBS if previews.wants_preview(data) else None
+            if len(data) <= INLINE_BYTES and thumbs is None:
                 stat, sha256 = _check_and_write(data, target)
             else:
-                stat, sha256 = await asyncio.to_thread(_check_and_write, data, target)
+                stat, sha256 = await asyncio.to_thread(_check_and_write, data, target, ("jpeg",), thumbs)
             break
         except ItemError as exc:
             if attempt == DECODE_ATTEMPTS:
@@ -93,18 +97,29 @@ async def _fetch(ctx: Context, row, formats: tuple[str, ...], kept: bool) -> byt
         raise Parked(f"output download failed, kept for the next run: {exc}") from None
 
 
-def _check_and_write(data: bytes, target: Path,
-                     formats: tuple[str, ...] = ("jpeg",)) -> tuple[os.stat_result, str]:
-    """In a worker thread: decode check, hash and atomic write in one hop off the event loop."""
-    _check_jpeg(data) if formats == ("jpeg",) else _check_image(data, formats)
-    return write_atomically(target, data), hashlib.sha256(data).hexdigest()
+def _check_and_write(data: bytes, target: Path, formats: tuple[str, ...] = ("jpeg",),
+                     thumbs: Path | None = None) -> tuple[os.stat_result, str]:
+    """In a worker thread: decode check, hash and atomic write in one hop off the event loop; with
+    `thumbs`, the report's preview of the picture too, from the same decode."""
+    preview = _check_jpeg(data, thumbs is not None) if formats == ("jpeg",) else _check_image(data, formats)
+    stat, sha256 = write_atomically(target, data), hashlib.sha256(data).hexdigest()
+    if thumbs is not None:
+        previews.keep_output_preview(thumbs, sha256, preview)
+    return stat, sha256
 
 
-def _check_jpeg(data: bytes) -> None:
-    _check_image(data, ("jpeg",))
+def _check_jpeg(data: bytes, preview: bool = False) -> bytes | None:
+    return _check_image(data, ("jpeg",), preview)
 
 
-def _check_image(data: bytes, formats: tuple[str, ...]) -> None:
+def _checked_preview(data: bytes) -> bytes | None:
+    """A JPEG output checked, and its preview (for an output written to a bucket: always made)."""
+    return _check_jpeg(data, True)
+
+
+def _check_image(data: bytes, formats: tuple[str, ...], preview: bool = False) -> bytes | None:
+    """Raise ItemError unless `data` decodes whole as one of `formats`; with `preview`, the report's
+    preview of it (previews.preview_of), made from the same decode."""
     wanted = " or ".join(f.upper() for f in formats)
     try:
         # Only the plugins asked for are tried (the magic bytes were checked at the download).
@@ -112,10 +127,15 @@ def _check_image(data: bytes, formats: tuple[str, ...]) -> None:
             if (im.format or "").lower() not in formats:
                 raise ItemError(f"output is {im.format or 'not an image'}, not a {wanted}")
             if im.format == "JPEG":
-                # Decoded at 1/8 scale: libjpeg still reads every block of the entropy-coded data, so a
-                # cut or garbled picture fails as before, for a fraction of the CPU (#21 §5).
-                im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
+                # Decoded at a reduced scale: libjpeg still reads every block of the entropy-coded data, so
+                # a cut or garbled picture fails as before, for a fraction of the CPU (#21 §5). At 1/8, or
+                # at the preview's scale when it makes one.
+                if preview:
+                    previews.draft_for_preview(im)
+                else:
+                    im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
             im.load()
+            return previews.preview_of(im) if preview else None
     except ItemError:
         raise
     except (OSError, SyntaxError, ValueError) as exc:

@@ -18,7 +18,7 @@ import hashlib
 import os
 import time
 
-from pipeline.media.previews import THUMBS, output_preview
+from pipeline.media.previews import THUMBS, keep_output_preview
 from pipeline.store.names import FINGERPRINT_META, SHA256_META
 from pipeline.run.stages.context import Context, Job, Parked
 from pipeline.store.atomic import write_atomically
@@ -48,15 +48,14 @@ def waiting(state_dir, rows) -> int:
 
 
 async def publish(ctx: Context, job: Job, data: bytes, check) -> tuple[int, str]:
-    """Check `data` (`check(data)` raises ItemError), make its preview and PUT it as the item's output;
-    (size, sha256) once the bucket holds it."""
+    """Check `data` (`check(data)` raises ItemError, or gives its preview), keep its preview and PUT it
+    as the item's output; (size, sha256) once the bucket holds it."""
     row, name = job.row, job.item.output_name
     sha256 = hashlib.sha256(data).hexdigest()
     metadata = {FINGERPRINT_META: row.fingerprint, SHA256_META: sha256}
 
-    def first() -> None:  # in a worker thread: decode check, preview from the bytes in hand, one PUT
-        check(data)
-        output_preview(data, sha256, ctx.cfg.output.dir / THUMBS)
+    def first() -> None:  # in a worker thread: decode check and preview in one decode, one PUT
+        keep_output_preview(ctx.cfg.output.dir / THUMBS, sha256, check(data))
         ctx.outputs.put(name, data, content_type="image/jpeg", metadata=metadata, once=True)
 
     def again() -> None:
