@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import os
 import shutil
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -514,29 +515,35 @@ def test_thumbnail_of_16_bit_grey_keeps_its_gradient(tmp_path):
     assert all(later >= earlier - 2 for earlier, later in zip(column, column[1:]))  # it keeps rising
 
 
-def test_a_runs_big_outputs_are_previewed_at_their_download_not_again_by_the_report(sandbox, tmp_path, monkeypatch):
-    """Outputs over AS_IS_SIDE get their thumbnail from the decode that checks the download (#21 §5): the
-    report at the run's end finds them made and decodes no output again; inputs it still previews."""
+def test_a_runs_big_pictures_are_previewed_at_upload_and_download_not_again_by_the_report(sandbox, tmp_path,
+                                                                                          monkeypatch):
+    """Pictures over AS_IS_SIDE get their thumbnails during the run (#21 §5): a source's from the bytes
+    its upload reads, an output's from the decode that checks its download. The report at the run's
+    end finds them made, and decodes nothing again."""
     root = tmp_path / "catalog"
     (root / "images").mkdir(parents=True)
     draw_product(root / "images" / "p0.jpg", "red", size=AS_IS_SIDE + 60)
     draw_product(root / "images" / "p1.png", "blue", size=AS_IS_SIDE + 60, shape=1)
     config = write_catalog(root, 2, base_url=sandbox.base_url)
-    made_by_report: list[str] = []
+    made: list[tuple[str, str]] = []  # (who asked, the preview's name)
     real = pipeline.media.previews.thumbnail
 
     def counted(src, dest, *args):
-        made_by_report.append(Path(dest).name)
+        made.append((sys._getframe(1).f_code.co_name, Path(dest).name))
         return real(src, dest, *args)
 
     monkeypatch.setattr(pipeline.media.previews, "thumbnail", counted)
     assert main(["run", str(config), "--quiet"]) == 0
     cfg, _, rows = load(config)
+    inputs = {f"thumbs/{row.image_sha256[:24]}-in.jpg" for row in rows.values()}
     outputs = {f"thumbs/{row.output_sha256[:24]}-out.jpg" for row in rows.values()}
-    assert len(outputs) == 2 and not [name for name in made_by_report if name.endswith("-out.jpg")]
-    assert sorted(made_by_report) == sorted(f"{row.image_sha256[:24]}-in.jpg" for row in rows.values())
+    assert sorted(made) == sorted(("_prepare", Path(name).name) for name in inputs)  # the upload's, no other
     shown = Page((cfg.output.dir / "report.html").read_text("utf-8")).images
-    assert outputs <= set(shown)
-    for src in outputs:
+    assert len(inputs | outputs) == 4 and inputs | outputs <= set(shown)
+    for src in inputs | outputs:
         with Image.open(inside(cfg.output.dir, src)) as im:
             assert im.format == "JPEG" and max(im.size) == THUMB_SIZE
+    made.clear()
+    (cfg.output.dir / "report.html").unlink()
+    assert main(["report", str(config)]) == 0
+    assert made == [] and Page((cfg.output.dir / "report.html").read_text("utf-8")).images == shown

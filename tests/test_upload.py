@@ -23,7 +23,8 @@ async def upload_all(tmp_path, images: dict[str, bytes], *, ckpt: Checkpoint, **
     app = create_app(SandboxOptions(fast=True, seed=1, **sandbox))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    cfg = SimpleNamespace(images=SimpleNamespace(max_upload_bytes=5 * 1024 * 1024))
+    cfg = SimpleNamespace(images=SimpleNamespace(max_upload_bytes=5 * 1024 * 1024),
+                          output=SimpleNamespace(dir=tmp_path / "out"))
     rows = []
     try:
         async with aiohttp.ClientSession() as session:
@@ -60,3 +61,27 @@ def test_a_later_run_reuses_the_upload_the_checkpoint_remembers(tmp_path):
     first, _ = asyncio.run(upload_all(tmp_path, {"a": red}, ckpt=ckpt))
     again, ledger = asyncio.run(upload_all(tmp_path, {"b": red}, ckpt=ckpt))
     assert again[0].image_url == first[0].image_url and ledger.requests["put"] == 0
+
+
+def test_a_big_source_gets_its_report_preview_from_the_bytes_its_upload_reads(tmp_path, monkeypatch):
+    """The report shows a big source by a thumbnail: made at the upload from the bytes in hand (in a
+    thread, whether the file is big or a small file of a big picture), once; none for a small one."""
+    from pipeline.media import previews
+
+    heavy = jpeg_bytes((1024, 768), noise=True)        # over INLINE_BYTES
+    light = jpeg_bytes((800, 600), "white")             # under it, but a picture the report shrinks
+    small = jpeg_bytes((32, 24), "red", product=False)  # shown as itself
+    assert len(heavy) > upload.INLINE_BYTES > len(light)
+    ckpt = Checkpoint.open(tmp_path / "c.sqlite")
+    rows, _ = asyncio.run(upload_all(tmp_path, {"a": heavy, "b": light, "c": small}, ckpt=ckpt))
+    thumbs = tmp_path / "out" / previews.THUMBS
+    made = {p.name for p in thumbs.iterdir()}
+    assert made == {f"{rows[0].image_sha256[:24]}-in.jpg", f"{rows[1].image_sha256[:24]}-in.jpg"}
+    for row, name in zip(rows, "ab"):
+        assert previews.thumbnail(tmp_path / f"{name}.jpg", tmp_path / "from-file.jpg")
+        assert (thumbs / f"{row.image_sha256[:24]}-in.jpg").read_bytes() == (tmp_path / "from-file.jpg").read_bytes()
+    calls = []
+    monkeypatch.setattr(previews, "thumbnail", lambda *args: calls.append(args))
+    ckpt2 = Checkpoint.open(tmp_path / "c2.sqlite")  # no upload to reuse: the sources are read again
+    asyncio.run(upload_all(tmp_path, {"a": heavy, "b": light}, ckpt=ckpt2))
+    assert calls == []  # made before: not again

@@ -6,7 +6,8 @@
     previews.finish()                                # make what is missing, drop what is unused
 
 An output's preview is made at its download instead, from the decode that checks it
-(`draft_for_preview`, `preview_of`, `keep_output_preview`): the report finds it made.
+(`draft_for_preview`, `preview_of`, `keep_output_preview`), and a source's at its upload, from the
+bytes read for it: the report finds them made.
 """
 from __future__ import annotations
 
@@ -102,7 +103,8 @@ def _encoded(original: Image.Image, size: int) -> bytes:
 # the preview's draft scale instead of 1/8, the same pass checks it and gives its preview.
 
 def wants_preview(data: bytes) -> bool:
-    """Whether the report shows this picture (an output's bytes) by a thumbnail, not as itself."""
+    """Whether the report shows this picture (a file's bytes) by a thumbnail, not as itself (as
+    `Previews` decides from the file: `_plan`)."""
     found = header_of(data[:HEAD_BYTES])
     return found is not None and not _as_is(max(found[1], found[2]), data.__len__)
 
