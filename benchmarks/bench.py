@@ -13,7 +13,8 @@ time (user + sys) and peak RSS are its own, not the sandbox's nor this script's.
 Phases:
 1. full   `pipeline run CONFIG --quiet --json` over N items, C in flight, orders taking --processing-s.
           Wall time is compared with the lower bound N / C x (processing_s + poll_interval). Each item
-          has its own image (64x64 JPEG) by default, so every item pays for its upload: shared images
+          has its own image (64x64 JPEG by default; --image-size 1024 for a catalog's size, where the
+          report's previews and the bigger transfers show), so every item pays for its upload: shared images
           are uploaded once per run, which would flatter CPU per item (--images K shares K images).
           Credits and requests come from the sandbox's ledger (GET {base_url}/__ledger). Then the
           same run with the five client calls stubbed in-process (no network): what the tool costs
