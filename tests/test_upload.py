@@ -72,8 +72,17 @@ def test_a_big_source_gets_its_report_preview_from_the_bytes_its_upload_reads(tm
     light = jpeg_bytes((800, 600), "white")             # under it, but a picture the report shrinks
     small = jpeg_bytes((32, 24), "red", product=False)  # shown as itself
     assert len(heavy) > upload.INLINE_BYTES > len(light)
+    threaded: list[str] = []
+    to_thread = asyncio.to_thread
+
+    def recorded(fn, *args):
+        threaded.append(fn.__name__)
+        return to_thread(fn, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", recorded)
     ckpt = Checkpoint.open(tmp_path / "c.sqlite")
     rows, _ = asyncio.run(upload_all(tmp_path, {"a": heavy, "b": light, "c": small}, ckpt=ckpt))
+    assert sorted(threaded) == ["_prepare", "_read_and_prepare"]  # the small picture stays on the loop
     thumbs = tmp_path / "out" / previews.THUMBS
     made = {p.name for p in thumbs.iterdir()}
     assert made == {f"{rows[0].image_sha256[:24]}-in.jpg", f"{rows[1].image_sha256[:24]}-in.jpg"}
