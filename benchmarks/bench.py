@@ -52,6 +52,7 @@ from pathlib import Path
 from bench_cases import (phase_example, phase_full, phase_plan, phase_render, phase_rerun, phase_startup,
                          phase_timing)
 from bench_runner import Results, compile_bytecode, print_markdown, print_table
+from wakeups import wake_cost_us
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -122,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+    # CPU per item here grows with what a wake-up from idle costs the VM at the time (docs/performance.md)
+    res.notes.append(f"a wake-up from 6 ms of idle cost {wake_cost_us(6.0):.0f} us of CPU just now "
+                     "(benchmarks/wakeups.py; 70-180 us on the development VM): CPU figures move with it")
     print_table(res)
     if args.markdown:
         print_markdown(res, argv)

@@ -1,6 +1,7 @@
 """What one wake-up from idle costs this machine's CPU, by how long the process was idle before it.
 
     python benchmarks/wakeups.py                 # uvloop timers, then time.sleep, at 0.5-20 ms gaps
+    wake_cost_us(6.0)                            # one figure, as bench.py notes it under its table
 
 An event loop that waits between answers goes idle and wakes once per answer (or per timer). On the
 2-core development VM that wake-up costs more CPU the longer the idle before it, though it does no
@@ -32,6 +33,19 @@ def _report(what: str, gap_ms: float, count: int, before: tuple[float, float]) -
     user, system = (after - was for after, was in zip(_cpu(), before))
     print(f"{what:<12} idle {gap_ms:>4g} ms: {user / count * 1e6:6.0f} us user + {system / count * 1e6:4.0f} us "
           f"system per wake-up ({count} wake-ups)")
+
+
+def wake_cost_us(gap_ms: float = 6.0, seconds: float = 1.0) -> float:
+    """CPU microseconds per wake-up of an event loop idle `gap_ms` before each (bench.py's note)."""
+    try:
+        import uvloop
+        run = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        run = asyncio.run
+    count = max(50, int(seconds * 1000 / gap_ms))
+    before = sum(_cpu())
+    run(_timers(count, gap_ms / 1000))
+    return (sum(_cpu()) - before) / count * 1e6
 
 
 def main() -> None:
