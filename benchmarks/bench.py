@@ -23,7 +23,9 @@ Phases:
 3. rerun  the same manifest with every item done and unchanged, then `pipeline run CONFIG --quiet
           --json`: it must make no API call (checked in the ledger). By default the done items are written
           with the library itself (output files, then checkpoint rows: validate, fingerprint,
-          Checkpoint.insert), which takes seconds; --build run makes them with a real `pipeline run`
+          Checkpoint.insert), which takes seconds, and their outputs lack the AI-disclosure XMP: a first
+          rerun writes it into each (0 credits; shown for reference), and the next is the no-op measured.
+          --build run makes them with a real `pipeline run`
           against the sandbox (processing 0.01 s, concurrency 500), which took 8 minutes for 100k
           items on 2 cores: that first run is CPU-bound in the client at about 3.4 ms per item.
 4. timing   orders whose avgResponseTimeInSec lies (bench_cases.TIMING_CASES).
