@@ -59,6 +59,20 @@ def test_a_missing_object_and_a_broken_image_make_their_rows_invalid(s3, tmp_pat
     assert len(lines) == 3
 
 
+def test_a_png_cut_short_in_a_bucket_is_reported_as_truncated(s3, tmp_path):
+    """A PNG's header opens whole when the file is cut after it: its IEND chunk says whether it is."""
+    config = bucket_catalog(s3, tmp_path, 4)
+    good = (tmp_path / "files" / "images" / "p1.png").read_bytes()
+    s3.client.put_object(Bucket="cat", Key="images/p1.png", Body=good[: len(good) // 2])  # pixels cut
+    s3.client.put_object(Bucket="cat", Key="images/p3.png", Body=good[:30])  # cut inside its header
+    lines = problems_of(config)
+    assert any("row 3 (id sku-001): image 'images/p1.png' is truncated: no PNG end chunk (IEND)" in l
+               for l in lines), lines
+    assert any("row 5 (id sku-003): image 'images/p3.png' is truncated: no PNG end chunk (IEND)" in l
+               for l in lines), lines
+    assert len(lines) == 2
+
+
 def test_a_bucket_that_does_not_exist_is_a_clear_error(s3, tmp_path):
     config = bucket_catalog(s3, tmp_path, 2)
     config.write_text(config.read_text().replace("s3://cat/catalog.csv", "s3://no-such-bucket/catalog.csv"))

@@ -187,3 +187,30 @@ def test_pipeline_validate_counts_a_store_export_as_validate_reads_it(tmp_path: 
     assert counted == dataclasses.replace(plan, problems=tuple(problem_lines(manifest)))
     assert counted.store is not None and counted.store.skipped
     assert counted.invalid == (images == "all")  # the gone picture is a product's second
+
+
+def test_a_png_with_data_after_its_end_chunk_is_valid_and_only_it_is_decoded(tmp_path: Path, monkeypatch) -> None:
+    from pipeline.inputs.manifest import image_problem
+    whole, trailer = tmp_path / "whole.png", tmp_path / "trailer.png"
+    whole.write_bytes(PNG)
+    trailer.write_bytes(PNG + b"editor trailer data " * 10)  # after IEND: Pillow still decodes it
+    decoded = []
+    real_load = Image.Image.load
+    monkeypatch.setattr(Image.Image, "load", lambda im: decoded.append(im) or real_load(im))
+    assert image_problem(whole) is None and decoded == []
+    assert image_problem(trailer) is None and decoded
+
+
+def test_a_header_read_never_raises_on_a_file_cut_anywhere() -> None:
+    """image_header is read from whatever a file holds: every prefix of a real JPEG, PNG, GIF and WebP
+    gives a size or None, never an exception (a PNG cut inside its IHDR used to raise struct.error)."""
+    import io
+    from pipeline.media.images import header_of
+    for fmt in ("JPEG", "PNG", "GIF", "WEBP"):
+        out = io.BytesIO()
+        Image.new("RGB", (40, 30), (10, 200, 30)).save(out, fmt)
+        data = out.getvalue()
+        assert header_of(data)[1:] == (40, 30)
+        for n in range(len(data)):
+            found = header_of(data[:n])
+            assert found is None or found == (fmt, 40, 30), (fmt, n)

@@ -7,6 +7,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.inputs.files import display_path
+from pipeline.media.formats import PNG_END
 from pipeline.media.images import HEAD_BYTES, header_of
 from pipeline.store.atomic import READ_FLAGS
 
@@ -16,15 +17,15 @@ def image_problem(path: Path) -> str | None:
 
     A plain JPEG, PNG, GIF or WebP header is read by `image_header` (10x faster than Pillow's
     open, which parses every JPEG table); anything else, and every problem, goes through Pillow
-    for its verdict and wording. A JPEG's last bytes are read too (see `jpeg_end_problem`)."""
+    for its verdict and wording. A JPEG's or PNG's last bytes are read too (see `end_problem`)."""
     header, tail = _head_and_tail(path)
     if header is not None:
-        if header[0] != "JPEG" or tail.rstrip(b"\0").endswith(JPEG_EOI):
+        if ends_whole(header[0], tail):
             return None
-        return jpeg_end_problem(path)  # no end marker where it belongs: decoded to be sure
+        return end_problem(path, header[0])  # no end marker where it belongs: decoded to be sure
     try:
         with Image.open(path) as im:
-            return jpeg_end_problem(path) if im.format == "JPEG" else None
+            return end_problem(path, im.format) if im.format in ENDS else None
     except FileNotFoundError:
         return f"not found ({display_path(path)})"
     except IsADirectoryError:
@@ -40,7 +41,19 @@ def image_problem(path: Path) -> str | None:
 
 
 JPEG_EOI = b"\xff\xd9"
+# What a whole file of these formats ends with, and how a missing end is worded. A PNG cut short
+# opens (its header is whole) and fails only when its pixels are read: its IEND chunk says it is whole.
+ENDS = {"JPEG": "no JPEG end-of-image marker", "PNG": "no PNG end chunk (IEND)"}
 _TAIL_BYTES = 64
+
+
+def ends_whole(fmt: str | None, tail: bytes) -> bool:
+    """Whether a file of `fmt` whose last bytes are `tail` ends as a whole one does (other formats: yes)."""
+    if fmt == "JPEG":
+        return tail.rstrip(b"\0").endswith(JPEG_EOI)
+    if fmt == "PNG":
+        return tail.endswith(PNG_END)
+    return True
 
 
 def _read_at(fd: int, offset: int) -> bytes:
@@ -58,7 +71,7 @@ def _head_and_tail(path: Path) -> tuple[tuple[str, int, int] | None, bytes]:
     try:
         head = os.read(fd, HEAD_BYTES)
         header = header_of(head)
-        if header is None or header[0] != "JPEG":
+        if header is None or header[0] not in ENDS:
             return header, b""
         size = os.fstat(fd).st_size
         tail = head[-_TAIL_BYTES:] if size <= len(head) else _read_at(fd, size - _TAIL_BYTES)
@@ -70,22 +83,29 @@ def _head_and_tail(path: Path) -> tuple[tuple[str, int, int] | None, bytes]:
 
 
 def jpeg_end_problem(path: Path) -> str | None:
-    """Why a JPEG is cut short, or None: it ends with its end-of-image marker, or decodes without one.
+    """Why a JPEG is cut short, or None (`end_problem` for a JPEG)."""
+    return end_problem(path, "JPEG")
 
-    Only the last bytes are read in the common case; a file without the marker at its end (cut short,
+
+def end_problem(path: Path, fmt: str) -> str | None:
+    """Why a JPEG or PNG is cut short, or None: it ends as a whole one does, or decodes without that.
+
+    Only the last bytes are read in the common case; a file without its end at its end (cut short,
     or with data after it, as some cameras write) is decoded to be sure, as a run would do.
     """
     try:
         with open(path, "rb") as fh:
             fh.seek(0, os.SEEK_END)
             fh.seek(max(0, fh.tell() - _TAIL_BYTES))
-            if fh.read().rstrip(b"\0").endswith(JPEG_EOI):
+            if ends_whole(fmt, fh.read()):
                 return None
             fh.seek(0)
-            with Image.open(fh, formats=["JPEG"]) as im:
+            with Image.open(fh, formats=[fmt]) as im:
                 im.load()
+    except UnidentifiedImageError:  # cut inside its header: Pillow's message names only the file object
+        return f"is truncated: {ENDS[fmt]}, and it does not decode"
     except OSError as exc:  # Pillow's "image file is truncated", or the file went away
-        return f"is truncated: no JPEG end-of-image marker, and it does not decode ({_one_line(exc)})"
+        return f"is truncated: {ENDS[fmt]}, and it does not decode ({_one_line(exc)})"
     except Exception as exc:  # the per-item boundary, as in image_problem
         return f"cannot be read as an image: {exc}"
     return None

@@ -4,7 +4,7 @@
 
 Each folder is listed once: existence and size of every image in it. Then one ranged GET per image,
 concurrently by the backend: the first 16 KiB, where a product photo's frame header is (an image of
-up to 64 KiB is read whole, so a JPEG's end-of-image marker is checked too; a bigger one's end is
+up to 64 KiB is read whole, so a JPEG's end-of-image marker or a PNG's IEND is checked too; a bigger one's end is
 checked when the run prepares it for upload, before any order). Only an image those bytes cannot
 vouch for (a format the quick header reader does not know) is read whole and decoded by Pillow.
 
@@ -28,12 +28,13 @@ from PIL import Image, UnidentifiedImageError
 
 from pathlib import Path
 
+from pipeline.inputs.local_images import ENDS, ends_whole
+from pipeline.media.formats import sniff_format
 from pipeline.media.images import HEAD_BYTES, header_of, image_header
 from pipeline.store.atomic import write_atomically
 from pipeline.store.kept import add_kept, read_kept
 from pipeline.store.remote import Remote, StorageError, describe, is_remote
 
-JPEG_EOI = b"\xff\xd9"
 FIRST_BYTES = 16 * 1024  # an EXIF block that pushes the frame header further costs one more read
 WHOLE_BYTES = 64 * 1024  # up to this size an image is read whole: one request either way
 WHOLE_BATCH = 64
@@ -108,8 +109,7 @@ def _check_folder(folder: str, names: list[str], options: Mapping[str, Any] | No
             verdicts[url] = f"cannot be read: {describe(head, url)}"
             continue
         header = header_of(head)
-        if header is None or header[0] == "JPEG" and len(head) == size[name] \
-                and not head.rstrip(b"\0").endswith(JPEG_EOI):
+        if header is None or len(head) == size[name] and not ends_whole(header[0], head):
             whole.append(name)  # Pillow decides, and words the problem
             continue
         sizes[url] = (header[1], header[2])
@@ -142,7 +142,7 @@ def _read_whole(store: Remote, folder: str, names: list[str], listed: Mapping[st
                 verdicts[url] = f"cannot be read: {describe(data, url)}"
                 continue
             header = header_of(data[:HEAD_BYTES])
-            if header is not None and not (header[0] == "JPEG" and not data.rstrip(b"\0").endswith(JPEG_EOI)):
+            if header is not None and ends_whole(header[0], data):
                 sizes[url] = (header[1], header[2])
                 verdicts[url] = None
             else:
@@ -164,17 +164,22 @@ def _ranges(store: Remote, wanted: list[tuple[str, int, int]]) -> dict[str, byte
 
 def _decoded_problem(data: bytes, url: str, sizes: dict[str, tuple[int, int]]) -> str | None:
     """Pillow's verdict on a whole image, worded as manifest.image_problem words a local file's."""
+    fmt = {"jpeg": "JPEG", "png": "PNG"}.get(sniff_format(data[:HEAD_BYTES]))  # by its magic bytes
     try:
         with Image.open(io.BytesIO(data)) as im:
             sizes[url] = im.size
-            if im.format == "JPEG" and not data.rstrip(b"\0").endswith(JPEG_EOI):
+            fmt = im.format
+            if not ends_whole(im.format, data):
                 im.load()
     except UnidentifiedImageError:
+        if fmt in ENDS:  # its header says JPEG or PNG, cut before Pillow could tell
+            return f"is truncated: {ENDS[fmt]}, and it does not decode"
         return f"is not an image Pillow can read ({url})"
     except Image.DecompressionBombError as exc:
         return f"is too large to process: {exc}"
     except OSError as exc:
-        return f"is truncated: no JPEG end-of-image marker, and it does not decode ({' '.join(str(exc).split())})"
+        what = f"{ENDS[fmt]}, and it does not decode" if fmt in ENDS else "it does not decode"
+        return f"is truncated: {what} ({' '.join(str(exc).split())})"
     except Exception as exc:  # noqa: BLE001 - the per-item boundary: any decoder fault fails this image only
         return f"cannot be read as an image: {exc}"
     return None

@@ -93,7 +93,7 @@ HEAD_BYTES = _HEAD_BYTES  # what header_of needs of a file's start (a ranged rea
 def header_of(head: bytes) -> tuple[str, int, int] | None:
     """`image_header` of a file's first HEAD_BYTES bytes."""
     fmt = sniff_format(head)
-    if fmt == "png" and head[12:16] == b"IHDR":
+    if fmt == "png" and len(head) >= 24 and head[12:16] == b"IHDR":  # a file cut in its header: no size
         width, height = struct.unpack(">II", head[16:24])
         return ("PNG", width, height) if width and height else None
     if fmt == "gif" and len(head) >= 10:
