@@ -22,6 +22,15 @@ def _png() -> bytes:
 PNG = _png()
 
 
+def _noise(fmt: str) -> bytes:
+    out = io.BytesIO()
+    Image.effect_noise((48, 40), 60).convert("RGB").save(out, fmt)
+    return out.getvalue()
+
+
+GIF, WEBP = _noise("GIF"), _noise("WEBP")
+
+
 JPEG = jpeg_bytes((64, 64), product=False, noise=True)
 CONFIG = 'manifest: catalog.csv\nprompt: "{title} on a marble counter"\n'
 HEADER = "id,image,title\n"
@@ -149,6 +158,10 @@ BAD_CASES: list[Case] = [
          ("catalog.csv row 2 (id sku-1): image 'cut.png' is truncated: no PNG end chunk (IEND)",)),
     Case("image-png-cut-in-its-header", catalog(csv=HEADER + "sku-1,cut.png,A mug\n", **{"cut.png": PNG[:20]}),
          ("catalog.csv row 2 (id sku-1): image 'cut.png' cannot be read as an image",), absent=("Traceback",)),
+    Case("image-truncated-gif", catalog(csv=HEADER + "sku-1,cut.gif,A mug\n", **{"cut.gif": GIF[:len(GIF) // 2]}),
+         ("catalog.csv row 2 (id sku-1): image 'cut.gif' is truncated: no GIF trailer",)),
+    Case("image-truncated-webp", catalog(csv=HEADER + "sku-1,cut.webp,A mug\n", **{"cut.webp": WEBP[:len(WEBP) // 2]}),
+         ("catalog.csv row 2 (id sku-1): image 'cut.webp' is truncated: shorter than its RIFF header says",)),
     Case("image-is-directory", catalog(csv=HEADER + "sku-1,sub,A mug\n", **{"sub/x.png": PNG}),
          ("catalog.csv row 2 (id sku-1): image 'sub' is a directory",)),
     Case("duplicate-id", catalog(csv=HEADER + "sku-1,a.png,A mug\nsku-1,a.png,A bottle\n"),

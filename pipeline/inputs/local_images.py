@@ -17,12 +17,10 @@ def image_problem(path: Path) -> str | None:
 
     A plain JPEG, PNG, GIF or WebP header is read by `image_header` (10x faster than Pillow's
     open, which parses every JPEG table); anything else, and every problem, goes through Pillow
-    for its verdict and wording. A JPEG's or PNG's last bytes are read too (see `end_problem`)."""
-    header, tail = _head_and_tail(path)
+    for its verdict and wording. A file's end is read too (see `ends_whole`, `end_problem`)."""
+    header, whole = _head_and_tail(path)
     if header is not None:
-        if ends_whole(header[0], tail):
-            return None
-        return end_problem(path, header[0])  # no end marker where it belongs: decoded to be sure
+        return None if whole else end_problem(path, header[0])  # no end where it belongs: decoded to be sure
     try:
         with Image.open(path) as im:
             return end_problem(path, im.format) if im.format in ENDS else None
@@ -41,18 +39,24 @@ def image_problem(path: Path) -> str | None:
 
 
 JPEG_EOI = b"\xff\xd9"
-# What a whole file of these formats ends with, and how a missing end is worded. A PNG cut short
-# opens (its header is whole) and fails only when its pixels are read: its IEND chunk says it is whole.
-ENDS = {"JPEG": "no JPEG end-of-image marker", "PNG": "no PNG end chunk (IEND)"}
+GIF_TRAILER = b";"
+# How a whole file of these formats ends, and how a missing end is worded. A file cut short usually
+# opens (its header is whole) and fails only when its pixels are read; its end says it is whole.
+ENDS = {"JPEG": "no JPEG end-of-image marker", "PNG": "no PNG end chunk (IEND)", "GIF": "no GIF trailer",
+        "WEBP": "shorter than its RIFF header says"}
 _TAIL_BYTES = 64
 
 
-def ends_whole(fmt: str | None, tail: bytes) -> bool:
-    """Whether a file of `fmt` whose last bytes are `tail` ends as a whole one does (other formats: yes)."""
+def ends_whole(fmt: str | None, head: bytes, tail: bytes, size: int) -> bool:
+    """Whether a file of `fmt` (`size` bytes; its first and last bytes) ends as a whole one does."""
     if fmt == "JPEG":
         return tail.rstrip(b"\0").endswith(JPEG_EOI)
     if fmt == "PNG":
         return tail.endswith(PNG_END)
+    if fmt == "GIF":
+        return tail.rstrip(b"\0").endswith(GIF_TRAILER)
+    if fmt == "WEBP":  # RIFF: the size of what follows its first 8 bytes (data after it is allowed)
+        return len(head) >= 8 and int.from_bytes(head[4:8], "little") + 8 <= size
     return True
 
 
@@ -61,23 +65,24 @@ def _read_at(fd: int, offset: int) -> bytes:
     return os.read(fd, _TAIL_BYTES)
 
 
-def _head_and_tail(path: Path) -> tuple[tuple[str, int, int] | None, bytes]:
-    """`image_header` of `path` and its last _TAIL_BYTES, from one open (six system calls; a header
-    and then the end marker read by `open` each took fifteen). (None, b"") when it cannot be read."""
+def _head_and_tail(path: Path) -> tuple[tuple[str, int, int] | None, bool]:
+    """`image_header` of `path`, and whether it ends whole (`ends_whole`), from one open (six system
+    calls; a header and then the end marker read by `open` each took fifteen). (None, False) when it
+    cannot be read."""
     try:
         fd = os.open(path, READ_FLAGS)
     except OSError:
-        return None, b""
+        return None, False
     try:
         head = os.read(fd, HEAD_BYTES)
         header = header_of(head)
         if header is None or header[0] not in ENDS:
-            return header, b""
+            return header, True
         size = os.fstat(fd).st_size
         tail = head[-_TAIL_BYTES:] if size <= len(head) else _read_at(fd, size - _TAIL_BYTES)
-        return header, tail
+        return header, ends_whole(header[0], head, tail, size)
     except OSError:  # a directory, or the file went away: Pillow words it below
-        return None, b""
+        return None, False
     finally:
         os.close(fd)
 
@@ -88,16 +93,18 @@ def jpeg_end_problem(path: Path) -> str | None:
 
 
 def end_problem(path: Path, fmt: str) -> str | None:
-    """Why a JPEG or PNG is cut short, or None: it ends as a whole one does, or decodes without that.
+    """Why a JPEG, PNG, GIF or WebP is cut short, or None: it ends as a whole one does, or decodes
+    without that (Pillow reads a GIF's first frame, the one a run sends).
 
     Only the last bytes are read in the common case; a file without its end at its end (cut short,
     or with data after it, as some cameras write) is decoded to be sure, as a run would do.
     """
     try:
         with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - _TAIL_BYTES))
-            if ends_whole(fmt, fh.read()):
+            head = fh.read(HEAD_BYTES)
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - _TAIL_BYTES))
+            if ends_whole(fmt, head, fh.read(), size):
                 return None
             fh.seek(0)
             with Image.open(fh, formats=[fmt]) as im:

@@ -4,7 +4,7 @@
 
 Each folder is listed once: existence and size of every image in it. Then one ranged GET per image,
 concurrently by the backend: the first 16 KiB, where a product photo's frame header is (an image of
-up to 64 KiB is read whole, so a JPEG's end-of-image marker or a PNG's IEND is checked too; a bigger one's end is
+up to 64 KiB is read whole, so its end is checked too (local_images.ends_whole); a bigger one's end is
 checked when the run prepares it for upload, before any order). Only an image those bytes cannot
 vouch for (a format the quick header reader does not know) is read whole and decoded by Pillow.
 
@@ -109,7 +109,7 @@ def _check_folder(folder: str, names: list[str], options: Mapping[str, Any] | No
             verdicts[url] = f"cannot be read: {describe(head, url)}"
             continue
         header = header_of(head)
-        if header is None or len(head) == size[name] and not ends_whole(header[0], head):
+        if header is None or len(head) == size[name] and not ends_whole(header[0], head, head, size[name]):
             whole.append(name)  # Pillow decides, and words the problem
             continue
         sizes[url] = (header[1], header[2])
@@ -142,7 +142,7 @@ def _read_whole(store: Remote, folder: str, names: list[str], listed: Mapping[st
                 verdicts[url] = f"cannot be read: {describe(data, url)}"
                 continue
             header = header_of(data[:HEAD_BYTES])
-            if header is not None and ends_whole(header[0], data):
+            if header is not None and ends_whole(header[0], data, data[-64:], len(data)):
                 sizes[url] = (header[1], header[2])
                 verdicts[url] = None
             else:
@@ -164,15 +164,15 @@ def _ranges(store: Remote, wanted: list[tuple[str, int, int]]) -> dict[str, byte
 
 def _decoded_problem(data: bytes, url: str, sizes: dict[str, tuple[int, int]]) -> str | None:
     """Pillow's verdict on a whole image, worded as manifest.image_problem words a local file's."""
-    fmt = {"jpeg": "JPEG", "png": "PNG"}.get(sniff_format(data[:HEAD_BYTES]))  # by its magic bytes
+    fmt = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP"}.get(sniff_format(data[:HEAD_BYTES]))
     try:
         with Image.open(io.BytesIO(data)) as im:
             sizes[url] = im.size
             fmt = im.format
-            if not ends_whole(im.format, data):
+            if not ends_whole(im.format, data, data[-64:], len(data)):
                 im.load()
     except UnidentifiedImageError:
-        if fmt in ENDS:  # its header says JPEG or PNG, cut before Pillow could tell
+        if fmt in ENDS:  # its magic bytes say what it is, cut before Pillow could tell
             return f"is truncated: {ENDS[fmt]}, and it does not decode"
         return f"is not an image Pillow can read ({url})"
     except Image.DecompressionBombError as exc:
