@@ -356,6 +356,15 @@ def die_at_start(*_run_pid) -> None:
     os._exit(3)
 
 
+def score_all_with_a_bug(jobs, min_fidelity):
+    """qa_worker.score_all in a worker, but a bug's answer for a source named p1.*: a per-item failure."""
+    from pipeline.run import qa_worker
+
+    answers = qa_worker.score_all(jobs, min_fidelity)
+    return [RuntimeError("the score failed: ZeroDivisionError: a bug") if Path(job[0]).stem == "p1" else answer
+            for job, answer in zip(jobs, answers)]
+
+
 # -- a store's CDN that misbehaves on demand -------------------------------------------------------
 
 class Cdn:

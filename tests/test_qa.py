@@ -97,6 +97,25 @@ def test_a_bug_scoring_one_output_fails_that_item_alone(tmp_path, pictures, monk
     assert [a[0]["fidelity"] > 0.7 for i, a in enumerate(answers) if i != 2] == [False, True, False]
 
 
+def test_a_bug_scoring_one_output_delivers_it_unscored_and_fails_no_item(cfg, pictures, monkeypatch, caplog):
+    """The picture is paid for: a failed item would be bought again by the next run. So a bug's answer
+    for one output (a score_all RuntimeError) delivers it done, unscored, the bug on its row."""
+    import helpers
+
+    monkeypatch.setattr(qa.qa_worker, "score_all", helpers.score_all_with_a_bug)
+
+    async def scored() -> list[dict]:
+        async with qa.Scorer(cfg, workers=1) as scorer:
+            return await _verdicts(scorer, pictures[:4])
+
+    verdicts = asyncio.run(scored())
+    bugged = verdicts[1]
+    assert bugged["state"] == State.DONE and bugged["fidelity"] is None
+    assert bugged["fidelity_note"] == "fidelity not measured: the score failed: ZeroDivisionError: a bug"
+    assert [v["fidelity"] is not None for v in verdicts] == [True, False, True, True]
+    assert sum("delivered unscored" in r.message for r in caplog.records) == 1
+
+
 def test_a_worker_leaves_ctrl_c_to_the_run(cfg, pictures):
     # Ctrl-C reaches the whole process group: a worker that took it would die with a traceback on the
     # user's terminal, even while it still imports (spawned, before its initializer runs). It is started

@@ -166,8 +166,10 @@ class Scorer:
         for (_, verdict), answer in zip(batch, answers):
             if verdict.done():  # its item was cancelled (Ctrl-C) meanwhile
                 continue
-            if isinstance(answer, RuntimeError):  # a bug scoring this one: its item fails, as it would here
-                verdict.set_exception(answer)
+            if isinstance(answer, RuntimeError):  # a bug scoring this one: its picture is paid for, so it is
+                # delivered unscored with the bug's words on its row, never failed (a failed item is bought again)
+                log.warning("fidelity of an output not measured: %s; delivered unscored", answer)
+                verdict.set_result(_unmeasured(f"fidelity not measured: {answer}"))
                 continue
             fields, cost_s = answer
             if cost_s is not None:

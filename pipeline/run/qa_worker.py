@@ -67,14 +67,14 @@ def _lean_numpy_namespace() -> Iterator[None]:
 def score_all(jobs: list[tuple[str, str | bytes, str | None]],
               min_fidelity: float) -> list[tuple[dict, float] | RuntimeError]:
     """`score` for each (source, output, heat-map path): the outputs that arrived while the worker was
-    busy go in one message, not one each. Each job is its item's: a bug scoring one fails that item
-    alone (its error is returned in its place), not the others sent with it."""
+    busy go in one message, not one each. Each job is its item's: a bug scoring one is returned in its
+    place (the run delivers that output unscored, with the bug's words), not the others sent with it."""
     answers: list[tuple[dict, float] | RuntimeError] = []
     for source, output, heatmap in jobs:
         try:
             answers.append(score(source, output, min_fidelity, heatmap))
         except Exception as exc:  # noqa: BLE001 - the per-item boundary, in the worker
-            answers.append(RuntimeError(f"fidelity score failed: {type(exc).__name__}: {exc}"))
+            answers.append(RuntimeError(f"the score failed: {type(exc).__name__}: {exc}"))
     return answers
 
 
