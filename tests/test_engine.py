@@ -235,8 +235,11 @@ def test_progress_counts_items_waiting_for_an_order_slot():
     assert "uploading 2 · ready 3 · submitting 1 · polling 4 · downloading 1" in line
 
 
-def test_a_bug_at_the_item_boundary_fails_one_item_and_logs_its_traceback(sandbox, catalog_dir, monkeypatch,
-                                                                            caplog):
+def test_a_bug_after_its_order_keeps_the_item_for_the_next_run_which_buys_nothing_again(sandbox, catalog_dir,
+                                                                                         monkeypatch, caplog):
+    """A bug at the item boundary once the order is paid (here in the download's check) stops that item
+    alone and logs its traceback. Its row keeps the order: the next run downloads it for no new credit
+    (a failed row would be ordered afresh, and paid for twice)."""
     from pipeline.run.stages import download
 
     real = download._check_jpeg
@@ -253,14 +256,40 @@ def test_a_bug_at_the_item_boundary_fails_one_item_and_logs_its_traceback(sandbo
     with caplog.at_level("ERROR", logger="pipeline.run.drive"):
         assert main(["run", str(config), "--quiet"]) == 1
     table = results(config)
-    failed = [r for r in table.values() if r["status"] == "failed"]
-    assert len(failed) == 1 and "internal error: KeyError" in failed[0]["error"]
+    kept = [r for r in table.values() if r["status"] != "done"]
+    assert len(kept) == 1 and kept[0]["status"] != "failed"
+    assert kept[0]["error"].startswith("internal error: KeyError") and "kept for the next run" in kept[0]["error"]
     assert sum(r["status"] == "done" for r in table.values()) == 2
     logged = [r for r in caplog.records if r.exc_info]
     assert logged and "flaky" in "".join(traceback.format_exception(*logged[0].exc_info))
     run_log = (config.parent / "out" / ".pipeline" / "run.log").read_text()
     assert "ERROR pipeline.run.drive internal error on item" in run_log
     assert "Traceback (most recent call last)" in run_log and "in flaky" in run_log
+    assert main(["run", str(config), "--quiet"]) == 0
+    assert all(r["status"] == "done" for r in results(config).values())
+    assert sandbox.ledger_snapshot()["credits"] == 3  # one per item: the kept one was not bought again
+
+
+def test_a_bug_before_any_order_fails_the_item(sandbox, catalog_dir, monkeypatch):
+    """Before its order nothing is paid: a bug fails the item, and the next run tries it afresh."""
+    from pipeline.run.stages import upload
+
+    real = upload._prepare
+    calls = []
+
+    def flaky(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyError("a bug")
+        return real(*args)
+
+    monkeypatch.setattr(upload, "_prepare", flaky)
+    config = write_catalog(catalog_dir, 3, base_url=sandbox.base_url)
+    assert main(["run", str(config), "--quiet"]) == 1
+    failed = [r for r in results(config).values() if r["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["error"] == "internal error: KeyError: 'a bug'"
+    assert main(["run", str(config), "--quiet"]) == 0
+    assert sandbox.ledger_snapshot()["credits"] == 3
 
 
 def test_the_run_log_never_holds_the_key(sandbox, catalog_dir, monkeypatch, capsys):
@@ -278,8 +307,8 @@ def test_the_run_log_never_holds_the_key(sandbox, catalog_dir, monkeypatch, caps
     run_log = (config.parent / "out" / ".pipeline" / "run.log").read_text()
     assert run_log.count("Traceback") == 2 and "[redacted]" in run_log
     assert SANDBOX_KEY not in run_log
-    assert [r["error"] for r in results(config).values()] == ["internal error: RuntimeError: bug with key "
-                                                              "[redacted] in it"] * 2
+    assert [r["error"].split(";")[0] for r in results(config).values()] == [
+        "internal error: RuntimeError: bug with key [redacted] in it"] * 2
     err = capsys.readouterr().err
     assert "DEBUG" in err and ": HTTP 200" in err  # --verbose: one line per exchange
     assert SANDBOX_KEY not in err

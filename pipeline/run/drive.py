@@ -136,6 +136,20 @@ async def _drive_unit(ctx: Context, unit: Unit, rows: dict[str, Row], fatal: lis
             rows[write.id] = write
 
 
+# An order that may still charge, or has: its row keeps the order, whatever fails, since a failed row
+# is ordered afresh by the next run (plan/decide: retry) and would be paid for twice.
+ORDERED = frozenset({State.SUBMITTED, State.GENERATED})
+
+
+def _failed(ctx: Context, row: Row, reason: str) -> None:
+    """The item cannot go on in this run: failed, or, once ordered, kept for the next run to poll or
+    download for no new credit (as a Parked one is)."""
+    if row.state in ORDERED:
+        ctx.ckpt.save(row, error=f"{reason}; order {row.order_id} kept for the next run (no new order)")
+    else:
+        ctx.ckpt.save(row, state=State.FAILED, error=reason, finished_at=time.time())
+
+
 async def _drive(ctx: Context, job: Job, fatal: list[PipelineError]) -> None:
     """Take one item as far as it can go; the per-item boundary where failures become data."""
     row = job.row
@@ -149,16 +163,15 @@ async def _drive(ctx: Context, job: Job, fatal: list[PipelineError]) -> None:
     except (Parked, Stopped) as exc:
         ctx.ckpt.save(row, error=str(exc))
     except ITEM_FAILURES as exc:
-        ctx.ckpt.save(row, state=State.FAILED, error=str(exc), finished_at=time.time())
+        _failed(ctx, row, str(exc))
     except (FatalApiError, CheckpointError, OutputError) as exc:
         ctx.budget.stop(str(exc))
         if isinstance(exc, RUN_ENDING + (CheckpointError, OutputError)):
             fatal.append(exc)
     except asyncio.CancelledError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the per-item boundary: a bug fails one item, not the run
+    except Exception as exc:  # noqa: BLE001 - the per-item boundary: a bug stops one item, not the run
         log.exception("internal error on item %s", row.id)  # the traceback goes to the run log
-        reason = ctx.client.redact(f"internal error: {type(exc).__name__}: {exc}")
-        ctx.ckpt.save(row, state=State.FAILED, error=reason, finished_at=time.time())
+        _failed(ctx, row, ctx.client.redact(f"internal error: {type(exc).__name__}: {exc}"))
     finally:
         slot.release()
