@@ -35,16 +35,20 @@ def _report(what: str, gap_ms: float, count: int, before: tuple[float, float]) -
           f"system per wake-up ({count} wake-ups)")
 
 
-def wake_cost_us(gap_ms: float = 6.0, seconds: float = 1.0) -> float:
-    """CPU microseconds per wake-up of an event loop idle `gap_ms` before each (bench.py's note)."""
+def _loop():
+    """(run, name): uvloop's runner where installed, as the run's loop is (pipeline/run/loop.py)."""
     try:
         import uvloop
-        run = uvloop.run
+        return uvloop.run, "uvloop"
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        run = asyncio.run
+        return asyncio.run, "asyncio"
+
+
+def wake_cost_us(gap_ms: float = 6.0, seconds: float = 1.0) -> float:
+    """CPU microseconds per wake-up of an event loop idle `gap_ms` before each (bench.py's note)."""
     count = max(50, int(seconds * 1000 / gap_ms))
     before = sum(_cpu())
-    run(_timers(count, gap_ms / 1000))
+    _loop()[0](_timers(count, gap_ms / 1000))
     return (sum(_cpu()) - before) / count * 1e6
 
 
@@ -52,11 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each series (default 3)")
     args = parser.parse_args()
-    try:
-        import uvloop
-        run, loop_name = uvloop.run, "uvloop"
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        run, loop_name = asyncio.run, "asyncio"
+    run, loop_name = _loop()
     for gap_ms in (0.5, 2.0, 6.0, 20.0):
         count = max(50, int(args.seconds * 1000 / gap_ms))
         before = _cpu()

@@ -48,7 +48,9 @@ _TAIL_BYTES = 64
 
 
 def ends_whole(fmt: str | None, head: bytes, tail: bytes, size: int) -> bool:
-    """Whether a file of `fmt` (`size` bytes; its first and last bytes) ends as a whole one does."""
+    """Whether a file of `fmt` (`size` bytes; its first bytes, and bytes that end where it ends: its
+    last ones, or all of it) ends as a whole one does."""
+    tail = tail[-_TAIL_BYTES:]
     if fmt == "JPEG":
         return tail.rstrip(b"\0").endswith(JPEG_EOI)
     if fmt == "PNG":
@@ -85,11 +87,6 @@ def _head_and_tail(path: Path) -> tuple[tuple[str, int, int] | None, bool]:
         return None, False
     finally:
         os.close(fd)
-
-
-def jpeg_end_problem(path: Path) -> str | None:
-    """Why a JPEG is cut short, or None (`end_problem` for a JPEG)."""
-    return end_problem(path, "JPEG")
 
 
 def end_problem(path: Path, fmt: str) -> str | None:

@@ -32,7 +32,7 @@ from pipeline.errors import ConfigError
 from pipeline.inputs.build import Sink, build, manifest_base, resolve_image  # noqa: F401
 from pipeline.inputs.files import checked_local, display_path, read_text
 from pipeline.inputs.items import RESERVED, InvalidItem, Item, Manifest  # noqa: F401
-from pipeline.inputs.local_images import JPEG_EOI, image_problem, jpeg_end_problem  # noqa: F401
+from pipeline.inputs.local_images import JPEG_EOI, image_problem  # noqa: F401
 from pipeline.inputs import stores
 from pipeline.inputs.readers import NONE, READERS, UNITS, Table, opened_csv, suffix
 from pipeline.inputs.settings import RunConfig

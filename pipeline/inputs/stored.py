@@ -30,7 +30,7 @@ from pathlib import Path
 
 from pipeline.inputs.local_images import ENDS, ends_whole
 from pipeline.media.formats import sniff_format
-from pipeline.media.images import HEAD_BYTES, header_of, image_header
+from pipeline.media.images import HEAD_BYTES, PIL_FORMATS, header_of, image_header
 from pipeline.store.atomic import write_atomically
 from pipeline.store.kept import add_kept, read_kept
 from pipeline.store.remote import Remote, StorageError, describe, is_remote
@@ -142,7 +142,7 @@ def _read_whole(store: Remote, folder: str, names: list[str], listed: Mapping[st
                 verdicts[url] = f"cannot be read: {describe(data, url)}"
                 continue
             header = header_of(data[:HEAD_BYTES])
-            if header is not None and ends_whole(header[0], data, data[-64:], len(data)):
+            if header is not None and ends_whole(header[0], data, data, len(data)):
                 sizes[url] = (header[1], header[2])
                 verdicts[url] = None
             else:
@@ -164,12 +164,12 @@ def _ranges(store: Remote, wanted: list[tuple[str, int, int]]) -> dict[str, byte
 
 def _decoded_problem(data: bytes, url: str, sizes: dict[str, tuple[int, int]]) -> str | None:
     """Pillow's verdict on a whole image, worded as manifest.image_problem words a local file's."""
-    fmt = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP"}.get(sniff_format(data[:HEAD_BYTES]))
+    fmt = PIL_FORMATS.get(sniff_format(data[:HEAD_BYTES]))  # by its magic bytes, if Pillow cannot tell
     try:
         with Image.open(io.BytesIO(data)) as im:
             sizes[url] = im.size
             fmt = im.format
-            if not ends_whole(im.format, data, data[-64:], len(data)):
+            if not ends_whole(im.format, data, data, len(data)):
                 im.load()
     except UnidentifiedImageError:
         if fmt in ENDS:  # its magic bytes say what it is, cut before Pillow could tell

@@ -88,6 +88,7 @@ def image_header(src: str | Path) -> tuple[str, int, int] | None:
 
 
 HEAD_BYTES = _HEAD_BYTES  # what header_of needs of a file's start (a ranged read of an object)
+PIL_FORMATS = _PIL_FORMATS  # sniff_format's name -> Pillow's
 
 
 def header_of(head: bytes) -> tuple[str, int, int] | None:

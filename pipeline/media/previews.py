@@ -25,7 +25,7 @@ from PIL import Image
 
 from pipeline.errors import OutputError
 from pipeline.store.atomic import write_atomically
-from pipeline.media.images import HEAD_BYTES, header_of, image_header
+from pipeline.media.images import header_of, image_header
 
 THUMB_SIZE = 256
 THUMB_QUALITY = 82
@@ -105,7 +105,7 @@ def _encoded(original: Image.Image, size: int) -> bytes:
 def wants_preview(data: bytes) -> bool:
     """Whether the report shows this picture (a file's bytes) by a thumbnail, not as itself (as
     `Previews` decides from the file: `_plan`)."""
-    found = header_of(data[:HEAD_BYTES])
+    found = header_of(data)  # it reads the first bytes only: no copy of them
     return found is not None and not _as_is(max(found[1], found[2]), data.__len__)
 
 

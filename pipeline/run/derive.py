@@ -116,7 +116,6 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     return pool
 
 
-
 def _round(cfg: RunConfig, store: Delivered, batch: list, outputs: Remote | None, pool) -> int:
     """One batch: sources read, renditions made (in the pool, if any), written, recorded."""
     tasks = _tasks(cfg, batch, outputs)
