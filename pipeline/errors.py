@@ -21,10 +21,10 @@
     │   └── Refused               a well-formed LightX answer with statusCode != 2000: the API said no
     └── Stopped                   the run is stopping (Ctrl-C, SIGTERM): no further attempt is made
 
-    images.ImageError, fetch.FetchError   a source image cannot be read or fetched; the item fails
+    images.ImageError, FetchError   a source image cannot be read or fetched; the item fails
 
-Only client.py (the LightX API) and fetch.py (remote source images) turn aiohttp/asyncio
-exceptions into these; stages never catch aiohttp errors.
+Only client.py (the LightX API, on lightx/wire.py) and plan/fetch.py (remote source images, on
+aiohttp) turn transport exceptions into these; stages never catch them.
 """
 from __future__ import annotations
 
@@ -114,3 +114,16 @@ class Refused(ItemError):
 
 class Stopped(ApiError):
     pass
+
+
+class FetchError(Exception):
+    """A remote image could not be fetched; the message is one human line.
+
+    `transient`: a later try may succeed (refused or reset connection, no answer, 5xx, 429, 408);
+    `retry_after`: the seconds the server asked for; `host_down`: the host itself cannot be reached
+    (its name does not resolve), so its other pictures need not be tried."""
+
+    def __init__(self, message: str, *, transient: bool = False, retry_after: float | None = None,
+                 host_down: bool = False):
+        super().__init__(message)
+        self.transient, self.retry_after, self.host_down = transient, retry_after, host_down

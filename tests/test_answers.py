@@ -14,6 +14,7 @@ from pipeline.inputs.config import RetrySettings
 from pipeline.lightx.answers import (answer_message, detail, fatal_from_message, lightx_error, parse_retry_after,
                                      s3_message, snippet)
 from pipeline.lightx.client import Client
+from pipeline.lightx.wire import Wire
 
 
 @pytest.mark.parametrize("message", ["Invalid API key", "apiKey missing", "Unauthorized", "UNAUTHORISED request",
@@ -121,7 +122,7 @@ async def test_a_key_refused_by_message_stops_every_request_after_the_first(stat
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
-        async with aiohttp.ClientSession() as session:
+        async with Wire() as session:
             client = Client(session, str(server.make_url("/api")), "a-key-0123456789abcdef",
                             retries=RetrySettings(transient=3, backoff_base_s=0.01, backoff_max_s=0.05))
             first = await asyncio.gather(client.upload_slot(10, "image/jpeg"), return_exceptions=True)

@@ -13,6 +13,7 @@ from pipeline.lightx.client import Client
 from pipeline.inputs.config import RetrySettings
 from pipeline.errors import AuthError, CreditsError, ItemError, Refused, Stopped, WrongApi
 from pipeline.lightx.pacing import Pacer
+from pipeline.lightx.wire import Wire
 
 KEY = "test-key-0123456789abcdef0123456789"
 FAST = RetrySettings(transient=4, backoff_base_s=0.01, backoff_max_s=0.05)
@@ -63,7 +64,7 @@ async def serve():
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
         servers.append(server)
-        session = aiohttp.ClientSession()
+        session = Wire()
         sessions.append(session)
         base = str(server.make_url("/api"))
         client = Client(session, base, KEY, retries=client_kw.pop("retries", FAST), **client_kw)

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 from helpers import jpeg_bytes, run_on_virtual_time
 from pipeline.store.checkpoint import Checkpoint, Row
 from pipeline.lightx.client import Client
+from pipeline.lightx.wire import Wire
 from pipeline.inputs.config import RetrySettings
 from pipeline.sandbox import SANDBOX_KEY, SandboxOptions
 from pipeline.sandbox.app import create_app, state_of
@@ -42,7 +43,7 @@ async def drive(tmp_path, *, n: int, concurrency: int, interval: float,
     ckpt = Checkpoint.open(tmp_path / f"checkpoint-{random.random()}.sqlite")
     times = OrderTimes(concurrency=concurrency, history=history, clock=clock)
     try:
-        async with aiohttp.ClientSession() as session:
+        async with Wire() as session:
             client = Client(session, str(server.make_url("/external/api")), SANDBOX_KEY,
                             retries=RetrySettings(transient=3, backoff_base_s=0.01, backoff_max_s=0.05))
             data = jpeg_bytes((16, 16), "red", product=False)

@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestServer
 from helpers import jpeg_bytes
 from pipeline.inputs.config import RetrySettings
 from pipeline.lightx.client import Client
+from pipeline.lightx.wire import Wire
 from pipeline.run.stages import Context, Job, upload
 from pipeline.run.states import State
 from pipeline.sandbox import SANDBOX_KEY, SandboxOptions
@@ -27,7 +28,7 @@ async def upload_all(tmp_path, images: dict[str, bytes], *, ckpt: Checkpoint, **
                           output=SimpleNamespace(dir=tmp_path / "out"))
     rows = []
     try:
-        async with aiohttp.ClientSession() as session:
+        async with Wire() as session:
             client = Client(session, str(server.make_url("/external/api")), SANDBOX_KEY,
                             retries=RetrySettings(transient=3, backoff_base_s=0.01, backoff_max_s=0.05))
             ctx = Context(cfg=cfg, client=client, ckpt=ckpt, api_id="sb", api_kind="sandbox",

@@ -1,6 +1,6 @@
-"""The LightX protocol on one aiohttp session; the only place aiohttp errors are caught.
+"""The LightX protocol on one Wire (lightx/wire.py); the only place its errors are caught.
 
-    client = Client(session, base_url, key, retries=RetrySettings(), pacer=Pacer())
+    client = Client(wire, base_url, key, retries=RetrySettings(), pacer=Pacer())
     slot = await client.upload_slot(len(data), "image/jpeg")
     await client.put_image(slot.put_url, data, "image/jpeg")
     order = await client.submit(slot.image_url, "a mug on marble")
@@ -15,9 +15,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
 
-import aiohttp
-from yarl import URL
-
 from pipeline.inputs.config import BASE_URL_ENV, DEFAULT_BASE_URL, RetrySettings
 from pipeline.errors import (ApiError, ApiUnreachable, AuthError, CreditsError, FatalApiError, ForeignAnswer,
                              ItemError, Refused, Stopped, TransientError, WrongApi)
@@ -26,15 +23,16 @@ from pipeline.lightx.answers import (answer_message, detail, fatal_from_message,
                                      s3_message, server_fault, snippet)
 from pipeline.lightx.backoff import backoff, delay_for, gave_up, unanswered_after
 from pipeline.lightx.pacing import Pacer
+from pipeline.lightx.wire import BadAnswer, CannotConnect, Disconnected, TooBig, Wire
 from pipeline.media.formats import sniff_format
 
 T = TypeVar("T")
 SUCCESS = 2000
 PROBE_ATTEMPTS = 8  # the run's first API call, unanswered (connection refused, timeouts): then ApiUnreachable
 
-# Classified once: these are the failures of a busy network, worth another try.
-_TRANSIENT_EXC = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError,
-                  asyncio.TimeoutError, ConnectionError)
+# Classified once: these are the failures of a busy network, worth another try (the Wire raises
+# only these and TooBig; OSError covers a socket error from a write).
+_TRANSIENT_EXC = (asyncio.TimeoutError, ConnectionError, OSError)
 
 
 log = logging.getLogger(__name__)
@@ -61,19 +59,19 @@ class OrderStatus:
 
 
 class Client:
-    """One LightX account on one aiohttp session; retries transient errors, never leaks the key."""
+    """One LightX account on one Wire; retries transient errors, never leaks the key."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, key: str, *,
+    def __init__(self, wire: Wire, base_url: str, key: str, *,
                  retries: RetrySettings | None = None, pacer: Pacer | None = None,
                  timeout_s: float = 60.0):
-        self._session = session
+        self._wire = wire
         self._base = base_url.rstrip("/")
         self._key = key
         self._retries = retries or RetrySettings()
         self.pacer = pacer or Pacer()
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(10.0, timeout_s))
+        self._timeout_s, self._connect_s = timeout_s, min(10.0, timeout_s)
         self._api_headers = {"x-api-key": key, "Content-Type": "application/json"}
-        self._urls: dict[str, URL] = {}
+        self._urls: dict[str, str] = {}
         self._fatal: FatalApiError | None = None  # a wrong key or URL: every later call fails at once
         # Until the API has answered once as LightX does (success or a refusal), calls go one at a
         # time: a wrong key or URL then costs one request, not one per item in flight.
@@ -185,7 +183,7 @@ class Client:
     async def _json_call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         url = self._urls.get(path)
         if url is None:  # parsed once per route, not once per request
-            url = self._urls[path] = URL(f"{self._base}/{path}")
+            url = self._urls[path] = f"{self._base}/{path}"
         raw = await self._raw("POST", url, data=json.dumps(payload).encode(), headers=self._api_headers,
                               api=True, name=path.rsplit("/", 1)[-1])
         try:
@@ -211,10 +209,10 @@ class Client:
             raise TransientError(f"{path}: answer has no body")
         return body
 
-    async def _raw(self, method: str, url: str | URL, *, data: bytes | None = None,
+    async def _raw(self, method: str, url: str, *, data: bytes | None = None,
                    headers: dict[str, str] | None = None, api: bool = False, name: str | None = None,
                    max_bytes: int = 8 * 1024 * 1024) -> bytes:
-        """One HTTP exchange; every aiohttp/asyncio failure is translated here.
+        """One HTTP exchange; every transport failure is translated here.
 
         Only API calls carry the key (in `headers`), and they never follow redirects; S3 uploads and
         CDN downloads are not paced, since the rate limit is the API's.
@@ -228,39 +226,26 @@ class Client:
         task = asyncio.current_task()
         self._on_wire.add(task)
         try:
-            async with self._session.request(method, url, data=data, headers=headers,
-                                             timeout=self._timeout, allow_redirects=not api) as resp:
-                if not api and not is_http_url(str(resp.url)):
-                    raise ItemError("redirected away from http(s)")
-                status = resp.status
-                if log.isEnabledFor(logging.DEBUG):  # the request's name only: URLs carry signatures
-                    log.debug("%s: HTTP %s", name, status)
-                if api and status != 429:
-                    self.pacer.observe(False)
-                if status >= 400 or status < 200:
-                    text = await resp.content.read(2048)
-                    raise self._http_error(name, status, parse_retry_after(resp.headers.get("Retry-After"),
-                                                                        resp.headers.get("Date")), text, api)
-                length = resp.content_length
-                if length is not None:
-                    if length > max_bytes:
-                        raise ItemError(f"{name}: answer of {length} bytes is over the {max_bytes}-byte cap")
-                    return await resp.read()  # the cap is checked: aiohttp stops at Content-Length
-                chunks, size = [], 0
-                async for chunk in resp.content.iter_any():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise ItemError(f"{name}: answer is over the {max_bytes}-byte cap")
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except ApiError:
-            raise
+            answer = await self._wire.request(method, url, body=data, headers=headers, timeout_s=self._timeout_s,
+                                              connect_s=self._connect_s, redirects=not api, max_bytes=max_bytes)
+        except TooBig as exc:
+            raise ItemError(f"{name}: answer of {exc.size} bytes is over the {max_bytes}-byte cap" if exc.size
+                            else f"{name}: answer is over the {max_bytes}-byte cap") from None
         except _TRANSIENT_EXC as exc:
             raise TransientError(f"{name}: {_describe(exc)}") from None
-        except aiohttp.ClientError as exc:
-            raise TransientError(f"{name}: {type(exc).__name__}") from None
         finally:
             self._on_wire.discard(task)
+        if not api and not is_http_url(answer.url):
+            raise ItemError("redirected away from http(s)")
+        status = answer.status
+        if log.isEnabledFor(logging.DEBUG):  # the request's name only: URLs carry signatures
+            log.debug("%s: HTTP %s", name, status)
+        if api and status != 429:
+            self.pacer.observe(False)
+        if status >= 400 or status < 200:
+            raise self._http_error(name, status, parse_retry_after(answer.headers.get("retry-after"),
+                                                                answer.headers.get("date")), answer.body[:2048], api)
+        return answer.body
 
     def _http_error(self, name: str, status: int, wait: float | None, text: bytes, api: bool):
         if status == 429:
@@ -377,5 +362,7 @@ def _parse_status(body: dict[str, Any]) -> OrderStatus:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
+    if isinstance(exc, (CannotConnect, Disconnected, BadAnswer)):  # the Wire's own words
+        return str(exc)
     return type(exc).__name__
 

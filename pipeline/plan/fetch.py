@@ -25,7 +25,7 @@ import aiohttp
 from yarl import URL
 
 from pipeline.store.atomic import write_atomically
-from pipeline.errors import OutputError
+from pipeline.errors import FetchError, OutputError  # FetchError lives there: drive imports it without aiohttp
 from pipeline.inputs.locations import HTTP_SCHEMES
 from pipeline.media.formats import sniff_format
 from pipeline.store.retry import retry_after_s
@@ -39,19 +39,6 @@ CHUNK_BYTES = 64 * 1024
 # getaddrinfo's answers that mean the name does not exist (a typo, a removed CDN): no retry fixes them.
 _NO_SUCH_NAME = frozenset(code for code in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
                           if code is not None)
-
-
-class FetchError(Exception):
-    """A remote image could not be fetched; the message is one human line.
-
-    `transient`: a later try may succeed (refused or reset connection, no answer, 5xx, 429, 408);
-    `retry_after`: the seconds the server asked for; `host_down`: the host itself cannot be reached
-    (its name does not resolve), so its other pictures need not be tried."""
-
-    def __init__(self, message: str, *, transient: bool = False, retry_after: float | None = None,
-                 host_down: bool = False):
-        super().__init__(message)
-        self.transient, self.retry_after, self.host_down = transient, retry_after, host_down
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from pipeline.inputs.config import RunConfig
 from pipeline.inputs.manifest import Item
-from pipeline.plan.fetch import FetchError
-from pipeline.plan.pictures import fetch_pictures
+from pipeline.errors import FetchError
 from pipeline.store.atomic import write_atomically
 from pipeline.store.checkpoint import Checkpoint
 from pipeline.store.kept import drop_kept, read_kept
@@ -69,6 +68,7 @@ async def hash_sources(cfg: RunConfig, items: list[Item], ckpt: Checkpoint) -> t
         problems.update(lost)
     remote = [i for i in items if i.image_url and not is_remote(i.image_url)]
     if remote:
+        from pipeline.plan.pictures import fetch_pictures  # aiohttp, imported by runs that fetch pictures only
         fetched = await fetch_pictures(cfg, {i.image_url for i in remote})
         for item in remote:
             got = fetched[item.image_url]

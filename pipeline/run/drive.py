@@ -15,10 +15,9 @@ import signal
 import threading
 import time
 
-from pipeline.errors import (ApiUnreachable, AuthError, CheckpointError, FatalApiError, ItemError, OutputError,
-                             PipelineError, Stopped, WrongApi)
+from pipeline.errors import (ApiUnreachable, AuthError, CheckpointError, FatalApiError, FetchError, ItemError,
+                             OutputError, PipelineError, Stopped, WrongApi)
 from pipeline.media.images import ImageError
-from pipeline.plan.fetch import FetchError
 from pipeline.plan.steps import Unit
 from pipeline.run.progress import Progress
 from pipeline.run.stages import ORDER_STAGES, STAGES, Context, Job, Parked

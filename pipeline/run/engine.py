@@ -22,14 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
-import aiohttp
-
 from pipeline.errors import CheckpointError, ConfigError, OutputError, PipelineError
 from pipeline.inputs.config import RunConfig
 from pipeline.inputs.manifest import Manifest
 from pipeline.inputs.validate import Overview
 from pipeline.lightx.client import Client
 from pipeline.lightx.pacing import Pacer
+from pipeline.lightx.wire import Wire
 from pipeline.outputs import publish, results
 from pipeline.plan.make import make_plan
 from pipeline.run.collector import long_lived
@@ -242,13 +241,12 @@ def _endpoint(cfg: RunConfig, options: RunOptions, key: str | None) -> Endpoint:
 # -- execute ---------------------------------------------------------------------------------------
 
 async def execute(prepared: Prepared) -> Executed:
-    """Drive every planned item on one event loop and one HTTP session; run-level faults are returned."""
+    """Drive every planned item on one event loop and one Wire; run-level faults are returned."""
     cfg, options = prepared.cfg, prepared.options
-    connector = aiohttp.TCPConnector(limit=max(100, cfg.limits.workers * 2), ttl_dns_cache=300)
-    async with aiohttp.ClientSession(connector=connector) as session, _serving(prepared), \
+    async with Wire(limit=max(100, cfg.limits.workers * 2)) as wire, _serving(prepared), \
             qa.Scorer(cfg, wanted=bool(prepared.plan.units) and cfg.qa.min_fidelity > 0) as scorer:
         endpoint = prepared.endpoint
-        client = Client(session, endpoint.base_url, endpoint.key, retries=cfg.retries,
+        client = Client(wire, endpoint.base_url, endpoint.key, retries=cfg.retries,
                         pacer=Pacer(cfg.limits.requests_per_second), timeout_s=cfg.api.timeout_s)
         ckpt = prepared.ckpt
         ckpt.trim_order_times()
