@@ -317,3 +317,20 @@ async def test_https_is_verified_against_the_trust_store(serve):
     async with Wire() as default:  # the system's trust store does not know this certificate
         with pytest.raises(CannotConnect, match="SSLCertVerificationError"):
             await default.request("GET", server.url + "/")
+
+
+async def test_a_body_too_big_for_one_write_arrives_whole(serve):
+    server, wire = await serve(answer(b"stored"))
+    picture = bytes(range(256)) * 1200  # 300 KB: its head and body go in two writes
+    assert (await wire.request("PUT", server.url + "/s3/key", body=picture)).body == b"stored"
+    assert server.requests[0][1] == picture
+
+
+def test_a_run_imports_no_aiohttp():
+    """The run's start-up is part of every item's CPU: aiohttp (and its two SSL contexts) stays out of it."""
+    import subprocess
+    import sys
+    code = ("import sys, pipeline, pipeline.cli, pipeline.run.engine, pipeline.run.drive, pipeline.plan.sources;"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'aiohttp'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -32,6 +32,7 @@ from pipeline.version import VERSION
 MAX_REDIRECTS = 10
 IDLE_S = 15.0  # a connection idle longer is closed, not reused: servers close theirs after 5-60 s
 USER_AGENT = f"lightx-pipeline/{VERSION}"
+ONE_WRITE = 256 * 1024  # a body up to this size is sent with its head in one write
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
 _SAFE = "/?&=%:@!$'()*+,;~-._[]"  # what stays as it is in a request target: a signed URL's bytes are its signature
 
@@ -62,11 +63,6 @@ class Answer:
     headers: dict[str, str]  # lower-case names; a repeated header keeps its last value
     body: bytes
     url: str  # after redirects
-
-    @property
-    def content_length(self) -> int | None:
-        value = self.headers.get("content-length")
-        return int(value) if value and value.isdigit() else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,9 +270,12 @@ class Wire:
             conn.begin(waiter, max_bytes)
             timer = loop.call_at(deadline, conn.expire)
             try:
-                transport.write(head)
-                if body:
-                    transport.write(body)
+                if body and len(body) <= ONE_WRITE:
+                    transport.write(head + body)  # one send, not two: a small copy costs less than a syscall
+                else:
+                    transport.write(head)
+                    if body:
+                        transport.write(body)
                 answer = await waiter
             finally:
                 timer.cancel()
