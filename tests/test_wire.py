@@ -334,3 +334,39 @@ def test_a_run_imports_no_aiohttp():
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'aiohttp'))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+async def test_a_servers_keep_alive_timeout_is_kept_short_of(serve):
+    server, wire = await serve(answer(b"a", "200 OK", "Keep-Alive: timeout=2, max=100"))
+    await wire.request("GET", server.url + "/")
+    await asyncio.sleep(0.5)
+    await wire.request("GET", server.url + "/")  # within 2 s less the second kept in hand: reused
+    assert server.connections == 1
+    await asyncio.sleep(1.2)  # past it
+    await wire.request("GET", server.url + "/")
+    assert server.connections == 2
+
+
+async def test_a_connection_whose_body_the_server_did_not_read_is_not_reused():
+    connections = 0
+
+    async def early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")  # the head only: a refusal before the body is read
+        writer.write(answer(b"too big", "413 Payload Too Large"))
+        await writer.drain()
+        await asyncio.sleep(1)
+        writer.close()
+
+    server = await asyncio.start_server(early, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    try:
+        async with Wire() as wire:
+            got = await wire.request("PUT", url, body=b"\0" * (32 * 1024 * 1024), timeout_s=5)
+            assert (got.status, got.body) == (413, b"too big")
+            assert (await wire.request("PUT", url, body=b"{}", timeout_s=5)).status == 413
+            assert connections == 2
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -80,7 +80,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future | None = None
-        self.idle_since = 0.0
+        self.reusable_until = 0.0  # the loop's time after which an idle connection is not reused
         self._reset(8 * 1024 * 1024)
 
     def _reset(self, max_bytes: int) -> None:
@@ -96,8 +96,8 @@ class _Connection(asyncio.Protocol):
         self._reset(max_bytes)
         self.waiter = waiter
 
-    def usable(self, idle_after: float) -> bool:
-        return self.transport is not None and not self.transport.is_closing() and self.idle_since >= idle_after
+    def usable(self, now: float) -> bool:
+        return self.transport is not None and not self.transport.is_closing() and now < self.reusable_until
 
     def close(self) -> None:
         if self.transport is not None:
@@ -260,7 +260,7 @@ class Wire:
             await self._slots.acquire()
         conn: _Connection | None = None
         try:
-            conn = self._reuse(origin, loop.time() - self._idle_s)
+            conn = self._reuse(origin, loop.time())
             if conn is None:
                 conn = await self._connect(loop, origin, min(connect_s, deadline - loop.time()))
             transport = conn.transport
@@ -279,8 +279,9 @@ class Wire:
                 answer = await waiter
             finally:
                 timer.cancel()
-            if conn.keep and not self._closed:
-                self._park(origin, conn, loop.time())
+            if conn.keep and not self._closed and not transport.get_write_buffer_size():
+                # (a server that answered before reading all of a body leaves the rest unsent: not reused)
+                self._park(origin, conn, loop.time(), answer[1].get("keep-alive"))
                 conn = None
             return answer
         finally:
@@ -303,21 +304,27 @@ class Wire:
         lines.append("\r\n")
         return "".join(lines).encode("latin-1")
 
-    def _reuse(self, origin: _Origin, idle_after: float) -> _Connection | None:
+    def _reuse(self, origin: _Origin, now: float) -> _Connection | None:
         idle = self._idle.get(origin)
         while idle:
             conn = idle.pop()
             self._idle_count -= 1
-            if conn.usable(idle_after):
+            if conn.usable(now):
                 return conn
             conn.close()
         return None
 
-    def _park(self, origin: _Origin, conn: _Connection, now: float) -> None:
+    def _park(self, origin: _Origin, conn: _Connection, now: float, keep_alive: str | None) -> None:
         if self._idle_count >= self._limit:  # idle sockets stay within the limit too
             conn.close()
             return
-        conn.idle_since = now
+        idle_s = self._idle_s
+        if keep_alive:  # "timeout=5, max=100": the server closes idle connections after 5 s; stop 1 s short
+            for part in keep_alive.split(","):
+                name, _, value = part.strip().partition("=")
+                if name.lower() == "timeout" and value.strip().isdigit():
+                    idle_s = min(idle_s, max(0.0, int(value) - 1.0))
+        conn.reusable_until = now + idle_s
         self._idle.setdefault(origin, deque()).append(conn)
         self._idle_count += 1
 
