@@ -370,3 +370,53 @@ async def test_a_connection_whose_body_the_server_did_not_read_is_not_reused():
     finally:
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.parametrize("protocol, with_length", [("HTTP/1.0", False), ("HTTP/1.0", True), ("HTTP/1.1", True)])
+async def test_the_standard_librarys_http_server_is_understood(protocol, with_length):
+    """A server we did not write: http.server answers HTTP/1.0 and closes, or keeps HTTP/1.1 alive."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = protocol
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            answer = b'{"statusCode": 2000, "echo": ' + body + b"}"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            if with_length:
+                self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        async with Wire() as wire:
+            for n in range(3):
+                got = await wire.request("POST", f"http://127.0.0.1:{server.server_port}/v1/x", body=b"%d" % n)
+                assert (got.status, got.body) == (200, b'{"statusCode": 2000, "echo": %d}' % n)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_a_presigned_put_and_get_against_moto_s3(s3):
+    """A server we did not write: an S3 presigned URL (its signature in the query) PUT and GET as sent."""
+    s3.client.create_bucket(Bucket="uploads")
+    key = "in/a photo +1 (café).jpg"  # characters a signed URL percent-encodes
+    put_url = s3.client.generate_presigned_url("put_object", Params={"Bucket": "uploads", "Key": key,
+                                                                     "ContentType": "image/jpeg"}, ExpiresIn=300)
+    get_url = s3.client.generate_presigned_url("get_object", Params={"Bucket": "uploads", "Key": key}, ExpiresIn=300)
+    picture = b"\xff\xd8" + bytes(range(256)) * 40 + b"\xff\xd9"
+    async with Wire() as wire:
+        put = await wire.request("PUT", put_url, body=picture, headers={"Content-Type": "image/jpeg"})
+        assert put.status == 200, put.body
+        got = await wire.request("GET", get_url, redirects=True)
+    assert (got.status, got.body) == (200, picture)
+    assert s3.get("uploads", key)["Body"].read() == picture
