@@ -15,15 +15,17 @@ from pipeline.lightx.wire import BadAnswer, CannotConnect, Disconnected, TooBig,
 class RawServer:
     """Reads each request (head and Content-Length body) and answers with the script's bytes.
 
-    A script entry is bytes to write, "close" (close at
-    once), "hang" (never answer), "pause" (wait 50 ms), or a list of entries to write in turn on one
-    request. `most_answering`: the most requests it was answering at one time."""
+    A script entry is bytes to write, "close" (close at once), "hang" (never answer: wait for the
+    client to close), "pause" (wait 50 ms), or a list of entries to write in turn on one request.
+    `most_answering`: the most requests it was answering at one time."""
 
     def __init__(self, *script):
         self.script = list(script)
         self.requests: list[tuple[bytes, bytes]] = []  # (head, body) as received
         self.connections = 0
         self.answering = self.most_answering = 0
+        self.asked = asyncio.Event()  # set at each request's arrival
+        self.hung_up = asyncio.Event()  # set when a connection ends on this side
         self.server: asyncio.AbstractServer | None = None
         self.url = ""
 
@@ -51,6 +53,7 @@ class RawServer:
                         length = int(line.split(b":", 1)[1])
                 body = await reader.readexactly(length) if length else b""
                 self.requests.append((head, body))
+                self.asked.set()
                 entry = self.script.pop(0) if len(self.script) > 1 else self.script[0]
                 self.answering += 1
                 self.most_answering = max(self.most_answering, self.answering)
@@ -59,8 +62,11 @@ class RawServer:
                         if part == "close":
                             writer.transport.abort()
                             return
-                        if part in ("hang", "pause"):
-                            await asyncio.sleep(3600 if part == "hang" else 0.05)
+                        if part == "hang":  # no answer, until the client gives up and closes
+                            await reader.read()
+                            return
+                        if part == "pause":
+                            await asyncio.sleep(0.05)
                             continue
                         writer.write(part)
                         await writer.drain()
@@ -69,6 +75,16 @@ class RawServer:
                     self.answering -= 1
         finally:
             writer.close()
+            self.hung_up.set()
+
+
+async def until(condition, within_s: float = 2.0) -> None:
+    """Yield to the loop until `condition()` holds: no fixed sleep, and a bound if it never does."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + within_s
+    while not condition():
+        assert loop.time() < give_up, "the condition never held"
+        await asyncio.sleep(0)
 
 
 def answer(body: bytes = b"{}", status: str = "200 OK", *headers: str) -> bytes:
@@ -204,10 +220,10 @@ async def test_a_307_keeps_the_method_and_body_a_redirect_away_from_http_is_retu
 
 
 @pytest.mark.parametrize("coding, packed", [
-    ("gzip", gzip.compress(b'{"statusCode": 2000}')),
+    ("gzip", gzip.compress(b'{"statusCode": 2000}', mtime=0)),  # mtime=0: the same bytes in every worker
     ("deflate", zlib.compress(b'{"statusCode": 2000}')),
     ("deflate", zlib.compress(b'{"statusCode": 2000}')[2:-4]),  # raw deflate, as some servers send it
-])
+], ids=["gzip", "deflate", "raw-deflate"])
 async def test_a_body_compressed_unasked_is_decoded(serve, coding, packed):
     server, wire = await serve(answer(packed, "200 OK", f"Content-Encoding: {coding}"))
     assert (await wire.request("GET", server.url + "/")).body == b'{"statusCode": 2000}'
@@ -242,9 +258,8 @@ async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(ser
 
 
 async def test_a_connection_idle_too_long_is_not_reused(serve):
-    server, wire = await serve(answer(b"a"), idle_s=0.05)
+    server, wire = await serve(answer(b"a"), idle_s=0)  # every idle connection is too old at once
     await wire.request("GET", server.url + "/")
-    await asyncio.sleep(0.1)
     await wire.request("GET", server.url + "/")
     assert server.connections == 2
 
@@ -252,7 +267,9 @@ async def test_a_connection_idle_too_long_is_not_reused(serve):
 async def test_a_connection_the_server_closed_while_idle_is_not_reused(serve):
     server, wire = await serve([answer(b"a"), "close"], answer(b"b"))
     await wire.request("GET", server.url + "/")
-    await asyncio.sleep(0.05)  # the server has hung up on the idle connection
+    await server.hung_up.wait()
+    # until this side has read the server's end of it too (the idle connection's transport is gone)
+    await until(lambda: all(conn.transport is None for idle in wire._idle.values() for conn in idle))
     assert (await wire.request("GET", server.url + "/")).body == b"b"
 
 
@@ -266,10 +283,11 @@ async def test_no_more_than_limit_requests_are_on_the_wire_at_once(serve):
 async def test_a_cancelled_request_drops_its_connection_and_the_next_one_is_served(serve):
     server, wire = await serve("hang", answer(b"next"))
     task = asyncio.create_task(wire.request("GET", server.url + "/"))
-    await asyncio.sleep(0.1)
+    await server.asked.wait()  # on the wire, its answer never coming
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    await asyncio.wait_for(server.hung_up.wait(), 2)  # the client closed that connection
     assert (await wire.request("GET", server.url + "/")).body == b"next"
     assert server.connections == 2
 
@@ -337,13 +355,12 @@ def test_a_run_imports_no_aiohttp():
 
 
 async def test_a_servers_keep_alive_timeout_is_kept_short_of(serve):
-    server, wire = await serve(answer(b"a", "200 OK", "Keep-Alive: timeout=2, max=100"))
+    server, wire = await serve(answer(b"a", "200 OK", "Keep-Alive: timeout=3, max=100"),
+                               answer(b"a", "200 OK", "Keep-Alive: timeout=1"))
     await wire.request("GET", server.url + "/")
-    await asyncio.sleep(0.5)
-    await wire.request("GET", server.url + "/")  # within 2 s less the second kept in hand: reused
+    await wire.request("GET", server.url + "/")  # within 3 s less the second kept in hand: reused
     assert server.connections == 1
-    await asyncio.sleep(1.2)  # past it
-    await wire.request("GET", server.url + "/")
+    await wire.request("GET", server.url + "/")  # 1 s less that second: not kept at all
     assert server.connections == 2
 
 

@@ -30,9 +30,9 @@ T = TypeVar("T")
 SUCCESS = 2000
 PROBE_ATTEMPTS = 8  # the run's first API call, unanswered (connection refused, timeouts): then ApiUnreachable
 
-# Classified once: these are the failures of a busy network, worth another try (the Wire raises
-# only these and TooBig; OSError covers a socket error from a write).
-_TRANSIENT_EXC = (asyncio.TimeoutError, ConnectionError, OSError)
+# Classified once: the failures of a busy network, worth another try. The Wire raises only these
+# (ConnectionError and TimeoutError are OSErrors; so is a socket's own error) and TooBig.
+_TRANSIENT_EXC = (OSError,)
 
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,6 @@ class Client:
         self.pacer = pacer or Pacer()
         self._timeout_s, self._connect_s = timeout_s, min(10.0, timeout_s)
         self._api_headers = {"x-api-key": key, "Content-Type": "application/json"}
-        self._urls: dict[str, str] = {}
         self._fatal: FatalApiError | None = None  # a wrong key or URL: every later call fails at once
         # Until the API has answered once as LightX does (success or a refusal), calls go one at a
         # time: a wrong key or URL then costs one request, not one per item in flight.
@@ -181,11 +180,8 @@ class Client:
         return self._fatal
 
     async def _json_call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        url = self._urls.get(path)
-        if url is None:  # parsed once per route, not once per request
-            url = self._urls[path] = f"{self._base}/{path}"
-        raw = await self._raw("POST", url, data=json.dumps(payload).encode(), headers=self._api_headers,
-                              api=True, name=path.rsplit("/", 1)[-1])
+        raw = await self._raw("POST", f"{self._base}/{path}", data=json.dumps(payload).encode(),
+                              headers=self._api_headers, api=True, name=path.rsplit("/", 1)[-1])
         try:
             doc = json.loads(raw)
         except ValueError:
